@@ -1,0 +1,1 @@
+//! The YAML configuration: a strict serde mirror, then validation that reports every error.

@@ -1,0 +1,1 @@
+//! The built-in filter library, compiled into the binary from `src/filter/builtin/*.yaml`.

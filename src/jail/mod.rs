@@ -1,0 +1,1 @@
+//! Jails: count failures per host in a sliding `findtime` window and decide bans.
