@@ -21,3 +21,4 @@ pub mod config;
 pub mod duration;
 pub mod filter;
 pub mod jail;
+pub mod source;
