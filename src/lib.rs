@@ -22,3 +22,4 @@ pub mod duration;
 pub mod filter;
 pub mod jail;
 pub mod source;
+pub mod store;
