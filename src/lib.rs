@@ -17,6 +17,7 @@
 //! - [`duration`]: Fail2Ban-style durations (`10m`, `3d`, `259200`, `-1`).
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod duration;
 pub mod filter;
