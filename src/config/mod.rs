@@ -1,1 +1,3 @@
 //! The YAML configuration: a strict serde mirror, then validation that reports every error.
+
+pub mod positions;
