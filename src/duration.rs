@@ -59,7 +59,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let mut rest = trimmed;
     while !rest.is_empty() {
         rest = rest.trim_start();
-        let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits_end == 0 {
             return Err(malformed());
         }
@@ -111,7 +113,13 @@ pub fn format_duration(duration: Duration) -> String {
         return "0s".to_string();
     }
     let mut out = String::new();
-    for (unit, size) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+    for (unit, size) in [
+        ("w", 604_800),
+        ("d", 86_400),
+        ("h", 3_600),
+        ("m", 60),
+        ("s", 1),
+    ] {
         if seconds >= size {
             out.push_str(&format!("{}{}", seconds / size, unit));
             seconds %= size;
@@ -131,18 +139,36 @@ mod tests {
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7_200));
         assert_eq!(parse_duration("3d").unwrap(), Duration::from_secs(259_200));
         assert_eq!(parse_duration("1w").unwrap(), Duration::from_secs(604_800));
-        assert_eq!(parse_duration("259200").unwrap(), Duration::from_secs(259_200));
+        assert_eq!(
+            parse_duration("259200").unwrap(),
+            Duration::from_secs(259_200)
+        );
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
-        assert_eq!(parse_duration("1d 12h").unwrap(), Duration::from_secs(129_600));
-        assert_eq!(parse_duration("5 minutes").unwrap(), Duration::from_secs(300));
+        assert_eq!(
+            parse_duration("1d 12h").unwrap(),
+            Duration::from_secs(129_600)
+        );
+        assert_eq!(
+            parse_duration("5 minutes").unwrap(),
+            Duration::from_secs(300)
+        );
     }
 
     #[test]
     fn refuses_garbage_and_negatives() {
         assert_eq!(parse_duration(""), Err(DurationError::Empty));
-        assert!(matches!(parse_duration("10x"), Err(DurationError::Malformed(_))));
-        assert!(matches!(parse_duration("m"), Err(DurationError::Malformed(_))));
-        assert!(matches!(parse_duration("-5"), Err(DurationError::Negative(_))));
+        assert!(matches!(
+            parse_duration("10x"),
+            Err(DurationError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_duration("m"),
+            Err(DurationError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_duration("-5"),
+            Err(DurationError::Negative(_))
+        ));
         assert!(matches!(
             parse_duration("99999999999999999999"),
             Err(DurationError::Overflow(_))

@@ -1,8 +1,143 @@
-//! The commands behind the `logjail` binary.
+//! The commands behind the `logjail` binary: argument parsing and exit codes.
 
+pub mod regex;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::filter::builtin;
+
+/// Exit code for a configuration that does not validate (sysexits' EX_CONFIG is 78, but
+/// EX_USAGE 64 is what service managers and linkerd use for "fix your input").
+pub const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "logjail",
+    version,
+    about = "Fail2Ban for containers: watch container and host logs, ban attackers in iptables"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the built-in filters, or show one.
+    Filters {
+        /// Print this filter's YAML definition.
+        #[arg(long, value_name = "NAME")]
+        show: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test a filter against a log file or a line, like fail2ban-regex.
+    Regex(RegexArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RegexArgs {
+    /// A log file (plain, syslog, Docker json-file or CRI), `-` for standard input, or one line.
+    log: String,
+    /// A built-in filter name, a YAML filter file, or a failregex with <HOST>.
+    filter: String,
+    /// Also print matched, ignored and missed lines.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Print one JSON object per failure line (`line`, `host`, `time`, …) and nothing else.
+    #[arg(long, conflicts_with = "verbose")]
+    json: bool,
+}
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Filters { show, json } => filters(show, json),
+        Command::Regex(args) => regex_command(args),
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("logjail: {message}");
+    ExitCode::FAILURE
+}
+
+fn filters(show: Option<String>, json: bool) -> ExitCode {
+    if let Some(name) = show {
+        return match builtin::source(&name) {
+            Some(source) => {
+                print!("{source}");
+                ExitCode::SUCCESS
+            }
+            None => fail(format!(
+                "no built-in filter named \"{name}\" (see `logjail filters`)"
+            )),
+        };
+    }
+    let listed: Vec<(String, String)> = builtin::names()
+        .map(|name| {
+            let description = builtin::spec(name)
+                .and_then(|spec| spec.description)
+                .unwrap_or_default();
+            (name.to_string(), description)
+        })
+        .collect();
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let result = if json {
+        let objects: Vec<_> = listed
+            .iter()
+            .map(
+                |(name, description)| serde_json::json!({"name": name, "description": description}),
+            )
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(objects))
+    } else {
+        let width = listed.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+        listed
+            .iter()
+            .try_for_each(|(name, description)| writeln!(out, "{name:<width$}  {description}"))
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn regex_command(args: RegexArgs) -> ExitCode {
+    let resolved = match regex::resolve_filter(&args.filter) {
+        Ok(resolved) => resolved,
+        Err(e) => return fail(e),
+    };
+    let input = regex::LogInput::from_argument(&args.log);
+    let mode = if args.json {
+        regex::OutputMode::Json
+    } else if args.verbose {
+        regex::OutputMode::Verbose
+    } else {
+        regex::OutputMode::Summary
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let result = regex::run(&input, &resolved, mode, &mut out, |_| {});
+    match result.and_then(|_| {
+        out.flush().map_err(|source| regex::RegexCommandError::Io {
+            path: "standard output".to_string(),
+            source,
+        })
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// Where a configuration file is looked for when `-c` is not given.
+pub fn default_config_path() -> PathBuf {
+    PathBuf::from("/etc/logjail/logjail.yaml")
 }

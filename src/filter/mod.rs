@@ -6,11 +6,21 @@
 //! `<HOST>` expanded by [`pattern`]) and its `ignoreregex` list.
 
 pub mod builtin;
+pub mod date;
+pub mod envelope;
+pub mod pattern;
 
+use std::fmt;
 use std::net::IpAddr;
+use std::ops::Range;
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+
+use date::DatePattern;
+use envelope::Record;
+use pattern::{CONTENT_GROUP, HOST_GROUP, ID_GROUP, USER_GROUP};
 
 /// A filter as written in YAML: the `filters:` section of the config, a filter file given to
 /// `logjail regex`, or one of the built-in filters compiled into the binary.
@@ -54,4 +64,649 @@ pub struct Failure {
     pub id: Option<String>,
     /// Index of the failregex that matched, for per-regex hit counts.
     pub failregex_index: usize,
+}
+
+/// Which part of a filter an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterField {
+    Program,
+    Prefregex,
+    Failregex(usize),
+    Ignoreregex(usize),
+    Datepattern,
+}
+
+impl fmt::Display for FilterField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FilterField::Program => f.write_str("program"),
+            FilterField::Prefregex => f.write_str("prefregex"),
+            FilterField::Failregex(i) => write!(f, "failregex[{i}]"),
+            FilterField::Ignoreregex(i) => write!(f, "ignoreregex[{i}]"),
+            FilterField::Datepattern => f.write_str("datepattern"),
+        }
+    }
+}
+
+/// A filter that cannot be compiled, naming the filter and the pattern at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError {
+    pub filter: String,
+    /// `None` when the error is about the filter as a whole (no failregex at all).
+    pub field: Option<FilterField>,
+    pub message: String,
+}
+
+impl fmt::Display for FilterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.field {
+            Some(field) => write!(f, "filter \"{}\": {field}: {}", self.filter, self.message),
+            None => write!(f, "filter \"{}\": {}", self.filter, self.message),
+        }
+    }
+}
+
+impl std::error::Error for FilterError {}
+
+/// A filter file that cannot be read or parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterFileError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: serde_yaml::Error,
+    },
+}
+
+impl FilterSpec {
+    /// Reads a filter from its own YAML file (as `logjail regex LOG ./myfilter.yaml` does).
+    pub fn from_yaml_file(path: &Path) -> Result<FilterSpec, FilterFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FilterFileError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_yaml::from_str(&text).map_err(|source| FilterFileError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+/// A compiled pattern: the `regex` crate when it can, `fancy-regex` for lookaround and
+/// backreferences (slower, backtracking, and so reported by `logjail check`).
+#[derive(Debug, Clone)]
+enum Matcher {
+    Fast(regex::Regex),
+    Fancy(Box<fancy_regex::Regex>),
+}
+
+/// What a pattern captured, as byte ranges into the text it ran on.
+#[derive(Debug, Default)]
+struct Captured {
+    host: Option<Range<usize>>,
+    user: Option<Range<usize>>,
+    id: Option<Range<usize>>,
+    content: Option<Range<usize>>,
+}
+
+impl Matcher {
+    fn compile(expanded: &str) -> Result<(Matcher, Option<String>), String> {
+        match regex::Regex::new(expanded) {
+            Ok(regex) => Ok((Matcher::Fast(regex), None)),
+            Err(error) => {
+                let message = error.to_string();
+                let needs_backtracking =
+                    message.contains("look-around") || message.contains("backreference");
+                if !needs_backtracking {
+                    return Err(message);
+                }
+                let fancy = fancy_regex::Regex::new(expanded).map_err(|e| e.to_string())?;
+                Ok((
+                    Matcher::Fancy(Box::new(fancy)),
+                    Some("uses look-around or backreferences: runs on fancy-regex (backtracking, slower)".to_string()),
+                ))
+            }
+        }
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        match self {
+            Matcher::Fast(regex) => regex.is_match(text),
+            // A pattern that blows its backtracking limit is treated as not matching.
+            Matcher::Fancy(regex) => regex.is_match(text).unwrap_or(false),
+        }
+    }
+
+    fn captures(&self, text: &str) -> Option<Captured> {
+        match self {
+            Matcher::Fast(regex) => {
+                let caps = regex.captures(text)?;
+                Some(Captured {
+                    host: caps.name(HOST_GROUP).map(|m| m.range()),
+                    user: caps.name(USER_GROUP).map(|m| m.range()),
+                    id: caps.name(ID_GROUP).map(|m| m.range()),
+                    content: caps.name(CONTENT_GROUP).map(|m| m.range()),
+                })
+            }
+            Matcher::Fancy(regex) => {
+                let caps = regex.captures(text).ok()??;
+                Some(Captured {
+                    host: caps.name(HOST_GROUP).map(|m| m.range()),
+                    user: caps.name(USER_GROUP).map(|m| m.range()),
+                    id: caps.name(ID_GROUP).map(|m| m.range()),
+                    content: caps.name(CONTENT_GROUP).map(|m| m.range()),
+                })
+            }
+        }
+    }
+}
+
+/// Parses a captured address: brackets dropped, IPv4-mapped IPv6 reported as IPv4, and the
+/// unspecified address refused (nothing sends from it).
+pub fn parse_host(captured: &str) -> Option<IpAddr> {
+    let bare = captured
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(captured);
+    let address: IpAddr = bare.parse().ok()?;
+    let address = match address {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    (!address.is_unspecified()).then_some(address)
+}
+
+/// What a filter says of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Failure(Failure),
+    /// A failregex matched but an ignoreregex did too.
+    Ignored {
+        failregex_index: usize,
+        ignoreregex_index: usize,
+    },
+    Missed,
+}
+
+/// A filter ready to run: all failregexes in one `RegexSet`, captures only where it matched.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    name: String,
+    program: Option<regex::Regex>,
+    prefregex: Option<Matcher>,
+    failregex: Vec<Matcher>,
+    /// The fast failregexes together; index `i` of the set is failregex `fail_set_index[i]`.
+    fail_set: regex::RegexSet,
+    fail_set_index: Vec<usize>,
+    has_fancy_failregex: bool,
+    ignoreregex: Vec<Matcher>,
+    datepattern: Option<DatePattern>,
+    /// Patterns that fell back to fancy-regex, for `logjail check`.
+    fallbacks: Vec<(FilterField, String)>,
+}
+
+impl Filter {
+    /// Compiles a filter, reporting every bad pattern at once.
+    pub fn compile(name: &str, spec: &FilterSpec) -> Result<Filter, Vec<FilterError>> {
+        let mut errors = Vec::new();
+        let mut fallbacks = Vec::new();
+        let error = |field: Option<FilterField>, message: String| FilterError {
+            filter: name.to_string(),
+            field,
+            message,
+        };
+
+        let program = match &spec.program {
+            None => None,
+            Some(program) => match regex::Regex::new(&format!("^(?:{program})$")) {
+                Ok(regex) => Some(regex),
+                Err(e) => {
+                    errors.push(error(Some(FilterField::Program), e.to_string()));
+                    None
+                }
+            },
+        };
+
+        let mut compile_one = |field: FilterField, text: &str| -> Option<(Matcher, bool)> {
+            let expanded = match pattern::expand(text) {
+                Ok(expanded) => expanded,
+                Err(e) => {
+                    errors.push(error(Some(field), e.to_string()));
+                    return None;
+                }
+            };
+            match Matcher::compile(&expanded.regex) {
+                Ok((matcher, note)) => {
+                    if let Some(note) = note {
+                        fallbacks.push((field, note));
+                    }
+                    Some((matcher, expanded.has_host))
+                }
+                Err(message) => {
+                    errors.push(error(Some(field), message));
+                    None
+                }
+            }
+        };
+
+        let prefregex = spec
+            .prefregex
+            .as_deref()
+            .and_then(|text| compile_one(FilterField::Prefregex, text));
+        let prefregex_has_host = prefregex.as_ref().is_some_and(|(_, host)| *host);
+
+        let mut failregex = Vec::new();
+        let mut missing_host = Vec::new();
+        for (index, text) in spec.failregex.iter().enumerate() {
+            if let Some((matcher, has_host)) = compile_one(FilterField::Failregex(index), text) {
+                if !has_host && !prefregex_has_host {
+                    missing_host.push(index);
+                }
+                failregex.push(matcher);
+            }
+        }
+        let mut ignoreregex = Vec::new();
+        for (index, text) in spec.ignoreregex.iter().enumerate() {
+            if let Some((matcher, _)) = compile_one(FilterField::Ignoreregex(index), text) {
+                ignoreregex.push(matcher);
+            }
+        }
+        for index in missing_host {
+            errors.push(error(
+                Some(FilterField::Failregex(index)),
+                "captures no address: use <HOST>, <ADDR>, <IP4> or <IP6>".to_string(),
+            ));
+        }
+        if spec.failregex.is_empty() {
+            errors.push(error(None, "has no failregex".to_string()));
+        }
+        let datepattern = match spec.datepattern.as_deref().map(DatePattern::new) {
+            None => None,
+            Some(Ok(pattern)) => Some(pattern),
+            Some(Err(e)) => {
+                errors.push(error(Some(FilterField::Datepattern), e.to_string()));
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        let mut fast_patterns = Vec::new();
+        let mut fail_set_index = Vec::new();
+        let mut has_fancy_failregex = false;
+        for (index, matcher) in failregex.iter().enumerate() {
+            match matcher {
+                Matcher::Fast(regex) => {
+                    fast_patterns.push(regex.as_str().to_string());
+                    fail_set_index.push(index);
+                }
+                Matcher::Fancy(_) => has_fancy_failregex = true,
+            }
+        }
+        let fail_set = regex::RegexSet::new(&fast_patterns)
+            .map_err(|e| vec![error(None, format!("failregex set does not compile: {e}"))])?;
+        Ok(Filter {
+            name: name.to_string(),
+            program,
+            prefregex: prefregex.map(|(matcher, _)| matcher),
+            failregex,
+            fail_set,
+            fail_set_index,
+            has_fancy_failregex,
+            ignoreregex,
+            datepattern,
+            fallbacks,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn failregex_count(&self) -> usize {
+        self.failregex.len()
+    }
+
+    pub fn ignoreregex_count(&self) -> usize {
+        self.ignoreregex.len()
+    }
+
+    /// Patterns that need fancy-regex, with why; `logjail check` prints them.
+    pub fn fallbacks(&self) -> &[(FilterField, String)] {
+        &self.fallbacks
+    }
+
+    /// Judges one record, placing year-less stamps with the wall clock.
+    pub fn evaluate(&self, record: &Record<'_>) -> Verdict {
+        self.evaluate_at(record, Utc::now())
+    }
+
+    /// Judges one record; `now` places year-less dates and is the failure's time when the
+    /// line carries none.
+    pub fn evaluate_at(&self, record: &Record<'_>, now: DateTime<Utc>) -> Verdict {
+        if let (Some(wanted), Some(program)) = (&self.program, &record.program)
+            && !wanted.is_match(program)
+        {
+            return Verdict::Missed;
+        }
+        let mut text: &str = &record.text;
+        let mut time = record.time;
+        if let Some(pattern) = &self.datepattern
+            && let Some((found, range)) = pattern.find(text, record.time.unwrap_or(now))
+        {
+            time = Some(found);
+            if range.start == 0 {
+                text = text[range.end..].trim_start();
+            }
+        }
+        let mut prefix_host = None;
+        if let Some(prefregex) = &self.prefregex {
+            let Some(captured) = prefregex.captures(text) else {
+                return Verdict::Missed;
+            };
+            prefix_host = captured.host.map(|r| &text[r]);
+            if let Some(content) = captured.content {
+                text = &text[content];
+            }
+        }
+
+        let set_matches = self.fail_set.matches(text);
+        if !set_matches.matched_any() && !self.has_fancy_failregex {
+            return Verdict::Missed;
+        }
+        let mut set_position = 0;
+        let mut found = None;
+        for (index, matcher) in self.failregex.iter().enumerate() {
+            if let Matcher::Fast(_) = matcher {
+                let position = set_position;
+                set_position += 1;
+                debug_assert_eq!(self.fail_set_index[position], index);
+                if !set_matches.matched(position) {
+                    continue;
+                }
+            }
+            let Some(captured) = matcher.captures(text) else {
+                continue;
+            };
+            let host_text = captured.host.clone().map(|r| &text[r]).or(prefix_host);
+            let Some(host) = host_text.and_then(parse_host) else {
+                continue;
+            };
+            found = Some((index, captured, host));
+            break;
+        }
+        let Some((failregex_index, captured, host)) = found else {
+            return Verdict::Missed;
+        };
+        if let Some(ignoreregex_index) = self.ignoreregex.iter().position(|m| m.is_match(text)) {
+            return Verdict::Ignored {
+                failregex_index,
+                ignoreregex_index,
+            };
+        }
+        let time = time.or_else(|| date::inline_time(&record.text, now));
+        Verdict::Failure(Failure {
+            host,
+            time,
+            user: captured.user.map(|r| text[r].to_string()),
+            id: captured.id.map(|r| text[r].to_string()),
+            failregex_index,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use envelope::Decoder;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()
+    }
+
+    fn spec(failregex: &[&str], ignoreregex: &[&str]) -> FilterSpec {
+        FilterSpec {
+            failregex: failregex.iter().map(|s| s.to_string()).collect(),
+            ignoreregex: ignoreregex.iter().map(|s| s.to_string()).collect(),
+            ..FilterSpec::default()
+        }
+    }
+
+    fn judge(filter: &Filter, raw: &str) -> Verdict {
+        let mut decoder = Decoder::new();
+        let record = decoder.push_at(raw, now()).unwrap();
+        filter.evaluate_at(&record, now())
+    }
+
+    fn host(filter: &Filter, raw: &str) -> Option<IpAddr> {
+        match judge(filter, raw) {
+            Verdict::Failure(failure) => Some(failure.host),
+            _ => None,
+        }
+    }
+
+    fn sshd_like() -> Filter {
+        Filter::compile(
+            "t",
+            &spec(
+                &[
+                    r"^Failed (?:password|publickey) for (?:invalid user )?<F-USER>.+?</F-USER> from <HOST> port \d+(?: ssh\d)?$",
+                    r"^Invalid user <F-USER>.*?</F-USER> from <HOST> port \d+$",
+                ],
+                &[r"^Failed password for ignored-user "],
+            ),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn finds_host_user_and_regex_index() {
+        let filter = sshd_like();
+        let verdict = judge(
+            &filter,
+            "Nov 26 07:00:01 web sshd[1]: Invalid user bob from 10.0.0.9 port 4",
+        );
+        let Verdict::Failure(failure) = verdict else {
+            panic!("{verdict:?}")
+        };
+        assert_eq!(failure.host, "10.0.0.9".parse::<IpAddr>().unwrap());
+        assert_eq!(failure.user.as_deref(), Some("bob"));
+        assert_eq!(failure.failregex_index, 1);
+        assert!(failure.time.is_some());
+    }
+
+    #[test]
+    fn injected_address_in_user_name_never_wins() {
+        let filter = sshd_like();
+        let line = "Failed password for invalid user admin from 6.6.6.6 port 22 ssh2 from 1.2.3.4 port 5 ssh2";
+        assert_eq!(host(&filter, line), Some("1.2.3.4".parse().unwrap()));
+        let line = "Invalid user x from 6.6.6.6 port 1";
+        assert_eq!(host(&filter, line), Some("6.6.6.6".parse().unwrap()));
+    }
+
+    #[test]
+    fn ignoreregex_and_mapped_addresses() {
+        let filter = sshd_like();
+        assert!(matches!(
+            judge(
+                &filter,
+                "Failed password for ignored-user from 1.2.3.4 port 1 ssh2"
+            ),
+            Verdict::Ignored {
+                failregex_index: 0,
+                ignoreregex_index: 0
+            }
+        ));
+        assert_eq!(
+            host(
+                &filter,
+                "Failed password for root from ::ffff:10.1.2.3 port 1 ssh2"
+            ),
+            Some("10.1.2.3".parse().unwrap())
+        );
+        assert_eq!(
+            host(
+                &filter,
+                "Failed password for root from 2001:db8::7 port 1 ssh2"
+            ),
+            Some("2001:db8::7".parse().unwrap())
+        );
+        // Not an address: the loose IPv6 pattern matched, parsing refused it.
+        assert_eq!(
+            host(
+                &filter,
+                "Failed password for root from 12:34:56 port 1 ssh2"
+            ),
+            None
+        );
+        assert_eq!(
+            host(
+                &filter,
+                "Failed password for root from 300.1.1.1 port 1 ssh2"
+            ),
+            None
+        );
+        assert_eq!(
+            host(&filter, "Failed password for root from 0.0.0.0 port 1 ssh2"),
+            None
+        );
+    }
+
+    #[test]
+    fn program_restricts_only_tagged_lines() {
+        let mut with_program = spec(
+            &[r"^Failed password for \S+ from <HOST> port \d+ ssh2$"],
+            &[],
+        );
+        with_program.program = Some("sshd(?:-session)?".to_string());
+        let filter = Filter::compile("t", &with_program).unwrap();
+        let message = "Failed password for root from 1.2.3.4 port 1 ssh2";
+        assert!(host(&filter, &format!("Nov 26 07:00:01 h sshd[1]: {message}")).is_some());
+        assert!(
+            host(
+                &filter,
+                &format!("Nov 26 07:00:01 h sshd-session[1]: {message}")
+            )
+            .is_some()
+        );
+        assert!(host(&filter, &format!("Nov 26 07:00:01 h evil[1]: {message}")).is_none());
+        assert!(host(&filter, message).is_some());
+    }
+
+    #[test]
+    fn prefregex_content_and_host() {
+        let mut with_prefix = spec(&[r"^auth failed$", r"^bad user <F-USER>\S+</F-USER>$"], &[]);
+        with_prefix.prefregex = Some(r"^client <HOST>: <F-CONTENT>.+</F-CONTENT>$".to_string());
+        let filter = Filter::compile("t", &with_prefix).unwrap();
+        assert_eq!(
+            host(&filter, "client 1.2.3.4: auth failed"),
+            Some("1.2.3.4".parse().unwrap())
+        );
+        let Verdict::Failure(failure) = judge(&filter, "client ::1: bad user eve") else {
+            panic!()
+        };
+        assert_eq!(failure.user.as_deref(), Some("eve"));
+        assert_eq!(failure.failregex_index, 1);
+        assert_eq!(
+            judge(&filter, "server 1.2.3.4: auth failed"),
+            Verdict::Missed
+        );
+    }
+
+    #[test]
+    fn fancy_fallback_is_reported_and_works() {
+        let filter = Filter::compile(
+            "t",
+            &spec(
+                &[r"^(?!ok)\w+ from <HOST>$", r"^(\w+) again \1 <HOST>$"],
+                &[],
+            ),
+        )
+        .unwrap();
+        assert_eq!(filter.fallbacks().len(), 2);
+        assert_eq!(
+            host(&filter, "bad from 1.2.3.4"),
+            Some("1.2.3.4".parse().unwrap())
+        );
+        assert_eq!(host(&filter, "okay from 1.2.3.4"), None);
+        assert_eq!(
+            host(&filter, "x again x 1.2.3.5"),
+            Some("1.2.3.5".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported() {
+        let mut bad = spec(
+            &["(unclosed <HOST>", "no address", "%(__prefix_line)s<HOST>"],
+            &["[bad"],
+        );
+        bad.datepattern = Some("%Q".to_string());
+        bad.program = Some("(".to_string());
+        let errors = Filter::compile("broken", &bad).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            vec![
+                Some(FilterField::Program),
+                Some(FilterField::Failregex(0)),
+                Some(FilterField::Failregex(2)),
+                Some(FilterField::Ignoreregex(0)),
+                Some(FilterField::Failregex(1)),
+                Some(FilterField::Datepattern),
+            ]
+        );
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("filter \"broken\": program: ")
+        );
+        assert!(Filter::compile("empty", &FilterSpec::default()).is_err());
+    }
+
+    #[test]
+    fn time_from_datepattern_or_inline_or_envelope() {
+        let mut dated = spec(&[r"^login failed from <HOST>$"], &[]);
+        dated.datepattern = Some("^%d.%m.%Y %H:%M:%S".to_string());
+        let filter = Filter::compile("t", &dated).unwrap();
+        let Verdict::Failure(failure) =
+            judge(&filter, "26.11.2026 07:00:01 login failed from 1.2.3.4")
+        else {
+            panic!()
+        };
+        let expected = chrono::Local
+            .with_ymd_and_hms(2026, 11, 26, 7, 0, 1)
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(failure.time, Some(expected));
+
+        let access = Filter::compile(
+            "t",
+            &spec(
+                &[r#"^<HOST> \S+ \S+ \[[^\]]+\] "POST /wp-login\.php HTTP/[\d.]+" 200 "#],
+                &[],
+            ),
+        )
+        .unwrap();
+        let Verdict::Failure(failure) = judge(
+            &access,
+            r#"1.2.3.4 - - [26/Nov/2026:07:00:01 +0000] "POST /wp-login.php HTTP/1.1" 200 512"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            failure.time,
+            Some(Utc.with_ymd_and_hms(2026, 11, 26, 7, 0, 1).unwrap())
+        );
+    }
 }

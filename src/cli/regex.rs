@@ -1,0 +1,323 @@
+//! `logjail regex`: run a filter over a log (or one line) and report what it finds.
+//!
+//! The counterpart of `fail2ban-regex`, with two additions operators asked for: `--json` for
+//! scripts, and `--bans` to replay the log through a jail and see what it would ban.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::filter::date::StampKind;
+use crate::filter::envelope::{Decoder, EnvelopeKind, Record};
+use crate::filter::{Filter, FilterSpec, Verdict, builtin};
+
+/// Where the lines come from.
+#[derive(Debug, Clone)]
+pub enum LogInput {
+    File(PathBuf),
+    Stdin,
+    /// One line given on the command line.
+    Line(String),
+}
+
+impl LogInput {
+    /// A path that exists is a file, `-` is standard input, anything else is a log line.
+    pub fn from_argument(argument: &str) -> LogInput {
+        if argument == "-" {
+            LogInput::Stdin
+        } else if Path::new(argument).is_file() {
+            LogInput::File(PathBuf::from(argument))
+        } else {
+            LogInput::Line(argument.to_string())
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            LogInput::File(path) => path.display().to_string(),
+            LogInput::Stdin => "standard input".to_string(),
+            LogInput::Line(_) => "the line given".to_string(),
+        }
+    }
+}
+
+/// How the filter was named: built-in, a YAML file, or a raw regex.
+#[derive(Debug, Clone)]
+pub struct ResolvedFilter {
+    pub filter: Filter,
+    pub spec: FilterSpec,
+    pub origin: String,
+}
+
+/// Errors of `logjail regex`, printed as one line by the binary.
+#[derive(Debug, thiserror::Error)]
+pub enum RegexCommandError {
+    #[error("{0}")]
+    Filter(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+/// Resolves FILTER: a built-in filter name, a path to a YAML filter, or a raw failregex.
+pub fn resolve_filter(argument: &str) -> Result<ResolvedFilter, RegexCommandError> {
+    let (name, spec, origin) = if let Some(spec) = builtin::spec(argument) {
+        (argument.to_string(), spec, format!("{argument} (built-in)"))
+    } else if Path::new(argument).is_file() {
+        let spec = FilterSpec::from_yaml_file(Path::new(argument))
+            .map_err(|e| RegexCommandError::Filter(e.to_string()))?;
+        (argument.to_string(), spec, format!("{argument} (file)"))
+    } else {
+        let spec = FilterSpec {
+            failregex: vec![argument.to_string()],
+            ..FilterSpec::default()
+        };
+        ("regex".to_string(), spec, "the regex given".to_string())
+    };
+    let filter = Filter::compile(&name, &spec).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        RegexCommandError::Filter(lines.join("\n"))
+    })?;
+    Ok(ResolvedFilter {
+        filter,
+        spec,
+        origin,
+    })
+}
+
+/// What the user asked `logjail regex` to print.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputMode {
+    #[default]
+    Summary,
+    /// Summary plus matched, ignored and missed lines.
+    Verbose,
+    /// One JSON object per failure line, nothing else.
+    Json,
+}
+
+/// One failure as seen by the replay, handed to a `--bans` observer.
+#[derive(Debug, Clone)]
+pub struct ReplayedFailure<'a> {
+    pub line_number: u64,
+    pub host: IpAddr,
+    pub time: DateTime<Utc>,
+    pub line: &'a str,
+}
+
+/// Counts kept while reading, the body of the summary.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub lines: u64,
+    pub matched: u64,
+    pub ignored: u64,
+    pub missed: u64,
+    pub failregex_hits: Vec<u64>,
+    pub ignoreregex_hits: Vec<u64>,
+    /// Hits per kind of date found, in a stable order for printing.
+    pub date_hits: Vec<(&'static str, u64)>,
+}
+
+impl Tally {
+    fn count_date(&mut self, label: &'static str) {
+        match self.date_hits.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, count)) => *count += 1,
+            None => self.date_hits.push((label, 1)),
+        }
+    }
+}
+
+fn date_label(record: &Record<'_>) -> &'static str {
+    match (record.envelope, record.stamp) {
+        (EnvelopeKind::DockerJson, _) => "Docker json-file time",
+        (EnvelopeKind::Cri, _) => "CRI time",
+        (_, Some(StampKind::Bsd)) => "syslog (MON Day hh:mm:ss)",
+        (_, Some(StampKind::Rfc3339)) => "RFC 3339 (YYYY-MM-DDThh:mm:ss)",
+        (_, Some(StampKind::Other)) => "other leading date",
+        (_, None) => "no leading date",
+    }
+}
+
+/// Runs the filter over the input, printing per `mode` to `out`, and calls `on_failure` for
+/// each failure (the `--bans` replay). Lines with invalid UTF-8 are read with replacement
+/// characters rather than refused: attackers choose those bytes.
+pub fn run<W: Write>(
+    input: &LogInput,
+    resolved: &ResolvedFilter,
+    mode: OutputMode,
+    out: &mut W,
+    mut on_failure: impl FnMut(&ReplayedFailure<'_>),
+) -> Result<Tally, RegexCommandError> {
+    let started = Instant::now();
+    let io_error = |source: io::Error| RegexCommandError::Io {
+        path: input.describe(),
+        source,
+    };
+    let mut reader: Box<dyn BufRead> = match input {
+        LogInput::File(path) => Box::new(BufReader::with_capacity(
+            256 * 1024,
+            File::open(path).map_err(io_error)?,
+        )),
+        LogInput::Stdin => Box::new(BufReader::new(io::stdin())),
+        LogInput::Line(line) => Box::new(io::Cursor::new(line.clone().into_bytes())),
+    };
+    let filter = &resolved.filter;
+    let mut tally = Tally {
+        failregex_hits: vec![0; filter.failregex_count()],
+        ignoreregex_hits: vec![0; filter.ignoreregex_count()],
+        ..Tally::default()
+    };
+    // One reference time for the whole run: replaying an old log must not drift.
+    let now = Utc::now();
+    let mut decoder = Decoder::new();
+    let mut buffer = Vec::with_capacity(4096);
+    let mut missed_lines = Vec::new();
+    let write_error = |source: io::Error| RegexCommandError::Io {
+        path: "standard output".to_string(),
+        source,
+    };
+    loop {
+        buffer.clear();
+        let read = reader
+            .by_ref()
+            .take(crate::filter::envelope::MAX_LINE_BYTES as u64 * 2)
+            .read_until(b'\n', &mut buffer)
+            .map_err(io_error)?;
+        if read == 0 {
+            break;
+        }
+        tally.lines += 1;
+        let line_number = tally.lines;
+        let text = String::from_utf8_lossy(&buffer);
+        let Some(record) = decoder.push_at(&text, now) else {
+            continue;
+        };
+        tally.count_date(date_label(&record));
+        let verdict = filter.evaluate_at(&record, now);
+        match verdict {
+            Verdict::Failure(failure) => {
+                tally.matched += 1;
+                tally.failregex_hits[failure.failregex_index] += 1;
+                let time = failure.time.unwrap_or(now);
+                on_failure(&ReplayedFailure {
+                    line_number,
+                    host: failure.host,
+                    time,
+                    line: &record.text,
+                });
+                match mode {
+                    OutputMode::Json => {
+                        let object = serde_json::json!({
+                            "line": line_number,
+                            "host": failure.host.to_string(),
+                            // A line without a time of its own says so instead of
+                            // pretending the replay's wall clock is its time.
+                            "time": failure.time.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+                            "user": failure.user,
+                            "id": failure.id,
+                            "failregex": failure.failregex_index,
+                        });
+                        writeln!(out, "{object}").map_err(write_error)?;
+                    }
+                    OutputMode::Verbose => {
+                        writeln!(
+                            out,
+                            "matched  line {line_number}: host {} | {}",
+                            failure.host, record.text
+                        )
+                        .map_err(write_error)?;
+                    }
+                    OutputMode::Summary => {}
+                }
+            }
+            Verdict::Ignored {
+                ignoreregex_index, ..
+            } => {
+                tally.ignored += 1;
+                tally.ignoreregex_hits[ignoreregex_index] += 1;
+                if mode == OutputMode::Verbose {
+                    writeln!(out, "ignored  line {line_number}: {}", record.text)
+                        .map_err(write_error)?;
+                }
+            }
+            Verdict::Missed => {
+                tally.missed += 1;
+                if mode == OutputMode::Verbose && missed_lines.len() < MAX_MISSED_SHOWN {
+                    missed_lines.push((line_number, record.text.to_string()));
+                }
+            }
+        }
+    }
+    if mode == OutputMode::Verbose {
+        for (line_number, text) in &missed_lines {
+            writeln!(out, "missed   line {line_number}: {text}").map_err(write_error)?;
+        }
+        if tally.missed > missed_lines.len() as u64 {
+            writeln!(
+                out,
+                "missed   ({} more missed lines not shown)",
+                tally.missed - missed_lines.len() as u64
+            )
+            .map_err(write_error)?;
+        }
+    }
+    if mode != OutputMode::Json {
+        print_summary(out, input, resolved, &tally, started.elapsed()).map_err(write_error)?;
+    }
+    Ok(tally)
+}
+
+/// Missed lines printed with `-v`; a large log would drown the summary otherwise.
+const MAX_MISSED_SHOWN: usize = 1000;
+
+fn print_summary<W: Write>(
+    out: &mut W,
+    input: &LogInput,
+    resolved: &ResolvedFilter,
+    tally: &Tally,
+    elapsed: std::time::Duration,
+) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(out, "Filter : {}", resolved.origin)?;
+    writeln!(out, "Log    : {}", input.describe())?;
+    writeln!(out)?;
+    writeln!(out, "Failregex: {} total", tally.matched)?;
+    for (index, pattern) in resolved.spec.failregex.iter().enumerate() {
+        writeln!(
+            out,
+            "|  {index:>2}) [{}] {pattern}",
+            tally.failregex_hits[index]
+        )?;
+    }
+    writeln!(out, "`-")?;
+    writeln!(out, "Ignoreregex: {} total", tally.ignored)?;
+    for (index, pattern) in resolved.spec.ignoreregex.iter().enumerate() {
+        writeln!(
+            out,
+            "|  {index:>2}) [{}] {pattern}",
+            tally.ignoreregex_hits[index]
+        )?;
+    }
+    writeln!(out, "`-")?;
+    writeln!(out, "Date formats:")?;
+    for (label, hits) in &tally.date_hits {
+        writeln!(out, "|  [{hits}] {label}")?;
+    }
+    writeln!(out, "`-")?;
+    writeln!(
+        out,
+        "Lines: {} lines, {} ignored, {} matched, {} missed",
+        tally.lines, tally.ignored, tally.matched, tally.missed
+    )?;
+    let seconds = elapsed.as_secs_f64();
+    let rate = if seconds > 0.0 {
+        tally.lines as f64 / seconds
+    } else {
+        0.0
+    };
+    writeln!(out, "[processed in {seconds:.3} s, {rate:.0} lines/s]")?;
+    Ok(())
+}

@@ -1,0 +1,649 @@
+//! Timestamps in log lines: leading stamps to strip, inline stamps to read, and `datepattern`.
+//!
+//! Log timestamps are parsed by hand rather than by a generic strptime because this runs on every
+//! line: a `Nov 26 07:00:01` prefix costs a few comparisons here. Stamps without a zone are local
+//! time (what syslog writes); stamps without a year take the year that puts them closest to, and
+//! not more than a day after, the reference time.
+
+use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use regex::Regex;
+
+/// Which kind of leading stamp was found; syslog-like stamps are followed by a host and a tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StampKind {
+    /// `Nov 26 07:00:01` (BSD syslog, RFC 3164).
+    Bsd,
+    /// `2026-11-26T07:00:01.123+00:00` (RFC 3339, rsyslog's high-precision format, journald).
+    Rfc3339,
+    /// Any other known format (`2026-11-26 07:00:01,123`, `[Thu Nov 26 07:00:01 2026]`, …).
+    Other,
+}
+
+/// A timestamp found at the start of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeadingStamp {
+    pub time: DateTime<Utc>,
+    /// Bytes of the message the stamp (and the blank after it) takes up.
+    pub len: usize,
+    pub kind: StampKind,
+}
+
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+const WEEKDAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+
+fn month_number(name: &[u8]) -> Option<u32> {
+    MONTHS
+        .iter()
+        .position(|m| m.eq_ignore_ascii_case(name))
+        .map(|i| i as u32 + 1)
+}
+
+fn is_weekday(name: &[u8]) -> bool {
+    WEEKDAYS.iter().any(|d| d.eq_ignore_ascii_case(name))
+}
+
+/// A tiny cursor over bytes; every parser below either consumes what it recognises or fails.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Cursor { bytes, pos: 0 }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Exactly `count` ASCII digits.
+    fn digits(&mut self, count: usize) -> Option<u32> {
+        let slice = self.bytes.get(self.pos..self.pos + count)?;
+        let mut value = 0u32;
+        for &b in slice {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + u32::from(b - b'0');
+        }
+        self.pos += count;
+        Some(value)
+    }
+
+    /// One or two digits, optionally preceded by a space (`Nov  6`).
+    fn day(&mut self) -> Option<u32> {
+        if self.eat(b' ') {
+            return self.digits(1);
+        }
+        let first = self.digits(1)?;
+        match self.peek() {
+            Some(b) if b.is_ascii_digit() => {
+                self.pos += 1;
+                Some(first * 10 + u32::from(b - b'0'))
+            }
+            _ => Some(first),
+        }
+    }
+
+    fn word3(&mut self) -> Option<&'a [u8]> {
+        let slice = self.bytes.get(self.pos..self.pos + 3)?;
+        if slice.iter().all(u8::is_ascii_alphabetic) {
+            self.pos += 3;
+            Some(slice)
+        } else {
+            None
+        }
+    }
+
+    /// `HH:MM:SS`
+    fn clock(&mut self) -> Option<(u32, u32, u32)> {
+        let hour = self.digits(2)?;
+        if !self.eat(b':') {
+            return None;
+        }
+        let minute = self.digits(2)?;
+        if !self.eat(b':') {
+            return None;
+        }
+        let second = self.digits(2)?;
+        Some((hour, minute, second))
+    }
+
+    /// `.123456` or `,123` → nanoseconds.
+    fn fraction(&mut self) -> u32 {
+        let Some(sep) = self.peek() else { return 0 };
+        if sep != b'.' && sep != b',' {
+            return 0;
+        }
+        let start = self.pos + 1;
+        let mut end = start;
+        while end < self.bytes.len() && self.bytes[end].is_ascii_digit() {
+            end += 1;
+        }
+        if end == start {
+            return 0;
+        }
+        self.pos = end;
+        let mut nanos = 0u32;
+        for (i, &b) in self.bytes[start..end].iter().take(9).enumerate() {
+            nanos += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
+        }
+        nanos
+    }
+
+    /// `Z`, `+01:00`, `+0100`, ` +0000`; `None` when absent (local time).
+    fn zone(&mut self) -> Option<FixedOffset> {
+        if self.eat(b'Z') || self.eat(b'z') {
+            return FixedOffset::east_opt(0);
+        }
+        let start = self.pos;
+        let sign = match self.peek() {
+            Some(b'+') => 1,
+            Some(b'-') => -1,
+            _ => return None,
+        };
+        self.pos += 1;
+        let parsed = (|| {
+            let hours = self.digits(2)?;
+            self.eat(b':');
+            let minutes = self.digits(2)?;
+            FixedOffset::east_opt(sign * (hours as i32 * 3600 + minutes as i32 * 60))
+        })();
+        if parsed.is_none() {
+            self.pos = start;
+        }
+        parsed
+    }
+
+    fn rest_starts_blank_or_end(&self) -> bool {
+        matches!(self.peek(), None | Some(b' ') | Some(b'\t'))
+    }
+}
+
+/// Turns date parts into UTC, with local time when no zone was written.
+fn to_utc(
+    date: NaiveDate,
+    (hour, minute, second): (u32, u32, u32),
+    nanos: u32,
+    zone: Option<FixedOffset>,
+) -> Option<DateTime<Utc>> {
+    let naive = date.and_hms_nano_opt(hour, minute, second, nanos)?;
+    match zone {
+        Some(offset) => offset
+            .from_local_datetime(&naive)
+            .single()
+            .map(|t| t.with_timezone(&Utc)),
+        None => local_to_utc(naive),
+    }
+}
+
+fn local_to_utc(naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+    // At a DST fold, take the earlier instant: the same choice syslog readers make.
+    Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The year for a stamp that has none: the one that puts it at most a day after `reference`.
+fn infer_year(month: u32, day: u32, reference: DateTime<Utc>) -> Option<NaiveDate> {
+    let year = reference.year();
+    let this_year = NaiveDate::from_ymd_opt(year, month, day);
+    let limit = reference.date_naive() + chrono::Duration::days(1);
+    match this_year {
+        Some(date) if date <= limit => Some(date),
+        // Feb 29 of a year that has none, or a date in the future: it was last year's.
+        _ => NaiveDate::from_ymd_opt(year - 1, month, day)
+            .or_else(|| NaiveDate::from_ymd_opt(year, month, day)),
+    }
+}
+
+/// `Nov 26 07:00:01[.frac][ 2026]`
+fn parse_bsd(cursor: &mut Cursor<'_>, reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let month = month_number(cursor.word3()?)?;
+    if !cursor.eat(b' ') {
+        return None;
+    }
+    let day = cursor.day()?;
+    if !cursor.eat(b' ') {
+        return None;
+    }
+    let clock = cursor.clock()?;
+    let nanos = cursor.fraction();
+    // Some syslog daemons append the year: `Nov 26 07:00:01 2026 host …`.
+    let save = cursor.pos;
+    let year = if cursor.eat(b' ') {
+        match cursor.digits(4) {
+            Some(y) if cursor.rest_starts_blank_or_end() => Some(y),
+            _ => {
+                cursor.pos = save;
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let date = match year {
+        Some(y) => NaiveDate::from_ymd_opt(y as i32, month, day)?,
+        None => infer_year(month, day, reference)?,
+    };
+    to_utc(date, clock, nanos, None)
+}
+
+/// `2026-11-26T07:00:01[.frac][zone]`, also with a blank instead of `T`, or `/` between date parts.
+fn parse_iso(cursor: &mut Cursor<'_>) -> Option<(DateTime<Utc>, bool)> {
+    let year = cursor.digits(4)?;
+    let separator = cursor.peek()?;
+    if separator != b'-' && separator != b'/' {
+        return None;
+    }
+    cursor.pos += 1;
+    let month = cursor.digits(2)?;
+    if !cursor.eat(separator) {
+        return None;
+    }
+    let day = cursor.digits(2)?;
+    let with_t = cursor.eat(b'T');
+    if !with_t && !cursor.eat(b' ') {
+        return None;
+    }
+    let clock = cursor.clock()?;
+    let nanos = cursor.fraction();
+    let zone = cursor.zone();
+    let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
+    Some((
+        to_utc(date, clock, nanos, zone)?,
+        with_t && separator == b'-',
+    ))
+}
+
+/// `Thu Nov 26 07:00:01[.frac] 2026` (Apache error log, vsftpd, ctime).
+fn parse_ctime(cursor: &mut Cursor<'_>) -> Option<DateTime<Utc>> {
+    if !is_weekday(cursor.word3()?) || !cursor.eat(b' ') {
+        return None;
+    }
+    let month = month_number(cursor.word3()?)?;
+    if !cursor.eat(b' ') {
+        return None;
+    }
+    let day = cursor.day()?;
+    if !cursor.eat(b' ') {
+        return None;
+    }
+    let clock = cursor.clock()?;
+    let nanos = cursor.fraction();
+    if !cursor.eat(b' ') {
+        return None;
+    }
+    let year = cursor.digits(4)?;
+    let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
+    to_utc(date, clock, nanos, None)
+}
+
+/// `26/Nov/2026:07:00:01 +0000` (Common Log Format).
+fn parse_clf(cursor: &mut Cursor<'_>) -> Option<DateTime<Utc>> {
+    let day = cursor.digits(2)?;
+    if !cursor.eat(b'/') {
+        return None;
+    }
+    let month = month_number(cursor.word3()?)?;
+    if !cursor.eat(b'/') {
+        return None;
+    }
+    let year = cursor.digits(4)?;
+    if !cursor.eat(b':') {
+        return None;
+    }
+    let clock = cursor.clock()?;
+    let nanos = cursor.fraction();
+    cursor.eat(b' ');
+    let zone = cursor.zone();
+    let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
+    to_utc(date, clock, nanos, zone)
+}
+
+fn parse_any(
+    cursor: &mut Cursor<'_>,
+    reference: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, StampKind)> {
+    let start = cursor.pos;
+    let first = cursor.peek()?;
+    if first.is_ascii_digit() {
+        if let Some((time, rfc3339)) = parse_iso(cursor) {
+            let kind = if rfc3339 {
+                StampKind::Rfc3339
+            } else {
+                StampKind::Other
+            };
+            return Some((time, kind));
+        }
+        cursor.pos = start;
+        return parse_clf(cursor).map(|t| (t, StampKind::Other));
+    }
+    if first.is_ascii_alphabetic() {
+        if let Some(time) = parse_bsd(cursor, reference) {
+            return Some((time, StampKind::Bsd));
+        }
+        cursor.pos = start;
+        return parse_ctime(cursor).map(|t| (t, StampKind::Other));
+    }
+    None
+}
+
+/// Recognises a timestamp at the very start of `text` (optionally in brackets) and says how long
+/// it is, including the blanks after it. Only whole stamps followed by a blank count, so a
+/// message that merely starts with digits is left alone.
+pub fn leading_stamp(text: &str, reference: DateTime<Utc>) -> Option<LeadingStamp> {
+    let bytes = text.as_bytes();
+    let mut cursor = Cursor::new(bytes);
+    let bracketed = cursor.eat(b'[');
+    let (time, mut kind) = parse_any(&mut cursor, reference)?;
+    if bracketed {
+        if !cursor.eat(b']') {
+            return None;
+        }
+        // A bracketed stamp is never followed by a syslog host and tag.
+        kind = StampKind::Other;
+    } else if !cursor.rest_starts_blank_or_end() {
+        return None;
+    }
+    let mut len = cursor.pos;
+    while len < bytes.len() && (bytes[len] == b' ' || bytes[len] == b'\t') {
+        len += 1;
+    }
+    Some(LeadingStamp { time, len, kind })
+}
+
+/// Finds a timestamp inside a message (an access log's `[26/Nov/2026:07:00:01 +0000]`, an
+/// ISO stamp after a prefix). Used only for the time; the text is left as it is.
+pub fn inline_time(text: &str, reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let bytes = text.as_bytes();
+    for (index, &byte) in bytes.iter().enumerate() {
+        let candidate = match byte {
+            b'[' => index + 1,
+            b'0'..=b'9' if index == 0 || !bytes[index - 1].is_ascii_alphanumeric() => index,
+            _ => continue,
+        };
+        if candidate >= bytes.len() || !bytes[candidate].is_ascii_alphanumeric() {
+            continue;
+        }
+        let mut cursor = Cursor::new(bytes);
+        cursor.pos = candidate;
+        if let Some((time, _)) = parse_any(&mut cursor, reference) {
+            return Some(time);
+        }
+    }
+    None
+}
+
+/// A filter's `datepattern`: a strftime format (`%Y-%m-%d %H:%M:%S`), optionally starting with
+/// `^` (or Fail2Ban's `{^LN-BEG}`) to anchor it at the start of the message, or `EPOCH`.
+#[derive(Debug, Clone)]
+pub struct DatePattern {
+    /// Finds the stamp in the message.
+    finder: Regex,
+    /// The format chrono parses the found text with (year appended when the format has none).
+    format: String,
+    has_year: bool,
+    has_zone: bool,
+    epoch: bool,
+}
+
+/// Why a datepattern was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DatePatternError(String);
+
+impl DatePattern {
+    pub fn new(pattern: &str) -> Result<Self, DatePatternError> {
+        let (anchored, body) = if let Some(rest) = pattern.strip_prefix("{^LN-BEG}") {
+            (true, rest)
+        } else if let Some(rest) = pattern.strip_prefix('^') {
+            (true, rest)
+        } else {
+            (false, pattern)
+        };
+        let prefix = if anchored { "^" } else { "" };
+        if body == "EPOCH" {
+            let finder = Regex::new(&format!(r"{prefix}\b(\d{{9,10}}(?:\.\d+)?)\b"))
+                .map_err(|e| DatePatternError(e.to_string()))?;
+            return Ok(DatePattern {
+                finder,
+                format: String::new(),
+                has_year: true,
+                has_zone: true,
+                epoch: true,
+            });
+        }
+        let mut regex = String::from(prefix);
+        let mut has_year = false;
+        let mut has_zone = false;
+        let mut chars = body.chars();
+        regex.push('(');
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                regex.push_str(&regex::escape(&c.to_string()));
+                continue;
+            }
+            let Some(directive) = chars.next() else {
+                return Err(DatePatternError("datepattern ends with a lone `%`".into()));
+            };
+            let fragment = match directive {
+                'Y' => {
+                    has_year = true;
+                    r"\d{4}"
+                }
+                'y' => {
+                    has_year = true;
+                    r"\d{2}"
+                }
+                'm' | 'd' | 'H' | 'I' | 'M' | 'S' => r"\d{1,2}",
+                'e' => r" ?\d{1,2}",
+                'j' => r"\d{1,3}",
+                'f' => r"\d{1,9}",
+                'b' | 'h' | 'a' => r"[A-Za-z]{3}",
+                'B' | 'A' => r"[A-Za-z]+",
+                'p' => r"(?:AM|PM|am|pm)",
+                'z' => {
+                    has_zone = true;
+                    r"(?:Z|[+-]\d{2}:?\d{2})"
+                }
+                'T' => r"\d{2}:\d{2}:\d{2}",
+                's' => {
+                    has_year = true;
+                    has_zone = true;
+                    r"\d+"
+                }
+                '%' => "%",
+                other => {
+                    return Err(DatePatternError(format!(
+                        "datepattern directive `%{other}` is not supported"
+                    )));
+                }
+            };
+            regex.push_str(fragment);
+        }
+        regex.push(')');
+        if !(has_year || body.contains("%m") || body.contains("%b") || body.contains("%B")) {
+            return Err(DatePatternError(
+                "datepattern needs at least a month (%m, %b or %B)".into(),
+            ));
+        }
+        let finder = Regex::new(&regex).map_err(|e| DatePatternError(e.to_string()))?;
+        Ok(DatePattern {
+            finder,
+            format: body.to_string(),
+            has_year,
+            has_zone,
+            epoch: false,
+        })
+    }
+
+    /// Finds the stamp; returns its time and its byte range in `text`.
+    pub fn find(
+        &self,
+        text: &str,
+        reference: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, std::ops::Range<usize>)> {
+        let captures = self.finder.captures(text)?;
+        let found = captures.get(1)?;
+        let stamp = found.as_str();
+        let time = if self.epoch {
+            let seconds: f64 = stamp.parse().ok()?;
+            DateTime::from_timestamp_millis((seconds * 1000.0) as i64)?
+        } else if self.has_zone {
+            DateTime::parse_from_str(stamp, &self.format)
+                .ok()?
+                .with_timezone(&Utc)
+        } else if self.has_year {
+            local_to_utc(NaiveDateTime::parse_from_str(stamp, &self.format).ok()?)?
+        } else {
+            // chrono needs a year: try this year, and last year if that lands in the future.
+            let with_year = format!("{stamp} {}", reference.year());
+            let format = format!("{} %Y", self.format);
+            let naive = NaiveDateTime::parse_from_str(&with_year, &format).ok()?;
+            let date = infer_year(naive.month(), naive.day(), reference)?;
+            local_to_utc(date.and_time(naive.time()))?
+        };
+        Some((time, found.range()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()
+    }
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    fn local(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        local_to_utc(
+            NaiveDate::from_ymd_opt(y, mo, d)
+                .unwrap()
+                .and_hms_opt(h, mi, s)
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn bsd_stamp_with_year_inferred() {
+        let text = "Nov 26 07:00:01 host sshd[1]: x";
+        let stamp = leading_stamp(text, reference()).unwrap();
+        assert_eq!(stamp.kind, StampKind::Bsd);
+        assert_eq!(stamp.time, local(2026, 11, 26, 7, 0, 1));
+        assert_eq!(&text[stamp.len..], "host sshd[1]: x");
+        // December seen in November is last year's December.
+        let stamp = leading_stamp("Dec 31 23:59:59 h x", reference()).unwrap();
+        assert_eq!(stamp.time, local(2025, 12, 31, 23, 59, 59));
+        // Single-digit day padded with a blank.
+        let stamp = leading_stamp("Nov  6 07:00:01 h x", reference()).unwrap();
+        assert_eq!(stamp.time, local(2026, 11, 6, 7, 0, 1));
+    }
+
+    #[test]
+    fn rfc3339_and_iso_stamps() {
+        let stamp =
+            leading_stamp("2026-11-26T07:00:01.5+01:00 host sshd[1]: x", reference()).unwrap();
+        assert_eq!(stamp.kind, StampKind::Rfc3339);
+        assert_eq!(
+            stamp.time,
+            utc(2026, 11, 26, 6, 0, 1) + chrono::Duration::milliseconds(500)
+        );
+        let stamp = leading_stamp("2026-11-26 07:00:01,123 fail2ban.actions", reference()).unwrap();
+        assert_eq!(stamp.kind, StampKind::Other);
+        assert_eq!(
+            stamp.time,
+            local(2026, 11, 26, 7, 0, 1) + chrono::Duration::milliseconds(123)
+        );
+        let stamp = leading_stamp("2026/11/26 07:00:01 [error] 12#12: x", reference()).unwrap();
+        assert_eq!(stamp.time, local(2026, 11, 26, 7, 0, 1));
+    }
+
+    #[test]
+    fn bracketed_stamps() {
+        let text = "[Thu Nov 26 07:00:01.123456 2026] [auth_basic:error] x";
+        let stamp = leading_stamp(text, reference()).unwrap();
+        assert_eq!(&text[stamp.len..], "[auth_basic:error] x");
+        assert_eq!(stamp.kind, StampKind::Other);
+        let stamp = leading_stamp("[2026-11-26 07:00:01] NOTICE[1] x", reference()).unwrap();
+        assert_eq!(stamp.time, local(2026, 11, 26, 7, 0, 1));
+        let stamp = leading_stamp("[Nov 26 07:00:01] NOTICE[1] x", reference()).unwrap();
+        assert_eq!(stamp.time, local(2026, 11, 26, 7, 0, 1));
+        assert_eq!(stamp.kind, StampKind::Other);
+    }
+
+    #[test]
+    fn not_stamps() {
+        for text in [
+            "1.2.3.4 - - [26/Nov/2026:07:00:01 +0000] \"GET /\"",
+            "Failed password for root",
+            "Nov 26 garbage",
+            "2026-11-26T07:00:01Zjunk",
+            "[2026-11-26 07:00:01 unclosed",
+            "Novx 26 07:00:01 h",
+            "",
+        ] {
+            assert_eq!(leading_stamp(text, reference()), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn inline_clf_time() {
+        let text = "1.2.3.4 - - [26/Nov/2026:07:00:01 +0100] \"POST /wp-login.php HTTP/1.1\" 200";
+        assert_eq!(
+            inline_time(text, reference()),
+            Some(utc(2026, 11, 26, 6, 0, 1))
+        );
+        let text = "client 1.2.3.4 at 2026-11-26T07:00:01Z failed";
+        assert_eq!(
+            inline_time(text, reference()),
+            Some(utc(2026, 11, 26, 7, 0, 1))
+        );
+        assert_eq!(
+            inline_time("Failed password for root from 1.2.3.4", reference()),
+            None
+        );
+    }
+
+    #[test]
+    fn datepattern_formats() {
+        let pattern = DatePattern::new("%d-%m-%Y %H:%M:%S").unwrap();
+        let (time, range) = pattern
+            .find("at 26-11-2026 07:00:01 login", reference())
+            .unwrap();
+        assert_eq!(time, local(2026, 11, 26, 7, 0, 1));
+        assert_eq!(range, 3..22);
+        let pattern = DatePattern::new("^%b %d %H:%M:%S").unwrap();
+        let (time, _) = pattern.find("Dec 01 00:00:00 x", reference()).unwrap();
+        assert_eq!(time, local(2025, 12, 1, 0, 0, 0));
+        assert!(pattern.find("x Dec 01 00:00:00", reference()).is_none());
+        let pattern = DatePattern::new("EPOCH").unwrap();
+        let (time, _) = pattern.find("ts=1764140401 x", reference()).unwrap();
+        assert_eq!(time, utc(2025, 11, 26, 7, 0, 1));
+        let pattern = DatePattern::new("%Y-%m-%dT%H:%M:%S%z").unwrap();
+        let (time, _) = pattern
+            .find("2026-11-26T07:00:01+0100", reference())
+            .unwrap();
+        assert_eq!(time, utc(2026, 11, 26, 6, 0, 1));
+        assert!(DatePattern::new("%Q").is_err());
+        assert!(DatePattern::new("%H:%M").is_err());
+    }
+}

@@ -1,0 +1,565 @@
+//! Envelopes: turn a raw log line (json-file, CRI, syslog, bare) into the message a filter sees.
+//!
+//! The same sshd message reaches logjail wrapped in many ways: a syslog prefix in
+//! `/var/log/auth.log`, a Docker json-file object, a CRI line on k3s, or bare on a container's
+//! stderr. Stripping the wrapper here, once per line, lets every filter be written against the
+//! bare message and match all of them alike.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::date::{self, StampKind};
+
+/// Which output stream of a container a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    fn parse(text: &str) -> Option<Stream> {
+        match text {
+            "stdout" => Some(Stream::Stdout),
+            "stderr" => Some(Stream::Stderr),
+            _ => None,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        }
+    }
+}
+
+/// The container wrapper a line was found in, for `logjail regex` statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvelopeKind {
+    Plain,
+    DockerJson,
+    Cri,
+}
+
+/// A log line unwrapped: what filters see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The message without envelope, leading stamp, syslog host and tag, trimmed.
+    pub text: Cow<'a, str>,
+    /// The envelope's time, else the leading stamp's; `None` when neither exists (a filter may
+    /// still find one inside the message).
+    pub time: Option<DateTime<Utc>>,
+    /// The syslog tag's program name (`sshd` of `sshd[123]:`), when there was one.
+    pub program: Option<Cow<'a, str>>,
+    /// The container stream, for json-file and CRI lines.
+    pub stream: Option<Stream>,
+    pub envelope: EnvelopeKind,
+    /// The kind of leading stamp that was stripped, if any.
+    pub stamp: Option<StampKind>,
+}
+
+impl<'a> Record<'a> {
+    /// A record made by a source that already knows the parts (the journal gives the program
+    /// and time as fields): the text is still cleaned of a leading stamp and tag.
+    pub fn from_parts(
+        text: &'a str,
+        time: Option<DateTime<Utc>>,
+        program: Option<&'a str>,
+        now: DateTime<Utc>,
+    ) -> Record<'a> {
+        let mut record = normalize(Cow::Borrowed(text), time, now);
+        if let Some(program) = program {
+            record.program = Some(Cow::Borrowed(program));
+        }
+        record
+    }
+}
+
+/// A json-file object; extra keys (`attrs`) are ignored on purpose.
+#[derive(Deserialize)]
+struct DockerJsonLine<'a> {
+    #[serde(borrow)]
+    log: Cow<'a, str>,
+    #[serde(default)]
+    stream: Option<Cow<'a, str>>,
+    #[serde(default)]
+    time: Option<Cow<'a, str>>,
+}
+
+/// A message being put together from partial pieces (Docker splits lines at 16 KiB, CRI
+/// marks pieces with `P`).
+#[derive(Debug, Default)]
+struct Partial {
+    text: String,
+    time: Option<DateTime<Utc>>,
+    envelope: Option<EnvelopeKind>,
+    /// Set once the joined text hit the cap: the rest of the line is dropped.
+    truncated: bool,
+}
+
+/// Upper bound of one joined line; a container that never ends its line cannot make us grow.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// Decodes lines one by one, joining partial lines per stream.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    partial: [Partial; 2],
+    /// The finished line, kept here so the record can borrow it.
+    joined: String,
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Decoder::default()
+    }
+
+    /// Decodes one raw line (with or without its newline) using the wall clock to place
+    /// year-less stamps. Returns `None` while a partial line is being joined.
+    pub fn push<'a>(&'a mut self, raw: &'a str) -> Option<Record<'a>> {
+        self.push_at(raw, Utc::now())
+    }
+
+    /// As [`Decoder::push`], with `now` as the reference time for year-less stamps.
+    pub fn push_at<'a>(&'a mut self, raw: &'a str, now: DateTime<Utc>) -> Option<Record<'a>> {
+        let raw = raw.strip_suffix('\n').unwrap_or(raw);
+        if raw.starts_with("{\"log\":")
+            && let Ok(line) = serde_json::from_str::<DockerJsonLine<'_>>(raw)
+        {
+            let stream = line.stream.as_deref().and_then(Stream::parse);
+            let time = line
+                .time
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            // json-file ends every complete line with "\n"; without it this is a piece.
+            let complete = line.log.ends_with('\n');
+            return self.assemble(
+                EnvelopeKind::DockerJson,
+                stream,
+                line.log,
+                time,
+                complete,
+                now,
+            );
+        }
+        if let Some(cri) = parse_cri(raw) {
+            return self.assemble(
+                EnvelopeKind::Cri,
+                Some(cri.stream),
+                Cow::Borrowed(cri.text),
+                Some(cri.time),
+                cri.complete,
+                now,
+            );
+        }
+        Some(normalize(Cow::Borrowed(raw), None, now))
+    }
+
+    /// Returns what is left of partial lines at the end of input (a file cut mid-line).
+    pub fn flush(&mut self, now: DateTime<Utc>) -> Vec<Record<'static>> {
+        let mut out = Vec::new();
+        for partial in &mut self.partial {
+            if let Some(envelope) = partial.envelope.take() {
+                let text = std::mem::take(&mut partial.text);
+                let mut record = normalize(Cow::Owned(text), partial.time.take(), now);
+                record.envelope = envelope;
+                out.push(record.into_owned());
+            }
+            partial.truncated = false;
+        }
+        out
+    }
+
+    fn assemble<'a>(
+        &'a mut self,
+        envelope: EnvelopeKind,
+        stream: Option<Stream>,
+        piece: Cow<'a, str>,
+        time: Option<DateTime<Utc>>,
+        complete: bool,
+        now: DateTime<Utc>,
+    ) -> Option<Record<'a>> {
+        let slot = &mut self.partial[stream.unwrap_or(Stream::Stdout).index()];
+        if slot.envelope.is_none() && complete {
+            let mut record = normalize(piece, time, now);
+            record.envelope = envelope;
+            record.stream = stream;
+            return Some(record);
+        }
+        if slot.envelope.is_none() {
+            slot.envelope = Some(envelope);
+            // The first piece's time is when the line started.
+            slot.time = time;
+        }
+        if !slot.truncated {
+            let room = MAX_LINE_BYTES.saturating_sub(slot.text.len());
+            if piece.len() > room {
+                let mut cut = room;
+                while !piece.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                slot.text.push_str(&piece[..cut]);
+                slot.truncated = true;
+            } else {
+                slot.text.push_str(&piece);
+            }
+        }
+        if !complete {
+            return None;
+        }
+        self.joined = std::mem::take(&mut slot.text);
+        let time = slot.time.take();
+        slot.envelope = None;
+        slot.truncated = false;
+        let mut record = normalize(Cow::Borrowed(self.joined.as_str()), time, now);
+        record.envelope = envelope;
+        record.stream = stream;
+        Some(record)
+    }
+}
+
+impl Record<'_> {
+    /// Detaches the record from the line it borrows.
+    pub fn into_owned(self) -> Record<'static> {
+        Record {
+            text: Cow::Owned(self.text.into_owned()),
+            time: self.time,
+            program: self.program.map(|p| Cow::Owned(p.into_owned())),
+            stream: self.stream,
+            envelope: self.envelope,
+            stamp: self.stamp,
+        }
+    }
+}
+
+struct CriLine<'a> {
+    time: DateTime<Utc>,
+    stream: Stream,
+    complete: bool,
+    text: &'a str,
+}
+
+/// `2026-11-26T07:00:01.123456789Z stderr F message` (the kubelet's log format).
+fn parse_cri(raw: &str) -> Option<CriLine<'_>> {
+    if !raw.as_bytes().first()?.is_ascii_digit() {
+        return None;
+    }
+    let (stamp, rest) = raw.split_once(' ')?;
+    let (stream, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    let stream = Stream::parse(stream)?;
+    let (tag, text) = match rest.split_once(' ') {
+        Some((tag, text)) => (tag, text),
+        None => (rest, ""),
+    };
+    // The tag field may carry more flags after a colon in future versions; P/F comes first.
+    let complete = match tag.split(':').next() {
+        Some("F") => true,
+        Some("P") => false,
+        _ => return None,
+    };
+    let time = DateTime::parse_from_rfc3339(stamp)
+        .ok()?
+        .with_timezone(&Utc);
+    Some(CriLine {
+        time,
+        stream,
+        complete,
+        text,
+    })
+}
+
+/// Cleans a message: trims it, drops a `<PRI>`, a leading stamp and a syslog host and tag.
+fn normalize(
+    text: Cow<'_, str>,
+    envelope_time: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Record<'_> {
+    let (text_range, program_range, stamp_time, stamp) = {
+        let full: &str = &text;
+        let trimmed_end = full.trim_end_matches(['\r', '\n', ' ', '\t']).len();
+        let mut start = full.len() - full.trim_start().len();
+        start = start.min(trimmed_end);
+        let mut body = &full[start..trimmed_end];
+        if let Some(skip) = syslog_priority(body) {
+            start += skip;
+            body = &full[start..trimmed_end];
+        }
+        let reference = envelope_time.unwrap_or(now);
+        let mut program_range = None;
+        let mut stamp_time = None;
+        let mut stamp_kind = None;
+        if let Some(stamp) = date::leading_stamp(body, reference) {
+            start += stamp.len;
+            body = &full[start..trimmed_end];
+            stamp_time = Some(stamp.time);
+            stamp_kind = Some(stamp.kind);
+            if matches!(stamp.kind, StampKind::Bsd | StampKind::Rfc3339)
+                && let Some(tag) = syslog_tag(body, true)
+            {
+                program_range = Some((start + tag.program.start, start + tag.program.end));
+                start += tag.message_start;
+            }
+        } else if let Some(tag) = syslog_tag(body, false) {
+            program_range = Some((start + tag.program.start, start + tag.program.end));
+            start += tag.message_start;
+        }
+        (
+            (start.min(trimmed_end), trimmed_end),
+            program_range,
+            stamp_time,
+            stamp_kind,
+        )
+    };
+    let time = envelope_time.or(stamp_time);
+    let (text, program) = match text {
+        Cow::Borrowed(full) => (
+            Cow::Borrowed(&full[text_range.0..text_range.1]),
+            program_range.map(|(s, e)| Cow::Borrowed(&full[s..e])),
+        ),
+        Cow::Owned(full) => (
+            Cow::Owned(full[text_range.0..text_range.1].to_string()),
+            program_range.map(|(s, e)| Cow::Owned(full[s..e].to_string())),
+        ),
+    };
+    Record {
+        text,
+        time,
+        program,
+        stream: None,
+        envelope: EnvelopeKind::Plain,
+        stamp,
+    }
+}
+
+/// `<34>` at the start of a raw syslog line.
+fn syslog_priority(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    if bytes.first() != Some(&b'<') {
+        return None;
+    }
+    let close = bytes.iter().take(5).position(|&b| b == b'>')?;
+    if close < 2 || !bytes[1..close].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(close + 1)
+}
+
+struct Tag {
+    program: std::ops::Range<usize>,
+    message_start: usize,
+}
+
+/// Finds `[host ]prog[pid]: ` at the start of what follows a syslog stamp. Without a stamp
+/// (`after_stamp == false`) only `prog[pid]: ` with a pid counts, so that a bare
+/// `error: …` message is not mistaken for a tag.
+fn syslog_tag(body: &str, after_stamp: bool) -> Option<Tag> {
+    let first_end = body.find(' ').unwrap_or(body.len());
+    if let Some(program) = tag_program(&body[..first_end], after_stamp) {
+        return Some(Tag {
+            program,
+            message_start: skip_blanks(body, first_end),
+        });
+    }
+    if !after_stamp || first_end == body.len() {
+        return None;
+    }
+    let second_start = first_end + 1;
+    let rest = &body[second_start..];
+    let second_end = rest.find(' ').unwrap_or(rest.len());
+    let program = tag_program(&rest[..second_end], true)?;
+    Some(Tag {
+        program: second_start + program.start..second_start + program.end,
+        message_start: skip_blanks(body, second_start + second_end),
+    })
+}
+
+fn skip_blanks(body: &str, mut index: usize) -> usize {
+    let bytes = body.as_bytes();
+    while index < bytes.len() && bytes[index] == b' ' {
+        index += 1;
+    }
+    index
+}
+
+/// `sshd[123]:` → the range of `sshd`.
+fn tag_program(token: &str, pid_optional: bool) -> Option<std::ops::Range<usize>> {
+    let token = token.strip_suffix(':')?;
+    let name_end = match token.strip_suffix(']') {
+        Some(with_pid) => {
+            let open = with_pid.rfind('[')?;
+            let pid = &with_pid[open + 1..];
+            if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            open
+        }
+        None if pid_optional => token.len(),
+        None => return None,
+    };
+    let name = &token[..name_end];
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b'@'));
+    valid.then_some(0..name_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()
+    }
+
+    fn decode(raw: &str) -> Record<'static> {
+        let mut decoder = Decoder::new();
+        decoder.push_at(raw, now()).unwrap().into_owned()
+    }
+
+    const MESSAGE: &str = "Failed password for root from 10.0.0.2 port 33758 ssh2";
+
+    #[test]
+    fn same_message_from_every_envelope() {
+        let variants = [
+            format!("Nov 26 07:00:01 web sshd[123]: {MESSAGE}"),
+            format!("Nov 26 07:00:01 sshd[123]: {MESSAGE}"),
+            format!("2026-11-26T07:00:01.123456+00:00 web sshd[123]: {MESSAGE}"),
+            format!("<38>Nov 26 07:00:01 web sshd[123]: {MESSAGE}"),
+            format!("sshd[123]: {MESSAGE}"),
+            format!("{MESSAGE}\r\n"),
+            format!(
+                "{{\"log\":\"{MESSAGE}\\r\\n\",\"stream\":\"stderr\",\"time\":\"2026-11-26T07:00:01.123456789Z\"}}"
+            ),
+            format!("2026-11-26T07:00:01.123456789Z stderr F {MESSAGE}"),
+        ];
+        for raw in &variants {
+            let record = decode(raw);
+            assert_eq!(record.text, MESSAGE, "{raw}");
+        }
+        assert_eq!(decode(&variants[0]).program.as_deref(), Some("sshd"));
+        assert_eq!(decode(&variants[5]).program, None);
+        let json = decode(&variants[6]);
+        assert_eq!(json.envelope, EnvelopeKind::DockerJson);
+        assert_eq!(json.stream, Some(Stream::Stderr));
+        assert_eq!(
+            json.time,
+            Some(
+                Utc.with_ymd_and_hms(2026, 11, 26, 7, 0, 1).unwrap()
+                    + chrono::Duration::nanoseconds(123_456_789)
+            )
+        );
+        assert_eq!(decode(&variants[7]).envelope, EnvelopeKind::Cri);
+    }
+
+    #[test]
+    fn syslog_inside_container_envelope() {
+        let raw = r#"{"log":"Nov 26 07:00:01 mail postfix/smtpd[77]: warning: unknown[1.2.3.4]: SASL LOGIN authentication failed: x\n","stream":"stdout","time":"2026-11-26T07:00:02Z"}"#;
+        let record = decode(raw);
+        assert_eq!(record.program.as_deref(), Some("postfix/smtpd"));
+        assert!(record.text.starts_with("warning: unknown[1.2.3.4]"));
+        // The envelope's time wins over the year-less syslog stamp.
+        assert_eq!(
+            record.time,
+            Some(Utc.with_ymd_and_hms(2026, 11, 26, 7, 0, 2).unwrap())
+        );
+    }
+
+    #[test]
+    fn bare_error_prefix_is_not_a_tag() {
+        let record = decode("error: PAM: Authentication failure for root from 1.2.3.4");
+        assert_eq!(record.program, None);
+        assert_eq!(
+            record.text,
+            "error: PAM: Authentication failure for root from 1.2.3.4"
+        );
+    }
+
+    #[test]
+    fn syslog_without_tag_keeps_text() {
+        let record = decode("Nov 26 07:00:01 just some words");
+        assert_eq!(record.program, None);
+        assert_eq!(record.text, "just some words");
+    }
+
+    #[test]
+    fn docker_partial_lines_are_joined_per_stream() {
+        let mut decoder = Decoder::new();
+        let first = r#"{"log":"Failed password for root ","stream":"stderr","time":"2026-11-26T07:00:01Z"}"#;
+        let other =
+            r#"{"log":"unrelated stdout line\n","stream":"stdout","time":"2026-11-26T07:00:01Z"}"#;
+        let last = r#"{"log":"from 1.2.3.4 port 1 ssh2\n","stream":"stderr","time":"2026-11-26T07:00:02Z"}"#;
+        assert!(decoder.push_at(first, now()).is_none());
+        assert_eq!(
+            decoder.push_at(other, now()).unwrap().text,
+            "unrelated stdout line"
+        );
+        let record = decoder.push_at(last, now()).unwrap();
+        assert_eq!(
+            record.text,
+            "Failed password for root from 1.2.3.4 port 1 ssh2"
+        );
+        assert_eq!(
+            record.time,
+            Some(Utc.with_ymd_and_hms(2026, 11, 26, 7, 0, 1).unwrap())
+        );
+    }
+
+    #[test]
+    fn cri_partial_lines_are_joined() {
+        let mut decoder = Decoder::new();
+        assert!(
+            decoder
+                .push_at("2026-11-26T07:00:01Z stdout P Failed pass", now())
+                .is_none()
+        );
+        let record = decoder
+            .push_at(
+                "2026-11-26T07:00:01Z stdout F word for root from ::1",
+                now(),
+            )
+            .unwrap();
+        assert_eq!(record.text, "Failed password for root from ::1");
+        // An unfinished piece at end of input is still delivered.
+        assert!(
+            decoder
+                .push_at("2026-11-26T07:00:03Z stderr P tail", now())
+                .is_none()
+        );
+        let rest = decoder.flush(now());
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].text, "tail");
+    }
+
+    #[test]
+    fn joined_lines_are_capped() {
+        let mut decoder = Decoder::new();
+        let piece = "x".repeat(64 * 1024);
+        for _ in 0..40 {
+            let raw = format!("2026-11-26T07:00:01Z stdout P {piece}");
+            assert!(decoder.push_at(&raw, now()).is_none());
+        }
+        let record = decoder
+            .push_at("2026-11-26T07:00:01Z stdout F end", now())
+            .unwrap();
+        assert_eq!(record.text.len(), MAX_LINE_BYTES);
+    }
+
+    #[test]
+    fn malformed_json_is_plain_text() {
+        let record = decode(r#"{"log": broken"#);
+        assert_eq!(record.envelope, EnvelopeKind::Plain);
+        assert_eq!(record.text, r#"{"log": broken"#);
+    }
+
+    #[test]
+    fn journal_parts() {
+        let record = Record::from_parts(MESSAGE, None, Some("sshd"), now());
+        assert_eq!(record.program.as_deref(), Some("sshd"));
+        assert_eq!(record.text, MESSAGE);
+    }
+}

@@ -1,0 +1,251 @@
+//! Fail2Ban's tags (`<HOST>`, `<F-USER>…</F-USER>`, …) expanded into plain regex syntax.
+//!
+//! `<HOST>` only ever captures an IP address: Fail2Ban also accepts host names and resolves
+//! them, which lets whoever controls a log line (or a PTR record) choose what gets banned.
+
+use std::fmt;
+
+/// Capture group that holds the failure's address.
+pub const HOST_GROUP: &str = "host";
+/// Capture group of `<F-USER>`.
+pub const USER_GROUP: &str = "user";
+/// Capture group of `<F-ID>`.
+pub const ID_GROUP: &str = "fid";
+/// Capture group of `<F-CONTENT>` in a prefregex.
+pub const CONTENT_GROUP: &str = "content";
+
+/// Dotted quad; the address is checked by parsing after the match, so the regex may be loose.
+const IPV4: &str = r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}";
+/// Any run of hex groups with at least two colons, optionally ending in a dotted quad
+/// (`::ffff:1.2.3.4`). Loose on purpose, parsing rejects what is not an address.
+const IPV6: &str = r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{1,4})?";
+
+/// What a tag expansion found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatternError {
+    /// `%(name)s` from Fail2Ban's ini files.
+    Interpolation(String),
+    UnsupportedTag(String),
+    UnclosedField(String),
+    RepeatedTag(String),
+}
+
+impl fmt::Display for PatternError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PatternError::Interpolation(name) => write!(
+                f,
+                "Fail2Ban interpolation `%({name})s` is not supported: logjail removes syslog \
+                 prefixes and timestamps itself, write the pattern against the bare message"
+            ),
+            PatternError::UnsupportedTag(tag) => write!(f, "tag `<{tag}>` is not supported"),
+            PatternError::UnclosedField(name) => {
+                write!(f, "`<F-{name}>` is not closed by `</F-{name}>`")
+            }
+            PatternError::RepeatedTag(tag) => {
+                write!(f, "`{tag}` appears more than once; one address per pattern")
+            }
+        }
+    }
+}
+
+/// A pattern with its tags expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expanded {
+    pub regex: String,
+    /// Whether the pattern captures an address (`<HOST>`, `<ADDR>`, `<IP4>`, `<IP6>`).
+    pub has_host: bool,
+}
+
+/// Expands the tags of one failregex, ignoreregex or prefregex.
+pub fn expand(pattern: &str) -> Result<Expanded, PatternError> {
+    if let Some(start) = pattern.find("%(") {
+        let name: String = pattern[start + 2..]
+            .chars()
+            .take_while(|&c| c != ')')
+            .collect();
+        return Err(PatternError::Interpolation(name));
+    }
+    let mut out = String::with_capacity(pattern.len() + 64);
+    let mut has_host = false;
+    let mut open_fields: Vec<String> = Vec::new();
+    let mut rest = pattern;
+    while let Some(open) = rest.find('<') {
+        // A `<` escaped with a backslash, or inside a character class, is a literal; tags are
+        // only recognised in their exact uppercase spellings, so `(?P<name>…)` passes through.
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('>') else {
+            out.push_str(&rest[open..]);
+            rest = "";
+            break;
+        };
+        let tag = &after[..close];
+        let preceded_by_backslash = rest[..open].ends_with('\\');
+        let replacement = if preceded_by_backslash || !is_tag_name(tag) {
+            None
+        } else {
+            Some(expand_tag(tag, &mut has_host, &mut open_fields)?)
+        };
+        match replacement {
+            Some(text) => out.push_str(&text),
+            None => out.push_str(&rest[open..open + 1 + close + 1]),
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    if let Some(name) = open_fields.pop() {
+        return Err(PatternError::UnclosedField(name));
+    }
+    Ok(Expanded {
+        regex: out,
+        has_host,
+    })
+}
+
+fn is_tag_name(tag: &str) -> bool {
+    let name = tag.strip_prefix('/').unwrap_or(tag);
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
+}
+
+fn expand_tag(
+    tag: &str,
+    has_host: &mut bool,
+    open_fields: &mut Vec<String>,
+) -> Result<String, PatternError> {
+    let mut host = |body: String| -> Result<String, PatternError> {
+        if *has_host {
+            return Err(PatternError::RepeatedTag(format!("<{tag}>")));
+        }
+        *has_host = true;
+        Ok(format!("(?P<{HOST_GROUP}>{body})"))
+    };
+    match tag {
+        "HOST" | "ADDR" => host(format!(r"{IPV4}|\[{IPV6}\]|{IPV6}")),
+        "IP4" => host(IPV4.to_string()),
+        "IP6" => host(format!(r"\[{IPV6}\]|{IPV6}")),
+        "SKIPLINES" => Err(PatternError::UnsupportedTag(
+            "SKIPLINES> (multi-line matching".to_string(),
+        )),
+        _ => {
+            if let Some(name) = tag.strip_prefix("F-") {
+                open_fields.push(name.to_string());
+                let group = field_group(name);
+                if group == HOST_GROUP {
+                    return Err(PatternError::UnsupportedTag(format!("F-{name}")));
+                }
+                Ok(format!("(?P<{group}>"))
+            } else if let Some(name) = tag.strip_prefix("/F-") {
+                match open_fields.pop() {
+                    Some(open) if open == name => Ok(")".to_string()),
+                    _ => Err(PatternError::UnsupportedTag(tag.to_string())),
+                }
+            } else {
+                Err(PatternError::UnsupportedTag(tag.to_string()))
+            }
+        }
+    }
+}
+
+/// `<F-USER>` → `user`, `<F-ID>` → `fid`, `<F-ALT_USER>` → `alt_user`.
+fn field_group(name: &str) -> String {
+    match name {
+        "USER" => USER_GROUP.to_string(),
+        "ID" => ID_GROUP.to_string(),
+        "CONTENT" => CONTENT_GROUP.to_string(),
+        other => other.to_ascii_lowercase().replace('-', "_"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex::Regex;
+
+    fn host_of(pattern: &str, line: &str) -> Option<String> {
+        let expanded = expand(pattern).unwrap();
+        let regex = Regex::new(&expanded.regex).unwrap();
+        regex
+            .captures(line)
+            .and_then(|c| c.name(HOST_GROUP))
+            .map(|m| m.as_str().to_string())
+    }
+
+    #[test]
+    fn host_matches_both_families_and_brackets() {
+        let pattern = r"^from <HOST> port \d+$";
+        assert_eq!(
+            host_of(pattern, "from 1.2.3.4 port 22").as_deref(),
+            Some("1.2.3.4")
+        );
+        assert_eq!(
+            host_of(pattern, "from 2001:db8::1 port 22").as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(host_of(pattern, "from ::1 port 22").as_deref(), Some("::1"));
+        assert_eq!(
+            host_of(pattern, "from [2001:db8::1] port 22").as_deref(),
+            Some("[2001:db8::1]")
+        );
+        assert_eq!(
+            host_of(pattern, "from ::ffff:10.0.0.1 port 22").as_deref(),
+            Some("::ffff:10.0.0.1")
+        );
+        assert_eq!(host_of(pattern, "from evil.example.com port 22"), None);
+        assert_eq!(host_of(r"^<IP4>$", "2001:db8::1"), None);
+        assert_eq!(host_of(r"^<IP6>$", "1.2.3.4"), None);
+    }
+
+    #[test]
+    fn fields_become_named_groups() {
+        let expanded = expand(
+            r"^user <F-USER>\S+</F-USER> id <F-ID>\d+</F-ID> <F-ALT_USER>x</F-ALT_USER> <ADDR>$",
+        )
+        .unwrap();
+        assert!(expanded.has_host);
+        let regex = Regex::new(&expanded.regex).unwrap();
+        let caps = regex.captures("user bob id 42 x 1.2.3.4").unwrap();
+        assert_eq!(&caps[USER_GROUP], "bob");
+        assert_eq!(&caps[ID_GROUP], "42");
+        assert_eq!(&caps["alt_user"], "x");
+    }
+
+    #[test]
+    fn literals_and_named_groups_pass_through() {
+        let expanded = expand(r"^(?P<word>\w+) \<HOST> <html> <HOST>$").unwrap();
+        assert_eq!(expanded.regex.matches("(?P<host>").count(), 1);
+        assert!(
+            expanded
+                .regex
+                .starts_with(r"^(?P<word>\w+) \<HOST> <html> ")
+        );
+    }
+
+    #[test]
+    fn errors() {
+        assert!(
+            matches!(expand("%(__prefix_line)s x <HOST>"), Err(PatternError::Interpolation(n)) if n == "__prefix_line")
+        );
+        assert!(matches!(
+            expand("<HOST> <HOST>"),
+            Err(PatternError::RepeatedTag(_))
+        ));
+        assert!(matches!(
+            expand("<F-USER>x <HOST>"),
+            Err(PatternError::UnclosedField(_))
+        ));
+        assert!(matches!(
+            expand("<SKIPLINES><HOST>"),
+            Err(PatternError::UnsupportedTag(_))
+        ));
+        assert!(matches!(
+            expand("<DNS>"),
+            Err(PatternError::UnsupportedTag(_))
+        ));
+        assert!(!expand("no host here").unwrap().has_host);
+    }
+}
