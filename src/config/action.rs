@@ -109,10 +109,16 @@ pub fn parse_action_word(text: &str) -> Result<FirewallAction, String> {
 /// Parses the one-key mapping form of an action, given its key and its value as text.
 pub fn parse_action_entry(key: &str, argument: Option<&str>) -> Result<FirewallAction, String> {
     match (key, argument) {
-        ("reject-with" | "reject", Some(kind)) => Ok(FirewallAction::Reject(RejectWith::parse(kind)?)),
+        ("reject-with" | "reject", Some(kind)) => {
+            Ok(FirewallAction::Reject(RejectWith::parse(kind)?))
+        }
         ("reject", None) => Ok(FirewallAction::Reject(RejectWith::default())),
-        ("reject-with", None) => Err("`reject-with` needs a type, e.g. `{reject-with: tcp-reset}`".to_string()),
-        ("drop" | "log", _) => Err(format!("`{key}` takes no argument; write it as a plain word")),
+        ("reject-with", None) => {
+            Err("`reject-with` needs a type, e.g. `{reject-with: tcp-reset}`".to_string())
+        }
+        ("drop" | "log", _) => Err(format!(
+            "`{key}` takes no argument; write it as a plain word"
+        )),
         _ => Err(format!("unknown action `{key}` ({EXPECTED})")),
     }
 }
@@ -141,10 +147,22 @@ mod tests {
 
     #[test]
     fn refuses_unknown_words_and_types() {
-        assert!(parse_action_word("ban").unwrap_err().contains("unknown action `ban`"));
+        assert!(
+            parse_action_word("ban")
+                .unwrap_err()
+                .contains("unknown action `ban`")
+        );
         assert!(parse_action_word("drop now").is_err());
-        assert!(parse_action_word("reject-with").unwrap_err().contains("needs a type"));
-        assert!(parse_action_word("reject-with icmp-foo").unwrap_err().contains("icmp-foo"));
+        assert!(
+            parse_action_word("reject-with")
+                .unwrap_err()
+                .contains("needs a type")
+        );
+        assert!(
+            parse_action_word("reject-with icmp-foo")
+                .unwrap_err()
+                .contains("icmp-foo")
+        );
     }
 
     #[test]
@@ -154,7 +172,11 @@ mod tests {
             FirewallAction::Reject(RejectWith::IcmpNetUnreachable)
         );
         assert!(parse_action_entry("drop", Some("x")).is_err());
-        assert!(parse_action_entry("webhook", Some("x")).unwrap_err().contains("unknown action"));
+        assert!(
+            parse_action_entry("webhook", Some("x"))
+                .unwrap_err()
+                .contains("unknown action")
+        );
     }
 
     #[test]

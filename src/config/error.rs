@@ -177,6 +177,12 @@ mod tests {
             error(Scope::Jail("b".into()), "maxretry", None),
         ]);
         assert_eq!(errors.to_string().lines().count(), 2);
-        assert_eq!(errors.iter().filter_map(ConfigError::jail).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            errors
+                .iter()
+                .filter_map(ConfigError::jail)
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
     }
 }

@@ -60,7 +60,7 @@ impl Glob {
                     }
                     let mut closed = false;
                     let mut first = true;
-                    while let Some(member) = chars.next() {
+                    for member in chars.by_ref() {
                         // A `]` right after the opening bracket is a member, as in shells.
                         if member == ']' && !first {
                             closed = true;
@@ -83,8 +83,8 @@ impl Glob {
             }
         }
         source.push('$');
-        let regex =
-            Regex::new(&source).map_err(|error| format!("`{pattern}` is not a valid pattern: {error}"))?;
+        let regex = Regex::new(&source)
+            .map_err(|error| format!("`{pattern}` is not a valid pattern: {error}"))?;
         Ok(Glob {
             pattern: pattern.to_string(),
             regex,
@@ -124,7 +124,11 @@ mod tests {
         assert!(!glob.matches("my-wp-blog"));
         assert!(Glob::new("web?").unwrap().matches("web1"));
         assert!(!Glob::new("web?").unwrap().matches("web12"));
-        assert!(Glob::new("ghcr.io/acme/*").unwrap().matches("ghcr.io/acme/shop:1.2"));
+        assert!(
+            Glob::new("ghcr.io/acme/*")
+                .unwrap()
+                .matches("ghcr.io/acme/shop:1.2")
+        );
     }
 
     #[test]

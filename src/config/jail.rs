@@ -198,7 +198,9 @@ impl LabelMatch {
             None => (text.trim(), None),
         };
         if key.is_empty() {
-            return Err(format!("`{text}` has no label key (write `key=value` or `key`)"));
+            return Err(format!(
+                "`{text}` has no label key (write `key=value` or `key`)"
+            ));
         }
         Ok(LabelMatch {
             key: key.to_string(),
@@ -221,7 +223,10 @@ mod tests {
             }
         );
         assert_eq!(LabelMatch::parse("app").unwrap().value, None);
-        assert_eq!(LabelMatch::parse("app=").unwrap().value, Some(String::new()));
+        assert_eq!(
+            LabelMatch::parse("app=").unwrap().value,
+            Some(String::new())
+        );
         assert!(LabelMatch::parse("=wp").is_err());
     }
 

@@ -96,8 +96,9 @@ fn parse_port(text: &str) -> Result<u16, String> {
     if text.chars().all(|c| c.is_ascii_digit()) {
         return match text.parse::<u32>() {
             Ok(0) => Err("port 0 cannot be blocked; ports start at 1".to_string()),
-            Ok(port) => u16::try_from(port)
-                .map_err(|_| format!("port {text} is out of range (1 to 65535)")),
+            Ok(port) => {
+                u16::try_from(port).map_err(|_| format!("port {text} is out of range (1 to 65535)"))
+            }
             Err(_) => Err(format!("port {text} is out of range (1 to 65535)")),
         };
     }
@@ -135,7 +136,10 @@ mod tests {
     fn numbers_services_and_ranges() {
         assert_eq!(
             parse_port_range("22").unwrap(),
-            PortRange { first: 22, last: 22 }
+            PortRange {
+                first: 22,
+                last: 22
+            }
         );
         assert_eq!(parse_port_range("https").unwrap().first, 443);
         assert_eq!(parse_port_range("SSH").unwrap().first, 22);
@@ -158,16 +162,35 @@ mod tests {
     #[test]
     fn refuses_zero_overflow_unknown_names_and_backward_ranges() {
         assert!(parse_port_range("0").unwrap_err().contains("port 0"));
-        assert!(parse_port_range("65536").unwrap_err().contains("out of range"));
-        assert!(parse_port_range("99999999999").unwrap_err().contains("out of range"));
-        assert!(parse_port_range("gopher").unwrap_err().contains("unknown service"));
-        assert!(parse_port_range("100:10").unwrap_err().contains("backwards"));
+        assert!(
+            parse_port_range("65536")
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(
+            parse_port_range("99999999999")
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(
+            parse_port_range("gopher")
+                .unwrap_err()
+                .contains("unknown service")
+        );
+        assert!(
+            parse_port_range("100:10")
+                .unwrap_err()
+                .contains("backwards")
+        );
         assert!(parse_port_range("10:").is_err());
     }
 
     #[test]
     fn displays_like_iptables() {
         assert_eq!(parse_port_range("22").unwrap().to_string(), "22");
-        assert_eq!(parse_port_range("1000:2000").unwrap().to_string(), "1000:2000");
+        assert_eq!(
+            parse_port_range("1000:2000").unwrap().to_string(),
+            "1000:2000"
+        );
     }
 }

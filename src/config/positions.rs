@@ -116,6 +116,19 @@ pub struct SyntaxError {
 pub struct PositionIndex {
     keys: HashMap<YamlPath, Position>,
     values: HashMap<YamlPath, Position>,
+    duplicates: Vec<DuplicateKey>,
+}
+
+/// A key given twice in one mapping: YAML forbids it, and serde_yaml's own report of it points
+/// at the mapping rather than at the repeated key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    /// The path the key names.
+    pub path: YamlPath,
+    /// The repetition.
+    pub position: Position,
+    /// The first occurrence.
+    pub first: Position,
 }
 
 impl PositionIndex {
@@ -131,6 +144,11 @@ impl PositionIndex {
                 message: error.info().to_string(),
             })?;
         Ok(builder.index)
+    }
+
+    /// Keys given more than once in the same mapping, in text order.
+    pub fn duplicates(&self) -> &[DuplicateKey] {
+        &self.duplicates
     }
 
     /// Where the key that names `path` is written, falling back to its value, then to the
@@ -177,6 +195,8 @@ struct Builder {
 
 /// Stands for a key that is itself a collection; such keys never name a setting.
 const COMPLEX_KEY: &str = "<complex key>";
+/// Stands for the second occurrence of a key.
+const DUPLICATE_KEY: &str = "<duplicate key>";
 
 impl Builder {
     /// Decides the path of the node starting now, recording key positions on the way.
@@ -192,8 +212,23 @@ impl Builder {
             Some(Frame::Mapping { path, pending_key }) => match pending_key.take() {
                 Some(key) => Some(path.key(&key)),
                 None => {
-                    let key = scalar.unwrap_or(COMPLEX_KEY).to_string();
-                    self.index.keys.insert(path.key(&key), position);
+                    let mut key = scalar.unwrap_or(COMPLEX_KEY).to_string();
+                    let key_path = path.key(&key);
+                    match self.index.keys.get(&key_path) {
+                        Some(first) if scalar.is_some() => {
+                            self.index.duplicates.push(DuplicateKey {
+                                path: key_path,
+                                position,
+                                first: *first,
+                            });
+                            // Index the repeated value apart, so it cannot be mistaken for
+                            // the first one's.
+                            key = DUPLICATE_KEY.to_string();
+                        }
+                        _ => {
+                            self.index.keys.insert(key_path, position);
+                        }
+                    }
                     *pending_key = Some(key);
                     if scalar.is_some() {
                         None
@@ -287,17 +322,32 @@ jails:
         let index = PositionIndex::build(SAMPLE).unwrap();
         assert_eq!(index.key_position(&path(&["jails"])), at(1, 1));
         assert_eq!(index.key_position(&path(&["jails", "sshd"])), at(2, 3));
-        assert_eq!(index.key_position(&path(&["jails", "sshd", "maxretry"])), at(3, 5));
-        assert_eq!(index.value_position(&path(&["jails", "sshd", "maxretry"])), at(3, 15));
+        assert_eq!(
+            index.key_position(&path(&["jails", "sshd", "maxretry"])),
+            at(3, 5)
+        );
+        assert_eq!(
+            index.value_position(&path(&["jails", "sshd", "maxretry"])),
+            at(3, 15)
+        );
     }
 
     #[test]
     fn records_sequence_items_and_flow_collections() {
         let index = PositionIndex::build(SAMPLE).unwrap();
         let sources = path(&["jails", "sshd", "sources"]);
-        assert_eq!(index.value_position(&sources.index(0).key("file")), at(5, 15));
-        assert_eq!(index.key_position(&sources.index(0).key("optional")), at(6, 9));
-        assert_eq!(index.key_position(&sources.index(1).key("journal")), at(7, 9));
+        assert_eq!(
+            index.value_position(&sources.index(0).key("file")),
+            at(5, 15)
+        );
+        assert_eq!(
+            index.key_position(&sources.index(0).key("optional")),
+            at(6, 9)
+        );
+        assert_eq!(
+            index.key_position(&sources.index(1).key("journal")),
+            at(7, 9)
+        );
         assert_eq!(
             index.value_position(&sources.index(1).key("journal").key("unit")),
             at(7, 25)
@@ -319,6 +369,19 @@ jails:
         let error = PositionIndex::build("jails:\n  sshd: [1, 2\n  other: 3\n").unwrap_err();
         assert!(error.position.line >= 2, "{error:?}");
         assert!(!error.message.is_empty());
+    }
+
+    #[test]
+    fn finds_repeated_keys() {
+        let index = PositionIndex::build("a:\n  x: 1\n  y: 2\n  x: 3\nb: {x: 1}\n").unwrap();
+        assert_eq!(
+            index.duplicates(),
+            [DuplicateKey {
+                path: path(&["a", "x"]),
+                position: Position { line: 4, column: 3 },
+                first: Position { line: 2, column: 3 },
+            }]
+        );
     }
 
     #[test]

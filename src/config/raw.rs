@@ -8,8 +8,8 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde_yaml::Value;
 
 use super::jail::Chain;

@@ -199,7 +199,9 @@ pub fn check_docker_host(host: &str) -> Result<(), String> {
         if path.starts_with('/') {
             return Ok(());
         }
-        return Err(format!("`{host}`: the socket path must be absolute ({EXPECTED})"));
+        return Err(format!(
+            "`{host}`: the socket path must be absolute ({EXPECTED})"
+        ));
     }
     if let Some(address) = host.strip_prefix("tcp://") {
         let port = address.rsplit_once(':').map(|(_, port)| port);
@@ -221,7 +223,11 @@ mod tests {
         assert!(check_docker_host("unix:///var/run/docker.sock").is_ok());
         assert!(check_docker_host("tcp://10.0.0.5:2375").is_ok());
         assert!(check_docker_host("tcp://[fd00::5]:2376").is_ok());
-        assert!(check_docker_host("unix://docker.sock").unwrap_err().contains("absolute"));
+        assert!(
+            check_docker_host("unix://docker.sock")
+                .unwrap_err()
+                .contains("absolute")
+        );
         assert!(check_docker_host("tcp://10.0.0.5").is_err());
         assert!(check_docker_host("tcp://:2375").is_err());
         assert!(check_docker_host("/var/run/docker.sock").is_err());
