@@ -90,6 +90,15 @@ impl fmt::Display for FirewallAction {
 
 const EXPECTED: &str = "expected drop, reject, reject-with TYPE or log";
 
+/// The action names that exist; anything else is reported as an unknown action.
+pub fn is_action_name(name: &str) -> bool {
+    matches!(name, "drop" | "log" | "reject" | "reject-with")
+}
+
+fn unknown_action(name: &str) -> String {
+    format!("unknown action `{name}` ({EXPECTED})")
+}
+
 /// Parses the word form of an action: `drop`, `reject`, `reject-with tcp-reset`, `log`.
 pub fn parse_action_word(text: &str) -> Result<FirewallAction, String> {
     let mut words = text.split_whitespace();
@@ -101,7 +110,7 @@ pub fn parse_action_word(text: &str) -> Result<FirewallAction, String> {
         (Some("reject-with"), None, _) => {
             return Err("`reject-with` needs a type, e.g. `reject-with tcp-reset`".to_string());
         }
-        _ => return Err(format!("unknown action `{}` ({EXPECTED})", text.trim())),
+        _ => return Err(unknown_action(text.trim())),
     };
     Ok(action)
 }
@@ -119,7 +128,7 @@ pub fn parse_action_entry(key: &str, argument: Option<&str>) -> Result<FirewallA
         ("drop" | "log", _) => Err(format!(
             "`{key}` takes no argument; write it as a plain word"
         )),
-        _ => Err(format!("unknown action `{key}` ({EXPECTED})")),
+        _ => Err(unknown_action(key)),
     }
 }
 

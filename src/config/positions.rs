@@ -229,6 +229,13 @@ impl Builder {
                             self.index.keys.insert(key_path, position);
                         }
                     }
+                    // yaml-rust2 marks a block mapping at the `:` of its first key; the
+                    // mapping is better shown where that key starts.
+                    if let Some(start) = self.index.values.get_mut(path)
+                        && position < *start
+                    {
+                        *start = position;
+                    }
                     *pending_key = Some(key);
                     if scalar.is_some() {
                         None
@@ -336,6 +343,8 @@ jails:
     fn records_sequence_items_and_flow_collections() {
         let index = PositionIndex::build(SAMPLE).unwrap();
         let sources = path(&["jails", "sshd", "sources"]);
+        assert_eq!(index.value_position(&sources.index(0)), at(5, 9));
+        assert_eq!(index.value_position(&path(&["jails", "sshd"])), at(3, 5));
         assert_eq!(
             index.value_position(&sources.index(0).key("file")),
             at(5, 15)

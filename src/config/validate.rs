@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
 use super::action::{
-    ActionConfig, FirewallAction, RejectWith, parse_action_entry, parse_action_word,
+    ActionConfig, FirewallAction, RejectWith, is_action_name, parse_action_entry, parse_action_word,
 };
 use super::error::{ConfigError, Scope};
 use super::glob::Glob;
@@ -420,6 +420,7 @@ impl Validator<'_> {
     /// `ignoreip:` as a list, or one string of addresses separated by spaces or commas (the
     /// Fail2Ban spelling).
     fn ignoreip(&mut self, value: &Value, path: &YamlPath, place: &Place) -> Option<Vec<IpNet>> {
+        let mut all_strings = true;
         let entries: Vec<(YamlPath, &str)> = match value {
             Value::Null => Vec::new(),
             Value::String(text) => vec![(path.clone(), text.as_str())],
@@ -438,7 +439,7 @@ impl Validator<'_> {
                                     describe(other)
                                 ),
                             );
-                            return None;
+                            all_strings = false;
                         }
                     }
                 }
@@ -458,7 +459,7 @@ impl Validator<'_> {
             }
         };
         let mut networks = Vec::new();
-        let mut ok = true;
+        let mut ok = all_strings;
         for (entry_path, text) in entries {
             for word in text.split([' ', ',', '\t']).filter(|w| !w.is_empty()) {
                 match parse_network(word) {
@@ -497,10 +498,11 @@ impl Validator<'_> {
                         (Some(key), Some(Value::String(argument))) => {
                             parse_action_entry(&key, Some(argument))
                         }
-                        (Some(key), Some(other)) => Err(format!(
+                        (Some(key), Some(other)) if is_action_name(&key) => Err(format!(
                             "the argument of `{key}` must be a word, not {}",
                             describe(other)
                         )),
+                        (Some(key), Some(_)) => parse_action_entry(&key, None),
                         (None, _) => Err("an action name must be a word".to_string()),
                     }
                 }
@@ -702,7 +704,7 @@ impl Validator<'_> {
                             Some(field) => (filter_field_path(&filter_path, field), Anchor::Value),
                             None => (filter_path.clone(), Anchor::Key),
                         };
-                        self.report(&place, &error_path, anchor, error.message);
+                        self.report(&place, &error_path, anchor, one_line(&error.message));
                     }
                 }
             }
@@ -868,6 +870,17 @@ impl Validator<'_> {
                 );
             }
             None
+        } else if raw.filter.is_none() && value.get("filter").is_some() {
+            // Given but rejected as the wrong type (already reported), or left empty.
+            if value.get("filter").is_some_and(Value::is_null) {
+                self.report(
+                    &place,
+                    &path.key("filter"),
+                    Anchor::Key,
+                    "must name a filter (or set `manual: true` for a jail without one)",
+                );
+            }
+            None
         } else {
             self.jail_filter(name, raw.filter.as_deref(), path, &place, context.filters)
         };
@@ -985,6 +998,7 @@ impl Validator<'_> {
     }
 
     fn ports(&mut self, value: &Value, path: &YamlPath, place: &Place) -> Option<Ports> {
+        let mut all_scalars = true;
         let entries: Vec<(YamlPath, String)> = match value {
             Value::Number(n) => vec![(path.clone(), n.to_string())],
             Value::String(text) => text
@@ -1000,13 +1014,12 @@ impl Validator<'_> {
                             entries.push((path.index(i), text.trim().to_string()))
                         }
                         other => {
-                            self.report(
-                                place,
-                                &path.index(i),
-                                Anchor::Value,
-                                format!("must be a port, a range like 8000:8100 or a service name, not {}", describe(other)),
+                            let message = format!(
+                                "must be a port, a range like 8000:8100 or a service name, not {}",
+                                describe(other)
                             );
-                            return None;
+                            self.report(place, &path.index(i), Anchor::Value, message);
+                            all_scalars = false;
                         }
                     }
                 }
@@ -1022,6 +1035,9 @@ impl Validator<'_> {
                 return None;
             }
         };
+        if !all_scalars {
+            return None;
+        }
         if entries.is_empty() {
             self.report(
                 place,
@@ -1401,6 +1417,24 @@ fn filter_field_path(filter: &YamlPath, field: FilterField) -> YamlPath {
     }
 }
 
+/// The regex crate explains parse errors over several lines, quoting the pattern with its tags
+/// expanded (which is not what the user wrote); one error per line keeps the first line and the
+/// reason: `regex parse error: unclosed group`.
+fn one_line(message: &str) -> String {
+    let mut lines = message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty());
+    let first = lines.next().unwrap_or_default();
+    match lines.last() {
+        Some(last) => {
+            let reason = last.strip_prefix("error: ").unwrap_or(last);
+            format!("{}: {reason}", first.trim_end_matches(':'))
+        }
+        None => first.to_string(),
+    }
+}
+
 /// A filter whose `failregex`/`ignoreregex` is one string instead of a list means a one-item
 /// list; accepting it spares users a confusing type error.
 fn single_strings_as_lists(value: &Value) -> Value {
@@ -1519,17 +1553,23 @@ fn unknown_key_message(key: &str, known: &[&str]) -> String {
     }
 }
 
-/// The closest of `candidates` to a misspelt `word`, if any is close enough to be a typo.
+/// The closest of `candidates` to a misspelt `word`, if any is close enough to be a typo (a
+/// few letters off, or the same word with another ending: `maxretries` → `maxretry`).
 fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let word = word.to_ascii_lowercase();
     candidates
-        .map(|candidate| {
-            (
-                edit_distance(&word, &candidate.to_ascii_lowercase()),
-                candidate,
-            )
+        .filter_map(|candidate| {
+            let lower = candidate.to_ascii_lowercase();
+            let distance = edit_distance(&word, &lower);
+            let shared_stem = word
+                .chars()
+                .zip(lower.chars())
+                .take_while(|(a, b)| a == b)
+                .count();
+            let close = distance <= (lower.len() / 3).max(1)
+                || shared_stem >= (lower.len().saturating_sub(1)).max(4);
+            close.then_some((distance, candidate))
         })
-        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
 }
@@ -1559,7 +1599,9 @@ mod tests {
         assert_eq!(suggest("max_retry", keys.into_iter()), Some("maxretry"));
         assert_eq!(suggest("MaxRetrys", keys.into_iter()), Some("maxretry"));
         assert_eq!(suggest("bantim", keys.into_iter()), Some("bantime"));
+        assert_eq!(suggest("maxretries", keys.into_iter()), Some("maxretry"));
         assert_eq!(suggest("colour", keys.into_iter()), None);
+        assert_eq!(suggest("max", keys.into_iter()), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
@@ -1580,6 +1622,14 @@ mod tests {
                 .unwrap_err()
                 .contains("not resolved")
         );
+    }
+
+    #[test]
+    fn multi_line_regex_errors_become_one_line() {
+        let error = regex::Regex::new("(a").unwrap_err().to_string();
+        assert!(error.contains('\n'));
+        assert_eq!(one_line(&error), "regex parse error: unclosed group");
+        assert_eq!(one_line("has no failregex"), "has no failregex");
     }
 
     #[test]
