@@ -870,6 +870,9 @@ impl Validator<'_> {
                 );
             }
             None
+        } else if raw.manual.is_none() && value.get("manual").is_some_and(|v| !v.is_null()) {
+            // `manual` was rejected (already reported): whether a filter is needed is unknown.
+            None
         } else if raw.filter.is_none() && value.get("filter").is_some() {
             // Given but rejected as the wrong type (already reported), or left empty.
             if value.get("filter").is_some_and(Value::is_null) {
