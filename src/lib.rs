@@ -21,3 +21,5 @@ pub mod config;
 pub mod duration;
 pub mod filter;
 pub mod jail;
+pub mod source;
+pub mod store;

@@ -1,5 +1,6 @@
 //! The commands behind the `logjail` binary: argument parsing and exit codes.
 
+pub mod bans;
 pub mod regex;
 
 use std::io::{self, Write};
@@ -52,6 +53,19 @@ struct RegexArgs {
     /// Print one JSON object per failure line (`line`, `host`, `time`, …) and nothing else.
     #[arg(long, conflicts_with = "verbose")]
     json: bool,
+    /// Replay the log through a jail in the log's own time and list the bans it would make
+    /// (with --json: one JSON object per ban instead of per failure).
+    #[arg(long)]
+    bans: bool,
+    /// Failures that trigger a ban (with --bans).
+    #[arg(long, requires = "bans", value_name = "N")]
+    maxretry: Option<u32>,
+    /// Window in which maxretry failures trigger a ban, e.g. 10m (with --bans).
+    #[arg(long, requires = "bans", value_name = "DURATION")]
+    findtime: Option<String>,
+    /// Ban length, e.g. 1h, or -1 for permanent (with --bans).
+    #[arg(long, requires = "bans", value_name = "DURATION")]
+    bantime: Option<String>,
 }
 
 /// Entry point of the binary.
@@ -123,18 +137,80 @@ fn regex_command(args: RegexArgs) -> ExitCode {
     } else {
         regex::OutputMode::Summary
     };
+    let mut replay = if args.bans {
+        match replay_settings(&args).and_then(|s| bans::Replay::new(s).map_err(|e| e.to_string())) {
+            Ok(replay) => Some(replay),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
+    // With --bans --json, the JSON lines are the bans, not the failures.
+    let failure_mode = if args.bans && args.json {
+        regex::OutputMode::Summary
+    } else {
+        mode
+    };
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    let result = regex::run(&input, &resolved, mode, &mut out, |_| {});
-    match result.and_then(|_| {
-        out.flush().map_err(|source| regex::RegexCommandError::Io {
-            path: "standard output".to_string(),
-            source,
+    let result = if args.bans && args.json {
+        regex::run(
+            &input,
+            &resolved,
+            failure_mode,
+            &mut io::sink(),
+            |failure| {
+                if let Some(replay) = replay.as_mut() {
+                    replay.observe(failure);
+                }
+            },
+        )
+    } else {
+        regex::run(&input, &resolved, failure_mode, &mut out, |failure| {
+            if let Some(replay) = replay.as_mut() {
+                replay.observe(failure);
+            }
         })
-    }) {
+    };
+    let written = result.and_then(|_| {
+        let text = match &replay {
+            Some(replay) if args.json => {
+                replay.json_lines().join("\n") + if replay.bans().is_empty() { "" } else { "\n" }
+            }
+            Some(replay) => replay.report(),
+            None => String::new(),
+        };
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|source| regex::RegexCommandError::Io {
+                path: "standard output".to_string(),
+                source,
+            })
+    });
+    match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
+}
+
+/// The jail settings of a `--bans` replay: Fail2Ban's defaults, changed by the flags given.
+fn replay_settings(args: &RegexArgs) -> Result<crate::jail::JailSettings, String> {
+    let mut settings = crate::jail::JailSettings::new("regex");
+    // A replay judges the log as it was, so nothing is exempt as "our own address".
+    settings.ignore = crate::jail::IgnoreList::new(false, Vec::new());
+    if let Some(maxretry) = args.maxretry {
+        settings.maxretry = maxretry;
+    }
+    if let Some(findtime) = &args.findtime {
+        settings.findtime =
+            crate::duration::parse_duration(findtime).map_err(|e| format!("--findtime: {e}"))?;
+    }
+    if let Some(bantime) = &args.bantime {
+        settings.bantime =
+            crate::duration::parse_bantime(bantime).map_err(|e| format!("--bantime: {e}"))?;
+    }
+    settings.validate().map_err(|e| e.to_string())?;
+    Ok(settings)
 }
 
 /// Where a configuration file is looked for when `-c` is not given.
