@@ -82,7 +82,7 @@ fn increment_settings(config: &IncrementConfig) -> IncrementSettings {
     IncrementSettings {
         enabled: true,
         factor: config.factor,
-        multipliers: config.multipliers.clone(),
+        multipliers: (!config.multipliers.is_empty()).then(|| config.multipliers.clone()),
         maxtime: config.maxtime,
         rndtime: config.rndtime,
         overalljails: config.overalljails,
@@ -108,7 +108,12 @@ impl CountedHistory {
 }
 
 impl BanHistory for CountedHistory {
-    fn previous_bans(&self, host: IpAddr, jail: Option<&str>, _since: Option<DateTime<Utc>>) -> u32 {
+    fn previous_bans(
+        &self,
+        host: IpAddr,
+        jail: Option<&str>,
+        _since: Option<DateTime<Utc>>,
+    ) -> u32 {
         self.counts
             .iter()
             .filter(|((name, address), _)| {
@@ -155,11 +160,8 @@ pub async fn run(
     let mut purge = tokio::time::interval(PURGE_EVERY);
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let until_expiry = next_expiry(&jails).map(|end| {
-            (end - clock.now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-        });
+        let until_expiry =
+            next_expiry(&jails).map(|end| (end - clock.now()).to_std().unwrap_or(Duration::ZERO));
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
@@ -220,7 +222,10 @@ async fn on_failure(
         Decision::Ban(order) => {
             announce_ban(order, Some(&failure.origin));
             store
-                .send(StoreRequest::SaveBan(ban_record(order, Some(&failure.origin))))
+                .send(StoreRequest::SaveBan(ban_record(
+                    order,
+                    Some(&failure.origin),
+                )))
                 .await;
             let _ = observers.send(DaemonEvent::Banned {
                 order: order.clone(),
@@ -254,7 +259,9 @@ async fn on_failure(
 /// The one log event per ban; the `recidive` filter reads these lines, so their shape
 /// (`ban jail=… host=…`) is part of logjail's interface.
 pub fn announce_ban(order: &BanOrder, origin: Option<&Arc<Origin>>) {
-    let origin = origin.map(|o| o.to_string()).unwrap_or_else(|| "manual".to_string());
+    let origin = origin
+        .map(|o| o.to_string())
+        .unwrap_or_else(|| "manual".to_string());
     tracing::info!(
         target: "logjail::ban",
         jail = %order.jail,

@@ -100,12 +100,11 @@ pub async fn run_with(
     let own_addresses = options.own_addresses.clone().unwrap_or_else(own_addresses);
     let mut runtimes = Vec::new();
     for jail_config in config.jails.iter().filter(|j| j.enabled) {
-        let settings = jails::jail_settings(jail_config, &own_addresses).map_err(|e| {
-            DaemonError::Jail {
+        let settings =
+            jails::jail_settings(jail_config, &own_addresses).map_err(|e| DaemonError::Jail {
                 jail: jail_config.name.clone(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let jail = Jail::new(settings).map_err(|e| DaemonError::Jail {
             jail: jail_config.name.clone(),
             message: e.to_string(),
@@ -150,8 +149,8 @@ pub async fn run_with(
     // Sources stop on their own token, before anything downstream.
     let sources_stop = CancellationToken::new();
     let mut sources = JoinSet::new();
-    let watcher = FileWatcher::start(sources_stop.clone())
-        .map_err(|e| DaemonError::Watch(e.to_string()))?;
+    let watcher =
+        FileWatcher::start(sources_stop.clone()).map_err(|e| DaemonError::Watch(e.to_string()))?;
     for (path, routes) in file_routes(&config.jails, &filters)? {
         let origin = Arc::new(Origin::File { path: path.clone() });
         let routes: Arc<[Route]> = routes.into();

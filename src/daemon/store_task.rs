@@ -16,7 +16,10 @@ use crate::store::{BanRecord, Store, StoreError};
 #[derive(Debug)]
 pub enum StoreRequest {
     SaveBan(BanRecord),
-    RemoveBan { jail: String, host: IpAddr },
+    RemoveBan {
+        jail: String,
+        host: IpAddr,
+    },
     SavePositions {
         positions: Vec<(String, Position)>,
         now: DateTime<Utc>,
