@@ -13,8 +13,14 @@ const FILTERS: &[(&str, &str)] = &[
     ("apache-auth", include_str!("builtin/apache-auth.yaml")),
     ("asterisk", include_str!("builtin/asterisk.yaml")),
     ("dovecot", include_str!("builtin/dovecot.yaml")),
-    ("nginx-botsearch", include_str!("builtin/nginx-botsearch.yaml")),
-    ("nginx-http-auth", include_str!("builtin/nginx-http-auth.yaml")),
+    (
+        "nginx-botsearch",
+        include_str!("builtin/nginx-botsearch.yaml"),
+    ),
+    (
+        "nginx-http-auth",
+        include_str!("builtin/nginx-http-auth.yaml"),
+    ),
     ("postfix", include_str!("builtin/postfix.yaml")),
     ("proftpd", include_str!("builtin/proftpd.yaml")),
     ("recidive", include_str!("builtin/recidive.yaml")),

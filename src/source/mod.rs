@@ -54,10 +54,17 @@ impl fmt::Display for Origin {
 pub enum Position {
     /// A file, by identity (a rotated file keeps its inode, a new file gets another) and the
     /// offset just past the last line handed on.
-    File { device: u64, inode: u64, offset: u64 },
+    File {
+        device: u64,
+        inode: u64,
+        offset: u64,
+    },
     /// A stream with timestamps (Docker API, journal): the time of the last line handed on,
     /// and how many lines carried exactly that time (they are skipped on resume).
-    Time { time: DateTime<Utc>, seen_at_time: u32 },
+    Time {
+        time: DateTime<Utc>,
+        seen_at_time: u32,
+    },
 }
 
 /// One raw line, as read: envelope (json-file, CRI, syslog) still on.
