@@ -377,8 +377,10 @@ impl Tail {
         };
         match &reader {
             Some(reader) => {
-                if self.absence_logged || start.is_none() {
-                    tracing::info!(origin = %self.origin, path = %reader.path.display(), "following file");
+                if self.absence_logged {
+                    tracing::info!(origin = %self.origin, path = %reader.path.display(), "file appeared: following it");
+                } else {
+                    tracing::debug!(origin = %self.origin, path = %reader.path.display(), "following file");
                 }
                 self.absence_logged = false;
             }
@@ -665,6 +667,9 @@ impl Reader {
                 };
                 self.chunk.truncate(read);
                 if read == 0 {
+                    // An idle follower keeps no read buffer: with hundreds of containers
+                    // followed, most of them idle, that is most of the memory.
+                    self.chunk = Vec::new();
                     return Ok(true);
                 }
                 self.next_read += read as u64;
@@ -704,6 +709,10 @@ impl Reader {
                         .extend_from_slice(&self.chunk[self.chunk_pos..end]);
                     let text = String::from_utf8_lossy(&self.line).into_owned();
                     self.line.clear();
+                    if self.line.capacity() > READ_CHUNK_BYTES {
+                        // One long line must not pin its buffer for the rest of the run.
+                        self.line = Vec::new();
+                    }
                     text
                 };
                 out.push(RawLine {
