@@ -1,0 +1,87 @@
+//! Sources: where log lines come from (container json-file logs, the Docker API, host files,
+//! the journal), each followed by its own task that sends batches of raw lines downstream.
+//!
+//! Sources do not decode envelopes or run filters: they only read, remember where they are,
+//! and hand lines on, so that a slow reader never holds up the matching of others.
+
+pub mod file;
+pub mod watch;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+/// Where a line was read, kept with every failure for status output and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A host log file, by the path configured.
+    File { path: PathBuf },
+    /// A container, by id (stable) and name (what people read).
+    Container { id: String, name: String },
+    /// The systemd journal, optionally one unit.
+    Journal { unit: Option<String> },
+}
+
+impl Origin {
+    /// The key under which the source's read position is stored.
+    pub fn position_key(&self) -> String {
+        match self {
+            Origin::File { path } => format!("file:{}", path.display()),
+            Origin::Container { id, .. } => format!("container:{id}"),
+            Origin::Journal { unit } => format!("journal:{}", unit.as_deref().unwrap_or("*")),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path } => write!(f, "file {}", path.display()),
+            Origin::Container { name, id } => {
+                write!(f, "container {name} ({})", id.get(..12).unwrap_or(id))
+            }
+            Origin::Journal { unit: Some(unit) } => write!(f, "journal unit {unit}"),
+            Origin::Journal { unit: None } => f.write_str("journal"),
+        }
+    }
+}
+
+/// How far a source has read, stored so that a restart resumes there: no line counted twice,
+/// none skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// A file, by identity (a rotated file keeps its inode, a new file gets another) and the
+    /// offset just past the last line handed on.
+    File {
+        device: u64,
+        inode: u64,
+        offset: u64,
+    },
+    /// A stream with timestamps (Docker API, journal): the time of the last line handed on,
+    /// and how many lines carried exactly that time (they are skipped on resume).
+    Time {
+        time: DateTime<Utc>,
+        seen_at_time: u32,
+    },
+}
+
+/// One raw line, as read: envelope (json-file, CRI, syslog) still on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawLine {
+    pub text: String,
+    /// The source's position just after this line.
+    pub position: Option<Position>,
+}
+
+/// Lines travel in batches: one channel send per batch keeps the per-line cost low when a
+/// container floods, and a batch never waits for more lines to come.
+#[derive(Debug, Clone)]
+pub struct LineBatch {
+    pub origin: Arc<Origin>,
+    pub lines: Vec<RawLine>,
+}
+
+/// Largest batch a source sends at once.
+pub const MAX_BATCH_LINES: usize = 512;
