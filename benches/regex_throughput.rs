@@ -28,8 +28,8 @@ struct Event {
 }
 
 const BOT_USERS: &[&str] = &[
-    "root", "root", "root", "root", "admin", "user", "test", "ubuntu", "oracle", "postgres",
-    "git", "ftpuser", "guest", "pi", "support", "deploy", "jenkins", "mysql",
+    "root", "root", "root", "root", "admin", "user", "test", "ubuntu", "oracle", "postgres", "git",
+    "ftpuser", "guest", "pi", "support", "deploy", "jenkins", "mysql",
 ];
 const INJECTION_USERS: &[&str] = &[
     "admin from 6.6.6.6",
@@ -102,7 +102,9 @@ impl Generator {
         match roll {
             0..=540 => {
                 let (user, host) = (self.pick(BOT_USERS), self.attacker());
-                sshd(format!("Failed password for {user} from {host} port {port} ssh2"))
+                sshd(format!(
+                    "Failed password for {user} from {host} port {port} ssh2"
+                ))
             }
             541..=923 => {
                 let (user, host) = (self.bot_user(), self.attacker());
@@ -168,7 +170,9 @@ impl Generator {
                     0 => format!("Did not receive identification string from {host} port {port}"),
                     1 => format!("Connection closed by {host} port {port} [preauth]"),
                     2 => format!("Connection reset by {host} port {port} [preauth]"),
-                    _ => format!("banner exchange: Connection from {host} port {port}: invalid format"),
+                    _ => format!(
+                        "banner exchange: Connection from {host} port {port}: invalid format"
+                    ),
                 };
                 sshd(what)
             }
@@ -188,7 +192,9 @@ impl Generator {
             3991..=6500 => {
                 let user = self.pick(LEGIT_USERS);
                 let message = if self.rng.random_bool(0.5) {
-                    format!("pam_unix(sshd:session): session opened for user {user}(uid=1000) by (uid=0)")
+                    format!(
+                        "pam_unix(sshd:session): session opened for user {user}(uid=1000) by (uid=0)"
+                    )
                 } else {
                     format!("pam_unix(sshd:session): session closed for user {user}")
                 };
@@ -386,7 +392,10 @@ fn main() {
         "| {:<22} | {:>9} | {:>9} | {:>13} | {:>8} |",
         "envelope", "lines", "failures", "lines/s", "ns/line"
     );
-    println!("|{:-<24}|{:->11}|{:->11}|{:->15}|{:->10}|", "", "", "", "", "");
+    println!(
+        "|{:-<24}|{:->11}|{:->11}|{:->15}|{:->10}|",
+        "", "", "", "", ""
+    );
     for (name, set) in [
         ("syslog (auth.log)", &corpus.syslog),
         ("Docker json-file", &corpus.docker),

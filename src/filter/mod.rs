@@ -141,12 +141,41 @@ impl FilterSpec {
 /// backreferences (slower, backtracking, and so reported by `logjail check`).
 #[derive(Debug, Clone)]
 enum Matcher {
-    Fast(regex::Regex),
+    Fast(FastMatcher),
     Fancy(Box<fancy_regex::Regex>),
 }
 
+/// A `regex` crate pattern with the positions of the groups the engine reads.
+#[derive(Debug, Clone)]
+struct FastMatcher {
+    regex: regex::Regex,
+    groups: GroupIndex,
+}
+
+/// Where the groups the engine reads sit in a pattern, looked up once at compile time: reading
+/// captures by name hashes the name each time, on every line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct GroupIndex {
+    host: Option<usize>,
+    user: Option<usize>,
+    id: Option<usize>,
+    content: Option<usize>,
+}
+
+impl GroupIndex {
+    fn of(regex: &regex::Regex) -> GroupIndex {
+        let position = |wanted: &str| regex.capture_names().position(|name| name == Some(wanted));
+        GroupIndex {
+            host: position(HOST_GROUP),
+            user: position(USER_GROUP),
+            id: position(ID_GROUP),
+            content: position(CONTENT_GROUP),
+        }
+    }
+}
+
 /// What a pattern captured, as byte ranges into the text it ran on.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Captured {
     host: Option<Range<usize>>,
     user: Option<Range<usize>>,
@@ -157,7 +186,13 @@ struct Captured {
 impl Matcher {
     fn compile(expanded: &str) -> Result<(Matcher, Option<String>), String> {
         match regex::Regex::new(expanded) {
-            Ok(regex) => Ok((Matcher::Fast(regex), None)),
+            Ok(regex) => Ok((
+                Matcher::Fast(FastMatcher {
+                    groups: GroupIndex::of(&regex),
+                    regex,
+                }),
+                None,
+            )),
             Err(error) => {
                 let message = error.to_string();
                 let needs_backtracking =
@@ -176,7 +211,7 @@ impl Matcher {
 
     fn is_match(&self, text: &str) -> bool {
         match self {
-            Matcher::Fast(regex) => regex.is_match(text),
+            Matcher::Fast(fast) => fast.regex.is_match(text),
             // A pattern that blows its backtracking limit is treated as not matching.
             Matcher::Fancy(regex) => regex.is_match(text).unwrap_or(false),
         }
@@ -184,13 +219,15 @@ impl Matcher {
 
     fn captures(&self, text: &str) -> Option<Captured> {
         match self {
-            Matcher::Fast(regex) => {
+            Matcher::Fast(FastMatcher { regex, groups }) => {
                 let caps = regex.captures(text)?;
+                let range =
+                    |index: Option<usize>| index.and_then(|i| caps.get(i)).map(|m| m.range());
                 Some(Captured {
-                    host: caps.name(HOST_GROUP).map(|m| m.range()),
-                    user: caps.name(USER_GROUP).map(|m| m.range()),
-                    id: caps.name(ID_GROUP).map(|m| m.range()),
-                    content: caps.name(CONTENT_GROUP).map(|m| m.range()),
+                    host: range(groups.host),
+                    user: range(groups.user),
+                    id: range(groups.id),
+                    content: range(groups.content),
                 })
             }
             Matcher::Fancy(regex) => {
@@ -204,6 +241,156 @@ impl Matcher {
             }
         }
     }
+}
+
+/// A prefregex of the usual shape `^PREFIX<F-CONTENT>.+</F-CONTENT>$`, run as its prefix alone.
+///
+/// Resolving capture groups costs the `regex` crate a backtracking pass over the whole match,
+/// and a prefregex matches nearly every line of its program, with a content group as long as
+/// the line. When the content is "the rest of the line", its start is simply where the prefix's
+/// own leftmost-first match ends: the full pattern tries the prefix's matches in the same
+/// priority order and takes the first one after which `.+$` can match, and `.+$` matches any
+/// non-empty rest without a newline. So the prefix runs alone (a DFA search, plus captures over
+/// its few bytes when it holds `<HOST>`), and whenever that argument does not settle the answer
+/// (a newline in the rest, or an empty rest for `.+`) the full pattern decides.
+#[derive(Debug, Clone)]
+struct SplitPrefregex {
+    prefix: regex::Regex,
+    /// The prefix's `<HOST>` group, if it has one.
+    host: Option<usize>,
+    /// `.*` content may be empty; `.+` may not.
+    content_may_be_empty: bool,
+}
+
+impl SplitPrefregex {
+    /// Recognises the shape in an expanded prefregex; `None` for any other shape.
+    fn new(expanded: &str) -> Option<SplitPrefregex> {
+        let content_group = format!("(?P<{CONTENT_GROUP}>");
+        let (prefix, content_may_be_empty) =
+            [(".+)", false), (".*)", true)]
+                .into_iter()
+                .find_map(|(body, may_be_empty)| {
+                    let tail = format!("{content_group}{body}");
+                    let prefix = expanded
+                        .strip_suffix('$')
+                        .unwrap_or(expanded)
+                        .strip_suffix(tail.as_str())?;
+                    Some((prefix, may_be_empty))
+                })?;
+        if !is_anchored_sequence(prefix) {
+            return None;
+        }
+        let prefix = regex::Regex::new(prefix).ok()?;
+        let host = GroupIndex::of(&prefix).host;
+        Some(SplitPrefregex {
+            prefix,
+            host,
+            content_may_be_empty,
+        })
+    }
+
+    /// `Some(result)` when the prefix alone settles what the full prefregex captures
+    /// (`Some(None)`: it does not match); `None` when the full pattern must decide.
+    fn captures(&self, text: &str) -> Option<Option<Captured>> {
+        let (end, host) = match self.host {
+            Some(host_index) => {
+                let Some(caps) = self.prefix.captures(text) else {
+                    return Some(None);
+                };
+                (caps.get(0)?.end(), caps.get(host_index).map(|m| m.range()))
+            }
+            None => {
+                let Some(found) = self.prefix.find(text) else {
+                    return Some(None);
+                };
+                (found.end(), None)
+            }
+        };
+        let rest = &text[end..];
+        if rest.contains('\n') || (rest.is_empty() && !self.content_may_be_empty) {
+            return None;
+        }
+        Some(Some(Captured {
+            host,
+            content: Some(end..text.len()),
+            ..Captured::default()
+        }))
+    }
+}
+
+/// Whether a regex is `^` followed by a plain sequence: no alternation at its top level, no
+/// unclosed or stray parenthesis, and no inline flags (which could change what `.` means).
+/// Anything it does not understand counts as "no", which only loses the shortcut.
+fn is_anchored_sequence(regex: &str) -> bool {
+    let Some(body) = regex.strip_prefix('^') else {
+        return false;
+    };
+    let bytes = body.as_bytes();
+    let mut depth = 0usize;
+    let mut class_depth = 0usize;
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if byte == b'\\' {
+            index += 2;
+            continue;
+        }
+        if class_depth > 0 {
+            match byte {
+                b'[' => {
+                    class_depth += 1;
+                    index = skip_class_opening(bytes, index + 1);
+                    continue;
+                }
+                b']' => class_depth -= 1,
+                _ => {}
+            }
+            index += 1;
+            continue;
+        }
+        match byte {
+            b'[' => {
+                class_depth = 1;
+                index = skip_class_opening(bytes, index + 1);
+                continue;
+            }
+            b'(' => {
+                if bytes.get(index + 1) == Some(&b'?') {
+                    let rest = &bytes[index + 2..];
+                    let plain_group = rest.starts_with(b":")
+                        || rest.starts_with(b"P<")
+                        || (rest.starts_with(b"<")
+                            && !rest.starts_with(b"<=")
+                            && !rest.starts_with(b"<!"));
+                    if !plain_group {
+                        return false;
+                    }
+                }
+                depth += 1;
+            }
+            b')' => {
+                if depth == 0 {
+                    return false;
+                }
+                depth -= 1;
+            }
+            b'|' if depth == 0 => return false,
+            _ => {}
+        }
+        index += 1;
+    }
+    depth == 0 && class_depth == 0
+}
+
+/// Past a class's opening `[`: a leading `^` and a leading `]` are part of the class, not its end.
+fn skip_class_opening(bytes: &[u8], mut index: usize) -> usize {
+    if bytes.get(index) == Some(&b'^') {
+        index += 1;
+    }
+    if bytes.get(index) == Some(&b']') {
+        index += 1;
+    }
+    index
 }
 
 /// Parses a captured address: brackets dropped, IPv4-mapped IPv6 reported as IPv4, and the
@@ -242,6 +429,8 @@ pub struct Filter {
     name: String,
     program: Option<regex::Regex>,
     prefregex: Option<Matcher>,
+    /// The prefregex as prefix alone, when its shape allows (see [`SplitPrefregex`]).
+    split_prefregex: Option<SplitPrefregex>,
     failregex: Vec<Matcher>,
     /// The fast failregexes together; index `i` of the set is failregex `fail_set_index[i]`.
     fail_set: regex::RegexSet,
@@ -345,8 +534,8 @@ impl Filter {
         let mut has_fancy_failregex = false;
         for (index, matcher) in failregex.iter().enumerate() {
             match matcher {
-                Matcher::Fast(regex) => {
-                    fast_patterns.push(regex.as_str().to_string());
+                Matcher::Fast(fast) => {
+                    fast_patterns.push(fast.regex.as_str().to_string());
                     fail_set_index.push(index);
                 }
                 Matcher::Fancy(_) => has_fancy_failregex = true,
@@ -354,10 +543,16 @@ impl Filter {
         }
         let fail_set = regex::RegexSet::new(&fast_patterns)
             .map_err(|e| vec![error(None, format!("failregex set does not compile: {e}"))])?;
+        let prefregex = prefregex.map(|(matcher, _)| matcher);
+        let split_prefregex = match &prefregex {
+            Some(Matcher::Fast(fast)) => SplitPrefregex::new(fast.regex.as_str()),
+            _ => None,
+        };
         Ok(Filter {
             name: name.to_string(),
             program,
-            prefregex: prefregex.map(|(matcher, _)| matcher),
+            prefregex,
+            split_prefregex,
             failregex,
             fail_set,
             fail_set_index,
@@ -410,7 +605,15 @@ impl Filter {
         }
         let mut prefix_host = None;
         if let Some(prefregex) = &self.prefregex {
-            let Some(captured) = prefregex.captures(text) else {
+            let settled = self
+                .split_prefregex
+                .as_ref()
+                .and_then(|split| split.captures(text));
+            let captured = match settled {
+                Some(captured) => captured,
+                None => prefregex.captures(text),
+            };
+            let Some(captured) = captured else {
                 return Verdict::Missed;
             };
             prefix_host = captured.host.map(|r| &text[r]);
@@ -621,6 +824,120 @@ mod tests {
             judge(&filter, "server 1.2.3.4: auth failed"),
             Verdict::Missed
         );
+    }
+
+    fn expanded(pattern: &str) -> String {
+        pattern::expand(pattern).unwrap().regex
+    }
+
+    #[test]
+    fn split_prefregex_agrees_with_the_full_pattern() {
+        let prefregexes = [
+            r"^(?:\[sshd\]:? )?(?:\[ID \d+ [\w.]+\] )?(?:(?:error|fatal): (?:PAM: )?)?<F-CONTENT>.+</F-CONTENT>$",
+            r"^client <HOST>: <F-CONTENT>.+</F-CONTENT>$",
+            r"^(?:\S+ )*?<F-CONTENT>.*</F-CONTENT>$",
+            r"^(a|ab)(?:c)?<F-CONTENT>.+</F-CONTENT>$",
+            r"^(?:x+)<F-CONTENT>.+</F-CONTENT>",
+            r"^\s*<F-CONTENT>.+</F-CONTENT>$",
+            r"^(?:error: )?<F-CONTENT>.+</F-CONTENT>$",
+            r"^(?:[^]:]+\]: )?<F-CONTENT>.*</F-CONTENT>$",
+            // The prefix eats the whole line, so the full pattern always decides.
+            r"^.*<F-CONTENT>.+</F-CONTENT>$",
+        ];
+        let texts = [
+            "error: Failed password for root from 1.2.3.4 port 1 ssh2",
+            "error: ",
+            "error:",
+            "",
+            "client 1.2.3.4: auth failed",
+            "client ::1: x",
+            "client 1.2.3.4: ",
+            "abc",
+            "abcd",
+            "ab",
+            "a\nb",
+            "\nfoo",
+            "xxxx",
+            "x",
+            "[sshd] error: PAM: Authentication failure for x from 1.2.3.4",
+            "[ID 800047 auth.info] Failed keyboard-interactive for x from 1.2.3.4 port 2 ssh2",
+            "ab\n",
+            "words then more words\nsecond line",
+            "\u{e9}rror: caf\u{e9}",
+            "x]: y",
+        ];
+        for prefregex in prefregexes {
+            let expanded = expanded(prefregex);
+            let split = SplitPrefregex::new(&expanded)
+                .unwrap_or_else(|| panic!("shape not recognised: {prefregex}"));
+            let (Matcher::Fast(full), _) = Matcher::compile(&expanded).unwrap() else {
+                panic!()
+            };
+            let full = Matcher::Fast(full);
+            let mut settled = 0;
+            for text in texts {
+                let expected = full.captures(text).map(|c| (c.host, c.content));
+                // `None` is "undecided": the engine then falls back to the full pattern.
+                if let Some(found) = split.captures(text) {
+                    settled += 1;
+                    assert_eq!(
+                        found.map(|c| (c.host, c.content)),
+                        expected,
+                        "{prefregex} on {text:?}"
+                    );
+                }
+            }
+            if prefregex.starts_with("^.*") {
+                assert_eq!(settled, 0);
+            } else {
+                assert!(settled > texts.len() / 2, "{prefregex}: {settled} settled");
+            }
+        }
+    }
+
+    #[test]
+    fn split_prefregex_only_for_plain_shapes() {
+        for refused in [
+            r"^a|b<F-CONTENT>.+</F-CONTENT>$",
+            r"(?s)^x<F-CONTENT>.+</F-CONTENT>$",
+            r"^(?s)x<F-CONTENT>.+</F-CONTENT>$",
+            r"^(?i:x)<F-CONTENT>.+</F-CONTENT>$",
+            r"^x<F-CONTENT>.+</F-CONTENT> tail$",
+            r"x<F-CONTENT>.+</F-CONTENT>$",
+            r"^(x<F-CONTENT>.+</F-CONTENT>)$",
+            r"^x<F-CONTENT>\S+</F-CONTENT>$",
+        ] {
+            assert!(
+                SplitPrefregex::new(&expanded(refused)).is_none(),
+                "{refused}"
+            );
+        }
+        for accepted in [
+            r"^[|(]<F-CONTENT>.+</F-CONTENT>$",
+            r"^\(\|<F-CONTENT>.+</F-CONTENT>$",
+            r"^[[:alpha:]](?P<x>y)<F-CONTENT>.*</F-CONTENT>$",
+            r"^[]|][^]|]<F-CONTENT>.+</F-CONTENT>$",
+        ] {
+            assert!(
+                SplitPrefregex::new(&expanded(accepted)).is_some(),
+                "{accepted}"
+            );
+        }
+        assert!(!is_anchored_sequence(r"^(a"));
+        assert!(!is_anchored_sequence(r"^a)"));
+        assert!(!is_anchored_sequence(r"^[a"));
+        assert!(!is_anchored_sequence(r"^(?=a)"));
+    }
+
+    #[test]
+    fn builtin_prefregexes_take_the_shortcut() {
+        for name in builtin::names() {
+            let spec = builtin::spec(name).unwrap();
+            let filter = Filter::compile(name, &spec).unwrap();
+            if spec.prefregex.is_some() {
+                assert!(filter.split_prefregex.is_some(), "{name}");
+            }
+        }
     }
 
     #[test]
