@@ -533,7 +533,8 @@ def main() -> int:
     )
     parser.add_argument(
         "--labels",
-        help="also write a TSV: line number, kind, expected host (empty when none)",
+        help="also write a TSV: line number, kind, expected host (empty when none), 1 when the "
+        "user name carries a forged address",
     )
     args = parser.parse_args()
 
@@ -546,14 +547,15 @@ def main() -> int:
             truth.lines += 1
             truth.kinds[line.kind] += 1
             host = expected_host(line.host)
+            injected = any(u in line.message for u in INJECTION_USERS)
             if line.kind in FAILURE_KINDS:
                 truth.failure_hosts.add(host)
                 if ":" in host:
                     truth.failure_hosts_v6.add(host)
-                if any(u in line.message for u in INJECTION_USERS):
+                if injected:
                     truth.injection_lines += 1
             if labels:
-                labels.write(f"{number}\t{line.kind}\t{host or ''}\n")
+                labels.write(f"{number}\t{line.kind}\t{host or ''}\t{int(injected)}\n")
     if labels:
         labels.close()
 
