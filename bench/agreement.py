@@ -26,20 +26,30 @@ MARK = "@@F2B@@"
 # some for its ddos/aggressive modes; logjail's built-in filter follows the same policy, so most
 # of these should be empty.
 REASONS = {
-    "pam_unix_auth_failure": "pam_unix failure: a NOFAIL helper line in fail2ban's normal mode "
-    "(sshd logs its own Failed line for the attempt)",
+    "pam_unix_auth_failure": "fail2ban's multi-line state: a pam_unix line is only a NOFAIL helper, "
+    "but after fail2ban misses a session's Failed line (forged user name) it reports a later line "
+    "of the same sshd pid instead",
+    "noise_received_disconnect": "fail2ban's multi-line state (see pam_unix_auth_failure)",
+    "noise_connection_reset": "fail2ban's multi-line state (see pam_unix_auth_failure)",
+    "closed_invalid_user": "fail2ban's multi-line state (see pam_unix_auth_failure)",
     "closed_authenticating_user": "disconnect before auth: fail2ban counts it only in ddos/aggressive mode",
-    "closed_invalid_user": "disconnect before auth: fail2ban counts it only in ddos/aggressive mode",
     "disconnected_invalid_user": "disconnect before auth: fail2ban counts it only in ddos/aggressive mode",
     "too_many_failures_with_host": "fail2ban's pattern expects the OpenSSH < 7.5 wording "
     "(`Disconnecting: Too many authentication failures`), not `Disconnecting authenticating user U ADDR port N: ...`",
     "hostless_failure": "no address on the line: fail2ban takes it from an earlier line of the same "
     "pid (multi-line state); logjail judges each line alone",
     "noise_other_program": "not written by sshd",
-    "failed_password_invalid (forged user name)": "the user name contains ` from ADDR`: fail2ban's "
-    "pattern for invalid users refuses such names, so it drops the line (logjail reports the real host)",
-    "invalid_user (forged user name)": "the user name contains ` from ADDR`: see above",
 }
+FORGED = " (forged user name)"
+FORGED_REASON = ("the user name contains ` from ADDR`: fail2ban's pattern for invalid users refuses "
+                 "such names and drops the line; logjail reports the real host")
+
+
+def reason(kind: str, title: str) -> str:
+    base = kind.removesuffix(FORGED)
+    if kind != base and title == "only logjail" and base.startswith(("failed_", "invalid_user")):
+        return FORGED_REASON
+    return REASONS.get(base, "")
 
 
 def read_labels(path: str) -> tuple[dict[int, tuple[str, str]], set[int]]:
@@ -113,7 +123,7 @@ def main() -> int:
         ours, theirs = logjail.get(number), fail2ban.get(number)
         kind = labels.get(number, ("?", ""))[0]
         if number in injections:
-            kind += " (forged user name)"
+            kind += FORGED
         if ours is not None and theirs is not None:
             (both_same if ours == theirs else both_differ).append(number)
         elif ours is not None:
@@ -134,9 +144,9 @@ def main() -> int:
         total = sum(len(v) for v in table.values())
         print(f"- {title}: {total}")
         for kind, numbers in sorted(table.items(), key=lambda kv: -len(kv[1])):
-            reason = REASONS.get(kind, "")
+            why = reason(kind, title)
             examples = ", ".join(str(n) for n in numbers[:3])
-            print(f"  - {kind}: {len(numbers)} (e.g. lines {examples})" + (f": {reason}" if reason else ""))
+            print(f"  - {kind}: {len(numbers)} (e.g. lines {examples})" + (f": {why}" if why else ""))
 
     print()
     print("### Against the generator's ground truth")
