@@ -201,8 +201,9 @@ fn local_to_utc(naive: NaiveDateTime) -> Option<DateTime<Utc>> {
 /// The offset the local zone has during one whole wall-clock hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct HourOffset {
-    /// The hour, as local wall-clock time with minutes and seconds zero.
-    hour: NaiveDateTime,
+    /// The hour: its day and its hour of day, in local wall-clock time.
+    day: NaiveDate,
+    hour: u32,
     offset: FixedOffset,
     /// Conversions answered from this entry so far.
     uses: u32,
@@ -229,12 +230,10 @@ fn zone_to_utc<Tz: TimeZone>(
     remembered: &mut Option<HourOffset>,
 ) -> Option<DateTime<Utc>> {
     use chrono::{LocalResult, Offset, Timelike};
-    let hour = naive
-        .with_minute(0)
-        .and_then(|t| t.with_second(0))
-        .and_then(|t| t.with_nanosecond(0))?;
+    let (day, hour_of_day) = (naive.date(), naive.hour());
     if let Some(entry) = remembered.as_mut()
-        && entry.hour == hour
+        && entry.day == day
+        && entry.hour == hour_of_day
         && entry.uses < OFFSET_REUSES
     {
         entry.uses += 1;
@@ -247,6 +246,7 @@ fn zone_to_utc<Tz: TimeZone>(
         .from_local_datetime(&naive)
         .earliest()
         .map(|t| t.with_timezone(&Utc));
+    let hour = day.and_hms_opt(hour_of_day, 0, 0)?;
     let last = hour + chrono::Duration::nanoseconds(3_600_000_000_000 - 1);
     *remembered = match (
         zone.offset_from_local_datetime(&hour),
@@ -254,7 +254,8 @@ fn zone_to_utc<Tz: TimeZone>(
     ) {
         (LocalResult::Single(first), LocalResult::Single(end)) if first.fix() == end.fix() => {
             Some(HourOffset {
-                hour,
+                day,
+                hour: hour_of_day,
                 offset: first.fix(),
                 uses: 0,
             })
@@ -729,7 +730,8 @@ mod tests {
             .and_hms_opt(9, 0, 0)
             .unwrap();
         let mut remembered = Some(HourOffset {
-            hour: naive,
+            day: naive.date(),
+            hour: 9,
             // Deliberately wrong: an entry past its reuse budget must not be trusted.
             offset: FixedOffset::east_opt(0).unwrap(),
             uses: OFFSET_REUSES,

@@ -395,7 +395,8 @@ fn tag_program(token: &str, pid_optional: bool) -> Option<std::ops::Range<usize>
     let token = token.strip_suffix(':')?;
     let name_end = match token.strip_suffix(']') {
         Some(with_pid) => {
-            let open = with_pid.rfind('[')?;
+            // A byte scan: `rfind` sets up a general searcher for a token of a dozen bytes.
+            let open = with_pid.bytes().rposition(|b| b == b'[')?;
             let pid = &with_pid[open + 1..];
             if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
