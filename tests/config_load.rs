@@ -25,7 +25,9 @@ fn load(yaml: &str) -> Config {
 }
 
 fn jail<'a>(config: &'a Config, name: &str) -> &'a JailConfig {
-    config.jail(name).unwrap_or_else(|| panic!("no jail {name}"))
+    config
+        .jail(name)
+        .unwrap_or_else(|| panic!("no jail {name}"))
 }
 
 fn secs(n: u64) -> Duration {
@@ -93,7 +95,12 @@ fn fail2ban_defaults_when_a_key_is_missing_everywhere() {
     assert_eq!(app.maxretry, 5);
     assert!(app.ignoreself);
     assert!(app.ignoreip.is_empty());
-    assert_eq!(app.action, ActionConfig { firewall: FirewallAction::Drop });
+    assert_eq!(
+        app.action,
+        ActionConfig {
+            firewall: FirewallAction::Drop
+        }
+    );
     assert_eq!(app.increment, None);
     assert_eq!(app.ports, Ports::All);
     assert_eq!(app.protocol, Protocol::All);
@@ -170,7 +177,7 @@ jails:
         jail(&config, "on").increment,
         Some(IncrementConfig {
             factor: 2.0,
-            multipliers: vec![1, 2, 4, 8],
+            multipliers: Some(vec![1, 2, 4, 8]),
             maxtime: Some(secs(5 * 604_800)),
             rndtime: Some(secs(600)),
             overalljails: false,
@@ -180,7 +187,7 @@ jails:
         jail(&config, "everywhere").increment,
         Some(IncrementConfig {
             factor: 1.5,
-            multipliers: vec![],
+            multipliers: None,
             maxtime: Some(secs(5 * 604_800)),
             rndtime: None,
             overalljails: true,
@@ -250,7 +257,10 @@ jails:
             assert!(name.matches("wp-blog") && !name.matches("blog-wp"));
             assert!(selector.image.as_ref().unwrap().matches("wordpress:6.5"));
             let label = selector.label.as_ref().unwrap();
-            assert_eq!((label.key.as_str(), label.value.as_deref()), ("app", Some("wp")));
+            assert_eq!(
+                (label.key.as_str(), label.value.as_deref()),
+                ("app", Some("wp"))
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -354,12 +364,18 @@ fn daemon_sections_default_and_override() {
     assert!(defaults.docker.enabled);
     assert_eq!(defaults.docker.host, None);
     assert_eq!(defaults.docker.read_mode, ReadMode::Auto);
-    assert_eq!(defaults.store.path, Path::new("/var/lib/logjail/logjail.db"));
+    assert_eq!(
+        defaults.store.path,
+        Path::new("/var/lib/logjail/logjail.db")
+    );
     assert_eq!(defaults.firewall.backend, FirewallBackend::Auto);
     assert_eq!(defaults.firewall.mode, FirewallMode::Ipset);
     assert!(!defaults.firewall.keep_bans_on_exit);
     assert_eq!(defaults.firewall.chain_prefix, "logjail");
-    assert_eq!(defaults.control.socket, Path::new("/run/logjail/logjail.sock"));
+    assert_eq!(
+        defaults.control.socket,
+        Path::new("/run/logjail/logjail.sock")
+    );
     assert!(!defaults.metrics.enabled);
     assert_eq!(defaults.metrics.listen.to_string(), "127.0.0.1:9191");
     assert_eq!(defaults.log.format, LogFormat::Text);
@@ -428,7 +444,10 @@ jails:
     let compiled = &config.filters["sshd"];
     assert_eq!(compiled.failregex_count(), 1);
     assert_eq!(compiled.ignoreregex_count(), 1);
-    assert_eq!(config.user_filters["sshd"].failregex, ["^bad login from <HOST>$"]);
+    assert_eq!(
+        config.user_filters["sshd"].failregex,
+        ["^bad login from <HOST>$"]
+    );
     assert!(config.filters.contains_key("app"));
 }
 
@@ -437,7 +456,12 @@ fn origin_names_the_text() {
     let config = Config::from_yaml_str("", "inline").unwrap();
     assert_eq!(config.origin, ConfigOrigin::Text("inline".into()));
     let errors = Config::from_yaml_str("bogus: 1\n", "inline").unwrap_err();
-    assert!(errors.to_string().starts_with("inline:1:1: bogus: unknown key"), "{errors}");
+    assert!(
+        errors
+            .to_string()
+            .starts_with("inline:1:1: bogus: unknown key"),
+        "{errors}"
+    );
 }
 
 #[test]

@@ -95,11 +95,12 @@ impl Default for DefaultsConfig {
 /// Ban-time increments for hosts banned before (Fail2Ban's `bantime.*` settings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncrementConfig {
-    /// Scales the exponential formula `bantime × factor × 2^(bans so far)`.
+    /// Scales the growth: `bantime × factor × 2^(earlier bans)`, or with `multipliers`,
+    /// `bantime × factor × multipliers[earlier bans]`; finite and greater than 0.
     pub factor: f64,
-    /// When not empty, replaces the formula: the n-th repeat ban lasts `bantime × multipliers[n]`
-    /// (the last one repeating). Every entry is at least 1.
-    pub multipliers: Vec<u32>,
+    /// Explicit growth steps replacing the doubling (the last one repeating); never empty,
+    /// every entry at least 1. `None`: the doubling formula.
+    pub multipliers: Option<Vec<u32>>,
     /// Upper bound of an incremented ban; `None`: unbounded.
     pub maxtime: Option<Duration>,
     /// Random extra time up to this much, so that botnets cannot predict the unban moment.

@@ -6,7 +6,7 @@
 //! `-c` must exist; the default path is used when it exists; with no file at all the daemon
 //! runs on [`Config::embedded_default`] (`src/config/default.yaml`). Checking runs in two
 //! phases: the text is parsed into `serde_yaml::Value` and each level is deserialized on its
-//! own into a `#[serde(deny_unknown_fields)]` mirror ([`raw`]); the mirror is then validated
+//! own into a `#[serde(deny_unknown_fields)]` mirror (`raw.rs`); the mirror is then validated
 //! into the typed settings below. Every error of the file is reported in one go, each with
 //! `file:line:column`, the jail or filter at fault and the key ([`ConfigErrors`]).
 //!
@@ -70,7 +70,7 @@ pub mod glob;
 pub mod jail;
 pub mod ports;
 pub mod positions;
-pub mod raw;
+mod raw;
 pub mod sections;
 mod validate;
 
