@@ -215,9 +215,14 @@ impl Config {
                 message: format!("YAML syntax: {message}"),
             }])
         };
-        let index = PositionIndex::build(text)
-            .map_err(|error| syntax_error(Some(error.position), error.message))?;
-        if !index.duplicates().is_empty() {
+        // serde_yaml (libyaml) decides what parses; yaml-rust2 only supplies positions, so a
+        // document only it refuses is still read, with errors then lacking positions.
+        let index = PositionIndex::build(text);
+        if let Ok(index) = &index
+            && !index.duplicates().is_empty()
+        {
+            // Reported before serde_yaml's own duplicate error, which points at the mapping
+            // rather than at the repeated key.
             let errors = index.duplicates().iter().map(|duplicate| ConfigError {
                 origin: origin_name.clone(),
                 position: Some(duplicate.position),
@@ -227,18 +232,26 @@ impl Config {
             });
             return Err(ConfigErrors(errors.collect()));
         }
-        let mut value: Value = serde_yaml::from_str(text).map_err(|error| {
-            let position = error.location().map(|location| Position {
-                line: location.line(),
-                column: location.column(),
-            });
-            let message = error.to_string();
-            let message = match message.rfind(" at line ") {
-                Some(end) => message[..end].to_string(),
-                None => message,
-            };
-            syntax_error(position, message)
-        })?;
+        let mut value: Value = match (serde_yaml::from_str(text), &index) {
+            (Ok(value), _) => value,
+            // Both parsers refuse it: yaml-rust2 words it without a position suffix.
+            (Err(_), Err(syntax)) => {
+                return Err(syntax_error(Some(syntax.position), syntax.message.clone()));
+            }
+            (Err(error), Ok(_)) => {
+                let position = error.location().map(|location| Position {
+                    line: location.line(),
+                    column: location.column(),
+                });
+                let message = error.to_string();
+                let message = match message.rfind(" at line ") {
+                    Some(end) => message[..end].to_string(),
+                    None => message,
+                };
+                return Err(syntax_error(position, message));
+            }
+        };
+        let index = index.unwrap_or_default();
         value
             .apply_merge()
             .map_err(|error| syntax_error(None, format!("merge key `<<`: {error}")))?;
