@@ -44,6 +44,33 @@ pub(super) struct RawDefaults {
     pub(super) increment: Option<Value>,
 }
 
+/// The keys `defaults:` and jails have in common, taken out of either so that one piece of
+/// code checks them.
+#[derive(Debug, Default)]
+pub(super) struct RawShared {
+    pub(super) bantime: Option<Scalar>,
+    pub(super) findtime: Option<Scalar>,
+    pub(super) maxretry: Option<Scalar>,
+    pub(super) ignoreip: Option<Value>,
+    pub(super) ignoreself: Option<bool>,
+    pub(super) action: Option<Value>,
+    pub(super) increment: Option<Value>,
+}
+
+impl From<RawDefaults> for RawShared {
+    fn from(raw: RawDefaults) -> Self {
+        RawShared {
+            bantime: raw.bantime,
+            findtime: raw.findtime,
+            maxretry: raw.maxretry,
+            ignoreip: raw.ignoreip,
+            ignoreself: raw.ignoreself,
+            action: raw.action,
+            increment: raw.increment,
+        }
+    }
+}
+
 /// One entry of `jails:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +89,21 @@ pub(super) struct RawJail {
     pub(super) action: Option<Value>,
     pub(super) increment: Option<Value>,
     pub(super) chains: Option<Vec<Chain>>,
+}
+
+impl RawJail {
+    /// Moves out the keys a jail shares with `defaults:`.
+    pub(super) fn take_shared(&mut self) -> RawShared {
+        RawShared {
+            bantime: self.bantime.take(),
+            findtime: self.findtime.take(),
+            maxretry: self.maxretry.take(),
+            ignoreip: self.ignoreip.take(),
+            ignoreself: self.ignoreself.take(),
+            action: self.action.take(),
+            increment: self.increment.take(),
+        }
+    }
 }
 
 /// `increment:` in `defaults:` or in a jail.

@@ -98,31 +98,8 @@ impl Validator<'_> {
             }
             Ok(()) => true,
         };
-        let raw = self.mapping_of::<RawJail>(value, path, &place)?;
-        let own = Overrides {
-            bantime: raw
-                .bantime
-                .and_then(|s| self.bantime(&s, &path.key("bantime"), &place)),
-            findtime: raw
-                .findtime
-                .and_then(|s| self.positive_duration(&s, &path.key("findtime"), &place)),
-            maxretry: raw
-                .maxretry
-                .and_then(|s| self.maxretry(&s, &path.key("maxretry"), &place)),
-            ignoreip: raw
-                .ignoreip
-                .and_then(|v| self.ignoreip(&v, &path.key("ignoreip"), &place)),
-            ignoreself: raw.ignoreself,
-            action: raw.action.and_then(|v| {
-                let action_path = path.key("action");
-                self.action(&v, &action_path, &place)
-                    .map(|a| (a, action_path))
-            }),
-            increment: raw
-                .increment
-                .map(|v| self.increment(&v, &path.key("increment"), &place))
-                .unwrap_or_default(),
-        };
+        let mut raw = self.mapping_of::<RawJail>(value, path, &place)?;
+        let own = self.overrides(raw.take_shared(), path, &place);
 
         let manual = raw.manual.unwrap_or(false);
         let sources = match &raw.sources {

@@ -14,7 +14,7 @@ use crate::config::action::{
 use crate::config::jail::{DEFAULT_INCREMENT_FACTOR, DefaultsConfig, IncrementConfig};
 use crate::config::ports::{PortRange, Ports, parse_port_range};
 use crate::config::positions::YamlPath;
-use crate::config::raw::{RawDefaults, RawIncrement, Scalar};
+use crate::config::raw::{RawDefaults, RawIncrement, RawShared, Scalar};
 use crate::duration::{BanTime, DurationError, parse_bantime, parse_duration};
 
 /// Settings that both `defaults:` and a jail may give; `None`: not given, or given wrong (and
@@ -76,31 +76,41 @@ impl IncrementOverrides {
 impl Validator<'_> {
     pub(super) fn defaults(&mut self, value: &Value, path: &YamlPath) -> Overrides {
         let place = Place::file();
-        let Some(raw) = self.mapping_of::<RawDefaults>(value, path, &place) else {
-            return Overrides::default();
-        };
+        match self.mapping_of::<RawDefaults>(value, path, &place) {
+            Some(raw) => self.overrides(raw.into(), path, &place),
+            None => Overrides::default(),
+        }
+    }
+
+    /// Checks the keys `defaults:` and jails share, each where it is written.
+    pub(super) fn overrides(
+        &mut self,
+        raw: RawShared,
+        path: &YamlPath,
+        place: &Place,
+    ) -> Overrides {
         Overrides {
             bantime: raw
                 .bantime
-                .and_then(|s| self.bantime(&s, &path.key("bantime"), &place)),
+                .and_then(|s| self.bantime(&s, &path.key("bantime"), place)),
             findtime: raw
                 .findtime
-                .and_then(|s| self.positive_duration(&s, &path.key("findtime"), &place)),
+                .and_then(|s| self.positive_duration(&s, &path.key("findtime"), place)),
             maxretry: raw
                 .maxretry
-                .and_then(|s| self.maxretry(&s, &path.key("maxretry"), &place)),
+                .and_then(|s| self.maxretry(&s, &path.key("maxretry"), place)),
             ignoreip: raw
                 .ignoreip
-                .and_then(|v| self.ignoreip(&v, &path.key("ignoreip"), &place)),
+                .and_then(|v| self.ignoreip(&v, &path.key("ignoreip"), place)),
             ignoreself: raw.ignoreself,
             action: raw.action.and_then(|v| {
                 let action_path = path.key("action");
-                self.action(&v, &action_path, &place)
+                self.action(&v, &action_path, place)
                     .map(|a| (a, action_path))
             }),
             increment: raw
                 .increment
-                .map(|v| self.increment(&v, &path.key("increment"), &place))
+                .map(|v| self.increment(&v, &path.key("increment"), place))
                 .unwrap_or_default(),
         }
     }
