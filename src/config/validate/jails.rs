@@ -10,19 +10,23 @@ use crate::config::action::{FirewallAction, RejectWith};
 use crate::config::error::Scope;
 use crate::config::glob::Glob;
 use crate::config::jail::{
-    Chain, ContainerSelector, JailConfig, JournalMatch, JournalSelector, LabelMatch, SourceConfig,
+    Chain, ContainerSelector, DefaultsConfig, JailConfig, JournalMatch, JournalSelector,
+    LabelMatch, SourceConfig,
 };
 use crate::config::ports::{Ports, Protocol};
 use crate::config::positions::YamlPath;
 use crate::config::raw::{RawContainer, RawJail, RawJournal, RawSource};
 use crate::config::sections::MAX_CHAIN_NAME;
-use crate::duration::BanTime;
 
 /// What jails are checked against.
 pub(super) struct JailContext<'a> {
+    /// `defaults:` as written, for where a value came from and for key-by-key merging.
     pub(super) defaults: &'a Overrides,
+    /// `defaults:` completed with the built-in defaults.
+    pub(super) resolved: &'a DefaultsConfig,
     /// Built-in and user filter names.
     pub(super) filters: &'a BTreeSet<String>,
+    /// `firewall.chain_prefix`, which limits the length of jail names.
     pub(super) chain_prefix: &'a str,
 }
 
@@ -181,34 +185,21 @@ impl Validator<'_> {
             None => Some(vec![Chain::Input, Chain::DockerUser]),
         };
 
-        let defaults = context.defaults;
+        let defaults = context.resolved;
         let jail = JailConfig {
             name: name.to_string(),
             enabled: raw.enabled.unwrap_or(true),
             filter: filter.clone(),
             sources: sources?,
-            maxretry: own
-                .maxretry
-                .or(defaults.maxretry)
-                .unwrap_or(crate::config::jail::DEFAULT_MAXRETRY),
-            findtime: own
-                .findtime
-                .or(defaults.findtime)
-                .unwrap_or(crate::config::jail::DEFAULT_FINDTIME),
-            bantime: own
-                .bantime
-                .or(defaults.bantime)
-                .unwrap_or(BanTime::Finite(crate::config::jail::DEFAULT_BANTIME)),
-            ignoreip: own
-                .ignoreip
-                .clone()
-                .or_else(|| defaults.ignoreip.clone())
-                .unwrap_or_default(),
-            ignoreself: own.ignoreself.or(defaults.ignoreself).unwrap_or(true),
+            maxretry: own.maxretry.unwrap_or(defaults.maxretry),
+            findtime: own.findtime.unwrap_or(defaults.findtime),
+            bantime: own.bantime.unwrap_or(defaults.bantime),
+            ignoreip: own.ignoreip.unwrap_or_else(|| defaults.ignoreip.clone()),
+            ignoreself: own.ignoreself.unwrap_or(defaults.ignoreself),
             ports: ports?,
             protocol,
-            action: action.map(|(a, _)| *a).unwrap_or_default(),
-            increment: own.increment.or(&defaults.increment).resolve(),
+            action: action.map_or(defaults.action, |(a, _)| *a),
+            increment: own.increment.or(&context.defaults.increment).resolve(),
             chains: chains?,
         };
         (name_ok && (manual || filter.is_some())).then_some(jail)

@@ -138,8 +138,10 @@ impl Validator<'_> {
         let (filters, user_filters) = self.filters(raw.filters.as_ref(), &root.key("filters"));
         let mut known_filters: BTreeSet<String> = builtin::names().map(str::to_string).collect();
         known_filters.extend(user_filters.keys().cloned());
+        let resolved = resolve_defaults(&defaults);
         let context = JailContext {
             defaults: &defaults,
+            resolved: &resolved,
             filters: &known_filters,
             chain_prefix: &firewall.chain_prefix,
         };
@@ -148,7 +150,7 @@ impl Validator<'_> {
 
         Config {
             origin,
-            defaults: resolve_defaults(&defaults),
+            defaults: resolved,
             jails,
             filters,
             user_filters,
