@@ -324,7 +324,13 @@ impl Validator<'_> {
         match given[0] {
             "file" => {
                 let file_path = path.key("file");
-                let text = raw.file.unwrap_or_default();
+                let Some(text) = raw.file else {
+                    // A value of the wrong type is already reported; only an empty one is not.
+                    if value.get("file").is_some_and(Value::is_null) {
+                        self.report(place, &file_path, Anchor::Key, "needs a path");
+                    }
+                    return None;
+                };
                 if !text.starts_with('/') {
                     self.report(
                         place,
