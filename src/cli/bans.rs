@@ -163,14 +163,14 @@ mod tests {
         settings.bantime = BanTime::Finite(Duration::from_secs(600));
         let failures = [
             failure(1, "1.2.3.4", 0),
-            failure(2, "1.2.3.4", 30),
-            // 5.6.7.8 is too slow: its failures never fit in one minute.
-            failure(3, "5.6.7.8", 0),
-            failure(4, "5.6.7.8", 70),
-            failure(5, "5.6.7.8", 140),
-            failure(6, "1.2.3.4", 59),
+            // 5.6.7.8 is too slow: its failures never fit three in one minute.
+            failure(2, "5.6.7.8", 10),
+            failure(3, "1.2.3.4", 30),
+            failure(4, "1.2.3.4", 59),
+            failure(5, "5.6.7.8", 80),
             // Still banned: not counted.
-            failure(7, "1.2.3.4", 100),
+            failure(6, "1.2.3.4", 100),
+            failure(7, "5.6.7.8", 150),
             // The ban ended at 659: counting starts again.
             failure(8, "1.2.3.4", 700),
             failure(9, "1.2.3.4", 701),
@@ -180,8 +180,8 @@ mod tests {
         let bans = replay.bans();
         assert_eq!(bans.len(), 2);
         assert_eq!(bans[0].host, "1.2.3.4".parse::<IpAddr>().unwrap());
-        assert_eq!(bans[0].line_number, 6);
-        assert_eq!(bans[0].time, failures[5].2);
+        assert_eq!(bans[0].line_number, 4);
+        assert_eq!(bans[0].time, failures[3].2);
         assert_eq!(bans[1].line_number, 10);
         assert_eq!(bans[1].ban_count, 2);
         assert!(replay.report().contains("2 bans of 1 hosts"));

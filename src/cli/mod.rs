@@ -4,10 +4,13 @@ pub mod bans;
 pub mod regex;
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, LogFormat};
 
 use crate::filter::builtin;
 
@@ -28,6 +31,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon in the foreground (what the container runs).
+    Run {
+        /// Configuration file; default /etc/logjail/logjail.yaml, or the embedded default
+        /// when that does not exist.
+        #[arg(short = 'c', long = "config", value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Validate a configuration file and list every error in it.
+    Check {
+        /// Configuration file; default /etc/logjail/logjail.yaml, or the embedded default.
+        #[arg(short = 'c', long = "config", value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// List the built-in filters, or show one.
     Filters {
         /// Print this filter's YAML definition.
@@ -72,6 +91,8 @@ struct RegexArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config, log_json } => run(config, log_json),
+        Command::Check { config } => check(config),
         Command::Filters { show, json } => filters(show, json),
         Command::Regex(args) => regex_command(args),
     }
@@ -213,7 +234,96 @@ fn replay_settings(args: &RegexArgs) -> Result<crate::jail::JailSettings, String
     Ok(settings)
 }
 
-/// Where a configuration file is looked for when `-c` is not given.
-pub fn default_config_path() -> PathBuf {
-    PathBuf::from("/etc/logjail/logjail.yaml")
+fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+    Config::load_or_default(path).map_err(|errors| {
+        eprintln!("{errors}");
+        eprintln!(
+            "logjail: {} error{} in the configuration",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn check(path: Option<PathBuf>) -> ExitCode {
+    let config = match load_config(path.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    for (name, filter) in &config.filters {
+        for (field, note) in filter.fallbacks() {
+            println!("note: filter \"{name}\": {field}: {note}");
+        }
+    }
+    let enabled = config.jails.iter().filter(|j| j.enabled).count();
+    println!(
+        "{}: OK ({} jails, {enabled} enabled; {} filters in use)",
+        config.origin,
+        config.jails.len(),
+        config.filters.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn init_tracing(config: &Config, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOGJAIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log.level.as_str()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        // Escape codes would end up in docker logs and break the recidive filter.
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()));
+    if json || config.log.format == LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(path: Option<PathBuf>, log_json: bool) -> ExitCode {
+    let config = match load_config(path.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    init_tracing(&config, log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("logjail")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
+        let result = crate::daemon::run(config, shutdown).await;
+        signals.abort();
+        result
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "logjail failed");
+            fail(e)
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGTERM (docker stop, Kubernetes) or SIGINT (Ctrl-C).
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for signals; stop logjail with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
 }
