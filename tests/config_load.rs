@@ -177,7 +177,7 @@ jails:
         jail(&config, "on").increment,
         Some(IncrementConfig {
             factor: 2.0,
-            multipliers: Some(vec![1, 2, 4, 8]),
+            multipliers: vec![1, 2, 4, 8],
             maxtime: Some(secs(5 * 604_800)),
             rndtime: Some(secs(600)),
             overalljails: false,
@@ -187,7 +187,7 @@ jails:
         jail(&config, "everywhere").increment,
         Some(IncrementConfig {
             factor: 1.5,
-            multipliers: None,
+            multipliers: vec![],
             maxtime: Some(secs(5 * 604_800)),
             rndtime: None,
             overalljails: true,

@@ -98,9 +98,9 @@ pub struct IncrementConfig {
     /// Scales the growth: `bantime × factor × 2^(earlier bans)`, or with `multipliers`,
     /// `bantime × factor × multipliers[earlier bans]`; finite and greater than 0.
     pub factor: f64,
-    /// Explicit growth steps replacing the doubling (the last one repeating); never empty,
-    /// every entry at least 1. `None`: the doubling formula.
-    pub multipliers: Option<Vec<u32>>,
+    /// Explicit growth steps replacing the doubling (the last one repeating), every entry at
+    /// least 1. Empty: the doubling formula (an explicitly empty list is refused).
+    pub multipliers: Vec<u32>,
     /// Upper bound of an incremented ban; `None`: unbounded.
     pub maxtime: Option<Duration>,
     /// Random extra time up to this much, so that botnets cannot predict the unban moment.

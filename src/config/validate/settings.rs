@@ -65,7 +65,7 @@ impl IncrementOverrides {
         }
         Some(IncrementConfig {
             factor: self.factor.unwrap_or(DEFAULT_INCREMENT_FACTOR),
-            multipliers: self.multipliers.clone(),
+            multipliers: self.multipliers.clone().unwrap_or_default(),
             maxtime: self.maxtime,
             rndtime: self.rndtime.flatten(),
             overalljails: self.overalljails.unwrap_or(false),
