@@ -290,36 +290,7 @@ impl Validator<'_> {
         let mut firewall: Option<FirewallAction> = None;
         let mut ok = true;
         for (item_path, item) in &items {
-            let parsed = match item {
-                Value::String(word) => parse_action_word(word),
-                Value::Mapping(entry) if entry.len() == 1 => {
-                    let (key, argument) = entry
-                        .iter()
-                        .next()
-                        .map_or((None, None), |(k, v)| (key_text(k), Some(v)));
-                    match (key, argument) {
-                        (Some(key), Some(Value::Null) | None) => parse_action_entry(&key, None),
-                        (Some(key), Some(Value::String(argument))) => {
-                            parse_action_entry(&key, Some(argument))
-                        }
-                        (Some(key), Some(other)) if is_action_name(&key) => Err(format!(
-                            "the argument of `{key}` must be a word, not {}",
-                            describe(other)
-                        )),
-                        (Some(key), Some(_)) => parse_action_entry(&key, None),
-                        (None, _) => Err("an action name must be a word".to_string()),
-                    }
-                }
-                Value::Mapping(_) => Err(
-                    "an action mapping has exactly one key, e.g. `{reject-with: tcp-reset}`; \
-                     list several actions with `-`"
-                        .to_string(),
-                ),
-                other => Err(format!(
-                    "must be drop, reject, reject-with TYPE or log, not {}",
-                    describe(other)
-                )),
-            };
+            let parsed = parse_action_item(item);
             match parsed {
                 Ok(action) => match firewall {
                     Some(first) => {
@@ -575,6 +546,39 @@ pub(super) fn parse_network(text: &str) -> Result<IpNet, String> {
     Err(format!(
         "\"{text}\" is not an IP address or CIDR network (host names are not resolved)"
     ))
+}
+
+/// One action: a word (`drop`, `reject-with tcp-reset`) or a one-key mapping
+/// (`{reject-with: tcp-reset}`).
+fn parse_action_item(item: &Value) -> Result<FirewallAction, String> {
+    match item {
+        Value::String(word) => parse_action_word(word),
+        Value::Mapping(entry) => {
+            let mut entries = entry.iter();
+            let (Some((key, argument)), None) = (entries.next(), entries.next()) else {
+                return Err("an action mapping has exactly one key, e.g. \
+                            `{reject-with: tcp-reset}`; list several actions with `-`"
+                    .to_string());
+            };
+            let Some(name) = key_text(key) else {
+                return Err("an action name must be a word".to_string());
+            };
+            match argument {
+                // Unknown names are reported as such, whatever their argument.
+                _ if !is_action_name(&name) => parse_action_entry(&name, None),
+                Value::Null => parse_action_entry(&name, None),
+                Value::String(argument) => parse_action_entry(&name, Some(argument)),
+                other => Err(format!(
+                    "the argument of `{name}` must be a word, not {}",
+                    describe(other)
+                )),
+            }
+        }
+        other => Err(format!(
+            "must be drop, reject, reject-with TYPE or log, not {}",
+            describe(other)
+        )),
+    }
 }
 
 #[cfg(test)]
