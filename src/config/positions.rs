@@ -83,6 +83,8 @@ impl YamlPath {
         let mut out = String::new();
         for segment in self.0.iter().skip(skip) {
             match segment {
+                // Collections used as keys have no name worth showing.
+                Segment::Key(key) if key == COMPLEX_KEY => {}
                 Segment::Key(key) => {
                     if !out.is_empty() {
                         out.push('.');
@@ -232,8 +234,9 @@ struct Builder {
     anchors: HashMap<usize, YamlPath>,
 }
 
-/// Stands for a key that is itself a collection; such keys never name a setting.
-const COMPLEX_KEY: &str = "<complex key>";
+/// Stands for a key that is itself a collection (`? [a, b]`); such keys never name a setting,
+/// and errors about them are placed with `path.key(COMPLEX_KEY)`.
+pub const COMPLEX_KEY: &str = "<complex key>";
 /// The YAML merge key, whose aliased mappings lend their keys to the mapping holding it.
 const MERGE_KEY: &str = "<<";
 /// Stands for the second occurrence of a key.
@@ -489,5 +492,6 @@ jails:
         let p = path(&["jails", "sshd", "sources", "0", "file"]);
         assert_eq!(p.to_string(), "jails.sshd.sources[0].file");
         assert_eq!(p.display_from(2), "sources[0].file");
+        assert_eq!(path(&["jails"]).key(COMPLEX_KEY).to_string(), "jails");
     }
 }

@@ -8,7 +8,7 @@ use serde_yaml::Value;
 use super::{Anchor, Place, Validator, check_name, describe, key_text};
 use crate::config::error::Scope;
 use crate::config::jail::JailConfig;
-use crate::config::positions::YamlPath;
+use crate::config::positions::{COMPLEX_KEY, YamlPath};
 use crate::filter::{Filter, FilterError, FilterField, FilterSpec, builtin};
 
 impl Validator<'_> {
@@ -40,8 +40,8 @@ impl Validator<'_> {
             let Some(name) = key_text(key) else {
                 self.report(
                     &Place::file(),
-                    path,
-                    Anchor::Value,
+                    &path.key(COMPLEX_KEY),
+                    Anchor::Key,
                     "filter names must be plain words",
                 );
                 continue;

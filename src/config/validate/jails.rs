@@ -14,7 +14,7 @@ use crate::config::jail::{
     LabelMatch, SourceConfig,
 };
 use crate::config::ports::{Ports, Protocol};
-use crate::config::positions::YamlPath;
+use crate::config::positions::{COMPLEX_KEY, YamlPath};
 use crate::config::raw::{RawContainer, RawJail, RawJournal, RawSource};
 use crate::config::sections::MAX_CHAIN_NAME;
 
@@ -58,8 +58,8 @@ impl Validator<'_> {
             let Some(name) = key_text(key) else {
                 self.report(
                     &Place::file(),
-                    path,
-                    Anchor::Value,
+                    &path.key(COMPLEX_KEY),
+                    Anchor::Key,
                     "jail names must be plain words",
                 );
                 continue;

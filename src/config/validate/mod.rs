@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
 use crate::config::error::{ConfigError, Scope};
-use crate::config::positions::{PositionIndex, YamlPath};
+use crate::config::positions::{COMPLEX_KEY, PositionIndex, YamlPath};
 use crate::config::raw::{RawConfig, struct_keys};
 use crate::config::{Config, ConfigOrigin};
 use crate::filter::builtin;
@@ -189,7 +189,12 @@ impl Validator<'_> {
         let mut accepted = Mapping::new();
         for (key, item) in mapping {
             let Some(name) = key_text(key) else {
-                self.report(place, path, Anchor::Value, "keys must be plain words");
+                self.report(
+                    place,
+                    &path.key(COMPLEX_KEY),
+                    Anchor::Key,
+                    "keys must be plain words",
+                );
                 continue;
             };
             let key_path = path.key(&name);
