@@ -34,7 +34,8 @@
 //!     sources:         # where the logs come from; none = containers labelled
 //!       - file: /var/log/auth.log     #   `logjail.jails=sshd` only
 //!         optional: true              # missing at startup is not an error
-//!       - journal: {unit: ssh.service, match: [SYSLOG_IDENTIFIER=sshd]}   # or `journal: {}`
+//!       - journal: {unit: ssh.service, match: [SYSLOG_IDENTIFIER=sshd]}
+//!       - journal: [SYSLOG_IDENTIFIER=sshd]  # the match list alone; `journal: {}`: everything
 //!       - container: {name: "ssh-*", image: "linuxserver/openssh*", label: "app=ssh"}
 //!     ports: [ssh, 2222, "8000:8100"]   # or `all` (default)
 //!     protocol: tcp    # tcp | udp | all (default)

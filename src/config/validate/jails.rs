@@ -368,12 +368,21 @@ impl Validator<'_> {
         }
     }
 
+    /// `journal: {unit: U, match: [F=V, …]}`, `journal: {}`, or the match list alone:
+    /// `journal: [SYSLOG_IDENTIFIER=sshd]`.
     pub(super) fn journal(
         &mut self,
         value: &Value,
         path: &YamlPath,
         place: &Place,
     ) -> Option<JournalSelector> {
+        if let Value::Sequence(items) = value {
+            let matches = self.journal_matches(items, path, place)?;
+            return Some(JournalSelector {
+                unit: None,
+                matches,
+            });
+        }
         let raw = self.mapping_of::<RawJournal>(value, path, place)?;
         let mut ok = true;
         if raw
@@ -384,20 +393,47 @@ impl Validator<'_> {
             self.report(place, &path.key("unit"), Anchor::Value, "must not be empty");
             ok = false;
         }
+        let match_values: Vec<Value> = raw
+            .matches
+            .unwrap_or_default()
+            .into_iter()
+            .map(Value::String)
+            .collect();
+        let matches = self.journal_matches(&match_values, &path.key("match"), place);
+        match (ok, matches) {
+            (true, Some(matches)) => Some(JournalSelector {
+                unit: raw.unit.map(|unit| unit.trim().to_string()),
+                matches,
+            }),
+            _ => None,
+        }
+    }
+
+    fn journal_matches(
+        &mut self,
+        items: &[Value],
+        path: &YamlPath,
+        place: &Place,
+    ) -> Option<Vec<JournalMatch>> {
         let mut matches = Vec::new();
-        for (i, text) in raw.matches.unwrap_or_default().iter().enumerate() {
-            match parse_journal_match(text) {
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let parsed = match item {
+                Value::String(text) => parse_journal_match(text),
+                other => Err(format!(
+                    "must be FIELD=VALUE (e.g. SYSLOG_IDENTIFIER=sshd), not {}",
+                    describe(other)
+                )),
+            };
+            match parsed {
                 Ok(m) => matches.push(m),
                 Err(message) => {
-                    self.report(place, &path.key("match").index(i), Anchor::Value, message);
+                    self.report(place, &path.index(i), Anchor::Value, message);
                     ok = false;
                 }
             }
         }
-        ok.then_some(JournalSelector {
-            unit: raw.unit.map(|unit| unit.trim().to_string()),
-            matches,
-        })
+        ok.then_some(matches)
     }
 
     pub(super) fn container(
