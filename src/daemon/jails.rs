@@ -1,7 +1,7 @@
 //! The jail task: owns every jail, turns failures into ban decisions, lifts bans when they end,
 //! and hands decisions to the store, the log and whoever listens for events.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,8 @@ pub struct FailureEvent {
 #[derive(Debug)]
 pub enum JailEvent {
     Failure(FailureEvent),
+    /// A control request about jails (status, ban, unban, get, set).
+    Control(crate::control::server::ControlCall),
     /// Makes sure a jail defined at run time (by container labels) exists with these
     /// settings; answers why not when a different jail of that name exists.
     Define {
@@ -142,6 +144,33 @@ pub struct JailRuntime {
     pub jail: Jail,
     pub config: JailConfig,
     pub name: Arc<str>,
+    /// Where its failures came from (files, containers), for `status JAIL`; bounded.
+    pub sources: BTreeSet<String>,
+}
+
+/// Most origins listed per jail in `status`; a jail fed by thousands of short-lived
+/// containers must not grow without end.
+const MAX_LISTED_SOURCES: usize = 256;
+
+impl JailRuntime {
+    pub fn new(jail: Jail, config: JailConfig) -> Self {
+        let sources = config
+            .sources
+            .iter()
+            .filter_map(|source| match source {
+                crate::config::SourceConfig::File { path, .. } => {
+                    Some(format!("file {}", path.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        JailRuntime {
+            name: Arc::from(config.name.as_str()),
+            jail,
+            config,
+            sources,
+        }
+    }
 }
 
 /// How often hosts whose failures left the window are dropped, so memory follows the
@@ -178,6 +207,17 @@ pub async fn run(
                             continue;
                         };
                         on_failure(&mut jails[slot], failure, &mut history, &store, &observers, &clock).await;
+                    }
+                    JailEvent::Control(call) => {
+                        let context = super::control::Context {
+                            history: &mut history,
+                            store: &store,
+                            observers: &observers,
+                            now: clock.now(),
+                            firewall: "none",
+                        };
+                        let response = super::control::answer(&mut jails, call.request, context).await;
+                        let _ = call.reply.send(response);
                     }
                     JailEvent::Define { config, reply } => {
                         let answer = define(&mut jails, &mut index, *config);
@@ -223,10 +263,9 @@ fn define(
         .unwrap_or_else(super::own_addresses);
     let settings = jail_settings(&config, &own).map_err(|e| e.to_string())?;
     let jail = Jail::new(settings).map_err(|e| e.to_string())?;
-    let name: Arc<str> = Arc::from(config.name.as_str());
-    tracing::info!(jail = %name, "jail defined by container labels");
-    index.insert(name.clone(), jails.len());
-    jails.push(JailRuntime { jail, config, name });
+    tracing::info!(jail = %config.name, "jail defined by container labels");
+    index.insert(Arc::from(config.name.as_str()), jails.len());
+    jails.push(JailRuntime::new(jail, config));
     Ok(())
 }
 
@@ -250,6 +289,9 @@ async fn on_failure(
     clock: &SharedClock,
 ) {
     let now = clock.now();
+    if runtime.sources.len() < MAX_LISTED_SOURCES {
+        runtime.sources.insert(failure.origin.to_string());
+    }
     let decision = runtime.jail.on_failure(
         failure.host,
         failure.time,
@@ -314,7 +356,7 @@ pub fn announce_ban(order: &BanOrder, origin: Option<&Arc<Origin>>) {
     );
 }
 
-fn ban_record(order: &BanOrder, origin: Option<&Arc<Origin>>) -> BanRecord {
+pub(super) fn ban_record(order: &BanOrder, origin: Option<&Arc<Origin>>) -> BanRecord {
     BanRecord {
         jail: order.jail.clone(),
         host: order.host,
@@ -351,7 +393,7 @@ async fn expire(
     }
 }
 
-fn announce_unban(jail: &str, ban: &ActiveBan, reason: &str) {
+pub(super) fn announce_unban(jail: &str, ban: &ActiveBan, reason: &str) {
     tracing::info!(target: "logjail::ban", jail, host = %ban.host, reason, "unban");
 }
 

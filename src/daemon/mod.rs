@@ -10,6 +10,7 @@
 //! the jails and restore their bans, start the matcher, then the sources. Stop: sources first,
 //! then the channels drain in order, positions and bans are flushed, the store closes.
 
+pub mod control;
 pub mod jails;
 pub mod matcher;
 pub mod store_task;
@@ -54,6 +55,8 @@ pub enum DaemonError {
     MissingFilter { jail: String, filter: String },
     #[error("cannot watch files: {0}")]
     Watch(String),
+    #[error("{0}")]
+    Control(String),
     #[error("a daemon task failed: {0}")]
     Task(String),
 }
@@ -109,11 +112,7 @@ pub async fn run_with(
             jail: jail_config.name.clone(),
             message: e.to_string(),
         })?;
-        runtimes.push(JailRuntime {
-            jail,
-            config: jail_config.clone(),
-            name: Arc::from(jail_config.name.as_str()),
-        });
+        runtimes.push(JailRuntime::new(jail, jail_config.clone()));
     }
     let restored = jails::restore_bans(&mut runtimes, &recovered.bans, now);
     if restored > 0 {
@@ -129,6 +128,8 @@ pub async fn run_with(
     let (line_sender, line_receiver) = mpsc::channel::<LineBatch>(LINE_QUEUE);
     let (control_sender, control_receiver) = mpsc::channel::<MatcherControl>(LINE_QUEUE);
     let (failure_sender, failure_receiver) = mpsc::channel(FAILURE_QUEUE);
+    // The control server talks to the jail task on the same channel as the matcher.
+    let failure_control = failure_sender.clone();
 
     let jail_task = tokio::spawn(jails::run(
         runtimes,
@@ -180,10 +181,16 @@ pub async fn run_with(
         tracing::info!(file = %path.display(), "watching file");
     }
     drop(line_sender);
+
+    let control_stop = CancellationToken::new();
+    let control_task = start_control(&config, failure_control.clone(), control_stop.clone()).await?;
     tracing::info!("logjail running");
 
     shutdown.cancelled().await;
     tracing::info!("logjail stopping");
+    control_stop.cancel();
+    let _ = control_task.await;
+    drop(failure_control);
     sources_stop.cancel();
     while sources.join_next().await.is_some() {}
     drop(control_sender);
@@ -201,6 +208,36 @@ pub async fn run_with(
     let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
     tracing::info!("logjail stopped");
     Ok(())
+}
+
+/// Opens the control socket and forwards its requests: reload to the daemon, the rest to the
+/// jail task.
+async fn start_control(
+    config: &Config,
+    jails: mpsc::Sender<jails::JailEvent>,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
+    let path = config.control.socket.clone();
+    let listener = crate::control::server::bind(&path)
+        .await
+        .map_err(|e| DaemonError::Control(e.to_string()))?;
+    tracing::info!(socket = %path.display(), "control socket open");
+    let (calls, mut incoming) = mpsc::channel::<crate::control::server::ControlCall>(64);
+    let server = tokio::spawn(crate::control::server::serve(listener, path, calls, stop.clone()));
+    Ok(tokio::spawn(async move {
+        while let Some(call) = incoming.recv().await {
+            if matches!(call.request, crate::control::Request::Reload) {
+                let _ = call.reply.send(crate::control::ResponseEnvelope::failure(
+                    "reload is not available in this version yet; restart logjail to apply a new configuration",
+                ));
+                continue;
+            }
+            if jails.send(jails::JailEvent::Control(call)).await.is_err() {
+                break;
+            }
+        }
+        let _ = server.await;
+    }))
 }
 
 async fn open_store(path: &Path) -> Result<Store, DaemonError> {
