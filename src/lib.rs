@@ -17,8 +17,11 @@
 //! - [`duration`]: Fail2Ban-style durations (`10m`, `3d`, `259200`, `-1`).
 
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod duration;
 pub mod filter;
 pub mod jail;
 pub mod source;
+pub mod store;

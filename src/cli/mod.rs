@@ -1,12 +1,16 @@
 //! The commands behind the `logjail` binary: argument parsing and exit codes.
 
+pub mod bans;
 pub mod regex;
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, LogFormat};
 
 use crate::filter::builtin;
 
@@ -27,6 +31,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon in the foreground (what the container runs).
+    Run {
+        /// Configuration file; default /etc/logjail/logjail.yaml, or the embedded default
+        /// when that does not exist.
+        #[arg(short = 'c', long = "config", value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Validate a configuration file and list every error in it.
+    Check {
+        /// Configuration file; default /etc/logjail/logjail.yaml, or the embedded default.
+        #[arg(short = 'c', long = "config", value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// List the built-in filters, or show one.
     Filters {
         /// Print this filter's YAML definition.
@@ -52,12 +72,27 @@ struct RegexArgs {
     /// Print one JSON object per failure line (`line`, `host`, `time`, …) and nothing else.
     #[arg(long, conflicts_with = "verbose")]
     json: bool,
+    /// Replay the log through a jail in the log's own time and list the bans it would make
+    /// (with --json: one JSON object per ban instead of per failure).
+    #[arg(long)]
+    bans: bool,
+    /// Failures that trigger a ban (with --bans).
+    #[arg(long, requires = "bans", value_name = "N")]
+    maxretry: Option<u32>,
+    /// Window in which maxretry failures trigger a ban, e.g. 10m (with --bans).
+    #[arg(long, requires = "bans", value_name = "DURATION")]
+    findtime: Option<String>,
+    /// Ban length, e.g. 1h, or -1 for permanent (with --bans).
+    #[arg(long, requires = "bans", value_name = "DURATION")]
+    bantime: Option<String>,
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config, log_json } => run(config, log_json),
+        Command::Check { config } => check(config),
         Command::Filters { show, json } => filters(show, json),
         Command::Regex(args) => regex_command(args),
     }
@@ -123,21 +158,172 @@ fn regex_command(args: RegexArgs) -> ExitCode {
     } else {
         regex::OutputMode::Summary
     };
+    let mut replay = if args.bans {
+        match replay_settings(&args).and_then(|s| bans::Replay::new(s).map_err(|e| e.to_string())) {
+            Ok(replay) => Some(replay),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
+    // With --bans --json, the JSON lines are the bans, not the failures.
+    let failure_mode = if args.bans && args.json {
+        regex::OutputMode::Summary
+    } else {
+        mode
+    };
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    let result = regex::run(&input, &resolved, mode, &mut out, |_| {});
-    match result.and_then(|_| {
-        out.flush().map_err(|source| regex::RegexCommandError::Io {
-            path: "standard output".to_string(),
-            source,
+    let result = if args.bans && args.json {
+        regex::run(
+            &input,
+            &resolved,
+            failure_mode,
+            &mut io::sink(),
+            |failure| {
+                if let Some(replay) = replay.as_mut() {
+                    replay.observe(failure);
+                }
+            },
+        )
+    } else {
+        regex::run(&input, &resolved, failure_mode, &mut out, |failure| {
+            if let Some(replay) = replay.as_mut() {
+                replay.observe(failure);
+            }
         })
-    }) {
+    };
+    let written = result.and_then(|_| {
+        let text = match &replay {
+            Some(replay) if args.json => {
+                replay.json_lines().join("\n") + if replay.bans().is_empty() { "" } else { "\n" }
+            }
+            Some(replay) => replay.report(),
+            None => String::new(),
+        };
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|source| regex::RegexCommandError::Io {
+                path: "standard output".to_string(),
+                source,
+            })
+    });
+    match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
 }
 
-/// Where a configuration file is looked for when `-c` is not given.
-pub fn default_config_path() -> PathBuf {
-    PathBuf::from("/etc/logjail/logjail.yaml")
+/// The jail settings of a `--bans` replay: Fail2Ban's defaults, changed by the flags given.
+fn replay_settings(args: &RegexArgs) -> Result<crate::jail::JailSettings, String> {
+    let mut settings = crate::jail::JailSettings::new("regex");
+    // A replay judges the log as it was, so nothing is exempt as "our own address".
+    settings.ignore = crate::jail::IgnoreList::new(false, Vec::new());
+    if let Some(maxretry) = args.maxretry {
+        settings.maxretry = maxretry;
+    }
+    if let Some(findtime) = &args.findtime {
+        settings.findtime =
+            crate::duration::parse_duration(findtime).map_err(|e| format!("--findtime: {e}"))?;
+    }
+    if let Some(bantime) = &args.bantime {
+        settings.bantime =
+            crate::duration::parse_bantime(bantime).map_err(|e| format!("--bantime: {e}"))?;
+    }
+    settings.validate().map_err(|e| e.to_string())?;
+    Ok(settings)
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+    Config::load_or_default(path).map_err(|errors| {
+        eprintln!("{errors}");
+        eprintln!(
+            "logjail: {} error{} in the configuration",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn check(path: Option<PathBuf>) -> ExitCode {
+    let config = match load_config(path.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    for (name, filter) in &config.filters {
+        for (field, note) in filter.fallbacks() {
+            println!("note: filter \"{name}\": {field}: {note}");
+        }
+    }
+    let enabled = config.jails.iter().filter(|j| j.enabled).count();
+    println!(
+        "{}: OK ({} jails, {enabled} enabled; {} filters in use)",
+        config.origin,
+        config.jails.len(),
+        config.filters.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn init_tracing(config: &Config, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOGJAIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log.level.as_str()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        // Escape codes would end up in docker logs and break the recidive filter.
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()));
+    if json || config.log.format == LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(path: Option<PathBuf>, log_json: bool) -> ExitCode {
+    let config = match load_config(path.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    init_tracing(&config, log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("logjail")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
+        let result = crate::daemon::run(config, shutdown).await;
+        signals.abort();
+        result
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "logjail failed");
+            fail(e)
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGTERM (docker stop, Kubernetes) or SIGINT (Ctrl-C).
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for signals; stop logjail with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
 }

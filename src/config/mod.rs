@@ -1,1 +1,327 @@
 //! The YAML configuration: a strict serde mirror, then validation that reports every error.
+//!
+//! # Loading
+//!
+//! One file, `/etc/logjail/logjail.yaml` unless `-c PATH` names another. A path given with
+//! `-c` must exist; the default path is used when it exists; with no file at all the daemon
+//! runs on [`Config::embedded_default`] (`src/config/default.yaml`). Checking runs in two
+//! phases: the text is parsed into `serde_yaml::Value` and each level is deserialized on its
+//! own into a `#[serde(deny_unknown_fields)]` mirror ([`raw`]); the mirror is then validated
+//! into the typed settings below. Every error of the file is reported in one go, each with
+//! `file:line:column`, the jail or filter at fault and the key ([`ConfigErrors`]).
+//!
+//! # Schema
+//!
+//! ```yaml
+//! defaults:            # what every jail starts from
+//!   bantime: 10m       # 90s, 10m, 2h, 3d, 1w, 1h30m, whole seconds (259200); -1 = permanent
+//!   findtime: 10m
+//!   maxretry: 5
+//!   ignoreip: [127.0.0.1/8, "::1"]   # or one string "127.0.0.1/8 ::1"
+//!   ignoreself: true
+//!   action: drop       # drop | reject | reject-with TYPE | log (dry run) — see below
+//!   increment:         # longer bans for repeat offenders (off by default)
+//!     enabled: true
+//!     factor: 1        # bantime × factor × 2^(earlier bans)
+//!     multipliers: [1, 2, 4, 8, 16]   # instead of the formula
+//!     maxtime: 5w
+//!     rndtime: 10m
+//!     overalljails: false
+//! jails:
+//!   sshd:              # names: letters, digits, - and _
+//!     enabled: true    # default true; false keeps the jail checked but not running
+//!     filter: sshd     # default: the jail's name; built-in or under `filters:`
+//!     sources:         # where the logs come from; none = containers labelled
+//!       - file: /var/log/auth.log     #   `logjail.jails=sshd` only
+//!         optional: true              # missing at startup is not an error
+//!       - journal: {unit: ssh.service, match: [SYSLOG_IDENTIFIER=sshd]}   # or `journal: {}`
+//!       - container: {name: "ssh-*", image: "linuxserver/openssh*", label: "app=ssh"}
+//!     ports: [ssh, 2222, "8000:8100"]   # or `all` (default)
+//!     protocol: tcp    # tcp | udp | all (default)
+//!     chains: [input, docker-user]      # default: both
+//!     # … and any key of `defaults:` except that `increment` is merged key by key
+//!   blacklist:
+//!     manual: true     # no filter, no sources: bans come from the command line only
+//!     bantime: 30d
+//! filters:             # user filters, same shape as the built-in ones
+//!   myapp:
+//!     failregex: ['^login failed for .* from <HOST>$']
+//! docker:   {enabled: true, host: "unix:///var/run/docker.sock", read_mode: auto}
+//! store:    {path: /var/lib/logjail/logjail.db}
+//! firewall: {backend: auto, mode: ipset, keep_bans_on_exit: false, chain_prefix: logjail}
+//! control:  {socket: /run/logjail/logjail.sock}
+//! metrics:  {enabled: false, listen: "127.0.0.1:9191"}
+//! log:      {format: text, level: info}
+//! ```
+//!
+//! `action:` is one action or a list of them; an action is a word (`drop`, `reject`, `log`),
+//! `reject-with TYPE` (`icmp-port-unreachable`, `icmp-host-unreachable`,
+//! `icmp-net-unreachable`, `tcp-reset` — the latter needs `protocol: tcp`) or a one-key mapping
+//! (`{reject-with: tcp-reset}`). Exactly one of them sets the firewall verdict; the list and
+//! mapping forms leave room for notification actions (`webhook`, `command`) later.
+//!
+//! A jail's own value of a key replaces the default (`ignoreip` included: list the default
+//! networks again if you still want them); `increment` is merged key by key. Top-level keys
+//! starting with `x-` are ignored so that they can hold YAML anchors; `<<` merge keys work.
+
+pub mod action;
+pub mod error;
+pub mod glob;
+pub mod jail;
+pub mod ports;
+pub mod positions;
+pub mod raw;
+pub mod sections;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+
+pub use self::action::{ActionConfig, FirewallAction, RejectWith};
+pub use self::error::{ConfigError, ConfigErrors, Scope};
+pub use self::glob::Glob;
+pub use self::jail::{
+    Chain, ContainerSelector, DefaultsConfig, IncrementConfig, JailConfig, JournalMatch,
+    JournalSelector, LabelMatch, SourceConfig,
+};
+pub use self::ports::{PortRange, Ports, Protocol};
+pub use self::positions::Position;
+pub use self::sections::{
+    ControlConfig, DEFAULT_CONFIG_PATH, DockerConfig, FirewallBackend, FirewallConfig,
+    FirewallMode, LogConfig, LogFormat, LogLevel, MetricsConfig, ReadMode, StoreConfig,
+};
+use crate::filter::{Filter, FilterSpec};
+use positions::PositionIndex;
+
+/// The configuration used when no file exists; validated by a unit test.
+const EMBEDDED_DEFAULT: &str = include_str!("default.yaml");
+
+/// Where a configuration came from, for logs and error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOrigin {
+    /// Read from this file.
+    File(PathBuf),
+    /// The built-in default (no file found).
+    Embedded,
+    /// Text given directly, under this name.
+    Text(String),
+}
+
+impl fmt::Display for ConfigOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigOrigin::File(path) => write!(f, "{}", path.display()),
+            ConfigOrigin::Embedded => f.write_str("<embedded default>"),
+            ConfigOrigin::Text(name) => f.write_str(name),
+        }
+    }
+}
+
+/// A validated configuration: everything the daemon needs, resolved and typed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from, to tell the user which file is in force.
+    pub origin: ConfigOrigin,
+    /// `defaults:` resolved, for jails created at run time (none yet) and for display.
+    pub defaults: DefaultsConfig,
+    /// The jails in file order, each with every setting resolved; disabled ones included.
+    pub jails: Vec<JailConfig>,
+    /// Compiled filters by name: every user filter and every built-in filter a jail uses, so
+    /// that nothing is compiled twice and `logjail check` can report regex fallbacks.
+    pub filters: BTreeMap<String, Filter>,
+    /// The user filters as written under `filters:` (they shadow built-ins of the same name).
+    pub user_filters: BTreeMap<String, FilterSpec>,
+    /// `docker:`.
+    pub docker: DockerConfig,
+    /// `store:`.
+    pub store: StoreConfig,
+    /// `firewall:`.
+    pub firewall: FirewallConfig,
+    /// `control:`.
+    pub control: ControlConfig,
+    /// `metrics:`.
+    pub metrics: MetricsConfig,
+    /// `log:`.
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigErrors(vec![ConfigError {
+                origin: path.display().to_string(),
+                position: None,
+                scope: Scope::File,
+                key: String::new(),
+                message: format!("cannot read the configuration: {error}"),
+            }])
+        })?;
+        Self::parse(&text, ConfigOrigin::File(path.to_path_buf()))
+    }
+
+    /// Validates configuration text; `origin_name` is what errors show as the file name.
+    pub fn from_yaml_str(text: &str, origin_name: &str) -> Result<Config, ConfigErrors> {
+        Self::parse(text, ConfigOrigin::Text(origin_name.to_string()))
+    }
+
+    /// The configuration the daemon runs with when there is no file: the Docker source on,
+    /// jails for every built-in filter that containers join by label, `sshd` on the host's
+    /// `/var/log/auth.log` when it exists, and the manual `blacklist` jail (30 days, all
+    /// ports, INPUT and DOCKER-USER).
+    pub fn embedded_default() -> Config {
+        #[allow(clippy::expect_used)]
+        Self::parse(EMBEDDED_DEFAULT, ConfigOrigin::Embedded)
+            .expect("the embedded default configuration is checked by a unit test")
+    }
+
+    /// The configuration in force: the file given with `-c` (which must exist), else
+    /// [`DEFAULT_CONFIG_PATH`] when it exists, else [`Config::embedded_default`].
+    pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        Self::load_or_default_at(path, Path::new(DEFAULT_CONFIG_PATH))
+    }
+
+    /// [`Config::load_or_default`] with the default location as a parameter, for tests and
+    /// packagers.
+    pub fn load_or_default_at(
+        path: Option<&Path>,
+        default_path: &Path,
+    ) -> Result<Config, ConfigErrors> {
+        match path {
+            Some(path) => Self::load(path),
+            // `exists` is false for broken links too; anything present but unreadable is
+            // reported by `load` rather than silently replaced by the default.
+            None if default_path.exists() || default_path.is_symlink() => Self::load(default_path),
+            None => Ok(Self::embedded_default()),
+        }
+    }
+
+    /// The jail with this name.
+    pub fn jail(&self, name: &str) -> Option<&JailConfig> {
+        self.jails.iter().find(|jail| jail.name == name)
+    }
+
+    fn parse(text: &str, origin: ConfigOrigin) -> Result<Config, ConfigErrors> {
+        let origin_name = origin.to_string();
+        let syntax_error = |position: Option<Position>, message: String| {
+            ConfigErrors(vec![ConfigError {
+                origin: origin_name.clone(),
+                position,
+                scope: Scope::File,
+                key: String::new(),
+                message: format!("YAML syntax: {message}"),
+            }])
+        };
+        let index = PositionIndex::build(text)
+            .map_err(|error| syntax_error(Some(error.position), error.message))?;
+        if !index.duplicates().is_empty() {
+            let errors = index.duplicates().iter().map(|duplicate| ConfigError {
+                origin: origin_name.clone(),
+                position: Some(duplicate.position),
+                scope: Scope::File,
+                key: duplicate.path.to_string(),
+                message: format!("key given twice (first at line {})", duplicate.first.line),
+            });
+            return Err(ConfigErrors(errors.collect()));
+        }
+        let mut value: Value = serde_yaml::from_str(text).map_err(|error| {
+            let position = error.location().map(|location| Position {
+                line: location.line(),
+                column: location.column(),
+            });
+            let message = error.to_string();
+            let message = match message.rfind(" at line ") {
+                Some(end) => message[..end].to_string(),
+                None => message,
+            };
+            syntax_error(position, message)
+        })?;
+        value
+            .apply_merge()
+            .map_err(|error| syntax_error(None, format!("merge key `<<`: {error}")))?;
+        validate::validate(&value, origin, &index).map_err(ConfigErrors)
+    }
+}
+
+/// Validates a configuration file for `logjail check`: the same as [`Config::load`].
+pub fn check_file(path: &Path) -> Result<Config, ConfigErrors> {
+    Config::load(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::duration::BanTime;
+    use std::time::Duration;
+
+    #[test]
+    fn embedded_default_validates() {
+        let config = Config::parse(EMBEDDED_DEFAULT, ConfigOrigin::Embedded)
+            .unwrap_or_else(|errors| panic!("{errors}"));
+        assert!(config.docker.enabled);
+        let blacklist = config.jail("blacklist").unwrap();
+        assert!(blacklist.is_manual());
+        assert!(blacklist.sources.is_empty());
+        assert_eq!(
+            blacklist.bantime,
+            BanTime::Finite(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(blacklist.ports, Ports::All);
+        assert_eq!(blacklist.protocol, Protocol::All);
+        assert_eq!(blacklist.chains, [Chain::Input, Chain::DockerUser]);
+        let sshd = config.jail("sshd").unwrap();
+        assert_eq!(sshd.filter.as_deref(), Some("sshd"));
+        assert_eq!(
+            sshd.sources,
+            [SourceConfig::File {
+                path: Glob::for_path("/var/log/auth.log").unwrap(),
+                optional: true
+            }]
+        );
+    }
+
+    #[test]
+    fn embedded_default_has_a_label_jail_for_every_builtin_filter_but_recidive() {
+        let config = Config::embedded_default();
+        for name in crate::filter::builtin::names().filter(|name| *name != "recidive") {
+            let jail = config
+                .jail(name)
+                .unwrap_or_else(|| panic!("no jail for built-in filter {name}"));
+            assert_eq!(jail.filter.as_deref(), Some(name));
+        }
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let errors = Config::from_yaml_str("jails:\n  sshd: {maxretry: 3\n", "t.yaml").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        let error = &errors.errors()[0];
+        assert!(error.position.is_some(), "{errors}");
+        assert!(error.message.starts_with("YAML syntax: "), "{errors}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_syntax_errors_with_a_position() {
+        let errors = Config::from_yaml_str(
+            "jails:\n  a: {manual: true}\n  a: {manual: true}\n",
+            "t.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors}");
+        assert_eq!(
+            errors.errors()[0].position.map(|p| p.line),
+            Some(3),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_is_a_configuration_without_jails() {
+        let config = Config::from_yaml_str("", "empty.yaml").unwrap();
+        assert!(config.jails.is_empty());
+        assert_eq!(config.defaults, DefaultsConfig::default());
+    }
+}

@@ -1,0 +1,243 @@
+//! The daemon-wide sections (`docker`, `store`, `firewall`, `control`, `metrics`, `log`):
+//! parsed and checked now so the file format is stable before the code using them lands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Where the daemon looks when `-c` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/logjail/logjail.yaml";
+/// Default of `store.path`.
+pub const DEFAULT_STORE_PATH: &str = "/var/lib/logjail/logjail.db";
+/// Default of `control.socket`.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/logjail/logjail.sock";
+/// Default of `metrics.listen`.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9191";
+/// Default of `firewall.chain_prefix`.
+pub const DEFAULT_CHAIN_PREFIX: &str = "logjail";
+/// Longest iptables chain name; a jail's chain is `PREFIX-JAIL`.
+pub const MAX_CHAIN_NAME: usize = 28;
+
+/// `docker:` — reading container logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerConfig {
+    /// Whether to talk to Docker at all; hosts without Docker turn it off.
+    pub enabled: bool,
+    /// Docker endpoint like `DOCKER_HOST` (`unix:///var/run/docker.sock`, `tcp://HOST:PORT`);
+    /// `None`: the `DOCKER_HOST` environment variable, else the standard socket.
+    pub host: Option<String>,
+    /// How container logs are read.
+    pub read_mode: ReadMode,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            enabled: true,
+            host: None,
+            read_mode: ReadMode::Auto,
+        }
+    }
+}
+
+/// How container logs are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadMode {
+    /// Tail the json-file/local log files when readable, else use the API.
+    Auto,
+    /// Tail the log files under Docker's data root.
+    Logfile,
+    /// Follow the Docker API's logs stream.
+    Api,
+}
+
+/// `store:` — where bans survive restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// SQLite database file.
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from(DEFAULT_STORE_PATH),
+        }
+    }
+}
+
+/// `firewall:` — how bans reach the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirewallConfig {
+    /// Which iptables flavour to drive.
+    pub backend: FirewallBackend,
+    /// One ipset per jail, or one rule per banned host.
+    pub mode: FirewallMode,
+    /// Leave bans in the kernel when the daemon stops (they are restored from the store on
+    /// start either way).
+    pub keep_bans_on_exit: bool,
+    /// Prefix of the chains and sets logjail creates (`logjail-sshd`), so that it only ever
+    /// touches its own.
+    pub chain_prefix: String,
+}
+
+impl Default for FirewallConfig {
+    fn default() -> Self {
+        FirewallConfig {
+            backend: FirewallBackend::Auto,
+            mode: FirewallMode::Ipset,
+            keep_bans_on_exit: false,
+            chain_prefix: DEFAULT_CHAIN_PREFIX.to_string(),
+        }
+    }
+}
+
+/// Which iptables flavour to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallBackend {
+    /// Whichever the host's Docker uses.
+    Auto,
+    /// `iptables-nft`.
+    Nft,
+    /// `iptables-legacy`.
+    Legacy,
+}
+
+/// How bans are expressed in the firewall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallMode {
+    /// One set per jail and one rule matching it: cheap with many bans.
+    Ipset,
+    /// One rule per banned host, for hosts without ipset.
+    Rules,
+}
+
+/// `control:` — the socket the CLI talks to the daemon through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// Unix socket path.
+    pub socket: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        }
+    }
+}
+
+/// `metrics:` — the Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Off unless asked for, so the daemon opens no TCP port by default.
+    pub enabled: bool,
+    /// Address the HTTP endpoint listens on.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9191)),
+        }
+    }
+}
+
+/// `log:` — the daemon's own log output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogConfig {
+    /// Human-readable lines or one JSON object per line.
+    pub format: LogFormat,
+    /// Least severe level written.
+    pub level: LogLevel,
+}
+
+/// Output format of the daemon's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Least severe level the daemon logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The level as `tracing` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Checks a `docker.host` value; the message says what is accepted.
+pub fn check_docker_host(host: &str) -> Result<(), String> {
+    const EXPECTED: &str = "use unix:///path/to/docker.sock or tcp://HOST:PORT";
+    if let Some(path) = host.strip_prefix("unix://") {
+        if path.starts_with('/') {
+            return Ok(());
+        }
+        return Err(format!(
+            "`{host}`: the socket path must be absolute ({EXPECTED})"
+        ));
+    }
+    if let Some(address) = host.strip_prefix("tcp://") {
+        let port = address.rsplit_once(':').map(|(_, port)| port);
+        let host_part = address.rsplit_once(':').map(|(host, _)| host).unwrap_or("");
+        if !host_part.is_empty() && port.is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p > 0)) {
+            return Ok(());
+        }
+        return Err(format!("`{host}`: expected tcp://HOST:PORT"));
+    }
+    Err(format!("`{host}` is not a Docker endpoint ({EXPECTED})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_hosts() {
+        assert!(check_docker_host("unix:///var/run/docker.sock").is_ok());
+        assert!(check_docker_host("tcp://10.0.0.5:2375").is_ok());
+        assert!(check_docker_host("tcp://[fd00::5]:2376").is_ok());
+        assert!(
+            check_docker_host("unix://docker.sock")
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(check_docker_host("tcp://10.0.0.5").is_err());
+        assert!(check_docker_host("tcp://:2375").is_err());
+        assert!(check_docker_host("/var/run/docker.sock").is_err());
+    }
+
+    #[test]
+    fn metrics_default_listen_matches_the_documented_address() {
+        assert_eq!(
+            MetricsConfig::default().listen,
+            DEFAULT_METRICS_LISTEN.parse::<SocketAddr>().unwrap()
+        );
+    }
+}

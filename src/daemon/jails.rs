@@ -1,0 +1,346 @@
+//! The jail task: owns every jail, turns failures into ban decisions, lifts bans when they end,
+//! and hands decisions to the store, the log and whoever listens for events.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::clock::SharedClock;
+use crate::config::{IncrementConfig, JailConfig};
+use crate::duration::BanTime;
+use crate::jail::{
+    ActiveBan, BanHistory, BanOrder, Decision, IgnoreList, IncrementSettings, Jail, JailSettings,
+    SettingsError,
+};
+use crate::source::Origin;
+use crate::store::BanRecord;
+
+use super::store_task::{StoreHandle, StoreRequest};
+
+/// A failure found by the matcher, on its way to one jail.
+#[derive(Debug, Clone)]
+pub struct FailureEvent {
+    pub jail: Arc<str>,
+    pub host: IpAddr,
+    /// The line's own time, or when it was read if it carries none.
+    pub time: DateTime<Utc>,
+    /// The message, kept as evidence with the ban.
+    pub line: String,
+    pub origin: Arc<Origin>,
+}
+
+/// What the jail task receives.
+#[derive(Debug)]
+pub enum JailEvent {
+    Failure(FailureEvent),
+}
+
+/// What the daemon tells observers (tests, metrics, webhooks) about its decisions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DaemonEvent {
+    /// A failure was judged by a jail (counted, ignored, stale, already banned or banned).
+    Failure {
+        jail: Arc<str>,
+        host: IpAddr,
+        origin: Arc<Origin>,
+        decision: Decision,
+    },
+    Banned {
+        order: BanOrder,
+        origin: Option<Arc<Origin>>,
+    },
+    Unbanned {
+        jail: Arc<str>,
+        host: IpAddr,
+    },
+}
+
+/// Builds a jail's runtime settings from its validated configuration.
+pub fn jail_settings(
+    config: &JailConfig,
+    own_addresses: &[IpAddr],
+) -> Result<JailSettings, SettingsError> {
+    let mut settings = JailSettings::new(config.name.clone());
+    settings.maxretry = config.maxretry;
+    settings.findtime = config.findtime;
+    settings.bantime = config.bantime;
+    settings.increment = config.increment.as_ref().map(increment_settings);
+    settings.ignore = IgnoreList::from_networks(
+        config.ignoreip.iter().copied(),
+        config.ignoreself,
+        own_addresses.to_vec(),
+    );
+    settings.validate()?;
+    Ok(settings)
+}
+
+fn increment_settings(config: &IncrementConfig) -> IncrementSettings {
+    IncrementSettings {
+        enabled: true,
+        factor: config.factor,
+        multipliers: (!config.multipliers.is_empty()).then(|| config.multipliers.clone()),
+        maxtime: config.maxtime,
+        rndtime: config.rndtime,
+        overalljails: config.overalljails,
+        lookback: None,
+    }
+}
+
+/// Ban counts per (jail, host), seeded from the store's history at start.
+#[derive(Debug, Default)]
+pub struct CountedHistory {
+    counts: HashMap<(Arc<str>, IpAddr), u32>,
+}
+
+impl CountedHistory {
+    pub fn from_store(counts: HashMap<(String, IpAddr), u32>) -> Self {
+        CountedHistory {
+            counts: counts
+                .into_iter()
+                .map(|((jail, host), count)| ((Arc::from(jail.as_str()), host), count))
+                .collect(),
+        }
+    }
+}
+
+impl BanHistory for CountedHistory {
+    fn previous_bans(
+        &self,
+        host: IpAddr,
+        jail: Option<&str>,
+        _since: Option<DateTime<Utc>>,
+    ) -> u32 {
+        self.counts
+            .iter()
+            .filter(|((name, address), _)| {
+                *address == host && jail.is_none_or(|wanted| &**name == wanted)
+            })
+            .map(|(_, count)| *count)
+            .sum()
+    }
+
+    fn record_ban(&mut self, order: &BanOrder) {
+        *self
+            .counts
+            .entry((Arc::from(order.jail.as_str()), order.host))
+            .or_insert(0) += 1;
+    }
+}
+
+/// A jail and what the task needs besides it.
+pub struct JailRuntime {
+    pub jail: Jail,
+    pub config: JailConfig,
+    pub name: Arc<str>,
+}
+
+/// How often hosts whose failures left the window are dropped, so memory follows the
+/// attack rather than its peak.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs until the event channel closes (the matcher stopped), then returns the jails so the
+/// daemon can report or keep them.
+pub async fn run(
+    mut jails: Vec<JailRuntime>,
+    mut history: CountedHistory,
+    mut events: mpsc::Receiver<JailEvent>,
+    store: StoreHandle,
+    observers: broadcast::Sender<DaemonEvent>,
+    clock: SharedClock,
+) -> Vec<JailRuntime> {
+    let index: HashMap<Arc<str>, usize> = jails
+        .iter()
+        .enumerate()
+        .map(|(i, runtime)| (runtime.name.clone(), i))
+        .collect();
+    let mut purge = tokio::time::interval(PURGE_EVERY);
+    purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let until_expiry =
+            next_expiry(&jails).map(|end| (end - clock.now()).to_std().unwrap_or(Duration::ZERO));
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                match event {
+                    JailEvent::Failure(failure) => {
+                        let Some(&slot) = index.get(&failure.jail) else {
+                            tracing::warn!(jail = %failure.jail, "failure for an unknown jail");
+                            continue;
+                        };
+                        on_failure(&mut jails[slot], failure, &mut history, &store, &observers, &clock).await;
+                    }
+                }
+            }
+            () = sleep_or_forever(until_expiry) => {
+                expire(&mut jails, &store, &observers, &clock).await;
+            }
+            _ = purge.tick() => {
+                let now = clock.now();
+                for runtime in &mut jails {
+                    runtime.jail.purge(now);
+                }
+            }
+        }
+    }
+    tracing::debug!("jails stopped");
+    jails
+}
+
+async fn sleep_or_forever(duration: Option<Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn next_expiry(jails: &[JailRuntime]) -> Option<DateTime<Utc>> {
+    jails.iter().filter_map(|r| r.jail.next_expiry()).min()
+}
+
+async fn on_failure(
+    runtime: &mut JailRuntime,
+    failure: FailureEvent,
+    history: &mut CountedHistory,
+    store: &StoreHandle,
+    observers: &broadcast::Sender<DaemonEvent>,
+    clock: &SharedClock,
+) {
+    let now = clock.now();
+    let decision = runtime.jail.on_failure(
+        failure.host,
+        failure.time,
+        &failure.line,
+        now,
+        history,
+        &mut rand::rng(),
+    );
+    match &decision {
+        Decision::Ban(order) => {
+            announce_ban(order, Some(&failure.origin));
+            store
+                .send(StoreRequest::SaveBan(ban_record(
+                    order,
+                    Some(&failure.origin),
+                )))
+                .await;
+            let _ = observers.send(DaemonEvent::Banned {
+                order: order.clone(),
+                origin: Some(failure.origin.clone()),
+            });
+        }
+        Decision::Counted { failures, maxretry } => tracing::debug!(
+            jail = %runtime.name,
+            host = %failure.host,
+            failures,
+            maxretry,
+            origin = %failure.origin,
+            "failure"
+        ),
+        Decision::Ignored { reason } => tracing::debug!(
+            jail = %runtime.name,
+            host = %failure.host,
+            %reason,
+            "failure of an ignored address"
+        ),
+        Decision::Stale { .. } | Decision::AlreadyBanned { .. } => {}
+    }
+    let _ = observers.send(DaemonEvent::Failure {
+        jail: runtime.name.clone(),
+        host: failure.host,
+        origin: failure.origin,
+        decision,
+    });
+}
+
+/// The one log event per ban; the `recidive` filter reads these lines, so their shape
+/// (`ban jail=… host=…`) is part of logjail's interface.
+pub fn announce_ban(order: &BanOrder, origin: Option<&Arc<Origin>>) {
+    let origin = origin
+        .map(|o| o.to_string())
+        .unwrap_or_else(|| "manual".to_string());
+    tracing::info!(
+        target: "logjail::ban",
+        jail = %order.jail,
+        host = %order.host,
+        failures = order.failures,
+        bantime = %order.bantime,
+        ban_count = order.ban_count,
+        origin = %origin,
+        "ban"
+    );
+}
+
+fn ban_record(order: &BanOrder, origin: Option<&Arc<Origin>>) -> BanRecord {
+    BanRecord {
+        jail: order.jail.clone(),
+        host: order.host,
+        start: order.start,
+        end: order.end,
+        ban_count: order.ban_count,
+        failures: order.failures,
+        origin: origin.map(|o| o.to_string()),
+        matches: order.matches.clone(),
+    }
+}
+
+async fn expire(
+    jails: &mut [JailRuntime],
+    store: &StoreHandle,
+    observers: &broadcast::Sender<DaemonEvent>,
+    clock: &SharedClock,
+) {
+    let now = clock.now();
+    for runtime in jails.iter_mut() {
+        for ended in runtime.jail.expire(now) {
+            announce_unban(&runtime.name, &ended, "expired");
+            store
+                .send(StoreRequest::RemoveBan {
+                    jail: runtime.name.to_string(),
+                    host: ended.host,
+                })
+                .await;
+            let _ = observers.send(DaemonEvent::Unbanned {
+                jail: runtime.name.clone(),
+                host: ended.host,
+            });
+        }
+    }
+}
+
+fn announce_unban(jail: &str, ban: &ActiveBan, reason: &str) {
+    tracing::info!(target: "logjail::ban", jail, host = %ban.host, reason, "unban");
+}
+
+/// Puts bans read from the store back into their jails (with their remaining time); bans of
+/// jails that no longer exist are reported and left to expire in the store.
+pub fn restore_bans(jails: &mut [JailRuntime], bans: &[BanRecord], now: DateTime<Utc>) -> usize {
+    let mut restored = 0;
+    for ban in bans {
+        let Some(runtime) = jails.iter_mut().find(|r| *r.name == *ban.jail) else {
+            tracing::warn!(jail = %ban.jail, host = %ban.host, "stored ban of a jail that is not configured; not restored");
+            continue;
+        };
+        match runtime
+            .jail
+            .restore_ban(ban.host, ban.start, ban.end, ban.ban_count, now)
+        {
+            Ok(()) => restored += 1,
+            Err(refused) => {
+                tracing::warn!(jail = %ban.jail, host = %ban.host, %refused, "stored ban not restored")
+            }
+        }
+    }
+    restored
+}
+
+/// Remaining time of a ban, for logs.
+pub fn remaining(ban: &ActiveBan, now: DateTime<Utc>) -> BanTime {
+    match ban.end {
+        Some(end) => BanTime::Finite((end - now).to_std().unwrap_or(Duration::ZERO)),
+        None => BanTime::Permanent,
+    }
+}

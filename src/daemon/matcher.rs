@@ -1,0 +1,199 @@
+//! The matcher task: unwraps each line's envelope and runs the filters of the jails its origin
+//! feeds, turning lines into failures for the jail task. It also keeps the sources' read
+//! positions, since a line counts as read only once it has been matched.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::clock::SharedClock;
+use crate::filter::envelope::{Decoder, Record};
+use crate::filter::{Filter, Verdict};
+use crate::source::{LineBatch, Origin, Position};
+
+use super::jails::{FailureEvent, JailEvent};
+use super::store_task::{StoreHandle, StoreRequest};
+
+/// One jail an origin feeds, with the filter that jail runs.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub jail: Arc<str>,
+    pub filter: Arc<Filter>,
+}
+
+/// Changes to which origins feed which jails, sent by whoever starts the sources.
+#[derive(Debug)]
+pub enum MatcherControl {
+    /// Lines of `origin` go to these jails (replacing an earlier route).
+    Attach {
+        origin: Arc<Origin>,
+        routes: Arc<[Route]>,
+    },
+    /// `origin` is gone (container removed): drop its state; `forget_position` also drops
+    /// its stored position.
+    Detach {
+        origin: Arc<Origin>,
+        forget_position: bool,
+    },
+}
+
+/// Line counts per origin, for status and metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OriginCounts {
+    pub lines: u64,
+    pub failures: u64,
+}
+
+struct OriginState {
+    decoder: Decoder,
+    routes: Arc<[Route]>,
+    counts: OriginCounts,
+}
+
+/// How often read positions are written to the store while lines flow.
+const POSITION_FLUSH: Duration = Duration::from_secs(1);
+
+/// Runs until every line sender is gone, then writes the last positions.
+pub async fn run(
+    mut lines: mpsc::Receiver<LineBatch>,
+    mut control: mpsc::Receiver<MatcherControl>,
+    failures: mpsc::Sender<JailEvent>,
+    store: StoreHandle,
+    clock: SharedClock,
+) {
+    let mut origins: HashMap<Arc<Origin>, OriginState> = HashMap::new();
+    let mut dirty_positions: HashMap<String, Position> = HashMap::new();
+    let mut flush_timer = tokio::time::interval(POSITION_FLUSH);
+    flush_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut control_open = true;
+    loop {
+        tokio::select! {
+            // Routes first: a source is attached before its follower starts sending.
+            biased;
+            request = control.recv(), if control_open => match request {
+                Some(request) => apply_control(request, &mut origins, &store).await,
+                None => control_open = false,
+            },
+            _ = flush_timer.tick() => {
+                flush_positions(&mut dirty_positions, &store, &clock).await;
+            }
+            batch = lines.recv() => {
+                let Some(batch) = batch else { break };
+                // Routes sent before this batch's lines must be in place.
+                while let Ok(request) = control.try_recv() {
+                    apply_control(request, &mut origins, &store).await;
+                }
+                match_batch(batch, &mut origins, &mut dirty_positions, &failures, &clock).await;
+            }
+        }
+    }
+    flush_positions(&mut dirty_positions, &store, &clock).await;
+    tracing::debug!("matcher stopped");
+}
+
+async fn apply_control(
+    request: MatcherControl,
+    origins: &mut HashMap<Arc<Origin>, OriginState>,
+    store: &StoreHandle,
+) {
+    match request {
+        MatcherControl::Attach { origin, routes } => match origins.get_mut(&origin) {
+            Some(state) => state.routes = routes,
+            None => {
+                origins.insert(
+                    origin,
+                    OriginState {
+                        decoder: Decoder::new(),
+                        routes,
+                        counts: OriginCounts::default(),
+                    },
+                );
+            }
+        },
+        MatcherControl::Detach {
+            origin,
+            forget_position,
+        } => {
+            origins.remove(&origin);
+            if forget_position {
+                store
+                    .send(StoreRequest::ForgetPosition(origin.position_key()))
+                    .await;
+            }
+        }
+    }
+}
+
+async fn match_batch(
+    batch: LineBatch,
+    origins: &mut HashMap<Arc<Origin>, OriginState>,
+    dirty_positions: &mut HashMap<String, Position>,
+    failures: &mpsc::Sender<JailEvent>,
+    clock: &SharedClock,
+) {
+    let Some(state) = origins.get_mut(&batch.origin) else {
+        tracing::debug!(origin = %batch.origin, "lines from a source with no jail; dropped");
+        return;
+    };
+    let now = clock.now();
+    let mut last_position = None;
+    let mut found = Vec::new();
+    for line in &batch.lines {
+        state.counts.lines += 1;
+        if line.position.is_some() {
+            last_position = line.position;
+        }
+        let Some(record) = state.decoder.push_at(&line.text, now) else {
+            continue;
+        };
+        judge(&record, &state.routes, &batch.origin, now, &mut found);
+    }
+    state.counts.failures += found.len() as u64;
+    for failure in found {
+        if failures.send(JailEvent::Failure(failure)).await.is_err() {
+            return;
+        }
+    }
+    if let Some(position) = last_position {
+        dirty_positions.insert(batch.origin.position_key(), position);
+    }
+}
+
+fn judge(
+    record: &Record<'_>,
+    routes: &[Route],
+    origin: &Arc<Origin>,
+    now: chrono::DateTime<chrono::Utc>,
+    found: &mut Vec<FailureEvent>,
+) {
+    for route in routes {
+        if let Verdict::Failure(failure) = route.filter.evaluate_at(record, now) {
+            found.push(FailureEvent {
+                jail: route.jail.clone(),
+                host: failure.host,
+                time: failure.time.unwrap_or(now),
+                line: record.text.to_string(),
+                origin: origin.clone(),
+            });
+        }
+    }
+}
+
+async fn flush_positions(
+    dirty: &mut HashMap<String, Position>,
+    store: &StoreHandle,
+    clock: &SharedClock,
+) {
+    if dirty.is_empty() {
+        return;
+    }
+    let positions: Vec<(String, Position)> = dirty.drain().collect();
+    store
+        .send(StoreRequest::SavePositions {
+            positions,
+            now: clock.now(),
+        })
+        .await;
+}

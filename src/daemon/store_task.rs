@@ -1,0 +1,110 @@
+//! The store task: one thread owns the SQLite connection; everyone else sends it messages.
+//!
+//! SQLite calls block, so they run on a dedicated thread rather than on the async workers;
+//! a bounded channel keeps a burst of bans from queueing without limit.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::source::Position;
+use crate::store::{BanRecord, Store, StoreError};
+
+/// What the store thread is asked to do.
+#[derive(Debug)]
+pub enum StoreRequest {
+    SaveBan(BanRecord),
+    RemoveBan {
+        jail: String,
+        host: IpAddr,
+    },
+    SavePositions {
+        positions: Vec<(String, Position)>,
+        now: DateTime<Utc>,
+    },
+    ForgetPosition(String),
+    PurgeExpired(DateTime<Utc>),
+    /// Answered once every request sent before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Sends requests to the store thread; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StoreHandle {
+    sender: mpsc::Sender<StoreRequest>,
+}
+
+/// Requests waiting for the store thread before senders wait in turn.
+const STORE_QUEUE: usize = 4096;
+
+impl StoreHandle {
+    /// Sends a request; if the store thread is gone (shutting down), the request is dropped
+    /// with a warning: losing a write then is better than hanging the pipeline.
+    pub async fn send(&self, request: StoreRequest) {
+        if self.sender.send(request).await.is_err() {
+            tracing::warn!("store is closed; a write was dropped");
+        }
+    }
+
+    /// Waits until everything sent so far is on disk.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.sender.send(StoreRequest::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// What the daemon reads from the store at start.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub bans: Vec<BanRecord>,
+    pub positions: HashMap<String, Position>,
+    pub history: HashMap<(String, IpAddr), u32>,
+}
+
+/// Reads what the daemon needs to resume, then moves the store to its own thread.
+pub fn start(
+    mut store: Store,
+    now: DateTime<Utc>,
+    history_since: DateTime<Utc>,
+) -> Result<(StoreHandle, Recovered, std::thread::JoinHandle<()>), StoreError> {
+    let recovered = Recovered {
+        bans: store.active_bans(now)?,
+        positions: store.load_positions()?,
+        history: store.ban_history(history_since)?,
+    };
+    // Expired rows go only after the active ones were read (and will be re-applied).
+    store.purge_expired(now)?;
+    let (sender, mut receiver) = mpsc::channel(STORE_QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("logjail-store".into())
+        .spawn(move || {
+            while let Some(request) = receiver.blocking_recv() {
+                if let Err(error) = apply(&mut store, request) {
+                    tracing::error!(%error, "store write failed");
+                }
+            }
+        })
+        .map_err(|source| StoreError::Directory {
+            path: std::path::PathBuf::from("<store thread>"),
+            source,
+        })?;
+    Ok((StoreHandle { sender }, recovered, thread))
+}
+
+fn apply(store: &mut Store, request: StoreRequest) -> Result<(), StoreError> {
+    match request {
+        StoreRequest::SaveBan(ban) => store.save_ban(&ban),
+        StoreRequest::RemoveBan { jail, host } => store.remove_ban(&jail, host).map(|_| ()),
+        StoreRequest::SavePositions { positions, now } => store.save_positions(&positions, now),
+        StoreRequest::ForgetPosition(source) => store.forget_position(&source),
+        StoreRequest::PurgeExpired(now) => store.purge_expired(now).map(|_| ()),
+        StoreRequest::Flush(done) => {
+            let _ = done.send(());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,547 @@
+//! The store: active bans, ban history and sources' read positions in one SQLite file.
+//!
+//! Every write is its own transaction in WAL mode with `synchronous=FULL`, so a ban that was
+//! reported as stored survives `kill -9` and power loss alike. One owner (the store task) holds
+//! the connection; nothing else opens the file while logjail runs.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::source::Position;
+
+/// Bumped whenever the schema changes; older files are migrated on open.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- One row per ban in force. `end_ms` NULL means permanent.
+CREATE TABLE IF NOT EXISTS bans (
+    jail      TEXT    NOT NULL,
+    host      TEXT    NOT NULL,
+    start_ms  INTEGER NOT NULL,
+    end_ms    INTEGER,
+    ban_count INTEGER NOT NULL,
+    failures  INTEGER NOT NULL,
+    origin    TEXT,
+    matches   TEXT    NOT NULL DEFAULT '[]',
+    PRIMARY KEY (jail, host)
+);
+-- Every ban ever made, for bantime increments of repeat offenders.
+CREATE TABLE IF NOT EXISTS ban_history (
+    jail     TEXT    NOT NULL,
+    host     TEXT    NOT NULL,
+    start_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ban_history_host ON ban_history (host, jail);
+-- How far each source has read.
+CREATE TABLE IF NOT EXISTS positions (
+    source       TEXT PRIMARY KEY,
+    device       INTEGER,
+    inode        INTEGER,
+    offset       INTEGER,
+    time_ns      INTEGER,
+    seen_at_time INTEGER,
+    updated_ms   INTEGER NOT NULL
+);
+"#;
+
+/// Store failures, naming the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: cannot create its directory: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "{path}: schema version {found} is newer than this logjail understands ({SCHEMA_VERSION})"
+    )]
+    TooNew { path: PathBuf, found: i64 },
+}
+
+/// A ban as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanRecord {
+    pub jail: String,
+    pub host: IpAddr,
+    pub start: DateTime<Utc>,
+    /// `None` for a permanent ban.
+    pub end: Option<DateTime<Utc>>,
+    /// Which ban of this host this is (1 for the first), for increments.
+    pub ban_count: u32,
+    pub failures: u32,
+    /// Where the failures were seen (container, file), for `status` after a restart.
+    pub origin: Option<String>,
+    /// The log lines that led to the ban.
+    pub matches: Vec<String>,
+}
+
+/// The SQLite store. Not `Sync`: one task owns it.
+pub struct Store {
+    connection: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn millis(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let connection = Connection::open(path).map_err(|source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Store::init(connection, path.to_path_buf())
+    }
+
+    /// A store that lives in memory, for `logjail regex --bans` and tests.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let connection = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        Store::init(connection, path)
+    }
+
+    fn init(connection: Connection, path: PathBuf) -> Result<Store, StoreError> {
+        let store = Store { connection, path };
+        store.sqlite(|c| {
+            // WAL keeps readers out of the writer's way; FULL makes each commit durable.
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "FULL")?;
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            c.execute_batch(SCHEMA)
+        })?;
+        let found: Option<i64> = store.sqlite(|c| {
+            c.query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+        })?;
+        match found {
+            Some(version) if version > SCHEMA_VERSION => {
+                return Err(StoreError::TooNew {
+                    path: store.path,
+                    found: version,
+                });
+            }
+            Some(_) => {}
+            None => store.sqlite(|c| {
+                c.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    params![SCHEMA_VERSION.to_string()],
+                )
+                .map(|_| ())
+            })?,
+        }
+        Ok(store)
+    }
+
+    fn sqlite<T>(
+        &self,
+        operation: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        operation(&self.connection).map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records a ban (replacing one of the same jail and host) and its history entry, in one
+    /// transaction.
+    pub fn save_ban(&mut self, ban: &BanRecord) -> Result<(), StoreError> {
+        self.save_bans(std::slice::from_ref(ban))
+    }
+
+    /// Records many bans in one transaction (restores and bulk bans).
+    pub fn save_bans(&mut self, bans: &[BanRecord]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let transaction = self.connection.transaction().map_err(wrap)?;
+        {
+            let mut insert_ban = transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO bans
+                     (jail, host, start_ms, end_ms, ban_count, failures, origin, matches)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(wrap)?;
+            let mut insert_history = transaction
+                .prepare_cached(
+                    "INSERT INTO ban_history (jail, host, start_ms) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(wrap)?;
+            for ban in bans {
+                let matches = serde_json::to_string(&ban.matches).unwrap_or_else(|_| "[]".into());
+                let host = ban.host.to_string();
+                insert_ban
+                    .execute(params![
+                        ban.jail,
+                        host,
+                        millis(ban.start),
+                        ban.end.map(millis),
+                        ban.ban_count,
+                        ban.failures,
+                        ban.origin,
+                        matches
+                    ])
+                    .map_err(wrap)?;
+                insert_history
+                    .execute(params![ban.jail, host, millis(ban.start)])
+                    .map_err(wrap)?;
+            }
+        }
+        transaction.commit().map_err(wrap)
+    }
+
+    /// Forgets a ban in force (an unban); its history stays for increments.
+    pub fn remove_ban(&mut self, jail: &str, host: IpAddr) -> Result<bool, StoreError> {
+        let removed = self.sqlite(|c| {
+            c.execute(
+                "DELETE FROM bans WHERE jail = ?1 AND host = ?2",
+                params![jail, host.to_string()],
+            )
+        })?;
+        Ok(removed > 0)
+    }
+
+    /// Bans still in force at `now` (permanent ones included), oldest first.
+    pub fn active_bans(&self, now: DateTime<Utc>) -> Result<Vec<BanRecord>, StoreError> {
+        self.sqlite(|c| {
+            let mut statement = c.prepare(
+                "SELECT jail, host, start_ms, end_ms, ban_count, failures, origin, matches
+                 FROM bans WHERE end_ms IS NULL OR end_ms > ?1 ORDER BY start_ms",
+            )?;
+            let rows = statement.query_map(params![millis(now)], |row| {
+                let host: String = row.get(1)?;
+                let matches: String = row.get(7)?;
+                Ok((
+                    host,
+                    BanRecord {
+                        jail: row.get(0)?,
+                        host: IpAddr::from([0, 0, 0, 0]),
+                        start: from_millis(row.get(2)?),
+                        end: row.get::<_, Option<i64>>(3)?.map(from_millis),
+                        ban_count: row.get(4)?,
+                        failures: row.get(5)?,
+                        origin: row.get(6)?,
+                        matches: serde_json::from_str(&matches).unwrap_or_default(),
+                    },
+                ))
+            })?;
+            let mut bans = Vec::new();
+            for row in rows {
+                let (host, mut ban) = row?;
+                // A row whose address does not parse was not written by us: skip it.
+                if let Ok(address) = host.parse() {
+                    ban.host = address;
+                    bans.push(ban);
+                }
+            }
+            Ok(bans)
+        })
+    }
+
+    /// Drops bans that ended before `now`; returns how many.
+    pub fn purge_expired(&mut self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.sqlite(|c| {
+            c.execute(
+                "DELETE FROM bans WHERE end_ms IS NOT NULL AND end_ms <= ?1",
+                params![millis(now)],
+            )
+        })
+    }
+
+    /// Ban counts per (jail, host) from the history since `since`, to seed the jails'
+    /// increment bookkeeping at start.
+    pub fn ban_history(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<HashMap<(String, IpAddr), u32>, StoreError> {
+        self.sqlite(|c| {
+            let mut statement = c.prepare(
+                "SELECT jail, host, COUNT(*) FROM ban_history WHERE start_ms >= ?1 GROUP BY jail, host",
+            )?;
+            let rows = statement.query_map(params![millis(since)], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, u32>(2)?,
+                ))
+            })?;
+            let mut counts = HashMap::new();
+            for row in rows {
+                let (jail, host, count) = row?;
+                if let Ok(address) = host.parse() {
+                    counts.insert((jail, address), count);
+                }
+            }
+            Ok(counts)
+        })
+    }
+
+    /// Saves read positions, all in one transaction.
+    pub fn save_positions(
+        &mut self,
+        positions: &[(String, Position)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let transaction = self.connection.transaction().map_err(wrap)?;
+        {
+            let mut statement = transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO positions
+                     (source, device, inode, offset, time_ns, seen_at_time, updated_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(wrap)?;
+            for (source, position) in positions {
+                let row = match *position {
+                    Position::File {
+                        device,
+                        inode,
+                        offset,
+                    } => (
+                        Some(device as i64),
+                        Some(inode as i64),
+                        Some(offset as i64),
+                        None,
+                        None,
+                    ),
+                    Position::Time { time, seen_at_time } => (
+                        None,
+                        None,
+                        None,
+                        time.timestamp_nanos_opt(),
+                        Some(i64::from(seen_at_time)),
+                    ),
+                };
+                statement
+                    .execute(params![
+                        source,
+                        row.0,
+                        row.1,
+                        row.2,
+                        row.3,
+                        row.4,
+                        millis(now)
+                    ])
+                    .map_err(wrap)?;
+            }
+        }
+        transaction.commit().map_err(wrap)
+    }
+
+    /// All stored read positions by source key.
+    pub fn load_positions(&self) -> Result<HashMap<String, Position>, StoreError> {
+        self.sqlite(|c| {
+            let mut statement = c.prepare(
+                "SELECT source, device, inode, offset, time_ns, seen_at_time FROM positions",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<i64>>(1)?,
+                    row.get::<_, Option<i64>>(2)?,
+                    row.get::<_, Option<i64>>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, Option<i64>>(5)?,
+                ))
+            })?;
+            let mut positions = HashMap::new();
+            for row in rows {
+                let (source, device, inode, offset, time_ns, seen) = row?;
+                let position = match (device, inode, offset, time_ns) {
+                    (Some(device), Some(inode), Some(offset), _) => Position::File {
+                        device: device as u64,
+                        inode: inode as u64,
+                        offset: offset as u64,
+                    },
+                    (_, _, _, Some(nanos)) => Position::Time {
+                        time: DateTime::from_timestamp_nanos(nanos),
+                        seen_at_time: seen.unwrap_or(0).try_into().unwrap_or(0),
+                    },
+                    _ => continue,
+                };
+                positions.insert(source, position);
+            }
+            Ok(positions)
+        })
+    }
+
+    /// Forgets the position of a source that is gone for good (a destroyed container).
+    pub fn forget_position(&mut self, source: &str) -> Result<(), StoreError> {
+        self.sqlite(|c| c.execute("DELETE FROM positions WHERE source = ?1", params![source]))
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    fn ban(jail: &str, host: &str, start: i64, end: Option<i64>) -> BanRecord {
+        BanRecord {
+            jail: jail.to_string(),
+            host: host.parse().unwrap(),
+            start: at(start),
+            end: end.map(at),
+            ban_count: 1,
+            failures: 5,
+            origin: Some("container web (0123456789ab)".to_string()),
+            matches: vec!["Failed password for root from 1.2.3.4".to_string()],
+        }
+    }
+
+    #[test]
+    fn bans_survive_reopen_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/logjail.db");
+        {
+            let mut store = Store::open(&path).unwrap();
+            store
+                .save_ban(&ban("sshd", "1.2.3.4", 0, Some(600)))
+                .unwrap();
+            store
+                .save_ban(&ban("sshd", "2001:db8::1", 0, None))
+                .unwrap();
+            store.save_ban(&ban("web", "5.6.7.8", 0, Some(60))).unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        let active = store.active_bans(at(120)).unwrap();
+        let hosts: Vec<String> = active.iter().map(|b| b.host.to_string()).collect();
+        assert_eq!(hosts, vec!["1.2.3.4", "2001:db8::1"]);
+        assert_eq!(active[0], ban("sshd", "1.2.3.4", 0, Some(600)));
+        assert_eq!(store.purge_expired(at(120)).unwrap(), 1);
+        assert!(
+            store
+                .remove_ban("sshd", "1.2.3.4".parse().unwrap())
+                .unwrap()
+        );
+        assert!(
+            !store
+                .remove_ban("sshd", "1.2.3.4".parse().unwrap())
+                .unwrap()
+        );
+        assert_eq!(store.active_bans(at(10_000)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn history_counts_every_ban() {
+        let mut store = Store::in_memory().unwrap();
+        store
+            .save_ban(&ban("sshd", "1.2.3.4", 0, Some(60)))
+            .unwrap();
+        store
+            .save_ban(&ban("sshd", "1.2.3.4", 100, Some(200)))
+            .unwrap();
+        store
+            .save_ban(&ban("web", "1.2.3.4", 100, Some(200)))
+            .unwrap();
+        let history = store.ban_history(at(0)).unwrap();
+        let host: IpAddr = "1.2.3.4".parse().unwrap();
+        assert_eq!(history[&("sshd".to_string(), host)], 2);
+        assert_eq!(history[&("web".to_string(), host)], 1);
+        assert_eq!(
+            store.ban_history(at(50)).unwrap()[&("sshd".to_string(), host)],
+            1
+        );
+    }
+
+    #[test]
+    fn positions_round_trip() {
+        let mut store = Store::in_memory().unwrap();
+        let file = Position::File {
+            device: 2049,
+            inode: u64::from(u32::MAX) + 7,
+            offset: 12_345,
+        };
+        let time = Position::Time {
+            time: at(5) + chrono::Duration::nanoseconds(123_456_789),
+            seen_at_time: 3,
+        };
+        store
+            .save_positions(
+                &[
+                    ("file:/var/log/auth.log".into(), file),
+                    ("container:abc".into(), time),
+                ],
+                at(0),
+            )
+            .unwrap();
+        let loaded = store.load_positions().unwrap();
+        assert_eq!(loaded["file:/var/log/auth.log"], file);
+        assert_eq!(loaded["container:abc"], time);
+        store.forget_position("container:abc").unwrap();
+        assert_eq!(store.load_positions().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        drop(Store::open(&path).unwrap());
+        let connection = Connection::open(&path).unwrap();
+        connection
+            .execute(
+                "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+                [],
+            )
+            .unwrap();
+        drop(connection);
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+}
