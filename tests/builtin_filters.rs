@@ -38,8 +38,12 @@ fn fixtures_dir() -> PathBuf {
 
 fn load(name: &str) -> Vec<Sample> {
     let path = fixtures_dir().join(format!("{name}.yaml"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("built-in filter {name} has no fixture {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "built-in filter {name} has no fixture {}: {e}",
+            path.display()
+        )
+    });
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
