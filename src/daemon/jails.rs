@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::SharedClock;
 use crate::config::{IncrementConfig, JailConfig};
@@ -37,6 +37,12 @@ pub struct FailureEvent {
 #[derive(Debug)]
 pub enum JailEvent {
     Failure(FailureEvent),
+    /// Makes sure a jail defined at run time (by container labels) exists with these
+    /// settings; answers why not when a different jail of that name exists.
+    Define {
+        config: Box<JailConfig>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// What the daemon tells observers (tests, metrics, webhooks) about its decisions.
@@ -152,7 +158,7 @@ pub async fn run(
     observers: broadcast::Sender<DaemonEvent>,
     clock: SharedClock,
 ) -> Vec<JailRuntime> {
-    let index: HashMap<Arc<str>, usize> = jails
+    let mut index: HashMap<Arc<str>, usize> = jails
         .iter()
         .enumerate()
         .map(|(i, runtime)| (runtime.name.clone(), i))
@@ -173,6 +179,10 @@ pub async fn run(
                         };
                         on_failure(&mut jails[slot], failure, &mut history, &store, &observers, &clock).await;
                     }
+                    JailEvent::Define { config, reply } => {
+                        let answer = define(&mut jails, &mut index, *config);
+                        let _ = reply.send(answer);
+                    }
                 }
             }
             () = sleep_or_forever(until_expiry) => {
@@ -188,6 +198,36 @@ pub async fn run(
     }
     tracing::debug!("jails stopped");
     jails
+}
+
+/// Adds a jail defined at run time, or accepts a definition identical to the existing one.
+fn define(
+    jails: &mut Vec<JailRuntime>,
+    index: &mut HashMap<Arc<str>, usize>,
+    config: JailConfig,
+) -> Result<(), String> {
+    if let Some(&slot) = index.get(config.name.as_str()) {
+        return if jails[slot].config == config {
+            Ok(())
+        } else {
+            Err(format!(
+                "a different jail named \"{}\" already exists (defined in the configuration \
+                 or by another container's labels)",
+                config.name
+            ))
+        };
+    }
+    let own = jails
+        .first()
+        .map(|r| r.jail.settings().ignore.own_addresses().to_vec())
+        .unwrap_or_else(super::own_addresses);
+    let settings = jail_settings(&config, &own).map_err(|e| e.to_string())?;
+    let jail = Jail::new(settings).map_err(|e| e.to_string())?;
+    let name: Arc<str> = Arc::from(config.name.as_str());
+    tracing::info!(jail = %name, "jail defined by container labels");
+    index.insert(name.clone(), jails.len());
+    jails.push(JailRuntime { jail, config, name });
+    Ok(())
 }
 
 async fn sleep_or_forever(duration: Option<Duration>) {

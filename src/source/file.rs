@@ -138,6 +138,14 @@ impl FileSourceError {
     }
 
     fn open(path: &Path, source: io::Error) -> FileSourceError {
+        if source
+            .get_ref()
+            .is_some_and(|inner| inner.is::<NotRegularFile>())
+        {
+            return FileSourceError::NotAFile {
+                path: path.to_path_buf(),
+            };
+        }
         if source.kind() == io::ErrorKind::PermissionDenied {
             FileSourceError::PermissionDenied {
                 path: path.to_path_buf(),
@@ -369,8 +377,10 @@ impl Tail {
         };
         match &reader {
             Some(reader) => {
-                if self.absence_logged || start.is_none() {
-                    tracing::info!(origin = %self.origin, path = %reader.path.display(), "following file");
+                if self.absence_logged {
+                    tracing::info!(origin = %self.origin, path = %reader.path.display(), "file appeared: following it");
+                } else {
+                    tracing::debug!(origin = %self.origin, path = %reader.path.display(), "following file");
                 }
                 self.absence_logged = false;
             }
@@ -585,10 +595,7 @@ impl Reader {
         let file = File::open(path)?;
         let metadata = file.metadata()?;
         if !metadata.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
+            return Err(io::Error::other(NotRegularFile));
         }
         Ok(Reader::new(file, path.to_path_buf(), &metadata))
     }
@@ -660,6 +667,9 @@ impl Reader {
                 };
                 self.chunk.truncate(read);
                 if read == 0 {
+                    // An idle follower keeps no read buffer: with hundreds of containers
+                    // followed, most of them idle, that is most of the memory.
+                    self.chunk = Vec::new();
                     return Ok(true);
                 }
                 self.next_read += read as u64;
@@ -699,6 +709,10 @@ impl Reader {
                         .extend_from_slice(&self.chunk[self.chunk_pos..end]);
                     let text = String::from_utf8_lossy(&self.line).into_owned();
                     self.line.clear();
+                    if self.line.capacity() > READ_CHUNK_BYTES {
+                        // One long line must not pin its buffer for the rest of the run.
+                        self.line = Vec::new();
+                    }
                     text
                 };
                 out.push(RawLine {
@@ -720,6 +734,11 @@ impl Reader {
         self.long_lines_dropped += 1;
     }
 }
+
+/// A directory or a device where a log file was expected.
+#[derive(Debug, thiserror::Error)]
+#[error("not a regular file")]
+struct NotRegularFile;
 
 /// `pread`, retried when interrupted by a signal.
 fn read_at(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -808,6 +827,71 @@ mod tests {
         let mut lines = Vec::new();
         reader.read_lines(&mut lines, MAX_BATCH_LINES).unwrap();
         assert_eq!(texts_and_offsets(&lines), [("new", 20)]);
+    }
+
+    fn tail(path: &Path, start_at_end_if_new: bool) -> Tail {
+        let origin = Arc::new(Origin::File {
+            path: path.to_path_buf(),
+        });
+        let mut config = FollowConfig::new(origin, path.to_path_buf());
+        config.start_at_end_if_new = start_at_end_if_new;
+        Tail::new(config)
+    }
+
+    fn step_texts(tail: &mut Tail) -> Vec<String> {
+        let step = tail.step().unwrap();
+        assert!(!step.more);
+        step.lines.into_iter().map(|line| line.text).collect()
+    }
+
+    fn append(path: &Path, bytes: &[u8]) {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        file.write_all(bytes).unwrap();
+    }
+
+    #[test]
+    fn tailing_an_existing_file_starts_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.log");
+        append(&path, b"old\nunfinis");
+        let mut tail = tail(&path, true);
+        assert!(step_texts(&mut tail).is_empty());
+        append(&path, b"hed\nnew\n");
+        assert_eq!(step_texts(&mut tail), ["new"]);
+    }
+
+    #[test]
+    fn a_file_appearing_after_the_start_is_read_whole_even_when_tailing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.log");
+        let mut tail = tail(&path, true);
+        assert!(step_texts(&mut tail).is_empty());
+        append(&path, b"first\nsecond\n");
+        assert_eq!(step_texts(&mut tail), ["first", "second"]);
+    }
+
+    #[test]
+    fn after_a_rename_the_old_file_is_read_until_the_new_one_has_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.log");
+        let rotated = dir.path().join("auth.log.1");
+        append(&path, b"a\n");
+        let mut tail = tail(&path, false);
+        assert_eq!(step_texts(&mut tail), ["a"]);
+        std::fs::rename(&path, &rotated).unwrap();
+        File::create(&path).unwrap();
+        append(&rotated, b"late\n");
+        assert_eq!(step_texts(&mut tail), ["late"]);
+        append(&rotated, b"later\n");
+        append(&path, b"new\n");
+        assert_eq!(step_texts(&mut tail), ["later", "new"]);
+        // Writes to the old file after the switch are not read: the writer has moved on.
+        append(&rotated, b"stray\n");
+        assert!(step_texts(&mut tail).is_empty());
     }
 
     #[test]
