@@ -9,10 +9,15 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use logjail::daemon::jails::announce_ban;
+use logjail::duration::BanTime;
 use logjail::filter::envelope::Decoder;
 use logjail::filter::{Filter, Verdict, builtin};
+use logjail::jail::BanOrder;
 use serde::Deserialize;
 
 /// One fixture line and what the filter must make of it.
@@ -147,6 +152,82 @@ fn every_fixture_file_belongs_to_a_builtin() {
                 names.contains(stem),
                 "{} has no built-in filter",
                 path.display()
+            );
+        }
+    }
+}
+
+/// Collects what a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The lines logjail's own ban announcement writes, in the text or the JSON log format.
+fn ban_log_lines(jail: &str, host: &str, json: bool) -> Vec<String> {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let builder = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false);
+    let order = BanOrder {
+        jail: jail.to_string(),
+        host: host.parse().unwrap(),
+        failures: 5,
+        bantime: BanTime::Finite(Duration::from_secs(600)),
+        ban_count: 2,
+        start: now(),
+        end: Some(now() + chrono::Duration::minutes(10)),
+        matches: vec![format!("Failed password for root from {host} port 22 ssh2")],
+    };
+    if json {
+        tracing::subscriber::with_default(builder.json().finish(), || announce_ban(&order, None));
+    } else {
+        tracing::subscriber::with_default(builder.finish(), || announce_ban(&order, None));
+    }
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    text.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn recidive_reads_the_ban_lines_logjail_writes() {
+    // The recidive filter and logjail's ban announcement must agree on the line format: this
+    // runs the real announcement through the real subscriber formats, raw and wrapped the way
+    // a container runtime stores logjail's stderr.
+    let filter = compile("recidive");
+    for json in [false, true] {
+        for host in ["198.51.100.7", "2001:db8::7"] {
+            let lines = ban_log_lines("sshd", host, json);
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            let line = &lines[0];
+            let docker = serde_json::json!({
+                "log": format!("{line}\n"),
+                "stream": "stderr",
+                "time": "2026-11-26T07:00:01.123456789Z",
+            })
+            .to_string();
+            let cri = format!("2026-11-26T07:00:01.123456789Z stderr F {line}");
+            for raw in [line, &docker, &cri] {
+                match judge(&filter, raw) {
+                    Verdict::Failure(failure) => {
+                        assert_eq!(failure.host, host.parse::<IpAddr>().unwrap(), "{raw}")
+                    }
+                    other => panic!("recidive missed logjail's ban line ({other:?}): {raw}"),
+                }
+            }
+            let own = &ban_log_lines("recidive", host, json)[0];
+            assert!(
+                !matches!(judge(&filter, own), Verdict::Failure(_)),
+                "recidive counted its own ban: {own}"
             );
         }
     }
