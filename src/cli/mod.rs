@@ -85,6 +85,13 @@ struct RegexArgs {
     /// Ban length, e.g. 1h, or -1 for permanent (with --bans).
     #[arg(long, requires = "bans", value_name = "DURATION")]
     bantime: Option<String>,
+    /// Take maxretry, findtime, bantime, increments and ignoreip from this jail of the
+    /// configuration (with --bans; the flags above still override).
+    #[arg(long, requires = "bans", value_name = "NAME")]
+    jail: Option<String>,
+    /// Configuration file for --jail.
+    #[arg(short = 'c', long = "config", requires = "jail", value_name = "PATH")]
+    config: Option<PathBuf>,
 }
 
 /// Entry point of the binary.
@@ -216,9 +223,24 @@ fn regex_command(args: RegexArgs) -> ExitCode {
 
 /// The jail settings of a `--bans` replay: Fail2Ban's defaults, changed by the flags given.
 fn replay_settings(args: &RegexArgs) -> Result<crate::jail::JailSettings, String> {
-    let mut settings = crate::jail::JailSettings::new("regex");
-    // A replay judges the log as it was, so nothing is exempt as "our own address".
-    settings.ignore = crate::jail::IgnoreList::new(false, Vec::new());
+    let mut settings = match &args.jail {
+        Some(name) => {
+            let config = Config::load_or_default(args.config.as_deref())
+                .map_err(|errors| format!("{errors}"))?;
+            let jail = config
+                .jail(name)
+                .ok_or_else(|| format!("no jail named \"{name}\" in {}", config.origin))?;
+            // A replay judges the log as it was: this machine's addresses are not special.
+            let mut jail = jail.clone();
+            jail.ignoreself = false;
+            crate::daemon::jails::jail_settings(&jail, &[]).map_err(|e| e.to_string())?
+        }
+        None => {
+            let mut settings = crate::jail::JailSettings::new("regex");
+            settings.ignore = crate::jail::IgnoreList::new(false, Vec::new());
+            settings
+        }
+    };
     if let Some(maxretry) = args.maxretry {
         settings.maxretry = maxretry;
     }

@@ -166,8 +166,9 @@ pub async fn run_with(
         }
         let mut follow = FollowConfig::new(origin.clone(), path.clone());
         follow.resume = recovered.positions.get(&origin.position_key()).copied();
-        // A host log's past was someone else's business; a restart resumes where we were.
-        follow.start_at_end_if_new = true;
+        // A file seen for the first time is read whole, as Fail2Ban does: failures older than
+        // findtime are dropped by their own time, recent ones count. Later runs resume.
+        follow.start_at_end_if_new = false;
         let watcher = watcher.clone();
         let lines = line_sender.clone();
         let stop = sources_stop.clone();
