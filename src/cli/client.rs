@@ -19,7 +19,9 @@ pub fn run(socket: &Path, request: Request, json: bool) -> ExitCode {
         }
     };
     if !response.ok {
-        let error = response.error.unwrap_or_else(|| "the daemon refused".to_string());
+        let error = response
+            .error
+            .unwrap_or_else(|| "the daemon refused".to_string());
         if json {
             println!("{}", serde_json::json!({"ok": false, "error": error}));
         } else {

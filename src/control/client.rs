@@ -14,7 +14,9 @@ pub enum ClientError {
         "logjail is not running (no control socket at {path}); start it with `logjail run` or `docker compose up -d logjail`"
     )]
     NotRunning { path: PathBuf },
-    #[error("permission denied on {path}: the control socket is root's; run as root (or with sudo / docker exec)")]
+    #[error(
+        "permission denied on {path}: the control socket is root's; run as root (or with sudo / docker exec)"
+    )]
     PermissionDenied { path: PathBuf },
     #[error("control socket {path}: {source}")]
     Io {

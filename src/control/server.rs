@@ -41,7 +41,9 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ServerError> {
         source,
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(parent).await.map_err(bind_error)?;
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(bind_error)?;
     }
     if tokio::fs::symlink_metadata(path).await.is_ok() {
         if UnixStream::connect(path).await.is_ok() {

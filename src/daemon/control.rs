@@ -90,7 +90,13 @@ async fn handle(
             let runtime = find_mut(jails, &jail)?;
             let order = runtime
                 .jail
-                .ban_manually(host, context.now, bantime, context.history, &mut rand::rng())
+                .ban_manually(
+                    host,
+                    context.now,
+                    bantime,
+                    context.history,
+                    &mut rand::rng(),
+                )
                 .map_err(|refused| refused.to_string())?;
             announce_ban(&order, None);
             context
@@ -208,7 +214,10 @@ fn set(runtime: &mut JailRuntime, key: &str, value: &str) -> Result<String, Stri
             })
         }
         "delignoreip" => {
-            let removed = runtime.jail.remove_ignore(value).map_err(|e| e.to_string())?;
+            let removed = runtime
+                .jail
+                .remove_ignore(value)
+                .map_err(|e| e.to_string())?;
             if removed {
                 Ok(format!("{jail}: {value} removed from ignoreip"))
             } else {

@@ -183,7 +183,8 @@ pub async fn run_with(
     drop(line_sender);
 
     let control_stop = CancellationToken::new();
-    let control_task = start_control(&config, failure_control.clone(), control_stop.clone()).await?;
+    let control_task =
+        start_control(&config, failure_control.clone(), control_stop.clone()).await?;
     tracing::info!("logjail running");
 
     shutdown.cancelled().await;
@@ -223,7 +224,12 @@ async fn start_control(
         .map_err(|e| DaemonError::Control(e.to_string()))?;
     tracing::info!(socket = %path.display(), "control socket open");
     let (calls, mut incoming) = mpsc::channel::<crate::control::server::ControlCall>(64);
-    let server = tokio::spawn(crate::control::server::serve(listener, path, calls, stop.clone()));
+    let server = tokio::spawn(crate::control::server::serve(
+        listener,
+        path,
+        calls,
+        stop.clone(),
+    ));
     Ok(tokio::spawn(async move {
         while let Some(call) = incoming.recv().await {
             if matches!(call.request, crate::control::Request::Reload) {
