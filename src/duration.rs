@@ -197,5 +197,7 @@ mod tests {
             assert_eq!(parse_duration(&format_duration(parsed)).unwrap(), parsed);
         }
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_secs(30 * 86_400)), "30d");
+        assert_eq!(format_duration(Duration::from_secs(14 * 86_400)), "2w");
     }
 }
