@@ -113,7 +113,7 @@ pub fn format_duration(duration: Duration) -> String {
         return "0s".to_string();
     }
     // Weeks only when exact: "30d" reads better than "4w2d".
-    if seconds % 604_800 == 0 {
+    if seconds.is_multiple_of(604_800) {
         return format!("{}w", seconds / 604_800);
     }
     let mut out = String::new();
