@@ -39,6 +39,12 @@ pub enum JailEvent {
     Failure(FailureEvent),
     /// A control request about jails (status, ban, unban, get, set).
     Control(crate::control::server::ControlCall),
+    /// A reload: make the configured jails these (label-defined jails are kept).
+    Reconfigure {
+        jails: Vec<JailConfig>,
+        own_addresses: Vec<IpAddr>,
+        reply: oneshot::Sender<Result<ReloadSummary, String>>,
+    },
     /// Makes sure a jail defined at run time (by container labels) exists with these
     /// settings; answers why not when a different jail of that name exists.
     Define {
@@ -146,6 +152,17 @@ pub struct JailRuntime {
     pub name: Arc<str>,
     /// Where its failures came from (files, containers), for `status JAIL`; bounded.
     pub sources: BTreeSet<String>,
+    /// Defined by container labels rather than the configuration file: a reload keeps it.
+    pub from_labels: bool,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
 }
 
 /// Most origins listed per jail in `status`; a jail fed by thousands of short-lived
@@ -169,6 +186,7 @@ impl JailRuntime {
             jail,
             config,
             sources,
+            from_labels: false,
         }
     }
 }
@@ -219,6 +237,15 @@ pub async fn run(
                         let response = super::control::answer(&mut jails, call.request, context).await;
                         let _ = call.reply.send(response);
                     }
+                    JailEvent::Reconfigure { jails: configs, own_addresses, reply } => {
+                        let answer = reconfigure(&mut jails, configs, &own_addresses, &store, &observers).await;
+                        index = jails
+                            .iter()
+                            .enumerate()
+                            .map(|(i, runtime)| (runtime.name.clone(), i))
+                            .collect();
+                        let _ = reply.send(answer);
+                    }
                     JailEvent::Define { config, reply } => {
                         let answer = define(&mut jails, &mut index, *config);
                         let _ = reply.send(answer);
@@ -238,6 +265,71 @@ pub async fn run(
     }
     tracing::debug!("jails stopped");
     jails
+}
+
+/// Applies a reloaded configuration: every new setting is checked before anything changes;
+/// kept jails keep their failures and bans; removed jails lift their bans.
+async fn reconfigure(
+    jails: &mut Vec<JailRuntime>,
+    configs: Vec<JailConfig>,
+    own_addresses: &[IpAddr],
+    store: &StoreHandle,
+    observers: &broadcast::Sender<DaemonEvent>,
+) -> Result<ReloadSummary, String> {
+    let mut prepared = Vec::new();
+    for config in configs.into_iter().filter(|c| c.enabled) {
+        let settings = jail_settings(&config, own_addresses)
+            .map_err(|e| format!("jail \"{}\": {e}", config.name))?;
+        prepared.push((config, settings));
+    }
+    let mut summary = ReloadSummary::default();
+    let mut kept = Vec::new();
+    for runtime in std::mem::take(jails) {
+        let still_configured = prepared.iter().any(|(c, _)| c.name == *runtime.name);
+        if still_configured || runtime.from_labels {
+            kept.push(runtime);
+            continue;
+        }
+        let mut runtime = runtime;
+        for ban in runtime.jail.unban_all() {
+            announce_unban(&runtime.name, &ban, "jail removed");
+            store
+                .send(StoreRequest::RemoveBan {
+                    jail: runtime.name.to_string(),
+                    host: ban.host,
+                })
+                .await;
+            let _ = observers.send(DaemonEvent::Unbanned {
+                jail: runtime.name.clone(),
+                host: ban.host,
+            });
+        }
+        summary.removed.push(runtime.name.to_string());
+    }
+    for (config, settings) in prepared {
+        match kept.iter_mut().find(|r| *r.name == config.name) {
+            Some(runtime) => {
+                if runtime.config == config {
+                    summary.unchanged.push(config.name.clone());
+                } else {
+                    summary.changed.push(config.name.clone());
+                }
+                runtime
+                    .jail
+                    .update_settings(settings)
+                    .map_err(|e| e.to_string())?;
+                runtime.config = config;
+                runtime.from_labels = false;
+            }
+            None => {
+                let jail = Jail::new(settings).map_err(|e| e.to_string())?;
+                summary.added.push(config.name.clone());
+                kept.push(JailRuntime::new(jail, config));
+            }
+        }
+    }
+    *jails = kept;
+    Ok(summary)
 }
 
 /// Adds a jail defined at run time, or accepts a definition identical to the existing one.
@@ -265,7 +357,9 @@ fn define(
     let jail = Jail::new(settings).map_err(|e| e.to_string())?;
     tracing::info!(jail = %config.name, "jail defined by container labels");
     index.insert(Arc::from(config.name.as_str()), jails.len());
-    jails.push(JailRuntime::new(jail, config));
+    let mut runtime = JailRuntime::new(jail, config);
+    runtime.from_labels = true;
+    jails.push(runtime);
     Ok(())
 }
 
