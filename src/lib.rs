@@ -24,5 +24,6 @@ pub mod daemon;
 pub mod duration;
 pub mod filter;
 pub mod jail;
+pub mod metrics;
 pub mod source;
 pub mod store;

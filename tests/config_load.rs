@@ -385,7 +385,7 @@ fn daemon_sections_default_and_override() {
         defaults.control.socket,
         Path::new("/run/logjail/logjail.sock")
     );
-    assert!(!defaults.metrics.enabled);
+    assert!(defaults.metrics.enabled);
     assert_eq!(defaults.metrics.listen.to_string(), "127.0.0.1:9191");
     assert_eq!(defaults.log.format, LogFormat::Text);
     assert_eq!(defaults.log.level, LogLevel::Info);

@@ -180,6 +180,13 @@ pub async fn run_with(
         control_stop.clone(),
     )
     .await?;
+    let metrics_task = start_metrics(
+        &config,
+        jail_requests.clone(),
+        control_sender.clone(),
+        control_stop.clone(),
+    )
+    .await?;
     let mut hangups = if options.reload_on_sighup {
         signal(SignalKind::hangup())
             .map_err(|e| DaemonError::Task(format!("cannot listen for SIGHUP: {e}")))
@@ -219,6 +226,9 @@ pub async fn run_with(
     tracing::info!("logjail stopping");
     control_stop.cancel();
     let _ = control_task.await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     files.stop().await;
     drop(control_sender);
     drop(jail_requests);
@@ -384,6 +394,51 @@ async fn start_control(
         }
         let _ = server.await;
     }))
+}
+
+/// Serves `/metrics` and `/healthz` when enabled; each scrape asks the jail task and the
+/// matcher for their figures.
+async fn start_metrics(
+    config: &Config,
+    jails: mpsc::Sender<jails::JailEvent>,
+    matcher: mpsc::Sender<MatcherControl>,
+    stop: CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, DaemonError> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    let listener = crate::metrics::bind(config.metrics.listen)
+        .await
+        .map_err(|e| DaemonError::Control(e.to_string()))?;
+    tracing::info!(listen = %config.metrics.listen, "metrics on /metrics and /healthz");
+    let (requests, mut incoming) = mpsc::channel::<crate::metrics::SnapshotRequest>(16);
+    let server = tokio::spawn(crate::metrics::serve(listener, requests, stop));
+    Ok(Some(tokio::spawn(async move {
+        while let Some(answer) = incoming.recv().await {
+            let (jail_answer, jail_figures) = oneshot::channel();
+            let (source_answer, source_figures) = oneshot::channel();
+            if jails
+                .send(jails::JailEvent::Metrics(jail_answer))
+                .await
+                .is_err()
+                || matcher
+                    .send(MatcherControl::Stats(source_answer))
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+            let (Ok(jails), Ok(sources)) = (jail_figures.await, source_figures.await) else {
+                break;
+            };
+            let _ = answer.send(crate::metrics::Snapshot {
+                jails,
+                sources,
+                firewall_errors: 0,
+            });
+        }
+        let _ = server.await;
+    })))
 }
 
 async fn open_store(path: &Path) -> Result<Store, DaemonError> {
