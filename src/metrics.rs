@@ -63,6 +63,9 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A metric family drawn from one kind of row (jails, sources).
+type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> Option<f64>);
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -85,7 +88,7 @@ pub fn render(snapshot: &Snapshot) -> String {
         env!("CARGO_PKG_VERSION")
     );
 
-    let jail_families: [(&str, &str, &str, fn(&JailMetrics) -> Option<f64>); 7] = [
+    let jail_families: [Family<JailMetrics>; 7] = [
         (
             "logjail_jail_failures",
             "gauge",
@@ -135,7 +138,7 @@ pub fn render(snapshot: &Snapshot) -> String {
         }
     }
 
-    let source_families: [(&str, &str, &str, fn(&SourceMetrics) -> Option<f64>); 3] = [
+    let source_families: [Family<SourceMetrics>; 3] = [
         (
             "logjail_source_lines_read_total",
             "counter",
