@@ -64,7 +64,12 @@ fn label(value: &str) -> String {
 }
 
 /// A metric family drawn from one kind of row (jails, sources).
-type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> Option<f64>);
+type Family<T> = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&T) -> Option<f64>,
+);
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
