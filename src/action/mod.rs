@@ -246,6 +246,31 @@ impl NotifierHandle {
 
     /// The counters of every kind, in [`NotifyKind::ALL`] order.
     pub fn counts(&self) -> Vec<ActionCounts> {
+        self.stats().counts()
+    }
+
+    /// A view of the counters that does not keep the notifier running (for `/metrics`).
+    pub fn stats(&self) -> NotifierStats {
+        NotifierStats {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// How each notification from now on ends (tests wait on these instead of sleeping).
+    pub fn outcomes(&self) -> broadcast::Receiver<ActionOutcome> {
+        self.shared.outcomes.subscribe()
+    }
+}
+
+/// The notifier's counters, readable after it stopped; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct NotifierStats {
+    shared: Arc<Shared>,
+}
+
+impl NotifierStats {
+    /// The counters of every kind, in [`NotifyKind::ALL`] order.
+    pub fn counts(&self) -> Vec<ActionCounts> {
         NotifyKind::ALL
             .into_iter()
             .map(|kind| {
@@ -258,11 +283,6 @@ impl NotifierHandle {
                 }
             })
             .collect()
-    }
-
-    /// How each notification from now on ends (tests wait on these instead of sleeping).
-    pub fn outcomes(&self) -> broadcast::Receiver<ActionOutcome> {
-        self.shared.outcomes.subscribe()
     }
 }
 
