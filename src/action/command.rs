@@ -82,6 +82,7 @@ pub(super) async fn run(
     let mut child = command
         .spawn()
         .map_err(|error| format!("cannot start {program}: {error}"))?;
+    let mut group = ProcessGroup::of(&child);
     let stdout = child.stdout.take().map(read_capped);
     let stderr = child.stderr.take().map(read_capped);
 
@@ -91,22 +92,26 @@ pub(super) async fn run(
         () = shutdown.cancelled() => Ended::Shutdown,
     };
     let status = match ended {
-        Ended::Exited(Ok(status)) => status,
+        Ended::Exited(Ok(status)) => {
+            // Reaped: its id may be reused from now on, so it must not be signalled.
+            group.forget();
+            status
+        }
         Ended::Exited(Err(error)) => {
-            kill(&mut child).await;
+            kill(&mut child, &mut group).await;
             return Err(format!("cannot wait for {program}: {error}"));
         }
         Ended::TimedOut => {
-            kill(&mut child).await;
+            kill(&mut child, &mut group).await;
             abort(stdout);
             abort(stderr);
             return Err(format!(
                 "timed out after {}; killed",
-                crate::duration::format_duration(config.timeout)
+                describe_timeout(config.timeout)
             ));
         }
         Ended::Shutdown => {
-            kill(&mut child).await;
+            kill(&mut child, &mut group).await;
             abort(stdout);
             abort(stderr);
             return Err("stopped at shutdown; killed".to_string());
@@ -124,6 +129,15 @@ pub(super) async fn run(
     }
 }
 
+/// `30s`, `2m`, or `1500ms` for the short timeouts tests use.
+fn describe_timeout(timeout: Duration) -> String {
+    if timeout.subsec_nanos() == 0 {
+        crate::duration::format_duration(timeout)
+    } else {
+        format!("{}ms", timeout.as_millis())
+    }
+}
+
 enum Ended {
     Exited(std::io::Result<ExitStatus>),
     TimedOut,
@@ -132,12 +146,42 @@ enum Ended {
 
 /// Kills the program's whole process group and reaps the program, so that nothing it
 /// started outlives the timeout and no zombie is left.
-async fn kill(child: &mut Child) {
-    if let Some(id) = child.id().and_then(|id| i32::try_from(id).ok()) {
-        // The program is not reaped yet, so its id still names its group.
-        let _ = killpg(Pid::from_raw(id), Signal::SIGKILL);
-    }
+async fn kill(child: &mut Child, group: &mut ProcessGroup) {
+    group.kill();
     let _ = child.kill().await;
+}
+
+/// The process group a program leads (it was started with `process_group(0)`), killed when
+/// this is dropped unless the program was reaped first: a task aborted mid-run leaves
+/// nothing behind.
+struct ProcessGroup(Option<Pid>);
+
+impl ProcessGroup {
+    fn of(child: &Child) -> Self {
+        ProcessGroup(
+            child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .map(Pid::from_raw),
+        )
+    }
+
+    fn kill(&mut self) {
+        if let Some(group) = self.0.take() {
+            // The leader is not reaped yet, so its id still names its group.
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+
+    fn forget(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 fn read_capped(mut reader: impl AsyncRead + Unpin + Send + 'static) -> JoinHandle<Vec<u8>> {

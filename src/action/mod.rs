@@ -35,6 +35,8 @@ pub const DEFAULT_QUEUE: usize = 1024;
 pub const DEFAULT_CONCURRENCY: usize = 16;
 /// The first wait before a webhook is tried again; each further wait doubles it.
 pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
+/// How long running actions get to finish once shutdown is asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Outcomes kept for slow subscribers before they start missing some.
 const OUTCOME_QUEUE: usize = 256;
 
@@ -362,8 +364,20 @@ impl Dispatcher {
                 },
             }
         }
-        // Dropping a command's task kills it (`kill_on_drop`); webhooks are abandoned.
-        self.running.shutdown().await;
+        // Every running action watches `shutdown` too and ends at once (commands killed);
+        // the grace only bounds a task that does not.
+        let stragglers = async {
+            while let Some(joined) = self.running.join_next().await {
+                log_panic(joined);
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, stragglers)
+            .await
+            .is_err()
+        {
+            // Dropping a command's task still kills it and its process group.
+            self.running.shutdown().await;
+        }
         tracing::debug!(target: "logjail::action", "notifier stopped");
     }
 
