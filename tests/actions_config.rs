@@ -276,3 +276,48 @@ fn a_shell_may_run_a_fixed_script_with_placeholders_as_its_arguments() {
     let action = &config.jail("a").unwrap().action;
     assert_eq!(command(&action.notify[0]).argv.len(), 5);
 }
+
+/// The commented `action:` example of `examples/logjail.yaml`, uncommented.
+fn commented_example() -> String {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/logjail.yaml"),
+    )
+    .unwrap();
+    let mut lines = text.lines().skip_while(|line| line.trim() != "# action:");
+    let first = lines.next().expect("no commented `# action:` example");
+    let indent = first.len() - first.trim_start().len();
+    let prefix = format!("{}# ", " ".repeat(indent));
+    std::iter::once(first)
+        .chain(lines.take_while(|line| line.starts_with(&format!("{prefix}  "))))
+        .map(|line| line.replacen(&prefix, "", 1))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The first YAML block of the notifications section of `examples/README.md`.
+fn readme_example() -> String {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/README.md"),
+    )
+    .unwrap();
+    let section = &text[text
+        .find("## Notifications")
+        .expect("no notifications section")..];
+    let block = &section[section.find("```yaml\n").unwrap() + 8..];
+    block[..block.find("```").unwrap()].to_string()
+}
+
+#[test]
+fn the_documented_examples_validate() {
+    for example in [commented_example(), readme_example()] {
+        assert!(example.contains("webhook"), "{example}");
+        let indented: String = example
+            .lines()
+            .map(|line| format!("    {line}\n"))
+            .collect();
+        let config = load(&format!("jails:\n  a:\n    filter: app\n{indented}"));
+        let action = &config.jail("a").unwrap().action;
+        assert_eq!(action.firewall, FirewallAction::Drop);
+        assert!(action.notify.len() >= 2, "{example}");
+    }
+}
