@@ -24,9 +24,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Config, JailConfig, SourceConfig};
+use crate::config::{Config, JailConfig, JournalSelector, SourceConfig};
 use crate::jail::Jail;
 use crate::source::file::{self, FollowConfig};
+use crate::source::journal;
 use crate::source::watch::FileWatcher;
 use crate::source::{LineBatch, Origin};
 use crate::store::{Store, StoreError};
@@ -179,6 +180,26 @@ pub async fn run_with(
         });
         tracing::info!(file = %path.display(), "watching file");
     }
+    for (selector, routes) in journal_routes(&config.jails, &filters)? {
+        let mut follow = journal::JournalFollowConfig::new(selector);
+        let origin = follow.origin.clone();
+        let attach = MatcherControl::Attach {
+            origin: origin.clone(),
+            routes: routes.into(),
+        };
+        if control_sender.send(attach).await.is_err() {
+            return Err(DaemonError::Task("matcher stopped at start".into()));
+        }
+        follow.resume = recovered.positions.get(&origin.position_key()).copied();
+        let lines = line_sender.clone();
+        let stop = sources_stop.clone();
+        sources.spawn(async move {
+            if let Err(error) = journal::follow(follow, lines, stop).await {
+                tracing::error!(%error, "journal source stopped");
+            }
+        });
+        tracing::info!(%origin, "following the journal");
+    }
     drop(line_sender);
     tracing::info!("logjail running");
 
@@ -246,6 +267,43 @@ fn file_routes(
                     jail: Arc::from(jail.name.as_str()),
                     filter: filter.clone(),
                 });
+            }
+        }
+    }
+    Ok(routes)
+}
+
+/// Every distinct journal selection, each with the jails that read it: one `journalctl` per
+/// selection however many jails read it.
+fn journal_routes(
+    jails: &[JailConfig],
+    filters: &BTreeMap<String, Arc<crate::filter::Filter>>,
+) -> Result<Vec<(JournalSelector, Vec<Route>)>, DaemonError> {
+    let mut routes: Vec<(JournalSelector, Vec<Route>)> = Vec::new();
+    for jail in jails.iter().filter(|j| j.enabled) {
+        let Some(filter_name) = &jail.filter else {
+            continue;
+        };
+        for source in &jail.sources {
+            let SourceConfig::Journal(selector) = source else {
+                continue;
+            };
+            let filter = filters
+                .get(filter_name)
+                .ok_or_else(|| DaemonError::MissingFilter {
+                    jail: jail.name.clone(),
+                    filter: filter_name.clone(),
+                })?;
+            let selector = journal::canonical_selector(selector);
+            let route = Route {
+                jail: Arc::from(jail.name.as_str()),
+                filter: filter.clone(),
+            };
+            match routes.iter_mut().find(|(known, _)| *known == selector) {
+                // The same selection twice in one jail counts its entries once.
+                Some((_, jail_routes)) if jail_routes.iter().any(|r| r.jail == route.jail) => {}
+                Some((_, jail_routes)) => jail_routes.push(route),
+                None => routes.push((selector, vec![route])),
             }
         }
     }
