@@ -15,13 +15,22 @@
 //! entries carried exactly that time), else at the end of the journal, like `tail -n0`: a
 //! host journal's past is large and was dealt with by whatever watched it before.
 //!
-//! Limits, all `journalctl`'s own:
+//! Selection is `journalctl`'s: `unit` is `--unit=UNIT` (the unit's processes and systemd's
+//! own messages about it; `ssh` means `ssh.service`, globs work), matches are `FIELD=value`
+//! arguments. Reading the system journal needs root or the `systemd-journal` group; a
+//! container reads the host's by mounting `/var/log/journal` (or `/run/log/journal` where the
+//! journal is not persistent) and naming it in `directory:`.
+//!
+//! Limits:
 //! - Only the latest boot in the journal is read (`journalctl --follow` implies `--boot`;
 //!   `--merge` would lift that only by also reading other machines' journals). After a reboot,
 //!   entries of the previous boot written after the last one handed on (the last seconds
 //!   before shutdown) are not read.
-//! - Resume is by time: entries written later with an older time stamp than the stored one
-//!   (a clock stepped back) are taken as already read.
+//! - Resume is by time (`--since`), not by journal cursor, because a stored [`Position`] holds
+//!   a time: entries written later with an older time stamp than the stored one (a clock
+//!   stepped back) are taken as already read.
+//! - Without a stored position, nothing is stored until the first entry is handed on: a
+//!   daemon restarted before that starts at the end again.
 
 use std::borrow::Cow;
 use std::ffi::OsString;
