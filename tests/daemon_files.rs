@@ -21,6 +21,8 @@ fn config(dir: &Path, maxretry: u32) -> Config {
         r#"
 store:
   path: {dir}/state.db
+control:
+  socket: {dir}/logjail.sock
 docker:
   enabled: false
 filters:

@@ -634,6 +634,8 @@ async fn daemon_bans_from_the_journal_and_resumes_after_restart() {
     let mut running = start_daemon(config.clone());
 
     // Started at the journal's end: wait until it reads it (a probe failure gets through).
+    // The directory is empty at first, so journalctl exits and is restarted: the restart
+    // begins where the first run would have (the daemon's start), not at the end again.
     let probe_host = "198.51.100.7";
     let mut reached = false;
     for _ in 0..50 {
@@ -702,4 +704,142 @@ async fn daemon_bans_from_the_journal_and_resumes_after_restart() {
     assert_eq!(count, 2);
     assert_eq!(failures, [ip("192.0.2.6"), ip("192.0.2.6")]);
     running.stop().await;
+}
+
+/// The `--unit=` argument of each journalctl reading `dir`, by pid.
+fn journalctl_units(dir: &Path) -> Vec<(u32, String)> {
+    journalctl_pids(dir)
+        .into_iter()
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let unit = cmdline
+                .split(|&b| b == 0)
+                .find_map(|arg| arg.strip_prefix(b"--unit="))?;
+            Some((pid, String::from_utf8_lossy(unit).into_owned()))
+        })
+        .collect()
+}
+
+async fn wait_for_units(dir: &Path, want: &[&str]) -> Vec<(u32, String)> {
+    let mut want: Vec<String> = want.iter().map(|u| u.to_string()).collect();
+    want.sort();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let mut running = journalctl_units(dir);
+            running.sort_by(|a, b| a.1.cmp(&b.1));
+            let units: Vec<&String> = running.iter().map(|(_, unit)| unit).collect();
+            if units == want.iter().collect::<Vec<_>>() {
+                return running;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "journalctl for {want:?}; running: {:?}",
+            journalctl_units(dir)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_shared_selections_and_stops_dropped_ones() {
+    let state = tempfile::tempdir().unwrap();
+    let mut journal = TestJournal::new();
+    let socket = state.path().join("logjail.sock");
+    let journal_dir = journal.path().display().to_string();
+    let write_config = |second: &str| {
+        let text = format!(
+            r#"
+store: {{path: {state}/state.db}}
+control: {{socket: {socket}}}
+docker: {{enabled: false}}
+jails:
+  ssh:
+    filter: sshd
+    maxretry: 3
+    findtime: 1h
+    sources:
+      - journal: {{unit: ssh.service, directory: {journal}}}
+{second}"#,
+            state = state.path().display(),
+            socket = socket.display(),
+            journal = journal_dir
+        );
+        std::fs::write(state.path().join("logjail.yaml"), text).unwrap();
+    };
+    write_config(&format!(
+        "  cron:\n    filter: sshd\n    sources:\n      - journal: {{unit: cron.service, directory: {journal_dir}}}\n"
+    ));
+    // journalctl exits at once on an empty directory (and is restarted): start with a file.
+    journal.write("a", &[Entry::sshd(now_minus(1000), 1, "started")]);
+    let config = Config::load(&state.path().join("logjail.yaml")).unwrap();
+    let mut running = start_daemon(config);
+
+    // The ssh.service follower reads the journal's end once a probe gets through.
+    let mut reached = false;
+    for _ in 0..50 {
+        journal.write(
+            "a",
+            &[Entry::sshd(now_minus(0), 1, &failed("198.51.100.7"))],
+        );
+        let seen = tokio::time::timeout(PROBE_WAIT, async {
+            loop {
+                if let DaemonEvent::Failure { .. } = running.events.recv().await.unwrap() {
+                    return;
+                }
+            }
+        })
+        .await;
+        if seen.is_ok() {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "the daemon never read a probe entry");
+    let before = wait_for_units(journal.path(), &["cron.service", "ssh.service"]).await;
+
+    // `cron` goes; `ssh2` reads the same selection as `ssh`: no new journalctl.
+    write_config(&format!(
+        "  ssh2:\n    filter: sshd\n    maxretry: 1\n    sources:\n      - journal: {{unit: ssh.service, directory: {journal_dir}}}\n"
+    ));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_logjail"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("reload")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = wait_for_units(journal.path(), &["ssh.service"]).await;
+    let ssh_before = before.iter().find(|(_, unit)| unit == "ssh.service");
+    assert_eq!(
+        Some(&after[0]),
+        ssh_before,
+        "the shared follower kept running"
+    );
+
+    // Both jails read it from where it was: one entry, counted by each.
+    journal.write("a", &[Entry::sshd(now_minus(0), 60, &failed("192.0.2.8"))]);
+    let mut judged_by = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while judged_by.len() < 2 {
+            if let DaemonEvent::Failure { jail, host, .. } = running.events.recv().await.unwrap()
+                && host == ip("192.0.2.8")
+            {
+                judged_by.push(jail.to_string());
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("judged by {judged_by:?}"));
+    judged_by.sort();
+    assert_eq!(judged_by, ["ssh", "ssh2"]);
+    running.stop().await;
+    wait_for_units(journal.path(), &[]).await;
 }

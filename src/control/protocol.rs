@@ -45,7 +45,10 @@ pub enum Request {
         ip: Option<String>,
     },
     /// `get JAIL ignoreip|bantime|findtime|maxretry|banned`.
-    Get { jail: String, key: String },
+    Get {
+        jail: String,
+        key: String,
+    },
     /// `set JAIL addignoreip|delignoreip|bantime|findtime|maxretry VALUE`.
     Set {
         jail: String,
@@ -155,13 +158,19 @@ mod tests {
     fn requests_round_trip_as_json_lines() {
         let requests = [
             Request::Ping,
-            Request::Status { jail: Some("sshd".into()) },
+            Request::Status {
+                jail: Some("sshd".into()),
+            },
             Request::Ban {
                 jail: "sshd".into(),
                 ip: "192.0.2.1".into(),
                 duration: Some("1h".into()),
             },
-            Request::Unban { jail: None, ip: None, all: true },
+            Request::Unban {
+                jail: None,
+                ip: None,
+                all: true,
+            },
             Request::Set {
                 jail: "sshd".into(),
                 key: "addignoreip".into(),
@@ -181,6 +190,8 @@ mod tests {
         let text = r#"{"version":1,"command":"status"}"#;
         let parsed: RequestEnvelope = serde_json::from_str(text).unwrap();
         assert_eq!(parsed.request, Request::Status { jail: None });
-        assert!(serde_json::from_str::<RequestEnvelope>(r#"{"version":1,"command":"rm-rf"}"#).is_err());
+        assert!(
+            serde_json::from_str::<RequestEnvelope>(r#"{"version":1,"command":"rm-rf"}"#).is_err()
+        );
     }
 }
