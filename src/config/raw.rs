@@ -135,6 +135,7 @@ pub(super) struct RawJournal {
     pub(super) unit: Option<String>,
     #[serde(rename = "match")]
     pub(super) matches: Option<Vec<String>>,
+    pub(super) directory: Option<String>,
 }
 
 /// The mapping of a `container:` source.
@@ -319,7 +320,7 @@ mod tests {
     #[test]
     fn struct_keys_come_from_serde() {
         assert_eq!(struct_keys::<RawStore>(), ["path"]);
-        assert_eq!(struct_keys::<RawJournal>(), ["unit", "match"]);
+        assert_eq!(struct_keys::<RawJournal>(), ["unit", "match", "directory"]);
         assert!(struct_keys::<RawJail>().contains(&"maxretry"));
         assert!(struct_keys::<crate::filter::FilterSpec>().contains(&"failregex"));
     }

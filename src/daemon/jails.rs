@@ -516,7 +516,7 @@ async fn expire(
 }
 
 pub(super) fn announce_unban(jail: &str, ban: &ActiveBan, reason: &str) {
-    tracing::info!(target: "logjail::ban", jail, host = %ban.host, reason, "unban");
+    tracing::info!(target: "logjail::ban", jail = %jail, host = %ban.host, reason = %reason, "unban");
 }
 
 /// Puts bans read from the store back into their jails (with their remaining time); bans of

@@ -13,6 +13,7 @@
 pub mod control;
 pub mod files;
 pub mod jails;
+pub mod journal;
 pub mod matcher;
 pub mod store_task;
 
@@ -37,6 +38,7 @@ use crate::store::{Store, StoreError};
 use files::FileSources;
 pub use jails::DaemonEvent;
 use jails::{CountedHistory, JailRuntime};
+use journal::JournalSources;
 use matcher::MatcherControl;
 use store_task::StoreHandle;
 
@@ -169,6 +171,18 @@ pub async fn run_with(
             &recovered.positions,
         )
         .await?;
+    let mut journals = JournalSources::new(
+        line_sender.clone(),
+        control_sender.clone(),
+        sources_stop.clone(),
+    );
+    journals
+        .apply(
+            &config.jails,
+            &compiled_filters(&config),
+            &recovered.positions,
+        )
+        .await?;
     drop(line_sender);
 
     let control_stop = CancellationToken::new();
@@ -201,7 +215,7 @@ pub async fn run_with(
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(call) = reload_requests.recv() => {
-                let answer = match reload(&current, &own, &jail_requests, &mut files, &store_handle).await {
+                let answer = match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle).await {
                     Ok((config, message)) => {
                         current = config;
                         ResponseEnvelope::success(serde_json::json!(message))
@@ -212,7 +226,7 @@ pub async fn run_with(
             }
             Some(()) = recv_hangup(&mut hangups) => {
                 tracing::info!("SIGHUP received: reloading");
-                match reload(&current, &own, &jail_requests, &mut files, &store_handle).await {
+                match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle).await {
                     Ok((config, message)) => {
                         current = config;
                         tracing::info!("{message}");
@@ -230,6 +244,7 @@ pub async fn run_with(
         let _ = task.await;
     }
     files.stop().await;
+    journals.stop().await;
     drop(control_sender);
     drop(jail_requests);
     // With every source gone the line channel closes: the matcher drains it and stops, which
@@ -270,6 +285,7 @@ async fn reload(
     own: &[IpAddr],
     jails: &mpsc::Sender<jails::JailEvent>,
     files: &mut FileSources,
+    journals: &mut JournalSources,
     store: &StoreHandle,
 ) -> Result<(Config, String), String> {
     let loaded = match &current.origin {
@@ -305,6 +321,10 @@ async fn reload(
     // (or this one, before it stopped following) wrote.
     let positions = store.positions().await;
     files
+        .apply(&config.jails, &compiled_filters(&config), &positions)
+        .await
+        .map_err(|e| e.to_string())?;
+    journals
         .apply(&config.jails, &compiled_filters(&config), &positions)
         .await
         .map_err(|e| e.to_string())?;
