@@ -12,16 +12,20 @@
 //! - [`config`]: the YAML file, parsed strictly and validated with every error reported at once.
 //! - [`filter`]: envelopes (json-file, CRI, syslog), dates, failregex/ignoreregex with Fail2Ban's
 //!   tags, and the built-in filter library.
+//! - [`action`]: notifications about bans and unbans (webhooks, commands), off the ban path.
 //! - [`jail`]: pure per-host failure counting and ban decisions, with ban-time increments.
 //! - [`cli`]: the commands behind the `logjail` binary (`check`, `filters`, `regex`, …).
 //! - [`duration`]: Fail2Ban-style durations (`10m`, `3d`, `259200`, `-1`).
 
+pub mod action;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod duration;
 pub mod filter;
 pub mod jail;
+pub mod metrics;
 pub mod source;
 pub mod store;
