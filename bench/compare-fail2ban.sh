@@ -56,15 +56,6 @@ if [[ ! -s $log || ! -s $labels || ! -s $log.truth.json ]]; then
     python3 "$repo/bench/gen_sshd_log.py" "$log" --lines "$lines" --labels "$labels"
 fi
 
-# The built-in sshd filter, or the benchmark's stand-in while the built-in is not merged.
-if "$logjail" filters | grep -q '^sshd '; then
-    filter=sshd
-    filter_note="built-in \`sshd\`"
-else
-    filter=$repo/bench/sshd-standin.yaml
-    filter_note="STAND-IN bench/sshd-standin.yaml (the built-in sshd filter is not merged yet)"
-fi
-
 # Runs a command once under GNU time, pinned to the core; keeps its output and timings.
 measure() {
     local name=$1
@@ -78,7 +69,7 @@ measure() {
 }
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-measure logjail "$logjail" regex "$log" "$filter"
+measure logjail "$logjail" regex "$log" sshd
 measure fail2ban fail2ban-regex "$log" "$f2b_filter"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -103,7 +94,7 @@ cores=$(nproc)
     echo
     echo "Machine: $cores cores, $cpu; both tools pinned to core $core (\`taskset -c $core\`),"
     echo "one run each; load average before/after: $load_before / $load_after."
-    echo "logjail filter: $filter_note; fail2ban: \`fail2ban-regex $(fail2ban-regex --version | awk '{print $2}')\` with \`$f2b_filter\`."
+    echo "logjail: built-in \`sshd\` filter; fail2ban: \`fail2ban-regex $(fail2ban-regex --version | awk '{print $2}')\` with \`$f2b_filter\`."
     echo "Log: \`$(basename "$log")\`, $(describe_log "$log.truth.json")."
     echo
     python3 - "$lines" "$work/logjail.time" "$work/logjail.out" "$work/fail2ban.time" "$work/fail2ban.out" <<'EOF'
@@ -156,7 +147,7 @@ EOF
 if [[ $agreement != 0 ]]; then
     echo >&2
     echo "agreement: logjail regex --json, and fail2ban-regex with per-failure output..." >&2
-    "$logjail" regex --json "$log" "$filter" >"$work/logjail.jsonl"
+    "$logjail" regex --json "$log" sshd >"$work/logjail.jsonl"
     fail2ban-regex -o $'@@F2B@@<ip>\t<matches>' "$log" "$f2b_filter" >"$work/fail2ban.rows"
     echo
     python3 "$repo/bench/agreement.py" "$log" "$labels" "$work/logjail.jsonl" "$work/fail2ban.rows"

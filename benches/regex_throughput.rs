@@ -13,12 +13,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use logjail::filter::envelope::Decoder;
-use logjail::filter::{Filter, FilterSpec, Verdict, builtin};
+use logjail::filter::{Filter, Verdict, builtin};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-
-/// Stand-in used until the built-in `sshd` filter lands (see bench/sshd-standin.yaml).
-const STANDIN_SSHD: &str = include_str!("../bench/sshd-standin.yaml");
 
 /// One generated log event: who wrote it and what.
 struct Event {
@@ -309,17 +306,9 @@ fn read_corpus(path: &str, limit: usize) -> Corpus {
     corpus
 }
 
-fn sshd_filter() -> (Filter, &'static str) {
-    match builtin::spec("sshd") {
-        Some(spec) => (Filter::compile("sshd", &spec).unwrap(), "built-in sshd"),
-        None => {
-            let spec: FilterSpec = serde_yaml::from_str(STANDIN_SSHD).unwrap();
-            (
-                Filter::compile("sshd", &spec).unwrap(),
-                "STAND-IN sshd (bench/sshd-standin.yaml; built-in not merged yet)",
-            )
-        }
-    }
+fn sshd_filter() -> Filter {
+    let spec = builtin::spec("sshd").expect("the built-in sshd filter");
+    Filter::compile("sshd", &spec).expect("the built-in sshd filter compiles")
 }
 
 /// Runs decoder + filter over all lines once; returns the failures found.
@@ -381,11 +370,11 @@ fn main() {
         }
         Err(_) => (generate(count), "generated in memory".to_string()),
     };
-    let (filter, filter_name) = sshd_filter();
+    let filter = sshd_filter();
     // Fixed reference time just after the generated log, as `logjail regex` uses one per run.
     let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
     let lines = corpus.syslog.len();
-    println!("regex_throughput: {lines} lines ({source}), filter: {filter_name}");
+    println!("regex_throughput: {lines} lines ({source}), built-in sshd filter");
     println!("single thread, best of {rounds} rounds, input already in memory");
     println!();
     println!(
