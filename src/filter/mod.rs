@@ -464,6 +464,40 @@ pub fn parse_host(captured: &str) -> Option<IpAddr> {
     (!address.is_unspecified()).then_some(address)
 }
 
+/// The filter's `program`, matched against the whole program name of a syslog tag.
+#[derive(Debug, Clone)]
+struct ProgramMatcher {
+    regex: regex::Regex,
+    /// The names themselves when `program` is a plain list (`sshd|sshd-session`), the usual
+    /// case: comparing a few short strings is much cheaper than a regex search on every line.
+    names: Option<Vec<String>>,
+}
+
+impl ProgramMatcher {
+    fn new(program: &str) -> Result<ProgramMatcher, regex::Error> {
+        let regex = regex::Regex::new(&format!("^(?:{program})$"))?;
+        // Only characters that are literal in a regex (outside a class) make a plain name.
+        let plain = |name: &str| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'/' | b'@'))
+        };
+        let names = program
+            .split('|')
+            .all(plain)
+            .then(|| program.split('|').map(str::to_string).collect());
+        Ok(ProgramMatcher { regex, names })
+    }
+
+    fn matches(&self, program: &str) -> bool {
+        match &self.names {
+            Some(names) => names.iter().any(|name| name == program),
+            None => self.regex.is_match(program),
+        }
+    }
+}
+
 /// What a filter says of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -480,7 +514,7 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 pub struct Filter {
     name: String,
-    program: Option<regex::Regex>,
+    program: Option<ProgramMatcher>,
     prefregex: Option<Matcher>,
     /// The prefregex as prefix alone, when its shape allows (see [`SplitPrefregex`]).
     split_prefregex: Option<SplitPrefregex>,
@@ -488,6 +522,9 @@ pub struct Filter {
     /// The fast failregexes together; index `i` of the set is failregex `fail_set_index[i]`.
     fail_set: regex::RegexSet,
     fail_set_index: Vec<usize>,
+    /// The failregexes as one leftmost-first search, when all are anchored at the start (see
+    /// [`first_failregex`]); filters without it go through `fail_set`.
+    first_failregex: Option<regex_automata::meta::Regex>,
     has_fancy_failregex: bool,
     ignoreregex: Vec<Matcher>,
     datepattern: Option<DatePattern>,
@@ -508,8 +545,8 @@ impl Filter {
 
         let program = match &spec.program {
             None => None,
-            Some(program) => match regex::Regex::new(&format!("^(?:{program})$")) {
-                Ok(regex) => Some(regex),
+            Some(program) => match ProgramMatcher::new(program) {
+                Ok(matcher) => Some(matcher),
                 Err(e) => {
                     errors.push(error(Some(FilterField::Program), e.to_string()));
                     None
@@ -596,6 +633,11 @@ impl Filter {
         }
         let fail_set = regex::RegexSet::new(&fast_patterns)
             .map_err(|e| vec![error(None, format!("failregex set does not compile: {e}"))])?;
+        let first_failregex = if has_fancy_failregex {
+            None
+        } else {
+            first_failregex(&fast_patterns)
+        };
         let prefregex = prefregex.map(|(matcher, _)| matcher);
         let split_prefregex = match &prefregex {
             Some(Matcher::Fast(fast)) => SplitPrefregex::new(fast.regex.as_str()),
@@ -609,6 +651,7 @@ impl Filter {
             failregex,
             fail_set,
             fail_set_index,
+            first_failregex,
             has_fancy_failregex,
             ignoreregex,
             datepattern,
@@ -642,7 +685,7 @@ impl Filter {
     /// line carries none.
     pub fn evaluate_at(&self, record: &Record<'_>, now: DateTime<Utc>) -> Verdict {
         if let (Some(wanted), Some(program)) = (&self.program, &record.program)
-            && !wanted.is_match(program)
+            && !wanted.matches(program)
         {
             return Verdict::Missed;
         }
@@ -675,31 +718,10 @@ impl Filter {
             }
         }
 
-        let set_matches = self.fail_set.matches(text);
-        if !set_matches.matched_any() && !self.has_fancy_failregex {
-            return Verdict::Missed;
-        }
-        let mut set_position = 0;
-        let mut found = None;
-        for (index, matcher) in self.failregex.iter().enumerate() {
-            if let Matcher::Fast(_) = matcher {
-                let position = set_position;
-                set_position += 1;
-                debug_assert_eq!(self.fail_set_index[position], index);
-                if !set_matches.matched(position) {
-                    continue;
-                }
-            }
-            let Some(captured) = matcher.captures(text) else {
-                continue;
-            };
-            let host_text = captured.host.clone().map(|r| &text[r]).or(prefix_host);
-            let Some(host) = host_text.and_then(parse_host) else {
-                continue;
-            };
-            found = Some((index, captured, host));
-            break;
-        }
+        let found = match self.first_by_priority(text, prefix_host) {
+            Some(settled) => settled,
+            None => self.first_by_set(text, prefix_host),
+        };
         let Some((failregex_index, captured, host)) = found else {
             return Verdict::Missed;
         };
@@ -718,6 +740,75 @@ impl Filter {
             failregex_index,
         })
     }
+}
+
+impl Filter {
+    /// The failregex a line counts under: the first, in order, that matches and captures an
+    /// address that parses.
+    fn first_by_set<'t>(&self, text: &'t str, prefix_host: Option<&'t str>) -> Option<Found> {
+        let set_matches = self.fail_set.matches(text);
+        if !set_matches.matched_any() && !self.has_fancy_failregex {
+            return None;
+        }
+        let mut set_position = 0;
+        for (index, matcher) in self.failregex.iter().enumerate() {
+            if let Matcher::Fast(_) = matcher {
+                let position = set_position;
+                set_position += 1;
+                debug_assert_eq!(self.fail_set_index[position], index);
+                if !set_matches.matched(position) {
+                    continue;
+                }
+            }
+            if let Some(found) = self.try_failregex(index, text, prefix_host) {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// The same answer as [`Filter::first_by_set`] in one search, when the filter has a
+    /// [`Filter::first_failregex`]: `Some(None)` when no failregex matches, `None` when the
+    /// first one's address does not parse and the others must be tried.
+    fn first_by_priority<'t>(
+        &self,
+        text: &'t str,
+        prefix_host: Option<&'t str>,
+    ) -> Option<Option<Found>> {
+        let first = self.first_failregex.as_ref()?;
+        let Some(end) = first.search_half(&regex_automata::Input::new(text)) else {
+            return Some(None);
+        };
+        self.try_failregex(end.pattern().as_usize(), text, prefix_host)
+            .map(Some)
+    }
+
+    fn try_failregex<'t>(
+        &self,
+        index: usize,
+        text: &'t str,
+        prefix_host: Option<&'t str>,
+    ) -> Option<Found> {
+        let captured = self.failregex.get(index)?.captures(text)?;
+        let host_text = captured.host.clone().map(|r| &text[r]).or(prefix_host);
+        let host = host_text.and_then(parse_host)?;
+        Some((index, captured, host))
+    }
+}
+
+/// A failregex that matched: its index, what it captured, and the address.
+type Found = (usize, Captured, IpAddr);
+
+/// All failregexes as one multi-pattern regex, when every one of them is anchored at the start
+/// of the text. Their matches then all start at 0, where leftmost-first search prefers the
+/// earliest pattern in the list: one search names the first failregex that matches, which is
+/// what the set of per-pattern answers is otherwise scanned for. `None` for any other filter.
+fn first_failregex(patterns: &[String]) -> Option<regex_automata::meta::Regex> {
+    let nfa = regex_automata::nfa::thompson::NFA::new_many(patterns).ok()?;
+    if !nfa.is_always_start_anchored() {
+        return None;
+    }
+    regex_automata::meta::Regex::new_many(patterns).ok()
 }
 
 #[cfg(test)]
@@ -857,6 +948,153 @@ mod tests {
         );
         assert!(host(&filter, &format!("Nov 26 07:00:01 h evil[1]: {message}")).is_none());
         assert!(host(&filter, message).is_some());
+    }
+
+    /// Every `line:` of the built-in filters' fixtures, decoded.
+    fn fixture_messages() -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/filters");
+        let mut messages = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let cases: Vec<serde_yaml::Value> =
+                serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for case in cases {
+                if let Some(line) = case.get("line").and_then(|l| l.as_str()) {
+                    let mut decoder = Decoder::new();
+                    if let Some(record) = decoder.push_at(line, now()) {
+                        messages.push(record.text.to_string());
+                    }
+                }
+            }
+        }
+        assert!(messages.len() > 200, "{}", messages.len());
+        messages
+    }
+
+    #[test]
+    fn one_search_picks_the_same_failregex_as_the_set() {
+        let mut messages = fixture_messages();
+        // Addresses that match <HOST> but do not parse: the next failregex must get its turn.
+        messages.push("Failed password for root from 300.1.1.1 port 1 ssh2".to_string());
+        messages.push("Invalid user x from 999.2.3.4 port 1".to_string());
+        let mut with_first = 0;
+        for name in builtin::names() {
+            let filter = Filter::compile(name, &builtin::spec(name).unwrap()).unwrap();
+            if filter.first_failregex.is_none() {
+                continue;
+            }
+            with_first += 1;
+            for message in &messages {
+                let by_set = filter.first_by_set(message, None);
+                let answer = match filter.first_by_priority(message, None) {
+                    Some(settled) => settled,
+                    None => filter.first_by_set(message, None),
+                };
+                assert_eq!(answer, by_set, "{name}: {message}");
+            }
+        }
+        assert!(with_first >= 8, "{with_first}");
+
+        // The first matching failregex has an address that does not parse, a later one has one.
+        let filter = Filter::compile(
+            "t",
+            &spec(
+                &[r"^from <HOST> port \d+", r"^from (?:\S+) port <HOST>$"],
+                &[],
+            ),
+        )
+        .unwrap();
+        assert!(filter.first_failregex.is_some());
+        let text = "from 300.1.1.1 port 10.0.0.1";
+        assert_eq!(filter.first_by_priority(text, None), None);
+        assert_eq!(
+            judge(&filter, text),
+            judge(
+                &Filter {
+                    first_failregex: None,
+                    ..filter.clone()
+                },
+                text
+            )
+        );
+        assert_eq!(host(&filter, text), Some("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn one_search_only_when_every_failregex_is_anchored() {
+        let anchored = Filter::compile("t", &spec(&[r"^a <HOST>$", r"^b <HOST>"], &[])).unwrap();
+        assert!(anchored.first_failregex.is_some());
+        for unanchored in [
+            [r"^a <HOST>$", r"b <HOST>"],
+            [r"(?:^a|b) <HOST>$", r"^c <HOST>"],
+            [r"(?m)^a <HOST>$", r"^c <HOST>"],
+        ] {
+            let filter = Filter::compile("t", &spec(&unanchored, &[])).unwrap();
+            assert!(filter.first_failregex.is_none(), "{unanchored:?}");
+        }
+        // Unanchored patterns keep the first-in-order rule through the set.
+        let filter =
+            Filter::compile("t", &spec(&[r"late <HOST>$", r"^early <HOST> late"], &[])).unwrap();
+        let Verdict::Failure(failure) = judge(&filter, "early 1.2.3.4 late 5.6.7.8") else {
+            panic!()
+        };
+        assert_eq!(
+            (failure.failregex_index, failure.host),
+            (0, "5.6.7.8".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn plain_program_lists_match_like_the_regex() {
+        let programs = [
+            "sshd|sshd-session|sshd-auth",
+            "postfix/smtpd|postfix/submission/smtpd",
+            "sshd(?:-session)?",
+            "ssh.",
+            "sshd|",
+            "a@b|_x-1",
+        ];
+        let names = [
+            "sshd",
+            "sshd-session",
+            "sshd-auth",
+            "sshd-sessionx",
+            "xsshd",
+            "SSHD",
+            "sshx",
+            "",
+            "postfix/smtpd",
+            "postfix/submission/smtpd",
+            "postfix/smtp",
+            "a@b",
+            "_x-1",
+        ];
+        for program in programs {
+            let matcher = ProgramMatcher::new(program).unwrap();
+            let regex = regex::Regex::new(&format!("^(?:{program})$")).unwrap();
+            for name in names {
+                assert_eq!(
+                    matcher.matches(name),
+                    regex.is_match(name),
+                    "{program} / {name}"
+                );
+            }
+        }
+        assert!(
+            ProgramMatcher::new("sshd|sshd-session")
+                .unwrap()
+                .names
+                .is_some()
+        );
+        for not_plain in ["sshd(?:-session)?", "ssh.", "sshd|", "a|b*"] {
+            assert!(
+                ProgramMatcher::new(not_plain).unwrap().names.is_none(),
+                "{not_plain}"
+            );
+        }
     }
 
     #[test]
