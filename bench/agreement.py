@@ -153,9 +153,12 @@ def main() -> int:
     print()
     for name, reported in (("logjail", logjail), ("fail2ban-regex", fail2ban)):
         wrong = [n for n, h in reported.items() if labels.get(n, ("", ""))[1] not in ("", h)]
-        hostless = [n for n in reported if labels.get(n, ("", ""))[1] == ""]
-        print(f"- {name}: {len(reported) - len(wrong) - len(hostless)} lines with the expected host, "
-              f"{len(wrong)} with another host, {len(hostless)} on lines that name no host")
+        unlabeled = [n for n in reported if labels.get(n, ("", ""))[1] == ""]
+        no_address = sum(1 for n in reported if labels.get(n, ("", ""))[0] == "hostless_failure")
+        print(f"- {name}: {len(reported) - len(wrong) - len(unlabeled)} lines with the expected host "
+              f"({no_address} of them on lines that name no address, the host taken from the same "
+              f"connection), {len(wrong)} with another host, {len(unlabeled)} on lines no host is "
+              "expected for")
         for number in wrong[:3]:
             print(f"  - line {number}: reported {reported[number]}, expected {labels[number][1]}")
     injected = [n for n in injections if labels[n][1]]

@@ -228,12 +228,14 @@ class Generator:
                     "too_many_failures_with_host",
                 )
             else:
-                # Older sshd: the address is only on other lines of the same pid.
+                # Older sshd: the address is only on other lines of the same pid. The label
+                # still names the connection's client, to check tools that follow the pid.
                 yield Line(
                     "sshd",
                     pid,
                     f"Disconnecting: Too many authentication failures for {user} [preauth]",
                     "hostless_failure",
+                    host,
                 )
             if attempts > 1 and rng.random() < 0.3:
                 yield Line(
@@ -533,8 +535,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--labels",
-        help="also write a TSV: line number, kind, expected host (empty when none), 1 when the "
-        "user name carries a forged address",
+        help="also write a TSV: line number, kind, expected host (empty when none; for a "
+        "failure line without an address, the connection's client), 1 when the user name "
+        "carries a forged address",
     )
     args = parser.parse_args()
 
