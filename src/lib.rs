@@ -22,6 +22,7 @@ pub mod config;
 pub mod daemon;
 pub mod duration;
 pub mod filter;
+pub mod firewall;
 pub mod jail;
 pub mod source;
 pub mod store;
