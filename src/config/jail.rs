@@ -95,10 +95,11 @@ impl Default for DefaultsConfig {
 /// Ban-time increments for hosts banned before (Fail2Ban's `bantime.*` settings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncrementConfig {
-    /// Scales the exponential formula `bantime × factor × 2^(bans so far)`.
+    /// Scales the growth: `bantime × factor × 2^(earlier bans)`, or with `multipliers`,
+    /// `bantime × factor × multipliers[earlier bans]`; finite and greater than 0.
     pub factor: f64,
-    /// When not empty, replaces the formula: the n-th repeat ban lasts `bantime × multipliers[n]`
-    /// (the last one repeating). Every entry is at least 1.
+    /// Explicit growth steps replacing the doubling (the last one repeating), every entry at
+    /// least 1. Empty: the doubling formula (an explicitly empty list is refused).
     pub multipliers: Vec<u32>,
     /// Upper bound of an incremented ban; `None`: unbounded.
     pub maxtime: Option<Duration>,
