@@ -303,3 +303,50 @@ pub fn entry_timeout(set: &str, host: &str) -> Option<u64> {
             .flatten()
     })
 }
+
+/// Removes every chain, jump and set named with `prefix` from the calling thread's namespace
+/// when dropped: tests in the host namespace leave nothing behind even when they fail.
+pub struct PrefixGuard {
+    pub prefix: String,
+}
+
+impl Drop for PrefixGuard {
+    fn drop(&mut self) {
+        let ours = |name: &str| name.starts_with(&format!("{}-", self.prefix));
+        for tool in ["iptables", "ip6tables"] {
+            let Ok(output) = Command::new(tool).args(["-w", "-S"]).output() else {
+                continue;
+            };
+            let listing = String::from_utf8_lossy(&output.stdout).into_owned();
+            for line in listing.lines() {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if words.first() == Some(&"-A")
+                    && !ours(words[1])
+                    && words.windows(2).any(|w| w[0] == "-j" && ours(w[1]))
+                {
+                    let mut args = vec!["-w", "-D"];
+                    args.extend_from_slice(&words[1..]);
+                    sh_quiet(tool, &args);
+                }
+            }
+            for line in listing.lines() {
+                if let Some(chain) = line.strip_prefix("-N ").filter(|c| ours(c)) {
+                    sh_quiet(tool, &["-w", "-F", chain]);
+                }
+            }
+            for line in listing.lines() {
+                if let Some(chain) = line.strip_prefix("-N ").filter(|c| ours(c)) {
+                    sh_quiet(tool, &["-w", "-X", chain]);
+                }
+            }
+        }
+        if let Ok(output) = Command::new("ipset").args(["list", "-n"]).output() {
+            for set in String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter(|s| ours(s))
+            {
+                sh_quiet("ipset", &["destroy", set]);
+            }
+        }
+    }
+}
