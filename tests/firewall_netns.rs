@@ -730,3 +730,35 @@ fn log_only_jails_touch_nothing_and_unban_all_clears_a_jail() {
         firewall.shutdown(false).await.unwrap();
     });
 }
+
+/// A ban that finds its chain or set gone (flushed by another tool between two layout checks)
+/// repairs the layout on the way, and every earlier ban comes back with it.
+#[test]
+fn a_ban_puts_back_a_layout_removed_behind_its_back() {
+    let lab = Lab::new();
+    let _service = listen(&lab.server, PORT);
+    for mode in [FirewallMode::Ipset, FirewallMode::Rules] {
+        let config = config(mode);
+        lab.run(move |lab| async move {
+            let rule = jail("j", &[Chain::Input], Ports::All, FirewallAction::Drop);
+            let firewall = start(&config, vec![rule]).await;
+            firewall.ban("j", ip(A6), in_hour()).await.unwrap();
+            for tool in ["iptables", "ip6tables"] {
+                sh(tool, &["-w", "-F"]);
+                sh(tool, &["-w", "-X"]);
+            }
+            for set in our_sets(&config.chain_prefix) {
+                sh("ipset", &["destroy", &set]);
+            }
+            assert_eq!(lab.a_reaches(true, PORT), Reach::Connected);
+            assert_eq!(
+                firewall.ban("j", ip(A4), in_hour()).await.unwrap(),
+                BanOutcome::Banned
+            );
+            assert_eq!(lab.a_reaches(false, PORT), Reach::TimedOut, "{mode:?}");
+            assert_eq!(lab.a_reaches(true, PORT), Reach::TimedOut, "{mode:?}");
+            assert_eq!(lab.b_reaches(false, PORT), Reach::Connected);
+            firewall.shutdown(false).await.unwrap();
+        });
+    }
+}

@@ -100,6 +100,10 @@ pub(super) struct Owner {
     families: Vec<Family>,
     tables: [IPTables; 2],
     jails: BTreeMap<String, JailState>,
+    /// A running `ipset -` for single bans and unbans (ipset mode).
+    session: Option<ipset::Session>,
+    /// Set once a session could not be started: every command spawns `ipset` then.
+    session_unavailable: bool,
 }
 
 pub(super) fn run(
@@ -183,6 +187,8 @@ impl Owner {
             families,
             tables,
             jails: BTreeMap::new(),
+            session: None,
+            session_unavailable: false,
         };
         for rule in jails {
             owner.check_names(&rule)?;
@@ -370,11 +376,18 @@ impl Owner {
             return Ok(BanOutcome::LogOnly);
         }
         let applied = match self.mode {
-            FirewallMode::Ipset => ipset::add(
-                &self.names.jail_set(&jail_name, Family::of(&host)),
-                host,
-                ipset::timeout_for(remaining),
-            ),
+            FirewallMode::Ipset => {
+                let set = self.names.jail_set(&jail_name, Family::of(&host));
+                let timeout = ipset::timeout_for(remaining).to_string();
+                self.ipset_command(&[
+                    "add",
+                    "-exist",
+                    &set,
+                    &host.to_string(),
+                    "timeout",
+                    &timeout,
+                ])
+            }
             FirewallMode::Rules => {
                 if previous == Some(request.end) {
                     Ok(())
@@ -391,6 +404,32 @@ impl Owner {
             log_report("repair", &report);
         }
         Ok(outcome)
+    }
+
+    /// One ipset command through the running session, or a process of its own when no
+    /// session works.
+    fn ipset_command(&mut self, args: &[&str]) -> Result<(), FirewallError> {
+        if self.session.is_none() && !self.session_unavailable {
+            match ipset::Session::start() {
+                Ok(session) => self.session = Some(session),
+                Err(reason) => {
+                    tracing::warn!(%reason, "firewall: no ipset session; each ban starts ipset (slower)");
+                    self.session_unavailable = true;
+                }
+            }
+        }
+        if let Some(session) = &mut self.session {
+            match session.run(&args.join(" ")) {
+                Ok(()) => return Ok(()),
+                Err(Ok(error)) => return Err(error),
+                Err(Err(reason)) => {
+                    // Started again on the next command.
+                    tracing::warn!(%reason, "firewall: the ipset session broke");
+                    self.session = None;
+                }
+            }
+        }
+        backend::run("ipset", args, None).map(drop)
     }
 
     fn replace_ban_rules(
@@ -510,7 +549,10 @@ impl Owner {
         }
         let family = Family::of(&host);
         match self.mode {
-            FirewallMode::Ipset => ipset::del(&self.names.jail_set(jail_name, family), host)?,
+            FirewallMode::Ipset => {
+                let set = self.names.jail_set(jail_name, family);
+                self.ipset_command(&["del", "-exist", &set, &host.to_string()])?;
+            }
             FirewallMode::Rules => {
                 let state = self.jail(jail_name)?;
                 let table = self.table(family);
