@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::backend::{self, BackendChoice};
 use super::ipset::{self, Batch};
 use super::names::{Family, Hook, Names};
-use super::rules::{self, Rule};
+use super::rules;
 use super::safety::{self, OwnAddress};
 use super::{
     BanOutcome, BanRequest, BatchOutcome, Command, FirewallBan, FirewallError, FirewallOptions,
@@ -60,32 +60,33 @@ impl JailState {
 #[derive(Default)]
 struct Snapshot {
     chains: BTreeSet<String>,
-    rules: HashMap<String, Vec<Rule>>,
+    /// Per chain, each rule as listed after `-A CHAIN ` (see [`rules::listing_text`]).
+    rules: HashMap<String, Vec<String>>,
 }
 
 impl Snapshot {
     fn parse(listing: &str) -> Snapshot {
         let mut snapshot = Snapshot::default();
         for line in listing.lines() {
-            let tokens = rules::tokenize(line);
-            match tokens.as_slice() {
-                [flag, chain, ..] if flag == "-P" || flag == "-N" => {
-                    snapshot.chains.insert(chain.clone());
-                }
-                [flag, chain, rest @ ..] if flag == "-A" => {
-                    snapshot
-                        .rules
-                        .entry(chain.clone())
-                        .or_default()
-                        .push(rest.to_vec());
-                }
-                _ => {}
+            if let Some(rest) = line.strip_prefix("-A ") {
+                let (chain, rule) = rest.split_once(' ').unwrap_or((rest, ""));
+                snapshot
+                    .rules
+                    .entry(chain.to_string())
+                    .or_default()
+                    .push(rule.to_string());
+            } else if let Some(rest) = line
+                .strip_prefix("-N ")
+                .or_else(|| line.strip_prefix("-P "))
+            {
+                let chain = rest.split(' ').next().unwrap_or(rest);
+                snapshot.chains.insert(chain.to_string());
             }
         }
         snapshot
     }
 
-    fn rules_of(&self, chain: &str) -> &[Rule] {
+    fn rules_of(&self, chain: &str) -> &[String] {
         self.rules.get(chain).map(Vec::as_slice).unwrap_or(&[])
     }
 }
@@ -756,11 +757,14 @@ impl Owner {
         Ok(expired.len())
     }
 
-    fn jail_chain_rules(&self, jail: &JailState, hook: Hook, family: Family) -> Vec<Rule> {
+    fn jail_chain_rules(&self, jail: &JailState, hook: Hook, family: Family) -> Vec<String> {
         let verdicts = rules::verdicts(jail.rule.action, hook, family);
         match self.mode {
             FirewallMode::Ipset => {
                 rules::set_rules(&self.names.jail_set(&jail.rule.name, family), &verdicts)
+                    .iter()
+                    .map(|rule| rules::listing_text(rule))
+                    .collect()
             }
             FirewallMode::Rules => {
                 let mut bans: Vec<(&IpAddr, &Option<DateTime<Utc>>)> = jail
@@ -771,26 +775,26 @@ impl Owner {
                 bans.sort();
                 bans.into_iter()
                     .flat_map(|(host, end)| rules::ban_rules(*host, *end, &verdicts))
+                    .map(|rule| rules::listing_text(&rule))
                     .collect()
             }
         }
     }
 
     /// Every chain logjail should have in one family, with its rules in order.
-    fn expected_chains(&self, family: Family) -> BTreeMap<String, Vec<Rule>> {
-        let mut chains: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
+    fn expected_chains(&self, family: Family) -> BTreeMap<String, Vec<String>> {
+        let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for jail in self.jails.values().filter(|jail| jail.acts()) {
             for hook in jail.hooks() {
                 let jail_chain = self.names.jail_chain(&jail.rule.name, hook);
                 chains
                     .entry(self.names.hook_chain(hook))
                     .or_default()
-                    .extend(rules::hook_jumps(
-                        hook,
-                        &jail.rule.ports,
-                        jail.rule.protocol,
-                        &jail_chain,
-                    ));
+                    .extend(
+                        rules::hook_jumps(hook, &jail.rule.ports, jail.rule.protocol, &jail_chain)
+                            .iter()
+                            .map(|rule| rules::listing_text(rule)),
+                    );
                 chains.insert(jail_chain, self.jail_chain_rules(jail, hook, family));
             }
         }
@@ -963,7 +967,7 @@ impl Owner {
         for (name, state) in self.jails.iter_mut().filter(|(_, jail)| jail.acts()) {
             for hook in state.hooks() {
                 for rule in snapshot.rules_of(&names.jail_chain(name, hook)) {
-                    if let Some((host, end)) = rules::parse_ban_rule(rule)
+                    if let Some((host, end)) = rules::parse_ban_rule(&rules::tokenize(rule))
                         && Family::of(&host) == family
                         && end.is_none_or(|end| end > now)
                     {
@@ -999,7 +1003,7 @@ impl Owner {
             if !snapshot
                 .rules_of("FORWARD")
                 .iter()
-                .any(|rule| rule == &["-j", "DOCKER-USER"])
+                .any(|rule| rule == "-j DOCKER-USER")
             {
                 table
                     .insert(TABLE, "FORWARD", "-j DOCKER-USER", 1)
@@ -1021,8 +1025,8 @@ impl Owner {
                 .any(|hook| self.names.hook_chain(*hook) == *chain);
             let same = if self.mode == FirewallMode::Rules && !is_hook_chain {
                 // Per-address rules are appended as bans come: compare as sets.
-                let mut a: Vec<&Rule> = current.iter().collect();
-                let mut b: Vec<&Rule> = wanted.iter().collect();
+                let mut a: Vec<&String> = current.iter().collect();
+                let mut b: Vec<&String> = wanted.iter().collect();
                 a.sort();
                 b.sort();
                 a == b
@@ -1040,12 +1044,12 @@ impl Owner {
         for hook in &hooks {
             let parent = hook.parent();
             let hook_chain = self.names.hook_chain(*hook);
+            let jump = format!("-j {hook_chain}");
             let jumps = snapshot
                 .rules_of(parent)
                 .iter()
-                .filter(|rule| **rule == ["-j", hook_chain.as_str()])
+                .filter(|rule| **rule == jump)
                 .count();
-            let jump = format!("-j {hook_chain}");
             if jumps == 0 {
                 table.insert(TABLE, parent, &jump, 1).map_err(err)?;
                 report
@@ -1079,7 +1083,7 @@ impl Owner {
         family: Family,
         snapshot: &Snapshot,
         doomed: &[&String],
-        rewritten: &BTreeMap<String, Vec<Rule>>,
+        rewritten: &BTreeMap<String, Vec<String>>,
     ) -> Result<(), FirewallError> {
         if doomed.is_empty() {
             return Ok(());
@@ -1087,16 +1091,18 @@ impl Owner {
         let table = self.table(family);
         let err = |error: Box<dyn std::error::Error>| self.ipt_error(family, error.as_ref());
         for (chain, chain_rules) in &snapshot.rules {
-            if doomed.contains(&chain) || rewritten.contains_key(chain) {
+            // Our own chains that stay only ever jump to chains that stay.
+            if self.names.owns(chain) || rewritten.contains_key(chain) {
                 continue;
             }
             for rule in chain_rules {
-                let target = rule
+                let tokens = rules::tokenize(rule);
+                let target = tokens
                     .iter()
                     .position(|token| token == "-j" || token == "-g")
-                    .and_then(|at| rule.get(at + 1));
+                    .and_then(|at| tokens.get(at + 1));
                 if target.is_some_and(|target| doomed.contains(&target)) {
-                    table.delete(TABLE, chain, &rule.join(" ")).map_err(err)?;
+                    table.delete(TABLE, chain, rule).map_err(err)?;
                 }
             }
         }
@@ -1114,7 +1120,7 @@ impl Owner {
     fn restore(
         &self,
         family: Family,
-        chains: &BTreeMap<String, Vec<Rule>>,
+        chains: &BTreeMap<String, Vec<String>>,
     ) -> Result<(), FirewallError> {
         if chains.is_empty() {
             return Ok(());

@@ -282,10 +282,31 @@ pub fn tokenize(line: &str) -> Vec<String> {
     tokens
 }
 
-/// One rule as a line of `iptables-restore` input; tokens never contain spaces or quotes
-/// (names, addresses, ports and our comments), so no quoting is needed.
-pub fn restore_line(chain: &str, rule: &[String]) -> String {
-    format!("-A {chain} {}", rule.join(" "))
+/// A rule as `iptables -S` prints it after `-A CHAIN `: tokens separated by one space, a
+/// comment in double quotes. Kept as one string per rule so that 100,000 per-address rules
+/// stay cheap to hold and compare.
+pub fn listing_text(rule: &[String]) -> String {
+    let mut text = String::new();
+    let mut quote = false;
+    for token in rule {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        if quote {
+            text.push('"');
+            text.push_str(token);
+            text.push('"');
+        } else {
+            text.push_str(token);
+        }
+        quote = token == "--comment";
+    }
+    text
+}
+
+/// One rule as a line of `iptables-restore` input (which reads the same quoting).
+pub fn restore_line(chain: &str, listing_text: &str) -> String {
+    format!("-A {chain} {listing_text}")
 }
 
 #[cfg(test)]
@@ -460,6 +481,21 @@ mod tests {
             "a b"
         );
         assert_eq!(tokenize(r#"--comment """#), ["--comment", ""]);
+    }
+
+    #[test]
+    fn listing_text_quotes_comments_like_iptables() {
+        let rule = ban_rules(
+            "10.0.0.9".parse().unwrap(),
+            None,
+            &verdicts(FirewallAction::Drop, Hook::Input, Family::V4),
+        );
+        let text = listing_text(&rule[0]);
+        assert_eq!(
+            text,
+            r#"-s 10.0.0.9/32 -m comment --comment "logjail-until=never" -j DROP"#
+        );
+        assert_eq!(tokenize(&text), rule[0]);
     }
 
     #[test]
