@@ -26,6 +26,9 @@ use crate::clock::SharedClock;
 use crate::config::{FirewallAction, FirewallConfig, FirewallMode};
 
 const TABLE: &str = "filter";
+/// Per-address rules cost more with every ban (each delete lists the chain); past this many
+/// bans in one jail the log suggests ipset mode.
+const RULES_MODE_ADVICE: usize = 5_000;
 /// Above this many expired rules, a jail chain is rebuilt in one restore instead of deleting
 /// rules one by one (each delete costs 15-35 ms with iptables-nft).
 const REBUILD_THRESHOLD: usize = 32;
@@ -33,6 +36,8 @@ const REBUILD_THRESHOLD: usize = 32;
 struct JailState {
     rule: JailRule,
     bans: HashMap<IpAddr, Option<DateTime<Utc>>>,
+    /// Whether the log already suggested ipset mode for this jail's size.
+    advised: bool,
 }
 
 impl JailState {
@@ -198,6 +203,7 @@ impl Owner {
                 JailState {
                     rule,
                     bans: HashMap::new(),
+                    advised: false,
                 },
             );
         }
@@ -354,6 +360,24 @@ impl Owner {
         Ok(Some((host, remaining)))
     }
 
+    fn advise_on_size(&mut self) {
+        if self.mode != FirewallMode::Rules {
+            return;
+        }
+        for (name, jail) in &mut self.jails {
+            if !jail.advised && jail.bans.len() > RULES_MODE_ADVICE {
+                jail.advised = true;
+                tracing::warn!(
+                    jail = %name,
+                    bans = jail.bans.len(),
+                    "firewall: many bans in rules mode; each unban and layout check now lists \
+                     the whole chain (seconds at 100,000 bans): install ipset and set \
+                     firewall.mode: ipset"
+                );
+            }
+        }
+    }
+
     fn ban(&mut self, request: BanRequest) -> Result<BanOutcome, FirewallError> {
         let now = self.clock.now();
         let Some((host, remaining)) = self.admit(&request, now)? else {
@@ -367,6 +391,7 @@ impl Owner {
         if let Some(jail) = self.jails.get_mut(&jail_name) {
             jail.bans.insert(host, request.end);
         }
+        self.advise_on_size();
         let outcome = if previous.is_some() {
             BanOutcome::Refreshed
         } else {
@@ -500,6 +525,7 @@ impl Owner {
                 }
             }
         }
+        self.advise_on_size();
         let applied = match self.mode {
             FirewallMode::Ipset => batch.apply(),
             FirewallMode::Rules => self.rebuild_jail_chains(&touched),
@@ -607,6 +633,7 @@ impl Owner {
                     JailState {
                         rule,
                         bans: HashMap::new(),
+                        advised: false,
                     },
                 );
             }
