@@ -12,10 +12,12 @@
 //! - [`config`]: the YAML file, parsed strictly and validated with every error reported at once.
 //! - [`filter`]: envelopes (json-file, CRI, syslog), dates, failregex/ignoreregex with Fail2Ban's
 //!   tags, and the built-in filter library.
+//! - [`action`]: notifications about bans and unbans (webhooks, commands), off the ban path.
 //! - [`jail`]: pure per-host failure counting and ban decisions, with ban-time increments.
 //! - [`cli`]: the commands behind the `logjail` binary (`check`, `filters`, `regex`, …).
 //! - [`duration`]: Fail2Ban-style durations (`10m`, `3d`, `259200`, `-1`).
 
+pub mod action;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -25,5 +27,6 @@ pub mod duration;
 pub mod filter;
 pub mod firewall;
 pub mod jail;
+pub mod metrics;
 pub mod source;
 pub mod store;

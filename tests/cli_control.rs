@@ -46,6 +46,7 @@ fn config(dir: &Path) -> Config {
 store: {{path: {dir}/state.db}}
 control: {{socket: {dir}/logjail.sock}}
 docker: {{enabled: false}}
+metrics: {{enabled: false}}
 jails:
   sshd:
     maxretry: 4

@@ -95,12 +95,9 @@ fn fail2ban_defaults_when_a_key_is_missing_everywhere() {
     assert_eq!(app.maxretry, 5);
     assert!(app.ignoreself);
     assert!(app.ignoreip.is_empty());
-    assert_eq!(
-        app.action,
-        ActionConfig {
-            firewall: FirewallAction::Drop
-        }
-    );
+    assert_eq!(app.action, ActionConfig::default());
+    assert_eq!(app.action.firewall, FirewallAction::Drop);
+    assert!(app.action.notify.is_empty());
     assert_eq!(app.increment, None);
     assert_eq!(app.ports, Ports::All);
     assert_eq!(app.protocol, Protocol::All);
@@ -385,7 +382,7 @@ fn daemon_sections_default_and_override() {
         defaults.control.socket,
         Path::new("/run/logjail/logjail.sock")
     );
-    assert!(!defaults.metrics.enabled);
+    assert!(defaults.metrics.enabled);
     assert_eq!(defaults.metrics.listen.to_string(), "127.0.0.1:9191");
     assert_eq!(defaults.log.format, LogFormat::Text);
     assert_eq!(defaults.log.level, LogLevel::Info);

@@ -25,6 +25,8 @@ control:
   socket: {dir}/logjail.sock
 docker:
   enabled: false
+metrics:
+  enabled: false
 filters:
   app:
     failregex:

@@ -26,6 +26,7 @@ fn write_config(dir: &Path, app_maxretry: u32, with_extra_jail: bool) {
 store: {{path: {dir}/state.db}}
 control: {{socket: {dir}/logjail.sock}}
 docker: {{enabled: false}}
+metrics: {{enabled: false}}
 filters:
   app:
     failregex: ['^login failed from <HOST>$']

@@ -1,5 +1,6 @@
 //! Validated jail settings: what a jail watches, when it bans, and what a ban blocks.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -159,6 +160,10 @@ pub struct JournalSelector {
     /// Further `FIELD=value` matches, combined as `journalctl` combines them (same field: any
     /// of the values; different fields: all of them).
     pub matches: Vec<JournalMatch>,
+    /// Journal files to read instead of the system journal (`journalctl --directory`): a
+    /// sidecar container has no journald of its own and reads the host's `/var/log/journal`
+    /// mounted into it.
+    pub directory: Option<PathBuf>,
 }
 
 /// A `FIELD=value` journal match.

@@ -135,6 +135,7 @@ pub(super) struct RawJournal {
     pub(super) unit: Option<String>,
     #[serde(rename = "match")]
     pub(super) matches: Option<Vec<String>>,
+    pub(super) directory: Option<String>,
 }
 
 /// The mapping of a `container:` source.
@@ -144,6 +145,27 @@ pub(super) struct RawContainer {
     pub(super) name: Option<String>,
     pub(super) image: Option<String>,
     pub(super) label: Option<String>,
+}
+
+/// The mapping of a `{webhook: {...}}` action.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhook {
+    pub(super) url: Option<String>,
+    pub(super) format: Option<String>,
+    pub(super) timeout: Option<Scalar>,
+    pub(super) retries: Option<Scalar>,
+    pub(super) on: Option<Value>,
+    pub(super) headers: Option<Value>,
+}
+
+/// The mapping of a `{command: {...}}` action.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCommand {
+    pub(super) argv: Option<Value>,
+    pub(super) on: Option<Value>,
+    pub(super) timeout: Option<Scalar>,
 }
 
 /// `docker:`.
@@ -298,7 +320,7 @@ mod tests {
     #[test]
     fn struct_keys_come_from_serde() {
         assert_eq!(struct_keys::<RawStore>(), ["path"]);
-        assert_eq!(struct_keys::<RawJournal>(), ["unit", "match"]);
+        assert_eq!(struct_keys::<RawJournal>(), ["unit", "match", "directory"]);
         assert!(struct_keys::<RawJail>().contains(&"maxretry"));
         assert!(struct_keys::<crate::filter::FilterSpec>().contains(&"failregex"));
     }

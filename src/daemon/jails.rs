@@ -39,6 +39,8 @@ pub enum JailEvent {
     Failure(FailureEvent),
     /// A control request about jails (status, ban, unban, get, set).
     Control(crate::control::server::ControlCall),
+    /// Per-jail figures for `/metrics`.
+    Metrics(oneshot::Sender<Vec<crate::metrics::JailMetrics>>),
     /// A reload: make the configured jails these (label-defined jails are kept).
     Reconfigure {
         jails: Vec<JailConfig>,
@@ -237,6 +239,17 @@ pub async fn run(
                         let response = super::control::answer(&mut jails, call.request, context).await;
                         let _ = call.reply.send(response);
                     }
+                    JailEvent::Metrics(answer) => {
+                        let now = clock.now();
+                        let figures = jails
+                            .iter_mut()
+                            .map(|runtime| {
+                                runtime.jail.purge(now);
+                                jail_metrics(runtime)
+                            })
+                            .collect();
+                        let _ = answer.send(figures);
+                    }
                     JailEvent::Reconfigure { jails: configs, own_addresses, reply } => {
                         let answer = reconfigure(&mut jails, configs, &own_addresses, &store, &observers).await;
                         index = jails
@@ -361,6 +374,21 @@ fn define(
     runtime.from_labels = true;
     jails.push(runtime);
     Ok(())
+}
+
+fn jail_metrics(runtime: &JailRuntime) -> crate::metrics::JailMetrics {
+    let status = runtime.jail.status();
+    let settings = runtime.jail.settings();
+    crate::metrics::JailMetrics {
+        jail: runtime.name.to_string(),
+        failures_current: status.currently_failed as u64,
+        failures_total: status.total_failed,
+        bans_current: status.currently_banned as u64,
+        bans_total: status.total_banned,
+        bantime_seconds: settings.bantime.finite().map(|d| d.as_secs_f64()),
+        findtime_seconds: settings.findtime.as_secs_f64(),
+        maxretry: u64::from(settings.maxretry),
+    }
 }
 
 async fn sleep_or_forever(duration: Option<Duration>) {
@@ -488,7 +516,7 @@ async fn expire(
 }
 
 pub(super) fn announce_unban(jail: &str, ban: &ActiveBan, reason: &str) {
-    tracing::info!(target: "logjail::ban", jail, host = %ban.host, reason, "unban");
+    tracing::info!(target: "logjail::ban", jail = %jail, host = %ban.host, reason = %reason, "unban");
 }
 
 /// Puts bans read from the store back into their jails (with their remaining time); bans of

@@ -13,6 +13,7 @@
 pub mod control;
 pub mod files;
 pub mod jails;
+pub mod journal;
 pub mod matcher;
 pub mod store_task;
 
@@ -37,6 +38,7 @@ use crate::store::{Store, StoreError};
 use files::FileSources;
 pub use jails::DaemonEvent;
 use jails::{CountedHistory, JailRuntime};
+use journal::JournalSources;
 use matcher::MatcherControl;
 use store_task::StoreHandle;
 
@@ -169,6 +171,18 @@ pub async fn run_with(
             &recovered.positions,
         )
         .await?;
+    let mut journals = JournalSources::new(
+        line_sender.clone(),
+        control_sender.clone(),
+        sources_stop.clone(),
+    );
+    journals
+        .apply(
+            &config.jails,
+            &compiled_filters(&config),
+            &recovered.positions,
+        )
+        .await?;
     drop(line_sender);
 
     let control_stop = CancellationToken::new();
@@ -177,6 +191,13 @@ pub async fn run_with(
         &config,
         jail_requests.clone(),
         reload_sender,
+        control_stop.clone(),
+    )
+    .await?;
+    let metrics_task = start_metrics(
+        &config,
+        jail_requests.clone(),
+        control_sender.clone(),
         control_stop.clone(),
     )
     .await?;
@@ -194,7 +215,7 @@ pub async fn run_with(
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(call) = reload_requests.recv() => {
-                let answer = match reload(&current, &own, &jail_requests, &mut files, &store_handle).await {
+                let answer = match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle).await {
                     Ok((config, message)) => {
                         current = config;
                         ResponseEnvelope::success(serde_json::json!(message))
@@ -205,7 +226,7 @@ pub async fn run_with(
             }
             Some(()) = recv_hangup(&mut hangups) => {
                 tracing::info!("SIGHUP received: reloading");
-                match reload(&current, &own, &jail_requests, &mut files, &store_handle).await {
+                match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle).await {
                     Ok((config, message)) => {
                         current = config;
                         tracing::info!("{message}");
@@ -219,7 +240,11 @@ pub async fn run_with(
     tracing::info!("logjail stopping");
     control_stop.cancel();
     let _ = control_task.await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     files.stop().await;
+    journals.stop().await;
     drop(control_sender);
     drop(jail_requests);
     // With every source gone the line channel closes: the matcher drains it and stops, which
@@ -260,6 +285,7 @@ async fn reload(
     own: &[IpAddr],
     jails: &mpsc::Sender<jails::JailEvent>,
     files: &mut FileSources,
+    journals: &mut JournalSources,
     store: &StoreHandle,
 ) -> Result<(Config, String), String> {
     let loaded = match &current.origin {
@@ -295,6 +321,10 @@ async fn reload(
     // (or this one, before it stopped following) wrote.
     let positions = store.positions().await;
     files
+        .apply(&config.jails, &compiled_filters(&config), &positions)
+        .await
+        .map_err(|e| e.to_string())?;
+    journals
         .apply(&config.jails, &compiled_filters(&config), &positions)
         .await
         .map_err(|e| e.to_string())?;
@@ -384,6 +414,51 @@ async fn start_control(
         }
         let _ = server.await;
     }))
+}
+
+/// Serves `/metrics` and `/healthz` when enabled; each scrape asks the jail task and the
+/// matcher for their figures.
+async fn start_metrics(
+    config: &Config,
+    jails: mpsc::Sender<jails::JailEvent>,
+    matcher: mpsc::Sender<MatcherControl>,
+    stop: CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, DaemonError> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    let listener = crate::metrics::bind(config.metrics.listen)
+        .await
+        .map_err(|e| DaemonError::Control(e.to_string()))?;
+    tracing::info!(listen = %config.metrics.listen, "metrics on /metrics and /healthz");
+    let (requests, mut incoming) = mpsc::channel::<crate::metrics::SnapshotRequest>(16);
+    let server = tokio::spawn(crate::metrics::serve(listener, requests, stop));
+    Ok(Some(tokio::spawn(async move {
+        while let Some(answer) = incoming.recv().await {
+            let (jail_answer, jail_figures) = oneshot::channel();
+            let (source_answer, source_figures) = oneshot::channel();
+            if jails
+                .send(jails::JailEvent::Metrics(jail_answer))
+                .await
+                .is_err()
+                || matcher
+                    .send(MatcherControl::Stats(source_answer))
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+            let (Ok(jails), Ok(sources)) = (jail_figures.await, source_figures.await) else {
+                break;
+            };
+            let _ = answer.send(crate::metrics::Snapshot {
+                jails,
+                sources,
+                firewall_errors: 0,
+            });
+        }
+        let _ = server.await;
+    })))
 }
 
 async fn open_store(path: &Path) -> Result<Store, DaemonError> {

@@ -5,6 +5,7 @@
 //! and hand lines on, so that a slow reader never holds up the matching of others.
 
 pub mod file;
+pub mod journal;
 pub mod watch;
 
 use std::fmt;

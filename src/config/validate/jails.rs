@@ -198,7 +198,7 @@ impl Validator<'_> {
             ignoreself: own.ignoreself.unwrap_or(defaults.ignoreself),
             ports: ports?,
             protocol,
-            action: action.map_or(defaults.action, |(a, _)| *a),
+            action: action.map_or_else(|| defaults.action.clone(), |(a, _)| a.clone()),
             increment: own.increment.or(&context.defaults.increment).resolve(),
             chains: chains?,
         };
@@ -381,6 +381,7 @@ impl Validator<'_> {
             return Some(JournalSelector {
                 unit: None,
                 matches,
+                directory: None,
             });
         }
         let raw = self.mapping_of::<RawJournal>(value, path, place)?;
@@ -393,6 +394,20 @@ impl Validator<'_> {
             self.report(place, &path.key("unit"), Anchor::Value, "must not be empty");
             ok = false;
         }
+        let directory = match raw.directory.as_deref() {
+            Some(text) if !text.starts_with('/') => {
+                self.report(
+                    place,
+                    &path.key("directory"),
+                    Anchor::Value,
+                    format!("must be an absolute path (got \"{text}\")"),
+                );
+                ok = false;
+                None
+            }
+            Some(text) => Some(std::path::PathBuf::from(text)),
+            None => None,
+        };
         let match_values: Vec<Value> = raw
             .matches
             .unwrap_or_default()
@@ -404,6 +419,7 @@ impl Validator<'_> {
             (true, Some(matches)) => Some(JournalSelector {
                 unit: raw.unit.map(|unit| unit.trim().to_string()),
                 matches,
+                directory,
             }),
             _ => None,
         }
