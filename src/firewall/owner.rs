@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use iptables::IPTables;
@@ -26,6 +27,8 @@ use crate::clock::SharedClock;
 use crate::config::{FirewallAction, FirewallConfig, FirewallMode};
 
 const TABLE: &str = "filter";
+/// How long a reading of the host's addresses is trusted before a ban reads them again.
+const OWN_ADDRESSES_FRESH: Duration = Duration::from_secs(1);
 /// Per-address rules cost more with every ban (each delete lists the chain); past this many
 /// bans in one jail the log suggests ipset mode.
 const RULES_MODE_ADVICE: usize = 5_000;
@@ -102,6 +105,8 @@ pub(super) struct Owner {
     names: Names,
     clock: SharedClock,
     fixed_own: Option<Vec<OwnAddress>>,
+    /// When `own` was last read from the kernel (Docker adds bridges at any time).
+    own_read: Instant,
     own: Vec<OwnAddress>,
     families: Vec<Family>,
     tables: [IPTables; 2],
@@ -189,6 +194,7 @@ impl Owner {
             names: Names::new(&config.chain_prefix),
             clock: options.clock,
             fixed_own: options.own_addresses,
+            own_read: Instant::now(),
             own,
             families,
             tables,
@@ -335,6 +341,15 @@ impl Owner {
         })
     }
 
+    /// Reads the host's addresses again (`force`), or when the copy is over a second old: a
+    /// netlink dump, cheap next to a ban, and a new Docker bridge is protected at once.
+    fn refresh_own(&mut self, force: bool) {
+        if self.fixed_own.is_none() && (force || self.own_read.elapsed() > OWN_ADDRESSES_FRESH) {
+            self.own = safety::system_addresses();
+            self.own_read = Instant::now();
+        }
+    }
+
     /// Checks one request; `Ok(None)` when its end has passed.
     fn admit(
         &self,
@@ -379,6 +394,7 @@ impl Owner {
     }
 
     fn ban(&mut self, request: BanRequest) -> Result<BanOutcome, FirewallError> {
+        self.refresh_own(false);
         let now = self.clock.now();
         let Some((host, remaining)) = self.admit(&request, now)? else {
             return Ok(BanOutcome::AlreadyEnded);
@@ -487,6 +503,7 @@ impl Owner {
     }
 
     fn ban_many(&mut self, requests: Vec<BanRequest>) -> Result<BatchOutcome, FirewallError> {
+        self.refresh_own(false);
         let now = self.clock.now();
         let mut outcome = BatchOutcome::default();
         let mut batch = Batch::default();
@@ -872,9 +889,7 @@ impl Owner {
     fn ensure(&mut self, adopt: bool) -> Result<LayoutReport, FirewallError> {
         let now = self.clock.now();
         let mut report = LayoutReport::default();
-        if self.fixed_own.is_none() {
-            self.own = safety::system_addresses();
-        }
+        self.refresh_own(true);
         if !adopt {
             report.expired = self.sweep(now)?;
         }
