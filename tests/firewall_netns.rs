@@ -762,3 +762,45 @@ fn a_ban_puts_back_a_layout_removed_behind_its_back() {
         });
     }
 }
+
+/// A host whose Docker uses iptables-legacy (made here by creating Docker's chain with
+/// iptables-legacy, in this namespace only): `auto` follows Docker, bans work, and nothing is
+/// written with iptables-nft.
+#[test]
+fn auto_follows_docker_to_iptables_legacy() {
+    let lab = Lab::new();
+    let _service = listen(&lab.server, PORT);
+    let config = config(FirewallMode::Ipset);
+    lab.run(move |lab| async move {
+        sh("iptables-legacy", &["-w", "-N", "DOCKER-USER"]);
+        sh(
+            "iptables-legacy",
+            &["-w", "-A", "DOCKER-USER", "-j", "RETURN"],
+        );
+        let rule = jail(
+            "legacy",
+            &[Chain::Input, Chain::DockerUser],
+            Ports::All,
+            FirewallAction::Drop,
+        );
+        let firewall = start(&config, vec![rule]).await;
+        let status = firewall.status().await.unwrap();
+        assert_eq!(status.backend, logjail::firewall::Backend::Legacy);
+        assert!(
+            status.backend_reason.contains("iptables-legacy"),
+            "{}",
+            status.backend_reason
+        );
+        ban_check_unban(&lab, &firewall, "legacy", |r| r == Reach::TimedOut).await;
+        let legacy = sh("iptables-legacy", &["-w", "-S"]);
+        assert!(
+            legacy.contains(&format!("-A INPUT -j {}-input", config.chain_prefix)),
+            "{legacy}"
+        );
+        assert!(legacy.contains(&format!("-A DOCKER-USER -j {}-docker", config.chain_prefix)));
+        let nft = sh("iptables-nft", &["-w", "-S"]);
+        assert!(!nft.contains(&config.chain_prefix), "nothing in nft: {nft}");
+        firewall.shutdown(false).await.unwrap();
+        assert!(!sh("iptables-legacy", &["-w", "-S"]).contains(&config.chain_prefix));
+    });
+}
