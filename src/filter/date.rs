@@ -415,6 +415,68 @@ fn parse_any(
 /// message that merely starts with digits is left alone.
 pub fn leading_stamp(text: &str, reference: DateTime<Utc>) -> Option<LeadingStamp> {
     let bytes = text.as_bytes();
+    let key = bytes
+        .get(..SAME_STAMP_KEY)
+        .and_then(|k| <[u8; SAME_STAMP_KEY]>::try_from(k).ok());
+    if let Some(key) = key
+        && let Some(last) = LAST_BSD_STAMP.get()
+        && last.key == key
+        && last.reference == reference
+    {
+        return Some(LeadingStamp {
+            time: last.time,
+            len: skip_stamp_blanks(bytes, BSD_STAMP_LEN),
+            kind: StampKind::Bsd,
+        });
+    }
+    let (stamp, end) = parse_leading_stamp(text, reference)?;
+    // Remember a plain `Mmm dd hh:mm:ss` stamp: its parse read nothing past the key (a year
+    // would have been in bytes 16 to 19, its end checked at byte 20).
+    if let Some(key) = key
+        && stamp.kind == StampKind::Bsd
+        && end == BSD_STAMP_LEN
+    {
+        LAST_BSD_STAMP.set(Some(SameStamp {
+            key,
+            reference,
+            time: stamp.time,
+        }));
+    }
+    Some(stamp)
+}
+
+/// Length of `Nov 26 07:00:01`.
+const BSD_STAMP_LEN: usize = 15;
+/// Bytes a plain BSD stamp's parse looks at: the stamp, and the blank and four digits of a
+/// possible year with the byte after them.
+const SAME_STAMP_KEY: usize = 21;
+
+/// The last plain BSD stamp parsed, by the bytes that decided it.
+#[derive(Debug, Clone, Copy)]
+struct SameStamp {
+    key: [u8; SAME_STAMP_KEY],
+    reference: DateTime<Utc>,
+    time: DateTime<Utc>,
+}
+
+thread_local! {
+    /// Consecutive syslog lines mostly share their second, host and the start of their tag: a
+    /// line whose first bytes and reference time equal the previous stamp's gets its time again
+    /// without the date arithmetic.
+    static LAST_BSD_STAMP: std::cell::Cell<Option<SameStamp>> = const { std::cell::Cell::new(None) };
+}
+
+fn skip_stamp_blanks(bytes: &[u8], mut len: usize) -> usize {
+    while len < bytes.len() && (bytes[len] == b' ' || bytes[len] == b'\t') {
+        len += 1;
+    }
+    len
+}
+
+/// [`leading_stamp`] without the memory of the last stamp; also returns where the stamp itself
+/// ends (before the blanks).
+fn parse_leading_stamp(text: &str, reference: DateTime<Utc>) -> Option<(LeadingStamp, usize)> {
+    let bytes = text.as_bytes();
     let mut cursor = Cursor::new(bytes);
     let bracketed = cursor.eat(b'[');
     let (time, mut kind) = parse_any(&mut cursor, reference)?;
@@ -427,11 +489,9 @@ pub fn leading_stamp(text: &str, reference: DateTime<Utc>) -> Option<LeadingStam
     } else if !cursor.rest_starts_blank_or_end() {
         return None;
     }
-    let mut len = cursor.pos;
-    while len < bytes.len() && (bytes[len] == b' ' || bytes[len] == b'\t') {
-        len += 1;
-    }
-    Some(LeadingStamp { time, len, kind })
+    let end = cursor.pos;
+    let len = skip_stamp_blanks(bytes, end);
+    Some((LeadingStamp { time, len, kind }, end))
 }
 
 /// Finds a timestamp inside a message (an access log's `[26/Nov/2026:07:00:01 +0000]`, an
@@ -764,6 +824,41 @@ mod tests {
         // Single-digit day padded with a blank.
         let stamp = leading_stamp("Nov  6 07:00:01 h x", reference()).unwrap();
         assert_eq!(stamp.time, local(2026, 11, 6, 7, 0, 1));
+    }
+
+    #[test]
+    fn remembered_stamp_gives_the_parsed_answer() {
+        let lines = [
+            "Nov 26 07:00:01 web1 sshd[1]: a",
+            "Nov 26 07:00:01 web1 sshd[2]: b",
+            "Nov 26 07:00:01 web1  sshd[2]: two blanks",
+            "Nov 26 07:00:01 web1\tsshd[2]: tab",
+            "Nov 26 07:00:01 2026 web1 sshd[3]: with a year",
+            "Nov 26 07:00:01 2025 web1 sshd[3]: another year",
+            "Nov 26 07:00:01 2025x web1 sshd[3]: not a year",
+            "Nov 26 07:00:01.5 web1 sshd[3]: fraction",
+            "Nov 26 07:00:01 web1 sshd[1]: a",
+            "Nov 26 07:00:01x web1 sshd[1]: glued",
+            "Nov 26 07:00:01 web1 sshd[1]: a",
+            "Nov 26 07:00:02 web1 sshd[1]: next second",
+            "Nov  6 07:00:02 web1 sshd[1]: padded day",
+            "Nov 26 07:00:01 web1",
+            "Nov 26 07:00:01 web",
+            "Nov 26 07:00:01",
+            "Dec 31 23:59:59 web1 sshd[1]: last year",
+        ];
+        let other_reference = reference() - chrono::Duration::days(400);
+        for round in 0..2 {
+            for line in lines {
+                for at in [reference(), other_reference] {
+                    let expected = parse_leading_stamp(line, at).map(|(stamp, _)| stamp);
+                    assert_eq!(leading_stamp(line, at), expected, "round {round}: {line}");
+                    // Asked twice in a row: the second answer may come from memory.
+                    assert_eq!(leading_stamp(line, at), expected, "round {round}: {line}");
+                }
+            }
+        }
+        assert!(LAST_BSD_STAMP.get().is_some());
     }
 
     #[test]
