@@ -356,7 +356,7 @@ struct Tag {
 /// (`after_stamp == false`) only `prog[pid]: ` with a pid counts, so that a bare
 /// `error: …` message is not mistaken for a tag.
 fn syslog_tag(body: &str, after_stamp: bool) -> Option<Tag> {
-    let first_end = body.find(' ').unwrap_or(body.len());
+    let first_end = first_blank(body);
     if let Some(program) = tag_program(&body[..first_end], after_stamp) {
         return Some(Tag {
             program,
@@ -368,12 +368,18 @@ fn syslog_tag(body: &str, after_stamp: bool) -> Option<Tag> {
     }
     let second_start = first_end + 1;
     let rest = &body[second_start..];
-    let second_end = rest.find(' ').unwrap_or(rest.len());
+    let second_end = first_blank(rest);
     let program = tag_program(&rest[..second_end], true)?;
     Some(Tag {
         program: second_start + program.start..second_start + program.end,
         message_start: skip_blanks(body, second_start + second_end),
     })
+}
+
+/// Index of the first `' '`, or the length. The tokens searched are a few bytes long, where a
+/// plain byte loop beats `str::find`'s general searcher.
+fn first_blank(text: &str) -> usize {
+    text.bytes().position(|b| b == b' ').unwrap_or(text.len())
 }
 
 fn skip_blanks(body: &str, mut index: usize) -> usize {
@@ -389,7 +395,8 @@ fn tag_program(token: &str, pid_optional: bool) -> Option<std::ops::Range<usize>
     let token = token.strip_suffix(':')?;
     let name_end = match token.strip_suffix(']') {
         Some(with_pid) => {
-            let open = with_pid.rfind('[')?;
+            // A byte scan: `rfind` sets up a general searcher for a token of a dozen bytes.
+            let open = with_pid.bytes().rposition(|b| b == b'[')?;
             let pid = &with_pid[open + 1..];
             if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
