@@ -141,7 +141,7 @@ pub async fn run_with(
     let matcher_task = tokio::spawn(matcher::run(
         line_receiver,
         control_receiver,
-        failure_sender,
+        failure_sender.clone(),
         store_handle.clone(),
         clock.clone(),
     ));
@@ -178,6 +178,19 @@ pub async fn run_with(
         });
         tracing::info!(file = %path.display(), "watching file");
     }
+    crate::source::docker::spawn(
+        &config,
+        &filters,
+        &recovered.positions,
+        crate::source::docker::Wiring {
+            lines: line_sender.clone(),
+            control: control_sender.clone(),
+            jails: failure_sender,
+            watcher: watcher.clone(),
+        },
+        sources_stop.clone(),
+        &mut sources,
+    );
     drop(line_sender);
     tracing::info!("logjail running");
 
