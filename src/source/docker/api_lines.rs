@@ -10,6 +10,13 @@
 //! Each line is handed on in the CRI form `TIME STREAM F MESSAGE`, which the matcher's
 //! envelope decoder reads like a kubelet log line: the time stays the record's time, and the
 //! message reaches filters unchanged. Bytes that are not UTF-8 are replaced, never dropped.
+//!
+//! Docker 20.10 sends a line twice when the json-file log rotates during `logs --follow`
+//! (the line at the rotation, with its original time). A line whose stream, time (to the
+//! nanosecond) and bytes equal one of the last few handed on is such a repeat, and is dropped.
+
+use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -28,10 +35,17 @@ struct Pending {
     discarding: bool,
 }
 
+/// How many recent lines per stream are remembered to recognise Docker's repeats.
+const RECENT_LINES: usize = 32;
+
 /// Gathers frames into lines and numbers them for resuming.
 #[derive(Debug)]
 pub struct ApiLines {
     pending: [Pending; 2],
+    /// Time and hash of the last lines handed on, per stream.
+    recent: [VecDeque<(DateTime<Utc>, u64)>; 2],
+    /// Lines Docker sent twice, dropped.
+    pub repeats_dropped: u64,
     /// The time of the last line handed on, and how many lines had exactly that time.
     last: Option<(DateTime<Utc>, u32)>,
     /// While resuming: lines at or before this time were handed on by an earlier run (the
@@ -50,6 +64,8 @@ impl ApiLines {
         };
         ApiLines {
             pending: Default::default(),
+            recent: Default::default(),
+            repeats_dropped: 0,
             last: skip,
             skip,
             long_lines_dropped: 0,
@@ -129,6 +145,16 @@ impl ApiLines {
             });
             return;
         };
+        let fingerprint = (time, {
+            let mut hasher = DefaultHasher::new();
+            pending.bytes.hash(&mut hasher);
+            hasher.finish()
+        });
+        let recent = &mut self.recent[slot];
+        if recent.contains(&fingerprint) {
+            self.repeats_dropped += 1;
+            return;
+        }
         if let Some((skip_time, remaining)) = self.skip {
             if time < skip_time {
                 return;
@@ -144,6 +170,10 @@ impl ApiLines {
             _ => 1,
         };
         self.last = Some((time, seen_at_time));
+        if recent.len() == RECENT_LINES {
+            recent.pop_front();
+        }
+        recent.push_back(fingerprint);
         let stream_name = match stream {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
@@ -346,6 +376,31 @@ mod tests {
         // A reconnect within the same run does the same.
         second_run.restart();
         assert!(frames(&mut second_run, &all).is_empty());
+    }
+
+    #[test]
+    fn a_line_docker_sends_again_at_rotation_is_dropped() {
+        let mut lines = ApiLines::new(None);
+        let out = frames(
+            &mut lines,
+            &[
+                (Stream::Stdout, &format!("{T1} line 26\n")),
+                (Stream::Stdout, &format!("{T1} line 26\n")),
+                (Stream::Stderr, &format!("{T1} line 26\n")),
+                (Stream::Stdout, &format!("{T1} same time, other text\n")),
+                (Stream::Stdout, &format!("{T2} line 27\n")),
+            ],
+        );
+        assert_eq!(
+            texts(&out),
+            [
+                "2026-11-26T07:00:01.000000001Z stdout F line 26",
+                "2026-11-26T07:00:01.000000001Z stderr F line 26",
+                "2026-11-26T07:00:01.000000001Z stdout F same time, other text",
+                "2026-11-26T07:00:02.500000000Z stdout F line 27",
+            ]
+        );
+        assert_eq!(lines.repeats_dropped, 1);
     }
 
     #[test]
