@@ -112,14 +112,12 @@ pub fn format_duration(duration: Duration) -> String {
     if seconds == 0 {
         return "0s".to_string();
     }
+    // Weeks only when exact: "30d" reads better than "4w2d".
+    if seconds.is_multiple_of(604_800) {
+        return format!("{}w", seconds / 604_800);
+    }
     let mut out = String::new();
-    for (unit, size) in [
-        ("w", 604_800),
-        ("d", 86_400),
-        ("h", 3_600),
-        ("m", 60),
-        ("s", 1),
-    ] {
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
         if seconds >= size {
             out.push_str(&format!("{}{}", seconds / size, unit));
             seconds %= size;
@@ -197,5 +195,7 @@ mod tests {
             assert_eq!(parse_duration(&format_duration(parsed)).unwrap(), parsed);
         }
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_secs(30 * 86_400)), "30d");
+        assert_eq!(format_duration(Duration::from_secs(14 * 86_400)), "2w");
     }
 }

@@ -19,9 +19,11 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod duration;
 pub mod filter;
 pub mod jail;
+pub mod metrics;
 pub mod source;
 pub mod store;

@@ -210,10 +210,11 @@ jails:
       - journal: {unit: ssh.service, match: [SYSLOG_IDENTIFIER=sshd, _COMM=sshd]}
       - container: {name: "wp-*", image: "wordpress*", label: "app=wp"}
       - container: {label: com.example.public}
+      - journal: [SYSLOG_IDENTIFIER=dovecot]
 "#,
     );
     let sources = &jail(&config, "app").sources;
-    assert_eq!(sources.len(), 7);
+    assert_eq!(sources.len(), 8);
     match &sources[0] {
         SourceConfig::File { path, optional } => {
             assert_eq!(path.as_str(), "/var/log/auth.log");
@@ -268,6 +269,14 @@ jails:
         SourceConfig::Container(selector) => {
             assert!(selector.name.is_none() && selector.image.is_none());
             assert_eq!(selector.label.as_ref().unwrap().value, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    match &sources[7] {
+        SourceConfig::Journal(selector) => {
+            assert_eq!(selector.unit, None);
+            assert_eq!(selector.matches[0].field, "SYSLOG_IDENTIFIER");
+            assert_eq!(selector.matches[0].value, "dovecot");
         }
         other => panic!("{other:?}"),
     }
@@ -376,7 +385,7 @@ fn daemon_sections_default_and_override() {
         defaults.control.socket,
         Path::new("/run/logjail/logjail.sock")
     );
-    assert!(!defaults.metrics.enabled);
+    assert!(defaults.metrics.enabled);
     assert_eq!(defaults.metrics.listen.to_string(), "127.0.0.1:9191");
     assert_eq!(defaults.log.format, LogFormat::Text);
     assert_eq!(defaults.log.level, LogLevel::Info);

@@ -1,6 +1,7 @@
 //! The commands behind the `logjail` binary: argument parsing and exit codes.
 
 pub mod bans;
+pub mod client;
 pub mod regex;
 
 use std::io::{self, Write};
@@ -11,6 +12,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, LogFormat};
+use crate::control::Request;
 
 use crate::filter::builtin;
 
@@ -25,6 +27,18 @@ pub const EXIT_CONFIG: u8 = 64;
     about = "Fail2Ban for containers: watch container and host logs, ban attackers in iptables"
 )]
 struct Cli {
+    /// The daemon's control socket (for status, ban, unban, get, set, reload, ping).
+    #[arg(
+        short = 's',
+        long,
+        global = true,
+        env = "LOGJAIL_SOCKET",
+        default_value = crate::config::sections::DEFAULT_CONTROL_SOCKET
+    )]
+    socket: PathBuf,
+    /// Print the daemon's answer as JSON.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,6 +61,42 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Jails and their counts, or one jail's failures, sources and bans.
+    Status { jail: Option<String> },
+    /// Ban an address in a jail (its bantime, or --for).
+    Ban {
+        jail: String,
+        ip: String,
+        /// How long, e.g. 1h, 30d, -1 for permanent.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+    },
+    /// Lift a ban: `unban JAIL IP`, `unban IP` (every jail), `unban --all [JAIL]`.
+    Unban {
+        /// JAIL IP, or IP alone.
+        #[arg(num_args = 0..=2)]
+        args: Vec<String>,
+        /// Lift every ban (of JAIL when given).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Bans in force, optionally of one address.
+    Banned { ip: Option<String> },
+    /// `get JAIL ignoreip|bantime|findtime|maxretry|banned`.
+    Get { jail: String, key: String },
+    /// `set JAIL addignoreip|delignoreip|bantime|findtime|maxretry VALUE`, and
+    /// fail2ban-client's `set JAIL banip IP` / `set JAIL unbanip IP`.
+    Set {
+        jail: String,
+        key: String,
+        value: String,
+    },
+    /// Re-read the configuration without losing bans (also on SIGHUP).
+    Reload,
+    /// Is the daemon there?
+    Ping,
+    /// The daemon's version.
+    Version,
     /// List the built-in filters, or show one.
     Filters {
         /// Print this filter's YAML definition.
@@ -85,16 +135,75 @@ struct RegexArgs {
     /// Ban length, e.g. 1h, or -1 for permanent (with --bans).
     #[arg(long, requires = "bans", value_name = "DURATION")]
     bantime: Option<String>,
+    /// Take maxretry, findtime, bantime, increments and ignoreip from this jail of the
+    /// configuration (with --bans; the flags above still override).
+    #[arg(long, requires = "bans", value_name = "NAME")]
+    jail: Option<String>,
+    /// Configuration file for --jail.
+    #[arg(short = 'c', long = "config", requires = "jail", value_name = "PATH")]
+    config: Option<PathBuf>,
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let socket = cli.socket.as_path();
+    let json = cli.json;
+    let ask = |request| client::run(socket, request, json);
     match cli.command {
+        Command::Status { jail } => ask(Request::Status { jail }),
+        Command::Ban { jail, ip, duration } => ask(Request::Ban { jail, ip, duration }),
+        Command::Unban { args, all } => match unban_request(args, all) {
+            Ok(request) => ask(request),
+            Err(message) => fail(message),
+        },
+        Command::Banned { ip } => ask(Request::Banned { ip }),
+        Command::Get { jail, key } => ask(Request::Get { jail, key }),
+        Command::Set { jail, key, value } => ask(match key.as_str() {
+            "banip" => Request::Ban {
+                jail,
+                ip: value,
+                duration: None,
+            },
+            "unbanip" => Request::Unban {
+                jail: Some(jail),
+                ip: Some(value),
+                all: false,
+            },
+            _ => Request::Set { jail, key, value },
+        }),
+        Command::Reload => ask(Request::Reload),
+        Command::Ping => ask(Request::Ping),
+        Command::Version => ask(Request::Version),
         Command::Run { config, log_json } => run(config, log_json),
         Command::Check { config } => check(config),
         Command::Filters { show, json } => filters(show, json),
         Command::Regex(args) => regex_command(args),
+    }
+}
+
+/// `unban JAIL IP`, `unban IP`, `unban --all [JAIL]`.
+fn unban_request(args: Vec<String>, all: bool) -> Result<Request, String> {
+    let mut args = args.into_iter();
+    match (args.next(), args.next(), all) {
+        (Some(jail), Some(ip), false) => Ok(Request::Unban {
+            jail: Some(jail),
+            ip: Some(ip),
+            all: false,
+        }),
+        (Some(ip), None, false) => Ok(Request::Unban {
+            jail: None,
+            ip: Some(ip),
+            all: false,
+        }),
+        (jail, None, true) => Ok(Request::Unban {
+            jail,
+            ip: None,
+            all: true,
+        }),
+        (None, None, false) => Err("unban: give JAIL IP, IP, or --all".to_string()),
+        (_, Some(_), true) => Err("unban --all takes at most a jail name".to_string()),
+        (None, Some(_), false) => Err("unban: give JAIL IP, IP, or --all".to_string()),
     }
 }
 
@@ -216,9 +325,24 @@ fn regex_command(args: RegexArgs) -> ExitCode {
 
 /// The jail settings of a `--bans` replay: Fail2Ban's defaults, changed by the flags given.
 fn replay_settings(args: &RegexArgs) -> Result<crate::jail::JailSettings, String> {
-    let mut settings = crate::jail::JailSettings::new("regex");
-    // A replay judges the log as it was, so nothing is exempt as "our own address".
-    settings.ignore = crate::jail::IgnoreList::new(false, Vec::new());
+    let mut settings = match &args.jail {
+        Some(name) => {
+            let config = Config::load_or_default(args.config.as_deref())
+                .map_err(|errors| format!("{errors}"))?;
+            let jail = config
+                .jail(name)
+                .ok_or_else(|| format!("no jail named \"{name}\" in {}", config.origin))?;
+            // A replay judges the log as it was: this machine's addresses are not special.
+            let mut jail = jail.clone();
+            jail.ignoreself = false;
+            crate::daemon::jails::jail_settings(&jail, &[]).map_err(|e| e.to_string())?
+        }
+        None => {
+            let mut settings = crate::jail::JailSettings::new("regex");
+            settings.ignore = crate::jail::IgnoreList::new(false, Vec::new());
+            settings
+        }
+    };
     if let Some(maxretry) = args.maxretry {
         settings.maxretry = maxretry;
     }

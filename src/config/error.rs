@@ -89,7 +89,10 @@ impl std::error::Error for ConfigError {}
 
 /// Every problem found in one configuration, in the order they appear in the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+pub struct ConfigErrors(
+    /// The errors, sorted by position; public so that callers can build or merge lists.
+    pub Vec<ConfigError>,
+);
 
 impl ConfigErrors {
     /// The errors, in text order.

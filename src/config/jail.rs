@@ -1,5 +1,6 @@
 //! Validated jail settings: what a jail watches, when it bans, and what a ban blocks.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -95,10 +96,11 @@ impl Default for DefaultsConfig {
 /// Ban-time increments for hosts banned before (Fail2Ban's `bantime.*` settings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncrementConfig {
-    /// Scales the exponential formula `bantime × factor × 2^(bans so far)`.
+    /// Scales the growth: `bantime × factor × 2^(earlier bans)`, or with `multipliers`,
+    /// `bantime × factor × multipliers[earlier bans]`; finite and greater than 0.
     pub factor: f64,
-    /// When not empty, replaces the formula: the n-th repeat ban lasts `bantime × multipliers[n]`
-    /// (the last one repeating). Every entry is at least 1.
+    /// Explicit growth steps replacing the doubling (the last one repeating), every entry at
+    /// least 1. Empty: the doubling formula (an explicitly empty list is refused).
     pub multipliers: Vec<u32>,
     /// Upper bound of an incremented ban; `None`: unbounded.
     pub maxtime: Option<Duration>,
@@ -158,6 +160,10 @@ pub struct JournalSelector {
     /// Further `FIELD=value` matches, combined as `journalctl` combines them (same field: any
     /// of the values; different fields: all of them).
     pub matches: Vec<JournalMatch>,
+    /// Journal files to read instead of the system journal (`journalctl --directory`): a
+    /// sidecar container has no journald of its own and reads the host's `/var/log/journal`
+    /// mounted into it.
+    pub directory: Option<PathBuf>,
 }
 
 /// A `FIELD=value` journal match.

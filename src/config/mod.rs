@@ -6,7 +6,7 @@
 //! `-c` must exist; the default path is used when it exists; with no file at all the daemon
 //! runs on [`Config::embedded_default`] (`src/config/default.yaml`). Checking runs in two
 //! phases: the text is parsed into `serde_yaml::Value` and each level is deserialized on its
-//! own into a `#[serde(deny_unknown_fields)]` mirror ([`raw`]); the mirror is then validated
+//! own into a `#[serde(deny_unknown_fields)]` mirror (`raw.rs`); the mirror is then validated
 //! into the typed settings below. Every error of the file is reported in one go, each with
 //! `file:line:column`, the jail or filter at fault and the key ([`ConfigErrors`]).
 //!
@@ -34,7 +34,8 @@
 //!     sources:         # where the logs come from; none = containers labelled
 //!       - file: /var/log/auth.log     #   `logjail.jails=sshd` only
 //!         optional: true              # missing at startup is not an error
-//!       - journal: {unit: ssh.service, match: [SYSLOG_IDENTIFIER=sshd]}   # or `journal: {}`
+//!       - journal: {unit: ssh.service, match: [SYSLOG_IDENTIFIER=sshd]}
+//!       - journal: [SYSLOG_IDENTIFIER=sshd]  # the match list alone; `journal: {}`: everything
 //!       - container: {name: "ssh-*", image: "linuxserver/openssh*", label: "app=ssh"}
 //!     ports: [ssh, 2222, "8000:8100"]   # or `all` (default)
 //!     protocol: tcp    # tcp | udp | all (default)
@@ -70,7 +71,7 @@ pub mod glob;
 pub mod jail;
 pub mod ports;
 pub mod positions;
-pub mod raw;
+mod raw;
 pub mod sections;
 mod validate;
 
@@ -215,9 +216,14 @@ impl Config {
                 message: format!("YAML syntax: {message}"),
             }])
         };
-        let index = PositionIndex::build(text)
-            .map_err(|error| syntax_error(Some(error.position), error.message))?;
-        if !index.duplicates().is_empty() {
+        // serde_yaml (libyaml) decides what parses; yaml-rust2 only supplies positions, so a
+        // document only it refuses is still read, with errors then lacking positions.
+        let index = PositionIndex::build(text);
+        if let Ok(index) = &index
+            && !index.duplicates().is_empty()
+        {
+            // Reported before serde_yaml's own duplicate error, which points at the mapping
+            // rather than at the repeated key.
             let errors = index.duplicates().iter().map(|duplicate| ConfigError {
                 origin: origin_name.clone(),
                 position: Some(duplicate.position),
@@ -227,18 +233,26 @@ impl Config {
             });
             return Err(ConfigErrors(errors.collect()));
         }
-        let mut value: Value = serde_yaml::from_str(text).map_err(|error| {
-            let position = error.location().map(|location| Position {
-                line: location.line(),
-                column: location.column(),
-            });
-            let message = error.to_string();
-            let message = match message.rfind(" at line ") {
-                Some(end) => message[..end].to_string(),
-                None => message,
-            };
-            syntax_error(position, message)
-        })?;
+        let mut value: Value = match (serde_yaml::from_str(text), &index) {
+            (Ok(value), _) => value,
+            // Both parsers refuse it: yaml-rust2 words it without a position suffix.
+            (Err(_), Err(syntax)) => {
+                return Err(syntax_error(Some(syntax.position), syntax.message.clone()));
+            }
+            (Err(error), Ok(_)) => {
+                let position = error.location().map(|location| Position {
+                    line: location.line(),
+                    column: location.column(),
+                });
+                let message = error.to_string();
+                let message = match message.rfind(" at line ") {
+                    Some(end) => message[..end].to_string(),
+                    None => message,
+                };
+                return Err(syntax_error(position, message));
+            }
+        };
+        let index = index.unwrap_or_default();
         value
             .apply_merge()
             .map_err(|error| syntax_error(None, format!("merge key `<<`: {error}")))?;

@@ -83,6 +83,8 @@ impl YamlPath {
         let mut out = String::new();
         for segment in self.0.iter().skip(skip) {
             match segment {
+                // Collections used as keys have no name worth showing.
+                Segment::Key(key) if key == COMPLEX_KEY => {}
                 Segment::Key(key) => {
                     if !out.is_empty() {
                         out.push('.');
@@ -117,6 +119,9 @@ pub struct PositionIndex {
     keys: HashMap<YamlPath, Position>,
     values: HashMap<YamlPath, Position>,
     duplicates: Vec<DuplicateKey>,
+    /// Where an alias (`*name`) stands → the node its anchor (`&name`) marks, so that a value
+    /// reached through an alias or a `<<` merge is found where it is actually written.
+    aliases: HashMap<YamlPath, YamlPath>,
 }
 
 /// A key given twice in one mapping: YAML forbids it, and serde_yaml's own report of it points
@@ -151,23 +156,57 @@ impl PositionIndex {
         &self.duplicates
     }
 
-    /// Where the key that names `path` is written, falling back to its value, then to the
-    /// nearest ancestor known (nodes reached through an alias have no position of their own).
+    /// Where the key that names `path` is written, falling back to its value, then to the same
+    /// path through aliases and merge keys, then to the nearest ancestor known.
     pub fn key_position(&self, path: &YamlPath) -> Option<Position> {
-        self.keys
-            .get(path)
-            .or_else(|| self.values.get(path))
-            .copied()
-            .or_else(|| self.key_position(&path.parent()?))
+        self.find(path, &self.keys, &self.values, 0)
     }
 
     /// Where the value at `path` starts, falling back like [`PositionIndex::key_position`].
     pub fn value_position(&self, path: &YamlPath) -> Option<Position> {
-        self.values
-            .get(path)
-            .copied()
-            .or_else(|| self.keys.get(path).copied())
-            .or_else(|| self.value_position(&path.parent()?))
+        self.find(path, &self.values, &self.keys, 0)
+    }
+
+    fn find(
+        &self,
+        path: &YamlPath,
+        first: &HashMap<YamlPath, Position>,
+        second: &HashMap<YamlPath, Position>,
+        depth: usize,
+    ) -> Option<Position> {
+        let direct = |p: &YamlPath| first.get(p).or_else(|| second.get(p)).copied();
+        if let Some(position) = direct(path) {
+            return Some(position);
+        }
+        // An alias can point at an ancestor of itself; a few hops cover real files.
+        if depth < 8 {
+            for aliased in self.through_aliases(path) {
+                if direct(&aliased).is_some() {
+                    return self.find(&aliased, first, second, depth + 1);
+                }
+            }
+        }
+        self.find(&path.parent()?, first, second, depth)
+    }
+
+    /// The paths `path` can stand for when one of its ancestors is an alias, or a mapping
+    /// that merges others with `<<`.
+    fn through_aliases(&self, path: &YamlPath) -> Vec<YamlPath> {
+        let mut candidates = Vec::new();
+        for split in (0..path.0.len()).rev() {
+            let prefix = YamlPath(path.0[..split].to_vec());
+            let rest = &path.0[split..];
+            let mut sources: Vec<&YamlPath> = self.aliases.get(&prefix).into_iter().collect();
+            let merge = prefix.key(MERGE_KEY);
+            sources.extend(self.aliases.get(&merge));
+            sources.extend((0..).map_while(|i| self.aliases.get(&merge.index(i))));
+            for target in sources {
+                let mut segments = target.0.clone();
+                segments.extend_from_slice(rest);
+                candidates.push(YamlPath(segments));
+            }
+        }
+        candidates
     }
 }
 
@@ -191,14 +230,26 @@ struct Builder {
     stack: Vec<Frame>,
     /// Set once the first document is complete; later documents are ignored.
     done: bool,
+    /// The path of each anchored node, by the anchor id yaml-rust2 gives it.
+    anchors: HashMap<usize, YamlPath>,
 }
 
-/// Stands for a key that is itself a collection; such keys never name a setting.
-const COMPLEX_KEY: &str = "<complex key>";
+/// Stands for a key that is itself a collection (`? [a, b]`); such keys never name a setting,
+/// and errors about them are placed with `path.key(COMPLEX_KEY)`.
+pub const COMPLEX_KEY: &str = "<complex key>";
+/// The YAML merge key, whose aliased mappings lend their keys to the mapping holding it.
+const MERGE_KEY: &str = "<<";
 /// Stands for the second occurrence of a key.
 const DUPLICATE_KEY: &str = "<duplicate key>";
 
 impl Builder {
+    /// yaml-rust2 numbers anchors from 1; 0 means the node has none.
+    fn remember_anchor(&mut self, anchor: usize, path: &YamlPath) {
+        if anchor != 0 {
+            self.anchors.insert(anchor, path.clone());
+        }
+    }
+
     /// Decides the path of the node starting now, recording key positions on the way.
     /// Returns `None` when the node is a mapping key (its position is already recorded).
     fn place_node(&mut self, scalar: Option<&str>, position: Position) -> Option<YamlPath> {
@@ -257,18 +308,23 @@ impl MarkedEventReceiver for Builder {
         }
         let position = Position::from_marker(mark);
         match event {
-            Event::Scalar(text, ..) => {
+            Event::Scalar(text, _, anchor, _) => {
                 if let Some(path) = self.place_node(Some(&text), position) {
+                    self.remember_anchor(anchor, &path);
                     self.index.values.insert(path, position);
                 }
             }
-            Event::Alias(_) => {
+            Event::Alias(anchor) => {
                 if let Some(path) = self.place_node(Some(COMPLEX_KEY), position) {
+                    if let Some(target) = self.anchors.get(&anchor) {
+                        self.index.aliases.insert(path.clone(), target.clone());
+                    }
                     self.index.values.insert(path, position);
                 }
             }
-            Event::MappingStart(..) => {
+            Event::MappingStart(anchor, _) => {
                 if let Some(path) = self.place_node(None, position) {
+                    self.remember_anchor(anchor, &path);
                     self.index.values.insert(path.clone(), position);
                     self.stack.push(Frame::Mapping {
                         path,
@@ -276,8 +332,9 @@ impl MarkedEventReceiver for Builder {
                     });
                 }
             }
-            Event::SequenceStart(..) => {
+            Event::SequenceStart(anchor, _) => {
                 if let Some(path) = self.place_node(None, position) {
+                    self.remember_anchor(anchor, &path);
                     self.index.values.insert(path.clone(), position);
                     self.stack.push(Frame::Sequence {
                         path,
@@ -381,6 +438,43 @@ jails:
     }
 
     #[test]
+    fn values_reached_through_aliases_and_merges_point_at_the_anchor() {
+        let text = "\
+x-nets: &nets [10.0.0.0/8, bad]
+x-strict: &strict
+  maxretry: 0
+jails:
+  one:
+    <<: *strict
+    ignoreip: *nets
+  two:
+    <<: [*strict]
+";
+        let index = PositionIndex::build(text).unwrap();
+        assert_eq!(
+            index.value_position(&path(&["jails", "one", "maxretry"])),
+            at(3, 13)
+        );
+        assert_eq!(
+            index.key_position(&path(&["jails", "one", "maxretry"])),
+            at(3, 3)
+        );
+        assert_eq!(
+            index.value_position(&path(&["jails", "one", "ignoreip", "1"])),
+            at(1, 28)
+        );
+        assert_eq!(
+            index.value_position(&path(&["jails", "two", "maxretry"])),
+            at(3, 13)
+        );
+        // Not in the anchor either: the nearest ancestor.
+        assert_eq!(
+            index.key_position(&path(&["jails", "two", "bantime"])),
+            at(8, 3)
+        );
+    }
+
+    #[test]
     fn finds_repeated_keys() {
         let index = PositionIndex::build("a:\n  x: 1\n  y: 2\n  x: 3\nb: {x: 1}\n").unwrap();
         assert_eq!(
@@ -398,5 +492,6 @@ jails:
         let p = path(&["jails", "sshd", "sources", "0", "file"]);
         assert_eq!(p.to_string(), "jails.sshd.sources[0].file");
         assert_eq!(p.display_from(2), "sources[0].file");
+        assert_eq!(path(&["jails"]).key(COMPLEX_KEY).to_string(), "jails");
     }
 }

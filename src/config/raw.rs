@@ -19,144 +19,187 @@ use super::sections::{FirewallBackend, FirewallMode, LogFormat, LogLevel, ReadMo
 /// The top level of the file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub defaults: Option<Value>,
-    pub jails: Option<Value>,
-    pub filters: Option<Value>,
-    pub docker: Option<Value>,
-    pub store: Option<Value>,
-    pub firewall: Option<Value>,
-    pub control: Option<Value>,
-    pub metrics: Option<Value>,
-    pub log: Option<Value>,
+pub(super) struct RawConfig {
+    pub(super) defaults: Option<Value>,
+    pub(super) jails: Option<Value>,
+    pub(super) filters: Option<Value>,
+    pub(super) docker: Option<Value>,
+    pub(super) store: Option<Value>,
+    pub(super) firewall: Option<Value>,
+    pub(super) control: Option<Value>,
+    pub(super) metrics: Option<Value>,
+    pub(super) log: Option<Value>,
 }
 
 /// `defaults:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDefaults {
-    pub bantime: Option<Scalar>,
-    pub findtime: Option<Scalar>,
-    pub maxretry: Option<Scalar>,
-    pub ignoreip: Option<Value>,
-    pub ignoreself: Option<bool>,
-    pub action: Option<Value>,
-    pub increment: Option<Value>,
+pub(super) struct RawDefaults {
+    pub(super) bantime: Option<Scalar>,
+    pub(super) findtime: Option<Scalar>,
+    pub(super) maxretry: Option<Scalar>,
+    pub(super) ignoreip: Option<Value>,
+    pub(super) ignoreself: Option<bool>,
+    pub(super) action: Option<Value>,
+    pub(super) increment: Option<Value>,
+}
+
+/// The keys `defaults:` and jails have in common, taken out of either so that one piece of
+/// code checks them.
+#[derive(Debug, Default)]
+pub(super) struct RawShared {
+    pub(super) bantime: Option<Scalar>,
+    pub(super) findtime: Option<Scalar>,
+    pub(super) maxretry: Option<Scalar>,
+    pub(super) ignoreip: Option<Value>,
+    pub(super) ignoreself: Option<bool>,
+    pub(super) action: Option<Value>,
+    pub(super) increment: Option<Value>,
+}
+
+impl From<RawDefaults> for RawShared {
+    fn from(raw: RawDefaults) -> Self {
+        RawShared {
+            bantime: raw.bantime,
+            findtime: raw.findtime,
+            maxretry: raw.maxretry,
+            ignoreip: raw.ignoreip,
+            ignoreself: raw.ignoreself,
+            action: raw.action,
+            increment: raw.increment,
+        }
+    }
 }
 
 /// One entry of `jails:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawJail {
-    pub enabled: Option<bool>,
-    pub manual: Option<bool>,
-    pub filter: Option<String>,
-    pub sources: Option<Value>,
-    pub maxretry: Option<Scalar>,
-    pub findtime: Option<Scalar>,
-    pub bantime: Option<Scalar>,
-    pub ignoreip: Option<Value>,
-    pub ignoreself: Option<bool>,
-    pub ports: Option<Value>,
-    pub protocol: Option<Protocol>,
-    pub action: Option<Value>,
-    pub increment: Option<Value>,
-    pub chains: Option<Vec<Chain>>,
+pub(super) struct RawJail {
+    pub(super) enabled: Option<bool>,
+    pub(super) manual: Option<bool>,
+    pub(super) filter: Option<String>,
+    pub(super) sources: Option<Value>,
+    pub(super) maxretry: Option<Scalar>,
+    pub(super) findtime: Option<Scalar>,
+    pub(super) bantime: Option<Scalar>,
+    pub(super) ignoreip: Option<Value>,
+    pub(super) ignoreself: Option<bool>,
+    pub(super) ports: Option<Value>,
+    pub(super) protocol: Option<Protocol>,
+    pub(super) action: Option<Value>,
+    pub(super) increment: Option<Value>,
+    pub(super) chains: Option<Vec<Chain>>,
+}
+
+impl RawJail {
+    /// Moves out the keys a jail shares with `defaults:`.
+    pub(super) fn take_shared(&mut self) -> RawShared {
+        RawShared {
+            bantime: self.bantime.take(),
+            findtime: self.findtime.take(),
+            maxretry: self.maxretry.take(),
+            ignoreip: self.ignoreip.take(),
+            ignoreself: self.ignoreself.take(),
+            action: self.action.take(),
+            increment: self.increment.take(),
+        }
+    }
 }
 
 /// `increment:` in `defaults:` or in a jail.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawIncrement {
-    pub enabled: Option<bool>,
-    pub factor: Option<Scalar>,
-    pub multipliers: Option<Value>,
-    pub maxtime: Option<Scalar>,
-    pub rndtime: Option<Scalar>,
-    pub overalljails: Option<bool>,
+pub(super) struct RawIncrement {
+    pub(super) enabled: Option<bool>,
+    pub(super) factor: Option<Scalar>,
+    pub(super) multipliers: Option<Value>,
+    pub(super) maxtime: Option<Scalar>,
+    pub(super) rndtime: Option<Scalar>,
+    pub(super) overalljails: Option<bool>,
 }
 
 /// One item of a jail's `sources:` list; exactly one of `file`, `journal`, `container`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSource {
-    pub file: Option<String>,
-    pub optional: Option<bool>,
-    pub journal: Option<Value>,
-    pub container: Option<Value>,
+pub(super) struct RawSource {
+    pub(super) file: Option<String>,
+    pub(super) optional: Option<bool>,
+    pub(super) journal: Option<Value>,
+    pub(super) container: Option<Value>,
 }
 
 /// The mapping of a `journal:` source.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawJournal {
-    pub unit: Option<String>,
+pub(super) struct RawJournal {
+    pub(super) unit: Option<String>,
     #[serde(rename = "match")]
-    pub matches: Option<Vec<String>>,
+    pub(super) matches: Option<Vec<String>>,
+    pub(super) directory: Option<String>,
 }
 
 /// The mapping of a `container:` source.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawContainer {
-    pub name: Option<String>,
-    pub image: Option<String>,
-    pub label: Option<String>,
+pub(super) struct RawContainer {
+    pub(super) name: Option<String>,
+    pub(super) image: Option<String>,
+    pub(super) label: Option<String>,
 }
 
 /// `docker:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDocker {
-    pub enabled: Option<bool>,
-    pub host: Option<String>,
-    pub read_mode: Option<ReadMode>,
+pub(super) struct RawDocker {
+    pub(super) enabled: Option<bool>,
+    pub(super) host: Option<String>,
+    pub(super) read_mode: Option<ReadMode>,
 }
 
 /// `store:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawStore {
-    pub path: Option<String>,
+pub(super) struct RawStore {
+    pub(super) path: Option<String>,
 }
 
 /// `firewall:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawFirewall {
-    pub backend: Option<FirewallBackend>,
-    pub mode: Option<FirewallMode>,
-    pub keep_bans_on_exit: Option<bool>,
-    pub chain_prefix: Option<String>,
+pub(super) struct RawFirewall {
+    pub(super) backend: Option<FirewallBackend>,
+    pub(super) mode: Option<FirewallMode>,
+    pub(super) keep_bans_on_exit: Option<bool>,
+    pub(super) chain_prefix: Option<String>,
 }
 
 /// `control:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawControl {
-    pub socket: Option<String>,
+pub(super) struct RawControl {
+    pub(super) socket: Option<String>,
 }
 
 /// `metrics:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMetrics {
-    pub enabled: Option<bool>,
-    pub listen: Option<String>,
+pub(super) struct RawMetrics {
+    pub(super) enabled: Option<bool>,
+    pub(super) listen: Option<String>,
 }
 
 /// `log:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawLog {
-    pub format: Option<LogFormat>,
-    pub level: Option<LogLevel>,
+pub(super) struct RawLog {
+    pub(super) format: Option<LogFormat>,
+    pub(super) level: Option<LogLevel>,
 }
 
 /// Any YAML scalar, kept as written so validation can explain what is wrong with it
 /// (`maxretry: -1`, `bantime: 1.5`, `findtime: soon`).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Scalar {
+pub(super) enum Scalar {
     Int(i64),
     Float(f64),
     Text(String),
@@ -213,7 +256,7 @@ impl<'de> Deserialize<'de> for Scalar {
 
 /// The keys a `#[derive(Deserialize)]` struct accepts, read from serde's own field list so that
 /// the unknown-key check can never disagree with the struct.
-pub fn struct_keys<T: DeserializeOwned>() -> &'static [&'static str] {
+pub(super) fn struct_keys<T: DeserializeOwned>() -> &'static [&'static str] {
     let mut keys: &'static [&'static str] = &[];
     // The catcher always fails on purpose; only the field list it saw matters.
     let _ = T::deserialize(KeyCatcher { keys: &mut keys });
@@ -256,7 +299,7 @@ mod tests {
     #[test]
     fn struct_keys_come_from_serde() {
         assert_eq!(struct_keys::<RawStore>(), ["path"]);
-        assert_eq!(struct_keys::<RawJournal>(), ["unit", "match"]);
+        assert_eq!(struct_keys::<RawJournal>(), ["unit", "match", "directory"]);
         assert!(struct_keys::<RawJail>().contains(&"maxretry"));
         assert!(struct_keys::<crate::filter::FilterSpec>().contains(&"failregex"));
     }

@@ -134,7 +134,8 @@ impl Default for ControlConfig {
 /// `metrics:` — the Prometheus endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsConfig {
-    /// Off unless asked for, so the daemon opens no TCP port by default.
+    /// On by default, on loopback only: the sidecar shares the host's network, so the
+    /// endpoint is never on every interface unless `listen` says so.
     pub enabled: bool,
     /// Address the HTTP endpoint listens on.
     pub listen: SocketAddr,
@@ -143,7 +144,7 @@ pub struct MetricsConfig {
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
-            enabled: false,
+            enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9191)),
         }
     }

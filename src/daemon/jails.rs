@@ -1,7 +1,7 @@
 //! The jail task: owns every jail, turns failures into ban decisions, lifts bans when they end,
 //! and hands decisions to the store, the log and whoever listens for events.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,16 @@ pub struct FailureEvent {
 #[derive(Debug)]
 pub enum JailEvent {
     Failure(FailureEvent),
+    /// A control request about jails (status, ban, unban, get, set).
+    Control(crate::control::server::ControlCall),
+    /// Per-jail figures for `/metrics`.
+    Metrics(oneshot::Sender<Vec<crate::metrics::JailMetrics>>),
+    /// A reload: make the configured jails these (label-defined jails are kept).
+    Reconfigure {
+        jails: Vec<JailConfig>,
+        own_addresses: Vec<IpAddr>,
+        reply: oneshot::Sender<Result<ReloadSummary, String>>,
+    },
     /// Makes sure a jail defined at run time (by container labels) exists with these
     /// settings; answers why not when a different jail of that name exists.
     Define {
@@ -142,6 +152,45 @@ pub struct JailRuntime {
     pub jail: Jail,
     pub config: JailConfig,
     pub name: Arc<str>,
+    /// Where its failures came from (files, containers), for `status JAIL`; bounded.
+    pub sources: BTreeSet<String>,
+    /// Defined by container labels rather than the configuration file: a reload keeps it.
+    pub from_labels: bool,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// Most origins listed per jail in `status`; a jail fed by thousands of short-lived
+/// containers must not grow without end.
+const MAX_LISTED_SOURCES: usize = 256;
+
+impl JailRuntime {
+    pub fn new(jail: Jail, config: JailConfig) -> Self {
+        let sources = config
+            .sources
+            .iter()
+            .filter_map(|source| match source {
+                crate::config::SourceConfig::File { path, .. } => {
+                    Some(format!("file {}", path.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        JailRuntime {
+            name: Arc::from(config.name.as_str()),
+            jail,
+            config,
+            sources,
+            from_labels: false,
+        }
+    }
 }
 
 /// How often hosts whose failures left the window are dropped, so memory follows the
@@ -179,6 +228,37 @@ pub async fn run(
                         };
                         on_failure(&mut jails[slot], failure, &mut history, &store, &observers, &clock).await;
                     }
+                    JailEvent::Control(call) => {
+                        let context = super::control::Context {
+                            history: &mut history,
+                            store: &store,
+                            observers: &observers,
+                            now: clock.now(),
+                            firewall: "none",
+                        };
+                        let response = super::control::answer(&mut jails, call.request, context).await;
+                        let _ = call.reply.send(response);
+                    }
+                    JailEvent::Metrics(answer) => {
+                        let now = clock.now();
+                        let figures = jails
+                            .iter_mut()
+                            .map(|runtime| {
+                                runtime.jail.purge(now);
+                                jail_metrics(runtime)
+                            })
+                            .collect();
+                        let _ = answer.send(figures);
+                    }
+                    JailEvent::Reconfigure { jails: configs, own_addresses, reply } => {
+                        let answer = reconfigure(&mut jails, configs, &own_addresses, &store, &observers).await;
+                        index = jails
+                            .iter()
+                            .enumerate()
+                            .map(|(i, runtime)| (runtime.name.clone(), i))
+                            .collect();
+                        let _ = reply.send(answer);
+                    }
                     JailEvent::Define { config, reply } => {
                         let answer = define(&mut jails, &mut index, *config);
                         let _ = reply.send(answer);
@@ -198,6 +278,71 @@ pub async fn run(
     }
     tracing::debug!("jails stopped");
     jails
+}
+
+/// Applies a reloaded configuration: every new setting is checked before anything changes;
+/// kept jails keep their failures and bans; removed jails lift their bans.
+async fn reconfigure(
+    jails: &mut Vec<JailRuntime>,
+    configs: Vec<JailConfig>,
+    own_addresses: &[IpAddr],
+    store: &StoreHandle,
+    observers: &broadcast::Sender<DaemonEvent>,
+) -> Result<ReloadSummary, String> {
+    let mut prepared = Vec::new();
+    for config in configs.into_iter().filter(|c| c.enabled) {
+        let settings = jail_settings(&config, own_addresses)
+            .map_err(|e| format!("jail \"{}\": {e}", config.name))?;
+        prepared.push((config, settings));
+    }
+    let mut summary = ReloadSummary::default();
+    let mut kept = Vec::new();
+    for runtime in std::mem::take(jails) {
+        let still_configured = prepared.iter().any(|(c, _)| c.name == *runtime.name);
+        if still_configured || runtime.from_labels {
+            kept.push(runtime);
+            continue;
+        }
+        let mut runtime = runtime;
+        for ban in runtime.jail.unban_all() {
+            announce_unban(&runtime.name, &ban, "jail removed");
+            store
+                .send(StoreRequest::RemoveBan {
+                    jail: runtime.name.to_string(),
+                    host: ban.host,
+                })
+                .await;
+            let _ = observers.send(DaemonEvent::Unbanned {
+                jail: runtime.name.clone(),
+                host: ban.host,
+            });
+        }
+        summary.removed.push(runtime.name.to_string());
+    }
+    for (config, settings) in prepared {
+        match kept.iter_mut().find(|r| *r.name == config.name) {
+            Some(runtime) => {
+                if runtime.config == config {
+                    summary.unchanged.push(config.name.clone());
+                } else {
+                    summary.changed.push(config.name.clone());
+                }
+                runtime
+                    .jail
+                    .update_settings(settings)
+                    .map_err(|e| e.to_string())?;
+                runtime.config = config;
+                runtime.from_labels = false;
+            }
+            None => {
+                let jail = Jail::new(settings).map_err(|e| e.to_string())?;
+                summary.added.push(config.name.clone());
+                kept.push(JailRuntime::new(jail, config));
+            }
+        }
+    }
+    *jails = kept;
+    Ok(summary)
 }
 
 /// Adds a jail defined at run time, or accepts a definition identical to the existing one.
@@ -223,11 +368,27 @@ fn define(
         .unwrap_or_else(super::own_addresses);
     let settings = jail_settings(&config, &own).map_err(|e| e.to_string())?;
     let jail = Jail::new(settings).map_err(|e| e.to_string())?;
-    let name: Arc<str> = Arc::from(config.name.as_str());
-    tracing::info!(jail = %name, "jail defined by container labels");
-    index.insert(name.clone(), jails.len());
-    jails.push(JailRuntime { jail, config, name });
+    tracing::info!(jail = %config.name, "jail defined by container labels");
+    index.insert(Arc::from(config.name.as_str()), jails.len());
+    let mut runtime = JailRuntime::new(jail, config);
+    runtime.from_labels = true;
+    jails.push(runtime);
     Ok(())
+}
+
+fn jail_metrics(runtime: &JailRuntime) -> crate::metrics::JailMetrics {
+    let status = runtime.jail.status();
+    let settings = runtime.jail.settings();
+    crate::metrics::JailMetrics {
+        jail: runtime.name.to_string(),
+        failures_current: status.currently_failed as u64,
+        failures_total: status.total_failed,
+        bans_current: status.currently_banned as u64,
+        bans_total: status.total_banned,
+        bantime_seconds: settings.bantime.finite().map(|d| d.as_secs_f64()),
+        findtime_seconds: settings.findtime.as_secs_f64(),
+        maxretry: u64::from(settings.maxretry),
+    }
 }
 
 async fn sleep_or_forever(duration: Option<Duration>) {
@@ -250,6 +411,9 @@ async fn on_failure(
     clock: &SharedClock,
 ) {
     let now = clock.now();
+    if runtime.sources.len() < MAX_LISTED_SOURCES {
+        runtime.sources.insert(failure.origin.to_string());
+    }
     let decision = runtime.jail.on_failure(
         failure.host,
         failure.time,
@@ -314,7 +478,7 @@ pub fn announce_ban(order: &BanOrder, origin: Option<&Arc<Origin>>) {
     );
 }
 
-fn ban_record(order: &BanOrder, origin: Option<&Arc<Origin>>) -> BanRecord {
+pub(super) fn ban_record(order: &BanOrder, origin: Option<&Arc<Origin>>) -> BanRecord {
     BanRecord {
         jail: order.jail.clone(),
         host: order.host,
@@ -351,8 +515,8 @@ async fn expire(
     }
 }
 
-fn announce_unban(jail: &str, ban: &ActiveBan, reason: &str) {
-    tracing::info!(target: "logjail::ban", jail, host = %ban.host, reason, "unban");
+pub(super) fn announce_unban(jail: &str, ban: &ActiveBan, reason: &str) {
+    tracing::info!(target: "logjail::ban", jail = %jail, host = %ban.host, reason = %reason, "unban");
 }
 
 /// Puts bans read from the store back into their jails (with their remaining time); bans of

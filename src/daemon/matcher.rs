@@ -37,6 +37,8 @@ pub enum MatcherControl {
         origin: Arc<Origin>,
         forget_position: bool,
     },
+    /// Per-source figures for `/metrics`.
+    Stats(tokio::sync::oneshot::Sender<Vec<crate::metrics::SourceMetrics>>),
 }
 
 /// Line counts per origin, for status and metrics.
@@ -50,6 +52,8 @@ struct OriginState {
     decoder: Decoder,
     routes: Arc<[Route]>,
     counts: OriginCounts,
+    /// Seconds between the last timed line's own time and its matching.
+    lag_seconds: Option<f64>,
 }
 
 /// How often read positions are written to the store while lines flow.
@@ -108,10 +112,23 @@ async fn apply_control(
                         decoder: Decoder::new(),
                         routes,
                         counts: OriginCounts::default(),
+                        lag_seconds: None,
                     },
                 );
             }
         },
+        MatcherControl::Stats(answer) => {
+            let stats = origins
+                .iter()
+                .map(|(origin, state)| crate::metrics::SourceMetrics {
+                    source: origin.to_string(),
+                    lines_read: state.counts.lines,
+                    lines_matched: state.counts.failures,
+                    read_lag_seconds: state.lag_seconds,
+                })
+                .collect();
+            let _ = answer.send(stats);
+        }
         MatcherControl::Detach {
             origin,
             forget_position,
@@ -140,7 +157,7 @@ async fn match_batch(
     let now = clock.now();
     let mut last_position = None;
     let mut found = Vec::new();
-    for line in &batch.lines {
+    for (line_index, line) in batch.lines.iter().enumerate() {
         state.counts.lines += 1;
         if line.position.is_some() {
             last_position = line.position;
@@ -148,9 +165,23 @@ async fn match_batch(
         let Some(record) = state.decoder.push_at(&line.text, now) else {
             continue;
         };
-        judge(&record, &state.routes, &batch.origin, now, &mut found);
+        if let Some(time) = record.time {
+            state.lag_seconds = Some((now - time).as_seconds_f64().max(0.0));
+        }
+        judge(
+            &record,
+            &state.routes,
+            &batch.origin,
+            now,
+            line_index,
+            &mut found,
+        );
     }
-    state.counts.failures += found.len() as u64;
+    // Lines, not failures: one line failing in two jails counts once.
+    let mut matched_lines: Vec<usize> = found.iter().map(|(line, _)| *line).collect();
+    matched_lines.dedup();
+    state.counts.failures += matched_lines.len() as u64;
+    let found: Vec<FailureEvent> = found.into_iter().map(|(_, failure)| failure).collect();
     for failure in found {
         if failures.send(JailEvent::Failure(failure)).await.is_err() {
             return;
@@ -166,17 +197,21 @@ fn judge(
     routes: &[Route],
     origin: &Arc<Origin>,
     now: chrono::DateTime<chrono::Utc>,
-    found: &mut Vec<FailureEvent>,
+    line_index: usize,
+    found: &mut Vec<(usize, FailureEvent)>,
 ) {
     for route in routes {
         if let Verdict::Failure(failure) = route.filter.evaluate_at(record, now) {
-            found.push(FailureEvent {
-                jail: route.jail.clone(),
-                host: failure.host,
-                time: failure.time.unwrap_or(now),
-                line: record.text.to_string(),
-                origin: origin.clone(),
-            });
+            found.push((
+                line_index,
+                FailureEvent {
+                    jail: route.jail.clone(),
+                    host: failure.host,
+                    time: failure.time.unwrap_or(now),
+                    line: record.text.to_string(),
+                    origin: origin.clone(),
+                },
+            ));
         }
     }
 }

@@ -10,30 +10,37 @@
 //! the jails and restore their bans, start the matcher, then the sources. Stop: sources first,
 //! then the channels drain in order, positions and bans are flushed, the store closes.
 
+pub mod control;
+pub mod files;
 pub mod jails;
+pub mod journal;
 pub mod matcher;
 pub mod store_task;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinSet;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Config, JailConfig, SourceConfig};
+use crate::config::{Config, ConfigOrigin};
+use crate::control::ResponseEnvelope;
+use crate::control::server::ControlCall;
 use crate::jail::Jail;
-use crate::source::file::{self, FollowConfig};
+use crate::source::LineBatch;
 use crate::source::watch::FileWatcher;
-use crate::source::{LineBatch, Origin};
 use crate::store::{Store, StoreError};
 
+use files::FileSources;
 pub use jails::DaemonEvent;
 use jails::{CountedHistory, JailRuntime};
-use matcher::{MatcherControl, Route};
+use journal::JournalSources;
+use matcher::MatcherControl;
+use store_task::StoreHandle;
 
 /// Batches in flight from all sources to the matcher; a full channel makes sources wait
 /// (back-pressure) instead of growing memory.
@@ -54,6 +61,8 @@ pub enum DaemonError {
     MissingFilter { jail: String, filter: String },
     #[error("cannot watch files: {0}")]
     Watch(String),
+    #[error("{0}")]
+    Control(String),
     #[error("a daemon task failed: {0}")]
     Task(String),
 }
@@ -66,6 +75,9 @@ pub struct DaemonOptions {
     pub events: broadcast::Sender<DaemonEvent>,
     /// This machine's addresses for `ignoreself`; `None` asks the system.
     pub own_addresses: Option<Vec<IpAddr>>,
+    /// Reload on SIGHUP. Off for daemons embedded in tests, where the signal would reach
+    /// every daemon of the process.
+    pub reload_on_sighup: bool,
 }
 
 impl Default for DaemonOptions {
@@ -74,13 +86,18 @@ impl Default for DaemonOptions {
             clock: Arc::new(SystemClock),
             events: broadcast::channel(EVENT_QUEUE).0,
             own_addresses: None,
+            reload_on_sighup: false,
         }
     }
 }
 
-/// Runs the daemon with `config` until `shutdown` is cancelled.
+/// Runs the daemon with `config` until `shutdown` is cancelled; SIGHUP reloads.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
-    run_with(config, DaemonOptions::default(), shutdown).await
+    let options = DaemonOptions {
+        reload_on_sighup: true,
+        ..DaemonOptions::default()
+    };
+    run_with(config, options, shutdown).await
 }
 
 /// [`run`] with options.
@@ -97,38 +114,29 @@ pub async fn run_with(
     let (store_handle, recovered, store_thread) =
         store_task::start(store, now, chrono::DateTime::<chrono::Utc>::MIN_UTC)?;
 
-    let own_addresses = options.own_addresses.clone().unwrap_or_else(own_addresses);
+    let own = options.own_addresses.clone().unwrap_or_else(own_addresses);
     let mut runtimes = Vec::new();
     for jail_config in config.jails.iter().filter(|j| j.enabled) {
-        let settings =
-            jails::jail_settings(jail_config, &own_addresses).map_err(|e| DaemonError::Jail {
-                jail: jail_config.name.clone(),
-                message: e.to_string(),
-            })?;
+        let settings = jails::jail_settings(jail_config, &own).map_err(|e| DaemonError::Jail {
+            jail: jail_config.name.clone(),
+            message: e.to_string(),
+        })?;
         let jail = Jail::new(settings).map_err(|e| DaemonError::Jail {
             jail: jail_config.name.clone(),
             message: e.to_string(),
         })?;
-        runtimes.push(JailRuntime {
-            jail,
-            config: jail_config.clone(),
-            name: Arc::from(jail_config.name.as_str()),
-        });
+        runtimes.push(JailRuntime::new(jail, jail_config.clone()));
     }
     let restored = jails::restore_bans(&mut runtimes, &recovered.bans, now);
     if restored > 0 {
         tracing::info!(restored, "bans restored from the store");
     }
 
-    let filters: BTreeMap<String, Arc<crate::filter::Filter>> = config
-        .filters
-        .iter()
-        .map(|(name, filter)| (name.clone(), Arc::new(filter.clone())))
-        .collect();
-
     let (line_sender, line_receiver) = mpsc::channel::<LineBatch>(LINE_QUEUE);
     let (control_sender, control_receiver) = mpsc::channel::<MatcherControl>(LINE_QUEUE);
     let (failure_sender, failure_receiver) = mpsc::channel(FAILURE_QUEUE);
+    // The control server and reloads talk to the jail task on the matcher's channel.
+    let jail_requests = failure_sender.clone();
 
     let jail_task = tokio::spawn(jails::run(
         runtimes,
@@ -141,64 +149,118 @@ pub async fn run_with(
     let matcher_task = tokio::spawn(matcher::run(
         line_receiver,
         control_receiver,
-        failure_sender.clone(),
+        failure_sender,
         store_handle.clone(),
         clock.clone(),
     ));
 
     // Sources stop on their own token, before anything downstream.
     let sources_stop = CancellationToken::new();
-    let mut sources = JoinSet::new();
     let watcher =
         FileWatcher::start(sources_stop.clone()).map_err(|e| DaemonError::Watch(e.to_string()))?;
-    for (path, routes) in file_routes(&config.jails, &filters)? {
-        let origin = Arc::new(Origin::File { path: path.clone() });
-        let routes: Arc<[Route]> = routes.into();
-        if control_sender
-            .send(MatcherControl::Attach {
-                origin: origin.clone(),
-                routes,
-            })
-            .await
-            .is_err()
-        {
-            return Err(DaemonError::Task("matcher stopped at start".into()));
-        }
-        let mut follow = FollowConfig::new(origin.clone(), path.clone());
-        follow.resume = recovered.positions.get(&origin.position_key()).copied();
-        // A host log's past was someone else's business; a restart resumes where we were.
-        follow.start_at_end_if_new = true;
-        let watcher = watcher.clone();
-        let lines = line_sender.clone();
-        let stop = sources_stop.clone();
-        sources.spawn(async move {
-            if let Err(error) = file::follow(follow, watcher, lines, stop).await {
-                tracing::error!(%error, "file source stopped");
-            }
-        });
-        tracing::info!(file = %path.display(), "watching file");
-    }
-    crate::source::docker::spawn(
+    let docker = crate::source::docker::DockerSource::start(
         &config,
-        &filters,
+        &compiled_filters(&config),
         &recovered.positions,
         crate::source::docker::Wiring {
             lines: line_sender.clone(),
             control: control_sender.clone(),
-            jails: failure_sender,
+            jails: jail_requests.clone(),
             watcher: watcher.clone(),
         },
-        sources_stop.clone(),
-        &mut sources,
     );
+    let mut files = FileSources::new(
+        watcher,
+        line_sender.clone(),
+        control_sender.clone(),
+        sources_stop.clone(),
+    );
+    files
+        .apply(
+            &config.jails,
+            &compiled_filters(&config),
+            &recovered.positions,
+        )
+        .await?;
+    let mut journals = JournalSources::new(
+        line_sender.clone(),
+        control_sender.clone(),
+        sources_stop.clone(),
+    );
+    journals
+        .apply(
+            &config.jails,
+            &compiled_filters(&config),
+            &recovered.positions,
+        )
+        .await?;
     drop(line_sender);
+
+    let control_stop = CancellationToken::new();
+    let (reload_sender, mut reload_requests) = mpsc::channel::<ControlCall>(4);
+    let control_task = start_control(
+        &config,
+        jail_requests.clone(),
+        reload_sender,
+        control_stop.clone(),
+    )
+    .await?;
+    let metrics_task = start_metrics(
+        &config,
+        jail_requests.clone(),
+        control_sender.clone(),
+        control_stop.clone(),
+    )
+    .await?;
+    let mut hangups = if options.reload_on_sighup {
+        signal(SignalKind::hangup())
+            .map_err(|e| DaemonError::Task(format!("cannot listen for SIGHUP: {e}")))
+            .map(Some)?
+    } else {
+        None
+    };
     tracing::info!("logjail running");
 
-    shutdown.cancelled().await;
+    let mut current = config;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(call) = reload_requests.recv() => {
+                let answer = match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle).await {
+                    Ok((config, message)) => {
+                        current = config;
+                        ResponseEnvelope::success(serde_json::json!(message))
+                    }
+                    Err(message) => ResponseEnvelope::failure(message),
+                };
+                let _ = call.reply.send(answer);
+            }
+            Some(()) = recv_hangup(&mut hangups) => {
+                tracing::info!("SIGHUP received: reloading");
+                match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle).await {
+                    Ok((config, message)) => {
+                        current = config;
+                        tracing::info!("{message}");
+                    }
+                    Err(message) => tracing::error!("reload refused, the running configuration stays:\n{message}"),
+                }
+            }
+        }
+    }
+
     tracing::info!("logjail stopping");
-    sources_stop.cancel();
-    while sources.join_next().await.is_some() {}
+    control_stop.cancel();
+    let _ = control_task.await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    files.stop().await;
+    journals.stop().await;
+    if let Some(docker) = docker {
+        docker.stop().await;
+    }
     drop(control_sender);
+    drop(jail_requests);
     // With every source gone the line channel closes: the matcher drains it and stops, which
     // closes the failure channel: the jails drain it and stop.
     matcher_task
@@ -215,83 +277,210 @@ pub async fn run_with(
     Ok(())
 }
 
+async fn recv_hangup(hangups: &mut Option<Signal>) -> Option<()> {
+    match hangups {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn compiled_filters(config: &Config) -> BTreeMap<String, Arc<crate::filter::Filter>> {
+    config
+        .filters
+        .iter()
+        .map(|(name, filter)| (name.clone(), Arc::new(filter.clone())))
+        .collect()
+}
+
+/// Re-reads the configuration from where it came from and applies it. A configuration that
+/// does not validate changes nothing: the answer lists every error.
+async fn reload(
+    current: &Config,
+    own: &[IpAddr],
+    jails: &mpsc::Sender<jails::JailEvent>,
+    files: &mut FileSources,
+    journals: &mut JournalSources,
+    store: &StoreHandle,
+) -> Result<(Config, String), String> {
+    let loaded = match &current.origin {
+        ConfigOrigin::File(path) => Config::load(path),
+        ConfigOrigin::Embedded => Config::load_or_default(None),
+        ConfigOrigin::Text(name) => {
+            return Err(format!(
+                "the configuration \"{name}\" was not read from a file: nothing to reload"
+            ));
+        }
+    };
+    let config = loaded.map_err(|errors| {
+        format!(
+            "reload refused, the running configuration stays ({} error{}):\n{errors}",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        )
+    })?;
+    let daemon_wide_changes = daemon_wide_differences(current, &config);
+    let (reply, answer) = oneshot::channel();
+    jails
+        .send(jails::JailEvent::Reconfigure {
+            jails: config.jails.clone(),
+            own_addresses: own.to_vec(),
+            reply,
+        })
+        .await
+        .map_err(|_| "the daemon is shutting down".to_string())?;
+    let summary = answer
+        .await
+        .map_err(|_| "the daemon is shutting down".to_string())??;
+    // Positions for files that start being followed now: the store has what earlier runs
+    // (or this one, before it stopped following) wrote.
+    let positions = store.positions().await;
+    files
+        .apply(&config.jails, &compiled_filters(&config), &positions)
+        .await
+        .map_err(|e| e.to_string())?;
+    journals
+        .apply(&config.jails, &compiled_filters(&config), &positions)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut message = format!(
+        "reloaded {}: {} jails ({} added, {} removed, {} changed, {} unchanged)",
+        config.origin,
+        summary.added.len() + summary.changed.len() + summary.unchanged.len(),
+        summary.added.len(),
+        summary.removed.len(),
+        summary.changed.len(),
+        summary.unchanged.len()
+    );
+    for (list, label) in [
+        (&summary.added, "added"),
+        (&summary.removed, "removed"),
+        (&summary.changed, "changed"),
+    ] {
+        if !list.is_empty() {
+            message.push_str(&format!("; {label}: {}", list.join(", ")));
+        }
+    }
+    if !daemon_wide_changes.is_empty() {
+        message.push_str(&format!(
+            "; restart logjail to apply the changed {}",
+            daemon_wide_changes.join(", ")
+        ));
+    }
+    tracing::info!("{message}");
+    Ok((config, message))
+}
+
+/// Sections a reload cannot apply to a running daemon (sockets, paths, backends).
+fn daemon_wide_differences(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.store != new.store {
+        changed.push("store");
+    }
+    if old.control != new.control {
+        changed.push("control");
+    }
+    if old.firewall != new.firewall {
+        changed.push("firewall");
+    }
+    if old.docker != new.docker {
+        changed.push("docker");
+    }
+    if old.metrics != new.metrics {
+        changed.push("metrics");
+    }
+    if old.log != new.log {
+        changed.push("log");
+    }
+    changed
+}
+
+/// Opens the control socket and forwards its requests: reload to the daemon, the rest to the
+/// jail task.
+async fn start_control(
+    config: &Config,
+    jails: mpsc::Sender<jails::JailEvent>,
+    reloads: mpsc::Sender<ControlCall>,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
+    let path = config.control.socket.clone();
+    let listener = crate::control::server::bind(&path)
+        .await
+        .map_err(|e| DaemonError::Control(e.to_string()))?;
+    tracing::info!(socket = %path.display(), "control socket open");
+    let (calls, mut incoming) = mpsc::channel::<ControlCall>(64);
+    let server = tokio::spawn(crate::control::server::serve(
+        listener,
+        path,
+        calls,
+        stop.clone(),
+    ));
+    Ok(tokio::spawn(async move {
+        while let Some(call) = incoming.recv().await {
+            if matches!(call.request, crate::control::Request::Reload) {
+                if reloads.send(call).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            if jails.send(jails::JailEvent::Control(call)).await.is_err() {
+                break;
+            }
+        }
+        let _ = server.await;
+    }))
+}
+
+/// Serves `/metrics` and `/healthz` when enabled; each scrape asks the jail task and the
+/// matcher for their figures.
+async fn start_metrics(
+    config: &Config,
+    jails: mpsc::Sender<jails::JailEvent>,
+    matcher: mpsc::Sender<MatcherControl>,
+    stop: CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, DaemonError> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    let listener = crate::metrics::bind(config.metrics.listen)
+        .await
+        .map_err(|e| DaemonError::Control(e.to_string()))?;
+    tracing::info!(listen = %config.metrics.listen, "metrics on /metrics and /healthz");
+    let (requests, mut incoming) = mpsc::channel::<crate::metrics::SnapshotRequest>(16);
+    let server = tokio::spawn(crate::metrics::serve(listener, requests, stop));
+    Ok(Some(tokio::spawn(async move {
+        while let Some(answer) = incoming.recv().await {
+            let (jail_answer, jail_figures) = oneshot::channel();
+            let (source_answer, source_figures) = oneshot::channel();
+            if jails
+                .send(jails::JailEvent::Metrics(jail_answer))
+                .await
+                .is_err()
+                || matcher
+                    .send(MatcherControl::Stats(source_answer))
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+            let (Ok(jails), Ok(sources)) = (jail_figures.await, source_figures.await) else {
+                break;
+            };
+            let _ = answer.send(crate::metrics::Snapshot {
+                jails,
+                sources,
+                firewall_errors: 0,
+            });
+        }
+        let _ = server.await;
+    })))
+}
+
 async fn open_store(path: &Path) -> Result<Store, DaemonError> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || Store::open(&path))
         .await
         .map_err(|e| DaemonError::Task(e.to_string()))?
         .map_err(DaemonError::from)
-}
-
-/// Every file to follow, each with the jails that read it: one follower per file however many
-/// jails read it.
-fn file_routes(
-    jails: &[JailConfig],
-    filters: &BTreeMap<String, Arc<crate::filter::Filter>>,
-) -> Result<BTreeMap<PathBuf, Vec<Route>>, DaemonError> {
-    let mut routes: BTreeMap<PathBuf, Vec<Route>> = BTreeMap::new();
-    for jail in jails.iter().filter(|j| j.enabled) {
-        let Some(filter_name) = &jail.filter else {
-            continue;
-        };
-        let filter = filters
-            .get(filter_name)
-            .ok_or_else(|| DaemonError::MissingFilter {
-                jail: jail.name.clone(),
-                filter: filter_name.clone(),
-            })?;
-        for source in &jail.sources {
-            let SourceConfig::File { path, optional } = source else {
-                continue;
-            };
-            let paths = expand_file_glob(path.as_str(), path.has_wildcards());
-            if paths.is_empty() && !*optional {
-                tracing::warn!(jail = %jail.name, file = path.as_str(), "no such file yet; waiting for it");
-            }
-            let paths = if paths.is_empty() && !path.has_wildcards() && !*optional {
-                vec![PathBuf::from(path.as_str())]
-            } else {
-                paths
-            };
-            for file in paths {
-                routes.entry(file).or_default().push(Route {
-                    jail: Arc::from(jail.name.as_str()),
-                    filter: filter.clone(),
-                });
-            }
-        }
-    }
-    Ok(routes)
-}
-
-/// The files a `file:` source names now: the path itself, or what a glob matches in its
-/// directory (one level, as the config's glob syntax promises).
-fn expand_file_glob(pattern: &str, has_wildcards: bool) -> Vec<PathBuf> {
-    let path = Path::new(pattern);
-    if !has_wildcards {
-        return if path.exists() {
-            vec![path.to_path_buf()]
-        } else {
-            Vec::new()
-        };
-    }
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Vec::new();
-    };
-    let Ok(glob) = crate::config::Glob::new(&name.to_string_lossy()) else {
-        return Vec::new();
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
-        .filter(|entry| glob.matches(&entry.file_name().to_string_lossy()))
-        .map(|entry| entry.path())
-        .collect();
-    found.sort();
-    found
 }
 
 /// This machine's addresses, for `ignoreself`.

@@ -28,6 +28,8 @@ pub enum StoreRequest {
     PurgeExpired(DateTime<Utc>),
     /// Answered once every request sent before it is written.
     Flush(oneshot::Sender<()>),
+    /// The stored read positions (for sources started after a reload).
+    Positions(oneshot::Sender<HashMap<String, Position>>),
 }
 
 /// Sends requests to the store thread; cheap to clone.
@@ -46,6 +48,20 @@ impl StoreHandle {
         if self.sender.send(request).await.is_err() {
             tracing::warn!("store is closed; a write was dropped");
         }
+    }
+
+    /// The stored read positions; empty if the store cannot answer.
+    pub async fn positions(&self) -> HashMap<String, Position> {
+        let (answer, wait) = oneshot::channel();
+        if self
+            .sender
+            .send(StoreRequest::Positions(answer))
+            .await
+            .is_err()
+        {
+            return HashMap::new();
+        }
+        wait.await.unwrap_or_default()
     }
 
     /// Waits until everything sent so far is on disk.
@@ -104,6 +120,11 @@ fn apply(store: &mut Store, request: StoreRequest) -> Result<(), StoreError> {
         StoreRequest::PurgeExpired(now) => store.purge_expired(now).map(|_| ()),
         StoreRequest::Flush(done) => {
             let _ = done.send(());
+            Ok(())
+        }
+        StoreRequest::Positions(answer) => {
+            let positions = store.load_positions()?;
+            let _ = answer.send(positions);
             Ok(())
         }
     }

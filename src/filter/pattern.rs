@@ -71,8 +71,8 @@ pub fn expand(pattern: &str) -> Result<Expanded, PatternError> {
     let mut open_fields: Vec<String> = Vec::new();
     let mut rest = pattern;
     while let Some(open) = rest.find('<') {
-        // A `<` escaped with a backslash, or inside a character class, is a literal; tags are
-        // only recognised in their exact uppercase spellings, so `(?P<name>…)` passes through.
+        // A `<` escaped with a backslash is a literal; tags are only recognised in their exact
+        // uppercase spellings, so `(?P<name>…)` passes through.
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
         let Some(close) = after.find('>') else {
@@ -88,10 +88,16 @@ pub fn expand(pattern: &str) -> Result<Expanded, PatternError> {
             Some(expand_tag(tag, &mut has_host, &mut open_fields)?)
         };
         match replacement {
-            Some(text) => out.push_str(&text),
-            None => out.push_str(&rest[open..open + 1 + close + 1]),
+            Some(text) => {
+                out.push_str(&text);
+                rest = &after[close + 1..];
+            }
+            None => {
+                // Only the `<` is literal: a tag may follow right after it (`user=<<F-USER>`).
+                out.push('<');
+                rest = after;
+            }
         }
-        rest = &after[close + 1..];
     }
     out.push_str(rest);
     if let Some(name) = open_fields.pop() {
@@ -223,6 +229,15 @@ mod tests {
                 .regex
                 .starts_with(r"^(?P<word>\w+) \<HOST> <html> ")
         );
+    }
+
+    #[test]
+    fn a_tag_right_after_a_literal_angle_bracket() {
+        let expanded = expand(r"^user=<<F-USER>[^>]*</F-USER>> rip=<HOST>$").unwrap();
+        let regex = Regex::new(&expanded.regex).unwrap();
+        let caps = regex.captures("user=<bob> rip=192.0.2.1").unwrap();
+        assert_eq!(&caps[USER_GROUP], "bob");
+        assert_eq!(&caps[HOST_GROUP], "192.0.2.1");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod docker;
 pub mod file;
+pub mod journal;
 pub mod watch;
 
 use std::fmt;

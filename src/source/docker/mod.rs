@@ -62,7 +62,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DefaultsConfig, DockerConfig, JailConfig};
@@ -135,29 +135,52 @@ impl Settings {
     }
 }
 
-/// Starts the Docker source in `tasks` when `docker.enabled`; it runs until `stop`.
-/// `positions` are the stored read positions (the `container:ID` ones are used).
-pub fn spawn(
-    config: &Config,
-    filters: &BTreeMap<String, Arc<Filter>>,
-    positions: &HashMap<String, Position>,
-    wiring: Wiring,
+/// The running Docker source; the daemon stops it with the other sources.
+#[derive(Debug)]
+pub struct DockerSource {
     stop: CancellationToken,
-    tasks: &mut JoinSet<()>,
-) {
-    if !config.docker.enabled {
-        return;
-    }
-    let positions: HashMap<String, Position> = positions
-        .iter()
-        .filter_map(|(key, position)| {
-            key.strip_prefix("container:")
-                .map(|id| (id.to_string(), *position))
+    task: JoinHandle<()>,
+}
+
+impl DockerSource {
+    /// Starts the Docker source when `docker.enabled`. `positions` are the stored read
+    /// positions (the `container:ID` ones are used).
+    pub fn start(
+        config: &Config,
+        filters: &BTreeMap<String, Arc<Filter>>,
+        positions: &HashMap<String, Position>,
+        wiring: Wiring,
+    ) -> Option<DockerSource> {
+        if !config.docker.enabled {
+            return None;
+        }
+        let positions: HashMap<String, Position> = positions
+            .iter()
+            .filter_map(|(key, position)| {
+                key.strip_prefix("container:")
+                    .map(|id| (id.to_string(), *position))
+            })
+            .collect();
+        let stop = CancellationToken::new();
+        let discovery = discovery::Discovery::new(
+            Settings::new(config, filters),
+            wiring,
+            positions,
+            stop.clone(),
+        );
+        Some(DockerSource {
+            stop,
+            task: tokio::spawn(discovery.run()),
         })
-        .collect();
-    let discovery =
-        discovery::Discovery::new(Settings::new(config, filters), wiring, positions, stop);
-    tasks.spawn(discovery.run());
+    }
+
+    /// Stops every follower and waits until they have handed on what they read.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "the Docker source failed");
+        }
+    }
 }
 
 /// The endpoint to use: the configuration's, else `DOCKER_HOST`, else the standard socket.

@@ -1,0 +1,197 @@
+//! The control protocol: one JSON request per line, one JSON response per line, versioned.
+//!
+//! JSON lines keep `socat`/`nc -U` debugging possible and need no extra framing; the version
+//! lets an older CLI talking to a newer daemon fail with a clear message instead of garbage.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a request or response changes incompatibly.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest request line the server reads; a control request is small.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    Ping,
+    Version,
+    /// All jails with counts, or one jail's tree.
+    Status {
+        #[serde(default)]
+        jail: Option<String>,
+    },
+    /// Bans `ip` in `jail`, for `duration` or the jail's bantime.
+    Ban {
+        jail: String,
+        ip: String,
+        #[serde(default)]
+        duration: Option<String>,
+    },
+    /// Lifts bans: of `ip` in `jail`, of `ip` in every jail (`jail` absent), or every ban
+    /// (`all`, optionally limited to `jail`).
+    Unban {
+        #[serde(default)]
+        jail: Option<String>,
+        #[serde(default)]
+        ip: Option<String>,
+        #[serde(default)]
+        all: bool,
+    },
+    /// Bans in force, optionally only those of one address.
+    Banned {
+        #[serde(default)]
+        ip: Option<String>,
+    },
+    /// `get JAIL ignoreip|bantime|findtime|maxretry|banned`.
+    Get {
+        jail: String,
+        key: String,
+    },
+    /// `set JAIL addignoreip|delignoreip|bantime|findtime|maxretry VALUE`.
+    Set {
+        jail: String,
+        key: String,
+        value: String,
+    },
+    Reload,
+    Filters,
+}
+
+/// A request as sent on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    pub version: u32,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// A response as sent on the wire: `ok` with a result, or an error message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseEnvelope {
+    pub version: u32,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ResponseEnvelope {
+    pub fn success(result: serde_json::Value) -> Self {
+        ResponseEnvelope {
+            version: PROTOCOL_VERSION,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn failure(error: impl Into<String>) -> Self {
+        ResponseEnvelope {
+            version: PROTOCOL_VERSION,
+            ok: false,
+            result: None,
+            error: Some(error.into()),
+        }
+    }
+}
+
+/// One jail in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailSummary {
+    pub name: String,
+    pub filter: Option<String>,
+    pub currently_failed: u64,
+    pub total_failed: u64,
+    pub currently_banned: u64,
+    pub total_banned: u64,
+}
+
+/// `status JAIL`: Fail2Ban's tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailDetail {
+    #[serde(flatten)]
+    pub summary: JailSummary,
+    /// Where its lines come from: files, containers, journal.
+    pub sources: Vec<String>,
+    pub banned: Vec<String>,
+}
+
+/// `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub version: String,
+    pub jails: Vec<JailSummary>,
+    /// The firewall backend in use (`nft`, `legacy`) or `none`.
+    pub firewall: String,
+}
+
+/// One ban in `banned`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanView {
+    pub jail: String,
+    pub ip: String,
+    /// RFC 3339.
+    pub start: String,
+    /// RFC 3339, `None` for a permanent ban.
+    pub end: Option<String>,
+    pub ban_count: u32,
+}
+
+/// The answer of a change (`ban`, `unban`, `set`): what happened and whether it lasts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeOutcome {
+    pub message: String,
+    /// Whether the change survives a restart (bans do, runtime settings do not).
+    pub persistent: bool,
+    /// How many bans or entries it touched.
+    pub count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_json_lines() {
+        let requests = [
+            Request::Ping,
+            Request::Status {
+                jail: Some("sshd".into()),
+            },
+            Request::Ban {
+                jail: "sshd".into(),
+                ip: "192.0.2.1".into(),
+                duration: Some("1h".into()),
+            },
+            Request::Unban {
+                jail: None,
+                ip: None,
+                all: true,
+            },
+            Request::Set {
+                jail: "sshd".into(),
+                key: "addignoreip".into(),
+                value: "10.0.0.0/8".into(),
+            },
+        ];
+        for request in requests {
+            let line = serde_json::to_string(&RequestEnvelope {
+                version: PROTOCOL_VERSION,
+                request: request.clone(),
+            })
+            .unwrap();
+            assert!(!line.contains('\n'));
+            let back: RequestEnvelope = serde_json::from_str(&line).unwrap();
+            assert_eq!(back.request, request);
+        }
+        let text = r#"{"version":1,"command":"status"}"#;
+        let parsed: RequestEnvelope = serde_json::from_str(text).unwrap();
+        assert_eq!(parsed.request, Request::Status { jail: None });
+        assert!(
+            serde_json::from_str::<RequestEnvelope>(r#"{"version":1,"command":"rm-rf"}"#).is_err()
+        );
+    }
+}

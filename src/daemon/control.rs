@@ -1,0 +1,306 @@
+//! Answers control requests about jails (status, ban, unban, get, set) inside the jail task,
+//! which owns the jails: no locks, and every answer sees a consistent state.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use crate::control::protocol::{
+    BanView, ChangeOutcome, DaemonStatus, JailDetail, JailSummary, Request, ResponseEnvelope,
+};
+use crate::duration::{format_duration, parse_bantime, parse_duration};
+use crate::jail::{ActiveBan, JailSettings};
+
+use super::jails::{
+    CountedHistory, DaemonEvent, JailRuntime, announce_ban, announce_unban, ban_record,
+};
+use super::store_task::{StoreHandle, StoreRequest};
+
+/// What the handlers need besides the jails.
+pub struct Context<'a> {
+    pub history: &'a mut CountedHistory,
+    pub store: &'a StoreHandle,
+    pub observers: &'a broadcast::Sender<DaemonEvent>,
+    pub now: DateTime<Utc>,
+    /// Firewall backend in use, for `status`.
+    pub firewall: &'a str,
+}
+
+/// Answers one request.
+pub async fn answer(
+    jails: &mut [JailRuntime],
+    request: Request,
+    context: Context<'_>,
+) -> ResponseEnvelope {
+    match handle(jails, request, context).await {
+        Ok(value) => ResponseEnvelope::success(value),
+        Err(message) => ResponseEnvelope::failure(message),
+    }
+}
+
+fn to_value<T: serde::Serialize>(value: T) -> Result<serde_json::Value, String> {
+    serde_json::to_value(value).map_err(|e| e.to_string())
+}
+
+async fn handle(
+    jails: &mut [JailRuntime],
+    request: Request,
+    context: Context<'_>,
+) -> Result<serde_json::Value, String> {
+    match request {
+        Request::Ping => Ok(json!("pong")),
+        Request::Version => Ok(json!(env!("CARGO_PKG_VERSION"))),
+        Request::Filters => Ok(json!(crate::filter::builtin::names().collect::<Vec<_>>())),
+        Request::Reload => Err("reload is handled by the daemon, not the jails".to_string()),
+        Request::Status { jail: None } => to_value(DaemonStatus {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            jails: jails.iter().map(summary).collect(),
+            firewall: context.firewall.to_string(),
+        }),
+        Request::Status { jail: Some(name) } => {
+            let runtime = find(jails, &name)?;
+            to_value(JailDetail {
+                summary: summary(runtime),
+                sources: runtime.sources.iter().cloned().collect(),
+                banned: runtime.jail.banned().map(|b| b.host.to_string()).collect(),
+            })
+        }
+        Request::Banned { ip } => {
+            let wanted = ip.as_deref().map(parse_ip).transpose()?;
+            let mut views = Vec::new();
+            for runtime in jails.iter() {
+                for ban in runtime.jail.banned() {
+                    if wanted.is_none_or(|w| w == ban.host) {
+                        views.push(ban_view(&runtime.name, ban));
+                    }
+                }
+            }
+            to_value(views)
+        }
+        Request::Ban { jail, ip, duration } => {
+            let host = parse_ip(&ip)?;
+            let bantime = duration
+                .as_deref()
+                .map(parse_bantime)
+                .transpose()
+                .map_err(|e| format!("duration: {e}"))?;
+            let runtime = find_mut(jails, &jail)?;
+            let order = runtime
+                .jail
+                .ban_manually(
+                    host,
+                    context.now,
+                    bantime,
+                    context.history,
+                    &mut rand::rng(),
+                )
+                .map_err(|refused| refused.to_string())?;
+            announce_ban(&order, None);
+            context
+                .store
+                .send(StoreRequest::SaveBan(ban_record(&order, None)))
+                .await;
+            let message = format!("banned {host} in {jail} for {}", order.bantime);
+            let _ = context.observers.send(DaemonEvent::Banned {
+                order,
+                origin: None,
+            });
+            to_value(ChangeOutcome {
+                message,
+                persistent: true,
+                count: 1,
+            })
+        }
+        Request::Unban { jail, ip, all } => {
+            let host = ip.as_deref().map(parse_ip).transpose()?;
+            if host.is_none() && !all {
+                return Err("say which address to unban, or --all".to_string());
+            }
+            if let Some(name) = &jail {
+                find(jails, name)?;
+            }
+            let mut lifted = 0;
+            for runtime in jails.iter_mut() {
+                if jail.as_deref().is_some_and(|name| name != &*runtime.name) {
+                    continue;
+                }
+                let ended = match host {
+                    Some(host) => runtime.jail.unban(host).into_iter().collect(),
+                    None => runtime.jail.unban_all(),
+                };
+                for ban in ended {
+                    announce_unban(&runtime.name, &ban, "manual");
+                    context
+                        .store
+                        .send(StoreRequest::RemoveBan {
+                            jail: runtime.name.to_string(),
+                            host: ban.host,
+                        })
+                        .await;
+                    let _ = context.observers.send(DaemonEvent::Unbanned {
+                        jail: runtime.name.clone(),
+                        host: ban.host,
+                    });
+                    lifted += 1;
+                }
+            }
+            if lifted == 0
+                && let Some(host) = host
+            {
+                return Err(format!(
+                    "{host} is not banned{}",
+                    jail.map(|j| format!(" in {j}")).unwrap_or_default()
+                ));
+            }
+            to_value(ChangeOutcome {
+                message: format!("lifted {lifted} ban{}", if lifted == 1 { "" } else { "s" }),
+                persistent: true,
+                count: lifted,
+            })
+        }
+        Request::Get { jail, key } => {
+            let runtime = find(jails, &jail)?;
+            let settings = runtime.jail.settings();
+            match key.as_str() {
+                "ignoreip" => Ok(json!(
+                    settings
+                        .ignore
+                        .networks()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                )),
+                "bantime" => Ok(json!(settings.bantime.to_string())),
+                "findtime" => Ok(json!(format_duration(settings.findtime))),
+                "maxretry" => Ok(json!(settings.maxretry)),
+                "banned" => Ok(json!(
+                    runtime
+                        .jail
+                        .banned()
+                        .map(|b| b.host.to_string())
+                        .collect::<Vec<_>>()
+                )),
+                other => Err(format!(
+                    "unknown setting \"{other}\" (ignoreip, bantime, findtime, maxretry, banned)"
+                )),
+            }
+        }
+        Request::Set { jail, key, value } => {
+            let runtime = find_mut(jails, &jail)?;
+            let message = set(runtime, &key, &value)?;
+            to_value(ChangeOutcome {
+                message: format!(
+                    "{message} (runtime only: not kept across restarts; edit the configuration to keep it)"
+                ),
+                persistent: false,
+                count: 1,
+            })
+        }
+    }
+}
+
+fn set(runtime: &mut JailRuntime, key: &str, value: &str) -> Result<String, String> {
+    let jail = &runtime.name;
+    match key {
+        "addignoreip" => {
+            let added = runtime.jail.add_ignore(value).map_err(|e| e.to_string())?;
+            Ok(if added {
+                format!("{jail}: {value} added to ignoreip")
+            } else {
+                format!("{jail}: {value} was already in ignoreip")
+            })
+        }
+        "delignoreip" => {
+            let removed = runtime
+                .jail
+                .remove_ignore(value)
+                .map_err(|e| e.to_string())?;
+            if removed {
+                Ok(format!("{jail}: {value} removed from ignoreip"))
+            } else {
+                Err(format!("{jail}: {value} is not in ignoreip"))
+            }
+        }
+        "bantime" | "findtime" | "maxretry" => {
+            let mut settings: JailSettings = runtime.jail.settings().clone();
+            match key {
+                "bantime" => {
+                    settings.bantime = parse_bantime(value).map_err(|e| format!("bantime: {e}"))?
+                }
+                "findtime" => {
+                    settings.findtime =
+                        parse_duration(value).map_err(|e| format!("findtime: {e}"))?
+                }
+                _ => {
+                    settings.maxretry = value
+                        .parse()
+                        .map_err(|_| format!("maxretry: `{value}` is not a whole number"))?
+                }
+            }
+            runtime
+                .jail
+                .update_settings(settings)
+                .map_err(|e| e.to_string())?;
+            Ok(format!("{jail}: {key} set to {value}"))
+        }
+        other => Err(format!(
+            "unknown setting \"{other}\" (addignoreip, delignoreip, bantime, findtime, maxretry)"
+        )),
+    }
+}
+
+fn parse_ip(text: &str) -> Result<IpAddr, String> {
+    text.trim()
+        .parse::<IpAddr>()
+        .map(|ip| ip.to_canonical())
+        .map_err(|_| format!("`{text}` is not an IP address"))
+}
+
+fn find<'a>(jails: &'a [JailRuntime], name: &str) -> Result<&'a JailRuntime, String> {
+    jails
+        .iter()
+        .find(|r| &*r.name == name)
+        .ok_or_else(|| unknown_jail(jails, name))
+}
+
+fn find_mut<'a>(jails: &'a mut [JailRuntime], name: &str) -> Result<&'a mut JailRuntime, String> {
+    if !jails.iter().any(|r| &*r.name == name) {
+        return Err(unknown_jail(jails, name));
+    }
+    jails
+        .iter_mut()
+        .find(|r| &*r.name == name)
+        .ok_or_else(|| format!("no jail named \"{name}\""))
+}
+
+fn unknown_jail(jails: &[JailRuntime], name: &str) -> String {
+    let names: Vec<&str> = jails.iter().map(|r| &*r.name).collect();
+    format!("no jail named \"{name}\" (jails: {})", names.join(", "))
+}
+
+fn summary(runtime: &JailRuntime) -> JailSummary {
+    let status = runtime.jail.status();
+    JailSummary {
+        name: runtime.name.to_string(),
+        filter: runtime.config.filter.clone(),
+        currently_failed: status.currently_failed as u64,
+        total_failed: status.total_failed,
+        currently_banned: status.currently_banned as u64,
+        total_banned: status.total_banned,
+    }
+}
+
+fn ban_view(jail: &Arc<str>, ban: &ActiveBan) -> BanView {
+    BanView {
+        jail: jail.to_string(),
+        ip: ban.host.to_string(),
+        start: ban.start.to_rfc3339_opts(SecondsFormat::Secs, true),
+        end: ban
+            .end
+            .map(|end| end.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        ban_count: ban.ban_count,
+    }
+}

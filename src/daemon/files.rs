@@ -1,0 +1,200 @@
+//! Host file sources: one follower per file however many jails read it, and the routes that
+//! send its lines to those jails. A reload changes routes in place and starts or stops only
+//! the followers whose files came or went, so no line is read twice or skipped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{JailConfig, SourceConfig};
+use crate::filter::Filter;
+use crate::source::file::{self, FollowConfig};
+use crate::source::watch::FileWatcher;
+use crate::source::{LineBatch, Origin, Position};
+
+use super::DaemonError;
+use super::matcher::{MatcherControl, Route};
+
+struct Follower {
+    stop: CancellationToken,
+    origin: Arc<Origin>,
+}
+
+/// Owns the file followers.
+pub struct FileSources {
+    followers: BTreeMap<PathBuf, Follower>,
+    watcher: FileWatcher,
+    lines: mpsc::Sender<LineBatch>,
+    control: mpsc::Sender<MatcherControl>,
+    stop_all: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl FileSources {
+    pub fn new(
+        watcher: FileWatcher,
+        lines: mpsc::Sender<LineBatch>,
+        control: mpsc::Sender<MatcherControl>,
+        stop_all: CancellationToken,
+    ) -> Self {
+        FileSources {
+            followers: BTreeMap::new(),
+            watcher,
+            lines,
+            control,
+            stop_all,
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Makes the running followers match `jails`: new files get a follower (resuming from
+    /// `positions`), files no jail reads any more lose theirs, changed routes are replaced.
+    pub async fn apply(
+        &mut self,
+        jails: &[JailConfig],
+        filters: &BTreeMap<String, Arc<Filter>>,
+        positions: &HashMap<String, Position>,
+    ) -> Result<(), DaemonError> {
+        let wanted = file_routes(jails, filters)?;
+        let gone: Vec<PathBuf> = self
+            .followers
+            .keys()
+            .filter(|path| !wanted.contains_key(*path))
+            .cloned()
+            .collect();
+        for path in gone {
+            if let Some(follower) = self.followers.remove(&path) {
+                follower.stop.cancel();
+                self.send(MatcherControl::Detach {
+                    origin: follower.origin,
+                    forget_position: false,
+                })
+                .await?;
+                tracing::info!(file = %path.display(), "no longer watching file");
+            }
+        }
+        for (path, routes) in wanted {
+            if let Some(follower) = self.followers.get(&path) {
+                // Filters may have changed even under the same names: always re-route.
+                let origin = follower.origin.clone();
+                self.send(MatcherControl::Attach {
+                    origin,
+                    routes: routes.into(),
+                })
+                .await?;
+                continue;
+            }
+            let origin = Arc::new(Origin::File { path: path.clone() });
+            self.send(MatcherControl::Attach {
+                origin: origin.clone(),
+                routes: routes.into(),
+            })
+            .await?;
+            let stop = self.stop_all.child_token();
+            let mut follow = FollowConfig::new(origin.clone(), path.clone());
+            follow.resume = positions.get(&origin.position_key()).copied();
+            // A file seen for the first time is read whole, as Fail2Ban does: failures older
+            // than findtime are dropped by their own time, recent ones count.
+            follow.start_at_end_if_new = false;
+            let watcher = self.watcher.clone();
+            let lines = self.lines.clone();
+            let task_stop = stop.clone();
+            self.tasks.spawn(async move {
+                if let Err(error) = file::follow(follow, watcher, lines, task_stop).await {
+                    tracing::error!(%error, "file source stopped");
+                }
+            });
+            tracing::info!(file = %path.display(), "watching file");
+            self.followers.insert(path, Follower { stop, origin });
+        }
+        Ok(())
+    }
+
+    async fn send(&self, control: MatcherControl) -> Result<(), DaemonError> {
+        self.control
+            .send(control)
+            .await
+            .map_err(|_| DaemonError::Task("the matcher stopped".into()))
+    }
+
+    /// Stops every follower and waits for them.
+    pub async fn stop(mut self) {
+        self.stop_all.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Every file to follow, each with the jails that read it.
+fn file_routes(
+    jails: &[JailConfig],
+    filters: &BTreeMap<String, Arc<Filter>>,
+) -> Result<BTreeMap<PathBuf, Vec<Route>>, DaemonError> {
+    let mut routes: BTreeMap<PathBuf, Vec<Route>> = BTreeMap::new();
+    for jail in jails.iter().filter(|j| j.enabled) {
+        let Some(filter_name) = &jail.filter else {
+            continue;
+        };
+        let filter = filters
+            .get(filter_name)
+            .ok_or_else(|| DaemonError::MissingFilter {
+                jail: jail.name.clone(),
+                filter: filter_name.clone(),
+            })?;
+        for source in &jail.sources {
+            let SourceConfig::File { path, optional } = source else {
+                continue;
+            };
+            let mut paths = expand_file_glob(path.as_str(), path.has_wildcards());
+            if paths.is_empty() && !path.has_wildcards() {
+                if *optional {
+                    tracing::info!(jail = %jail.name, file = path.as_str(), "optional file absent; not watched");
+                } else {
+                    tracing::warn!(jail = %jail.name, file = path.as_str(), "no such file yet; waiting for it");
+                    paths.push(PathBuf::from(path.as_str()));
+                }
+            }
+            for file in paths {
+                routes.entry(file).or_default().push(Route {
+                    jail: Arc::from(jail.name.as_str()),
+                    filter: filter.clone(),
+                });
+            }
+        }
+    }
+    Ok(routes)
+}
+
+/// The files a `file:` source names now: the path itself, or what a glob matches in its
+/// directory (wildcards in the file name only).
+fn expand_file_glob(pattern: &str, has_wildcards: bool) -> Vec<PathBuf> {
+    let path = Path::new(pattern);
+    if !has_wildcards {
+        return if path.exists() {
+            vec![path.to_path_buf()]
+        } else {
+            Vec::new()
+        };
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let Ok(glob) = crate::config::Glob::new(&name.to_string_lossy()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        tracing::warn!(pattern, "cannot read the directory of a file pattern");
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|entry| glob.matches(&entry.file_name().to_string_lossy()))
+        .map(|entry| entry.path())
+        .collect();
+    found.sort();
+    found
+}

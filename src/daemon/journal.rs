@@ -1,0 +1,162 @@
+//! Journal sources: one `journalctl` per distinct journal selection however many jails read
+//! it, and the routes that send its entries to those jails. A reload re-routes in place and
+//! starts or stops only the selections that came or went.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{JailConfig, JournalSelector, SourceConfig};
+use crate::filter::Filter;
+use crate::source::journal::{self, JournalFollowConfig};
+use crate::source::{LineBatch, Origin, Position};
+
+use super::DaemonError;
+use super::matcher::{MatcherControl, Route};
+
+struct Follower {
+    /// Canonical (see [`journal::canonical_selector`]): equal selections compare equal.
+    selector: JournalSelector,
+    origin: Arc<Origin>,
+    stop: CancellationToken,
+}
+
+/// Owns the journal followers.
+pub struct JournalSources {
+    followers: Vec<Follower>,
+    lines: mpsc::Sender<LineBatch>,
+    control: mpsc::Sender<MatcherControl>,
+    stop_all: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl JournalSources {
+    pub fn new(
+        lines: mpsc::Sender<LineBatch>,
+        control: mpsc::Sender<MatcherControl>,
+        stop_all: CancellationToken,
+    ) -> Self {
+        JournalSources {
+            followers: Vec::new(),
+            lines,
+            control,
+            stop_all,
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Makes the running followers match `jails`: new selections get a `journalctl`
+    /// (resuming from `positions`), selections no jail reads any more lose theirs, and the
+    /// routes of the others are replaced.
+    pub async fn apply(
+        &mut self,
+        jails: &[JailConfig],
+        filters: &BTreeMap<String, Arc<Filter>>,
+        positions: &HashMap<String, Position>,
+    ) -> Result<(), DaemonError> {
+        let mut wanted = journal_routes(jails, filters)?;
+        let mut kept = Vec::new();
+        for follower in std::mem::take(&mut self.followers) {
+            match wanted.iter().position(|(s, _)| *s == follower.selector) {
+                Some(index) => {
+                    let (_, routes) = wanted.swap_remove(index);
+                    // Filters may have changed under the same names: always re-route.
+                    self.send(MatcherControl::Attach {
+                        origin: follower.origin.clone(),
+                        routes: routes.into(),
+                    })
+                    .await?;
+                    kept.push(follower);
+                }
+                None => {
+                    follower.stop.cancel();
+                    self.send(MatcherControl::Detach {
+                        origin: follower.origin.clone(),
+                        forget_position: false,
+                    })
+                    .await?;
+                    tracing::info!(origin = %follower.origin, "no longer following the journal");
+                }
+            }
+        }
+        self.followers = kept;
+        for (selector, routes) in wanted {
+            let mut follow = JournalFollowConfig::new(selector.clone());
+            let origin = follow.origin.clone();
+            // Attached before the follower starts, so that its first lines find their routes.
+            self.send(MatcherControl::Attach {
+                origin: origin.clone(),
+                routes: routes.into(),
+            })
+            .await?;
+            follow.resume = positions.get(&origin.position_key()).copied();
+            let stop = self.stop_all.child_token();
+            let lines = self.lines.clone();
+            let task_stop = stop.clone();
+            self.tasks.spawn(async move {
+                if let Err(error) = journal::follow(follow, lines, task_stop).await {
+                    tracing::error!(%error, "journal source stopped");
+                }
+            });
+            tracing::info!(%origin, "following the journal");
+            self.followers.push(Follower {
+                selector,
+                origin,
+                stop,
+            });
+        }
+        Ok(())
+    }
+
+    async fn send(&self, control: MatcherControl) -> Result<(), DaemonError> {
+        self.control
+            .send(control)
+            .await
+            .map_err(|_| DaemonError::Task("the matcher stopped".into()))
+    }
+
+    /// Stops every follower (and its `journalctl`) and waits for them.
+    pub async fn stop(mut self) {
+        self.stop_all.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Every distinct journal selection, each with the jails that read it.
+fn journal_routes(
+    jails: &[JailConfig],
+    filters: &BTreeMap<String, Arc<Filter>>,
+) -> Result<Vec<(JournalSelector, Vec<Route>)>, DaemonError> {
+    let mut routes: Vec<(JournalSelector, Vec<Route>)> = Vec::new();
+    for jail in jails.iter().filter(|j| j.enabled) {
+        let Some(filter_name) = &jail.filter else {
+            continue;
+        };
+        for source in &jail.sources {
+            let SourceConfig::Journal(selector) = source else {
+                continue;
+            };
+            let filter = filters
+                .get(filter_name)
+                .ok_or_else(|| DaemonError::MissingFilter {
+                    jail: jail.name.clone(),
+                    filter: filter_name.clone(),
+                })?;
+            let selector = journal::canonical_selector(selector);
+            let route = Route {
+                jail: Arc::from(jail.name.as_str()),
+                filter: filter.clone(),
+            };
+            match routes.iter_mut().find(|(known, _)| *known == selector) {
+                // The same selection twice in one jail counts its entries once.
+                Some((_, jail_routes)) if jail_routes.iter().any(|r| r.jail == route.jail) => {}
+                Some((_, jail_routes)) => jail_routes.push(route),
+                None => routes.push((selector, vec![route])),
+            }
+        }
+    }
+    Ok(routes)
+}
