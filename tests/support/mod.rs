@@ -179,15 +179,19 @@ pub struct TestDaemon {
     task: Option<JoinHandle<Result<(), DaemonError>>>,
 }
 
-/// `config` with a `store:` section pointing into `dir` added.
+/// `config` with `store:` and `control:` sections pointing into `dir` added, and metrics off
+/// (tests run side by side; each would want the same port).
 pub fn config_with_store(yaml: &str, dir: &Path) -> Config {
-    let store = dir.join("logjail.db");
-    let text = format!("{yaml}\nstore:\n  path: {}\n", store.display());
+    let text = format!(
+        "{yaml}\nstore:\n  path: {}\ncontrol:\n  socket: {}\nmetrics:\n  enabled: false\n",
+        dir.join("logjail.db").display(),
+        dir.join("logjail.sock").display()
+    );
     Config::from_yaml_str(&text, "test.yaml").unwrap_or_else(|errors| panic!("{errors}"))
 }
 
 impl TestDaemon {
-    /// Starts the daemon with `yaml` (which must not have a `store:` section).
+    /// Starts the daemon with `yaml` (which must have no `store:`, `control:` or `metrics:`).
     pub fn start(yaml: &str, dir: &Path) -> TestDaemon {
         capture_log();
         let config = config_with_store(yaml, dir);
