@@ -9,6 +9,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+pub mod dockerd;
+
 use logjail::config::Config;
 use logjail::daemon::{DaemonError, DaemonEvent, DaemonOptions};
 use logjail::jail::Decision;
