@@ -62,7 +62,13 @@ async fn logjail_follows_containers_across_a_docker_restart() {
         let first = daemon.next_failure(old).await;
         assert_eq!((first.host, first.count()), (ip("192.0.2.110"), Some(1)));
     }
-    write_at(Some(&host), old, Stream::Stderr, "auth failure for x from 192.0.2.111").await;
+    write_at(
+        Some(&host),
+        old,
+        Stream::Stderr,
+        "auth failure for x from 192.0.2.111",
+    )
+    .await;
     for daemon in [&mut by_file, &mut by_api] {
         assert_eq!(daemon.next_failure(old).await.host, ip("192.0.2.111"));
     }
@@ -70,11 +76,22 @@ async fn logjail_follows_containers_across_a_docker_restart() {
     engine.restart().await;
 
     // The restart policy brought the container back; it printed its boot line again.
-    write_at(Some(&host), old, Stream::Stdout, "auth failure for m from 192.0.2.119").await;
+    write_at(
+        Some(&host),
+        old,
+        Stream::Stdout,
+        "auth failure for m from 192.0.2.119",
+    )
+    .await;
     containers
         .run(
             new,
-            &[IMAGE, "sh", "-c", "echo 'auth failure for n from 192.0.2.120'; sleep 3600"],
+            &[
+                IMAGE,
+                "sh",
+                "-c",
+                "echo 'auth failure for n from 192.0.2.120'; sleep 3600",
+            ],
         )
         .await;
     for daemon in [&mut by_file, &mut by_api] {

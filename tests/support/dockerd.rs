@@ -1,6 +1,9 @@
 //! A private Docker engine for tests that stop and start it: its own socket, data and exec
-//! roots, containerd namespace, no bridge and no iptables rules, so that the machine's engine
+//! roots, containerd namespace and bridge, and no iptables rules, so that the machine's engine
 //! and the other tests never notice it.
+//!
+//! Never `--bridge=none`: an engine started so deletes the host's `docker0`, which belongs to
+//! the machine's engine. The private engine gets a bridge of its own instead.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -14,6 +17,8 @@ use super::{WAIT, docker_at};
 /// The private engine; stopped (and its files removed) when dropped.
 pub struct PrivateDockerd {
     dir: tempfile::TempDir,
+    /// The engine's own bridge (deleted after it stops).
+    bridge: String,
     /// `unix://…` of its socket.
     pub host: String,
     child: Option<Child>,
@@ -28,8 +33,23 @@ impl PrivateDockerd {
             .tempdir_in("/tmp")
             .unwrap();
         let host = format!("unix://{}", dir.path().join("d.sock").display());
+        let pid = std::process::id();
+        let bridge = format!("ljdbr{}", pid % 100_000);
+        let subnet = format!("10.215.{}.1/24", pid % 250);
+        for args in [
+            vec!["link", "add", bridge.as_str(), "type", "bridge"],
+            vec!["addr", "add", subnet.as_str(), "dev", bridge.as_str()],
+            vec!["link", "set", bridge.as_str(), "up"],
+        ] {
+            let status = std::process::Command::new("ip")
+                .args(&args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "ip {args:?}");
+        }
         let mut dockerd = PrivateDockerd {
             dir,
+            bridge,
             host,
             child: None,
         };
@@ -60,8 +80,9 @@ impl PrivateDockerd {
             .arg(self.path("exec"))
             .arg("--pidfile")
             .arg(self.path("dockerd.pid"))
+            .arg("--bridge")
+            .arg(&self.bridge)
             .args([
-                "--bridge=none",
                 "--iptables=false",
                 "--ip6tables=false",
                 "--userland-proxy=false",
@@ -160,6 +181,15 @@ impl PrivateDockerd {
 
 impl Drop for PrivateDockerd {
     fn drop(&mut self) {
+        self.terminate();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
+
+impl PrivateDockerd {
+    fn terminate(&mut self) {
         let Some(child) = &mut self.child else {
             return;
         };

@@ -56,6 +56,20 @@ pub async fn docker_at(host: Option<&str>, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
+/// `docker logs` of a container, stdout and stderr together.
+pub async fn container_logs(name: &str) -> String {
+    let output = tokio::process::Command::new(docker_cli())
+        .args(["logs", name])
+        .output()
+        .await
+        .expect("the docker client runs");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// Removes containers by name when dropped, also when the test fails.
 #[derive(Debug, Default)]
 pub struct Containers {
@@ -284,6 +298,32 @@ impl TestDaemon {
                 return judged;
             }
         }
+    }
+
+    /// The failures of container `name` judged so far and not asked for yet (no waiting).
+    pub fn failures_so_far(&mut self, name: &str) -> Vec<Judged> {
+        while let Ok(event) = self.events.try_recv() {
+            self.backlog.push_back(event);
+        }
+        let mut judged = Vec::new();
+        self.backlog.retain(|event| match event {
+            DaemonEvent::Failure {
+                jail,
+                host,
+                origin,
+                decision,
+            } if origin_name(origin) == Some(name) => {
+                judged.push(Judged {
+                    jail: jail.to_string(),
+                    host: *host,
+                    origin: origin.clone(),
+                    decision: decision.clone(),
+                });
+                false
+            }
+            _ => true,
+        });
+        judged
     }
 
     /// Waits for a ban of `host` by `jail`.
