@@ -80,6 +80,9 @@ pub(super) struct Outcome {
     pub last_position: Option<Position>,
     /// The log file could not be read: the API is the way to this container's lines.
     pub file_unreadable: bool,
+    /// The follower stopped before the container did (Docker did not answer): worth another
+    /// follower once Docker answers.
+    pub interrupted: bool,
 }
 
 /// Follows one container until it is told to stop, or until it has died and its last lines
@@ -114,7 +117,7 @@ async fn follow_file(spec: FollowSpec, path: &Path, signals: Signals, env: Follo
     )));
     let mut outcome = Outcome {
         last_position: spec.resume,
-        file_unreadable: false,
+        ..Outcome::default()
     };
     let mut drain_since: Option<Instant> = None;
     let mut drain_check = tokio::time::interval(DRAIN_CHECK);
@@ -271,7 +274,7 @@ async fn follow_api(spec: FollowSpec, signals: Signals, env: FollowEnv) -> Outco
     let mut lines = ApiLines::new(resume);
     let mut outcome = Outcome {
         last_position: spec.resume,
-        file_unreadable: false,
+        ..Outcome::default()
     };
     let mut backoff = Backoff::new();
     let mut drain_deadline: Option<Instant> = None;
@@ -301,24 +304,32 @@ async fn follow_api(spec: FollowSpec, signals: Signals, env: FollowEnv) -> Outco
                 return outcome;
             }
             StreamEnd::Closed => {
-                let running = !signals.died.is_cancelled()
-                    && env
-                        .docker
-                        .inspect_container(&spec.id, None)
-                        .await
-                        .ok()
-                        .and_then(|inspect| inspect.state)
-                        .and_then(|state| state.running)
-                        .unwrap_or(false);
-                if !running {
-                    let mut rest = Vec::new();
-                    lines.flush(&mut rest);
-                    let _ = send_lines(&spec.origin, rest, &signals, &env, &mut outcome).await;
-                    return outcome;
+                let running = if signals.died.is_cancelled() {
+                    Ok(false)
+                } else {
+                    container_running(&env.docker, &spec.id).await
+                };
+                match running {
+                    // Docker closed the stream of a running container: ask again.
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let mut rest = Vec::new();
+                        lines.flush(&mut rest);
+                        let _ = send_lines(&spec.origin, rest, &signals, &env, &mut outcome).await;
+                        return outcome;
+                    }
+                    Err(error) => {
+                        tracing::debug!(origin = %spec.origin, %error, "cannot ask Docker about the container");
+                        outcome.interrupted = true;
+                        return outcome;
+                    }
                 }
             }
             StreamEnd::Failed(message) => {
+                // Docker went away, most likely: discovery starts a new follower when it is back.
                 tracing::debug!(origin = %spec.origin, error = %message, "container logs stream failed");
+                outcome.interrupted = true;
+                return outcome;
             }
         }
         // Ask again, from the last line handed on.
@@ -412,6 +423,20 @@ async fn read_logs(
             }
             Some(error) => return StreamEnd::Failed(error.to_string()),
         }
+    }
+}
+
+/// Whether the container runs; a container that no longer exists does not.
+async fn container_running(docker: &Docker, id: &str) -> Result<bool, bollard::errors::Error> {
+    match docker.inspect_container(id, None).await {
+        Ok(inspect) => Ok(inspect
+            .state
+            .and_then(|state| state.running)
+            .unwrap_or(false)),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(error) => Err(error),
     }
 }
 

@@ -40,6 +40,9 @@ use crate::source::{Origin, Position};
 /// writes positions every second.
 const DETACH_DELAY: Duration = Duration::from_secs(5);
 
+/// How long after a follower was interrupted (Docker did not answer) a new one is tried.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+
 /// A container being followed (or followed before and stopped).
 struct Watched {
     origin: Arc<Origin>,
@@ -82,6 +85,10 @@ pub(super) struct Discovery {
     ended_rx: mpsc::UnboundedReceiver<(String, u64)>,
     next_generation: u64,
     detach_queue: VecDeque<(Instant, MatcherControl)>,
+    /// Containers whose follower was interrupted, to try again.
+    restart_queue: VecDeque<(Instant, String)>,
+    /// Stored positions of containers that no longer exist were dropped (first listing).
+    stale_positions_dropped: bool,
     stop: CancellationToken,
 }
 
@@ -109,6 +116,8 @@ impl Discovery {
             ended_rx,
             next_generation: 0,
             detach_queue: VecDeque::new(),
+            restart_queue: VecDeque::new(),
+            stale_positions_dropped: false,
             stop,
         }
     }
@@ -199,10 +208,13 @@ impl Discovery {
             containers = listed.len(),
             "connected to Docker"
         );
+        // The listing restarts whatever needs it.
+        self.restart_queue.clear();
         self.reconcile(docker, listed).await;
         backoff.reset();
         loop {
             let detach_due = self.detach_queue.front().map(|(due, _)| *due);
+            let restart_due = self.restart_queue.front().map(|(due, _)| *due);
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => return SessionEnd::Stopped,
@@ -210,6 +222,7 @@ impl Discovery {
                     self.follower_ended(&id, generation, Some(docker)).await;
                 }
                 _ = sleep_until_some(detach_due) => self.send_due_detaches(false).await,
+                _ = sleep_until_some(restart_due) => self.restart_due(docker).await,
                 event = events.next() => match event {
                     Some(Ok(event)) => self.on_event(docker, event).await,
                     Some(Err(error)) => return SessionEnd::Lost(error.to_string()),
@@ -280,6 +293,69 @@ impl Discovery {
             self.destroyed(&id).await;
         }
         self.ignored.retain(|id| present.contains(id));
+        if !self.stale_positions_dropped {
+            // Containers removed while logjail was down: their positions go.
+            self.stale_positions_dropped = true;
+            let stale: Vec<String> = self
+                .positions
+                .keys()
+                .filter(|id| !present.contains(*id) && !self.containers.contains_key(*id))
+                .cloned()
+                .collect();
+            for id in stale {
+                self.positions.remove(&id);
+                let origin = Arc::new(Origin::Container {
+                    id,
+                    name: String::new(),
+                });
+                let _ = self
+                    .wiring
+                    .control
+                    .send(MatcherControl::Detach {
+                        origin,
+                        forget_position: true,
+                    })
+                    .await;
+            }
+        }
+    }
+
+    /// Starts new followers for containers whose follower was interrupted, if they run.
+    async fn restart_due(&mut self, docker: &Docker) {
+        let now = Instant::now();
+        while let Some((due, _)) = self.restart_queue.front() {
+            if *due > now {
+                break;
+            }
+            let Some((_, id)) = self.restart_queue.pop_front() else {
+                break;
+            };
+            let idle = self
+                .containers
+                .get(&id)
+                .is_some_and(|w| w.running.is_none() && !w.destroyed);
+            if !idle {
+                continue;
+            }
+            match docker.inspect_container(&id, None).await {
+                Ok(inspect)
+                    if inspect
+                        .state
+                        .as_ref()
+                        .and_then(|s| s.running)
+                        .unwrap_or(false) =>
+                {
+                    self.start_follower(docker, &id).await;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(container = %id, %error, "cannot inspect container: trying again later");
+                    self.restart_queue
+                        .push_back((Instant::now() + RESTART_DELAY, id));
+                    break;
+                }
+            }
+        }
     }
 
     async fn on_event(&mut self, docker: &Docker, event: EventMessage) {
@@ -657,6 +733,9 @@ impl Discovery {
             if !died && let Some(docker) = docker {
                 self.start_follower(docker, id).await;
             }
+        } else if outcome.interrupted && !died {
+            self.restart_queue
+                .push_back((Instant::now() + RESTART_DELAY, id.to_string()));
         }
     }
 
