@@ -702,3 +702,110 @@ async fn a_bad_label_is_reported_once_and_skips_only_its_jail() {
     assert_eq!(reports("no jail \"t18unknown\"", &good), 1);
     daemon.stop().await;
 }
+
+/// A container that floods its log and one whose driver keeps no log do not hold up a third
+/// container's failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_and_an_unreadable_container_do_not_stall_the_others() {
+    let dir = scratch();
+    let flood = unique_name("flood");
+    let silent = unique_name("nolog");
+    let good = unique_name("calm");
+    let mut containers = Containers::new();
+    let mut daemon = TestDaemon::start(&config("auto", ""), dir.path());
+    containers
+        .run(
+            &flood,
+            &[
+                "--label",
+                "logjail.jail.t19flood.filter=testauth",
+                BUSYBOX,
+                "sh",
+                "-c",
+                "yes 'GET /index.html 200 nothing to see here, just a busy server' | head -n 300000; sleep 3600",
+            ],
+        )
+        .await;
+    containers
+        .run(
+            &silent,
+            &[
+                "--log-driver",
+                "none",
+                "--label",
+                "logjail.jail.t19none.filter=testauth",
+                BUSYBOX,
+                "sleep",
+                "3600",
+            ],
+        )
+        .await;
+    containers
+        .run(
+            &good,
+            &[
+                "--label",
+                "logjail.jail.t19calm.filter=testauth",
+                BUSYBOX,
+                "sleep",
+                "3600",
+            ],
+        )
+        .await;
+    write_line(
+        &good,
+        Stream::Stdout,
+        "auth failure for a from 198.51.100.50",
+    )
+    .await;
+    let judged = daemon.next_failure(&good).await;
+    assert_eq!(
+        (judged.jail.as_str(), judged.host),
+        ("t19calm", ip("198.51.100.50"))
+    );
+    let log = captured_log();
+    assert!(
+        log.lines().any(|line| line.contains(&silent)
+            && line.contains("Docker cannot send this container's logs")),
+        "{}",
+        support::log_tail()
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_without_a_jail_is_said_once_and_costs_nothing_more() {
+    let dir = scratch();
+    let name = unique_name("enable-only");
+    let mut containers = Containers::new();
+    let mut daemon = TestDaemon::start(&config("auto", ""), dir.path());
+    containers
+        .run(
+            &name,
+            &["--label", "logjail.enable=true", BUSYBOX, "sleep", "3600"],
+        )
+        .await;
+    // A restart is a new start event: the container is not looked at again.
+    docker(&["restart", "-t", "0", &name]).await;
+    let marker = unique_name("enable-marker");
+    containers
+        .run(
+            &marker,
+            &[
+                "--label",
+                "logjail.jail.t21mark.filter=testauth",
+                BUSYBOX,
+                "sh",
+                "-c",
+                "echo 'auth failure for m from 198.51.100.60'; sleep 3600",
+            ],
+        )
+        .await;
+    daemon.next_failure(&marker).await;
+    let said = captured_log()
+        .lines()
+        .filter(|line| line.contains(&name) && line.contains("logjail.enable=true but no jail"))
+        .count();
+    assert_eq!(said, 1, "{}", support::log_tail());
+    daemon.stop().await;
+}
