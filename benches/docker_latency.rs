@@ -261,7 +261,9 @@ async fn throughput(read_mode: &str, lines_per_container: u64) {
         match tokio::time::timeout(Duration::from_secs(60), daemon.events.recv()).await {
             Ok(Ok(DaemonEvent::Failure { origin, host, .. })) => {
                 if host.to_string().starts_with("10.98.0.") {
-                    *per_origin.entry(origin_name(&origin).to_string()).or_default() += 1;
+                    *per_origin
+                        .entry(origin_name(&origin).to_string())
+                        .or_default() += 1;
                     total += 1;
                 }
             }

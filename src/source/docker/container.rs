@@ -34,6 +34,10 @@ const DRAIN_CHECK: Duration = Duration::from_millis(50);
 /// Batches between the file follower and this task: a handful, the shared queue downstream is
 /// where lines wait.
 const FOLLOWER_QUEUE: usize = 2;
+/// How often an idle json-file log is looked at without an inotify wake-up. Docker's log
+/// directory is on a local file system where inotify does not miss changes, and with hundreds
+/// of idle containers the looks are most of logjail's idle work.
+const SAFETY_POLL: Duration = Duration::from_secs(5);
 /// Frames taken from the API stream at once when they are already there.
 const FRAMES_AT_ONCE: usize = 256;
 
@@ -107,6 +111,7 @@ async fn follow_file(spec: FollowSpec, path: &Path, signals: Signals, env: Follo
     config.resume = resume;
     // A container's log is all news, except what a stored position says was read.
     config.start_at_end_if_new = false;
+    config.safety_poll = SAFETY_POLL;
     let (tx, mut rx) = mpsc::channel(FOLLOWER_QUEUE);
     let follower_stop = CancellationToken::new();
     let mut follower = Some(tokio::spawn(file::follow(
