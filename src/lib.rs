@@ -9,13 +9,27 @@
 //!   journal)      journal)    syslog)      <HOST>)                    ignoreip)
 //! ```
 //!
-//! - [`config`]: the YAML file, parsed strictly and validated with every error reported at once.
+//! In data-flow order:
+//!
+//! - [`source`]: followers of host files (inotify, rotation, resume), the journal and Docker
+//!   containers; they only read and remember where they are.
 //! - [`filter`]: envelopes (json-file, CRI, syslog), dates, failregex/ignoreregex with Fail2Ban's
 //!   tags, and the built-in filter library.
 //! - [`jail`]: pure per-host failure counting and ban decisions, with ban-time increments.
-//! - [`cli`]: the commands behind the `logjail` binary (`check`, `filters`, `regex`, …).
-//! - [`duration`]: Fail2Ban-style durations (`10m`, `3d`, `259200`, `-1`).
+//! - [`store`]: SQLite for bans, ban history and read positions.
+//! - [`action`]: notifications about bans and unbans (webhooks, commands), off the ban path.
+//! - [`daemon`]: the tasks that join these stages (matcher, jails, store, sources) and their
+//!   start and stop order; [`daemon::run`] is what `logjail run` calls.
+//!
+//! Around them:
+//!
+//! - [`config`]: the YAML file, parsed strictly and validated with every error reported at once.
+//! - [`control`]: the Unix-socket protocol between the CLI and the daemon.
+//! - [`metrics`]: Prometheus text on `/metrics`, `/healthz`.
+//! - [`cli`]: the commands behind the `logjail` binary (`run`, `check`, `regex`, `status`, …).
+//! - [`clock`], [`duration`]: time sources and Fail2Ban-style durations (`10m`, `3d`, `-1`).
 
+pub mod action;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -44,11 +44,21 @@ pub struct SourceMetrics {
     pub read_lag_seconds: Option<f64>,
 }
 
+/// One notification kind's figures (`webhook`, `command`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionMetrics {
+    pub action: &'static str,
+    pub sent: u64,
+    pub failed: u64,
+    pub dropped: u64,
+}
+
 /// Everything one scrape shows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     pub jails: Vec<JailMetrics>,
     pub sources: Vec<SourceMetrics>,
+    pub actions: Vec<ActionMetrics>,
     pub firewall_errors: u64,
 }
 
@@ -172,6 +182,34 @@ pub fn render(snapshot: &Snapshot) -> String {
                     "{name}{{source=\"{}\"}} {value}",
                     label(&source.source)
                 );
+            }
+        }
+    }
+    let action_families: [Family<ActionMetrics>; 3] = [
+        (
+            "logjail_action_sent_total",
+            "counter",
+            "Notifications delivered.",
+            |a| Some(a.sent as f64),
+        ),
+        (
+            "logjail_action_failures_total",
+            "counter",
+            "Notifications that failed after every try.",
+            |a| Some(a.failed as f64),
+        ),
+        (
+            "logjail_action_dropped_total",
+            "counter",
+            "Notifications dropped because the queue was full.",
+            |a| Some(a.dropped as f64),
+        ),
+    ];
+    for (name, kind, help, value) in action_families {
+        family(&mut out, name, kind, help);
+        for action in &snapshot.actions {
+            if let Some(value) = value(action) {
+                let _ = writeln!(out, "{name}{{action=\"{}\"}} {value}", action.action);
             }
         }
     }
@@ -317,9 +355,16 @@ mod tests {
                 lines_matched: 7,
                 read_lag_seconds: Some(0.25),
             }],
+            actions: vec![ActionMetrics {
+                action: "webhook",
+                sent: 1,
+                failed: 2,
+                dropped: 0,
+            }],
             firewall_errors: 0,
         };
         let text = render(&snapshot);
+        assert!(text.contains("logjail_action_failures_total{action=\"webhook\"} 2\n"));
         assert!(text.contains("logjail_up 1\n"));
         assert!(text.contains("logjail_jail_failures_total{jail=\"sshd\"} 7\n"));
         assert!(text.contains("logjail_jail_bans{jail=\"sshd\"} 1\n"));

@@ -95,12 +95,9 @@ fn fail2ban_defaults_when_a_key_is_missing_everywhere() {
     assert_eq!(app.maxretry, 5);
     assert!(app.ignoreself);
     assert!(app.ignoreip.is_empty());
-    assert_eq!(
-        app.action,
-        ActionConfig {
-            firewall: FirewallAction::Drop
-        }
-    );
+    assert_eq!(app.action, ActionConfig::default());
+    assert_eq!(app.action.firewall, FirewallAction::Drop);
+    assert!(app.action.notify.is_empty());
     assert_eq!(app.increment, None);
     assert_eq!(app.ports, Ports::All);
     assert_eq!(app.protocol, Protocol::All);

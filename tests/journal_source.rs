@@ -553,7 +553,11 @@ fn daemon_config(state: &Path, journal: &Path) -> Config {
         r#"
 store:
   path: {state}/state.db
+control:
+  socket: {state}/logjail.sock
 docker:
+  enabled: false
+metrics:
   enabled: false
 jails:
   ssh:
@@ -755,6 +759,7 @@ async fn reload_keeps_shared_selections_and_stops_dropped_ones() {
 store: {{path: {state}/state.db}}
 control: {{socket: {socket}}}
 docker: {{enabled: false}}
+metrics: {{enabled: false}}
 jails:
   ssh:
     filter: sshd

@@ -58,8 +58,20 @@
 //! `action:` is one action or a list of them; an action is a word (`drop`, `reject`, `log`),
 //! `reject-with TYPE` (`icmp-port-unreachable`, `icmp-host-unreachable`,
 //! `icmp-net-unreachable`, `tcp-reset` — the latter needs `protocol: tcp`) or a one-key mapping
-//! (`{reject-with: tcp-reset}`). Exactly one of them sets the firewall verdict; the list and
-//! mapping forms leave room for notification actions (`webhook`, `command`) later.
+//! (`{reject-with: tcp-reset}`). Exactly one of them sets the firewall verdict; any number of
+//! notifications may sit next to it in the list:
+//!
+//! ```yaml
+//! action:
+//!   - drop
+//!   - webhook: {url: "https://…", format: slack, on: [ban, unban], timeout: 10s, retries: 3,
+//!               headers: {Authorization: "Bearer …"}}        # format: generic | slack | discord
+//!   - command: {argv: [/usr/local/bin/notify, "<jail>", "<ip>"], on: [ban], timeout: 30s}
+//! ```
+//!
+//! Command arguments are templates (`<ip>`, `<jail>`, `<event>`, `<failures>`, `<bantime>`,
+//! `<ban_count>`, `<origin>`, `<time>`, `<matches>`), each filled in within its own argument;
+//! nothing is ever run through a shell (see [`action`] and `crate::action`).
 //!
 //! A jail's own value of a key replaces the default (`ignoreip` included: list the default
 //! networks again if you still want them); `increment` is merged key by key. Top-level keys

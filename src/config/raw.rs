@@ -147,6 +147,27 @@ pub(super) struct RawContainer {
     pub(super) label: Option<String>,
 }
 
+/// The mapping of a `{webhook: {...}}` action.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhook {
+    pub(super) url: Option<String>,
+    pub(super) format: Option<String>,
+    pub(super) timeout: Option<Scalar>,
+    pub(super) retries: Option<Scalar>,
+    pub(super) on: Option<Value>,
+    pub(super) headers: Option<Value>,
+}
+
+/// The mapping of a `{command: {...}}` action.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCommand {
+    pub(super) argv: Option<Value>,
+    pub(super) on: Option<Value>,
+    pub(super) timeout: Option<Scalar>,
+}
+
 /// `docker:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

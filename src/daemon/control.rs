@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
-use tokio::sync::broadcast;
 
 use crate::control::protocol::{
     BanView, ChangeOutcome, DaemonStatus, JailDetail, JailSummary, Request, ResponseEnvelope,
@@ -14,16 +13,12 @@ use crate::control::protocol::{
 use crate::duration::{format_duration, parse_bantime, parse_duration};
 use crate::jail::{ActiveBan, JailSettings};
 
-use super::jails::{
-    CountedHistory, DaemonEvent, JailRuntime, announce_ban, announce_unban, ban_record,
-};
-use super::store_task::{StoreHandle, StoreRequest};
+use super::jails::{CountedHistory, Effects, JailRuntime};
 
 /// What the handlers need besides the jails.
 pub struct Context<'a> {
     pub history: &'a mut CountedHistory,
-    pub store: &'a StoreHandle,
-    pub observers: &'a broadcast::Sender<DaemonEvent>,
+    pub effects: &'a Effects,
     pub now: DateTime<Utc>,
     /// Firewall backend in use, for `status`.
     pub firewall: &'a str,
@@ -98,16 +93,8 @@ async fn handle(
                     &mut rand::rng(),
                 )
                 .map_err(|refused| refused.to_string())?;
-            announce_ban(&order, None);
-            context
-                .store
-                .send(StoreRequest::SaveBan(ban_record(&order, None)))
-                .await;
+            context.effects.banned(&order, None, &runtime.config).await;
             let message = format!("banned {host} in {jail} for {}", order.bantime);
-            let _ = context.observers.send(DaemonEvent::Banned {
-                order,
-                origin: None,
-            });
             to_value(ChangeOutcome {
                 message,
                 persistent: true,
@@ -132,18 +119,10 @@ async fn handle(
                     None => runtime.jail.unban_all(),
                 };
                 for ban in ended {
-                    announce_unban(&runtime.name, &ban, "manual");
                     context
-                        .store
-                        .send(StoreRequest::RemoveBan {
-                            jail: runtime.name.to_string(),
-                            host: ban.host,
-                        })
+                        .effects
+                        .unbanned(&runtime.name, &ban, "manual", &runtime.config, context.now)
                         .await;
-                    let _ = context.observers.send(DaemonEvent::Unbanned {
-                        jail: runtime.name.clone(),
-                        host: ban.host,
-                    });
                     lifted += 1;
                 }
             }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::action::{Notice, NotifierHandle};
 use crate::clock::SharedClock;
 use crate::config::{IncrementConfig, JailConfig};
 use crate::duration::BanTime;
@@ -73,6 +74,94 @@ pub enum DaemonEvent {
         jail: Arc<str>,
         host: IpAddr,
     },
+}
+
+/// Everything a ban or an unban sets in motion besides the jail itself: the log event, the
+/// store, notifications, the firewall and observers. One place, so that automatic, manual,
+/// expired and reload-lifted bans all do the same.
+#[derive(Debug, Clone)]
+pub struct Effects {
+    pub store: StoreHandle,
+    pub observers: broadcast::Sender<DaemonEvent>,
+    pub notifier: NotifierHandle,
+    /// The firewall's queue; `None` when the daemon manages no firewall (tests, dry runs).
+    pub enforcer: Option<mpsc::Sender<Enforcement>>,
+}
+
+/// A change for the firewall, applied in order by the enforcer task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enforcement {
+    Ban {
+        jail: String,
+        host: IpAddr,
+        end: Option<DateTime<Utc>>,
+    },
+    Unban {
+        jail: String,
+        host: IpAddr,
+    },
+}
+
+impl Effects {
+    pub async fn banned(
+        &self,
+        order: &BanOrder,
+        origin: Option<&Arc<Origin>>,
+        config: &JailConfig,
+    ) {
+        announce_ban(order, origin);
+        self.store
+            .send(StoreRequest::SaveBan(ban_record(order, origin)))
+            .await;
+        self.enforce(Enforcement::Ban {
+            jail: order.jail.clone(),
+            host: order.host,
+            end: order.end,
+        })
+        .await;
+        self.notifier
+            .notify(Notice::ban(order, origin.map(|o| &**o), &config.action));
+        let _ = self.observers.send(DaemonEvent::Banned {
+            order: order.clone(),
+            origin: origin.cloned(),
+        });
+    }
+
+    pub async fn unbanned(
+        &self,
+        jail: &Arc<str>,
+        ban: &ActiveBan,
+        reason: &str,
+        config: &JailConfig,
+        now: DateTime<Utc>,
+    ) {
+        announce_unban(jail, ban, reason);
+        self.store
+            .send(StoreRequest::RemoveBan {
+                jail: jail.to_string(),
+                host: ban.host,
+            })
+            .await;
+        self.enforce(Enforcement::Unban {
+            jail: jail.to_string(),
+            host: ban.host,
+        })
+        .await;
+        self.notifier
+            .notify(Notice::unban(jail, ban, now, &config.action));
+        let _ = self.observers.send(DaemonEvent::Unbanned {
+            jail: jail.clone(),
+            host: ban.host,
+        });
+    }
+
+    async fn enforce(&self, enforcement: Enforcement) {
+        if let Some(enforcer) = &self.enforcer
+            && enforcer.send(enforcement).await.is_err()
+        {
+            tracing::error!("the firewall is gone; a ban change was not applied");
+        }
+    }
 }
 
 /// Builds a jail's runtime settings from its validated configuration.
@@ -203,9 +292,9 @@ pub async fn run(
     mut jails: Vec<JailRuntime>,
     mut history: CountedHistory,
     mut events: mpsc::Receiver<JailEvent>,
-    store: StoreHandle,
-    observers: broadcast::Sender<DaemonEvent>,
+    effects: Effects,
     clock: SharedClock,
+    firewall: String,
 ) -> Vec<JailRuntime> {
     let mut index: HashMap<Arc<str>, usize> = jails
         .iter()
@@ -226,15 +315,14 @@ pub async fn run(
                             tracing::warn!(jail = %failure.jail, "failure for an unknown jail");
                             continue;
                         };
-                        on_failure(&mut jails[slot], failure, &mut history, &store, &observers, &clock).await;
+                        on_failure(&mut jails[slot], failure, &mut history, &effects, &clock).await;
                     }
                     JailEvent::Control(call) => {
                         let context = super::control::Context {
                             history: &mut history,
-                            store: &store,
-                            observers: &observers,
+                            effects: &effects,
                             now: clock.now(),
-                            firewall: "none",
+                            firewall: &firewall,
                         };
                         let response = super::control::answer(&mut jails, call.request, context).await;
                         let _ = call.reply.send(response);
@@ -251,7 +339,7 @@ pub async fn run(
                         let _ = answer.send(figures);
                     }
                     JailEvent::Reconfigure { jails: configs, own_addresses, reply } => {
-                        let answer = reconfigure(&mut jails, configs, &own_addresses, &store, &observers).await;
+                        let answer = reconfigure(&mut jails, configs, &own_addresses, &effects, clock.now()).await;
                         index = jails
                             .iter()
                             .enumerate()
@@ -266,7 +354,7 @@ pub async fn run(
                 }
             }
             () = sleep_or_forever(until_expiry) => {
-                expire(&mut jails, &store, &observers, &clock).await;
+                expire(&mut jails, &effects, &clock).await;
             }
             _ = purge.tick() => {
                 let now = clock.now();
@@ -286,8 +374,8 @@ async fn reconfigure(
     jails: &mut Vec<JailRuntime>,
     configs: Vec<JailConfig>,
     own_addresses: &[IpAddr],
-    store: &StoreHandle,
-    observers: &broadcast::Sender<DaemonEvent>,
+    effects: &Effects,
+    now: DateTime<Utc>,
 ) -> Result<ReloadSummary, String> {
     let mut prepared = Vec::new();
     for config in configs.into_iter().filter(|c| c.enabled) {
@@ -305,17 +393,9 @@ async fn reconfigure(
         }
         let mut runtime = runtime;
         for ban in runtime.jail.unban_all() {
-            announce_unban(&runtime.name, &ban, "jail removed");
-            store
-                .send(StoreRequest::RemoveBan {
-                    jail: runtime.name.to_string(),
-                    host: ban.host,
-                })
+            effects
+                .unbanned(&runtime.name, &ban, "jail removed", &runtime.config, now)
                 .await;
-            let _ = observers.send(DaemonEvent::Unbanned {
-                jail: runtime.name.clone(),
-                host: ban.host,
-            });
         }
         summary.removed.push(runtime.name.to_string());
     }
@@ -406,8 +486,7 @@ async fn on_failure(
     runtime: &mut JailRuntime,
     failure: FailureEvent,
     history: &mut CountedHistory,
-    store: &StoreHandle,
-    observers: &broadcast::Sender<DaemonEvent>,
+    effects: &Effects,
     clock: &SharedClock,
 ) {
     let now = clock.now();
@@ -424,17 +503,9 @@ async fn on_failure(
     );
     match &decision {
         Decision::Ban(order) => {
-            announce_ban(order, Some(&failure.origin));
-            store
-                .send(StoreRequest::SaveBan(ban_record(
-                    order,
-                    Some(&failure.origin),
-                )))
+            effects
+                .banned(order, Some(&failure.origin), &runtime.config)
                 .await;
-            let _ = observers.send(DaemonEvent::Banned {
-                order: order.clone(),
-                origin: Some(failure.origin.clone()),
-            });
         }
         Decision::Counted { failures, maxretry } => tracing::debug!(
             jail = %runtime.name,
@@ -452,7 +523,7 @@ async fn on_failure(
         ),
         Decision::Stale { .. } | Decision::AlreadyBanned { .. } => {}
     }
-    let _ = observers.send(DaemonEvent::Failure {
+    let _ = effects.observers.send(DaemonEvent::Failure {
         jail: runtime.name.clone(),
         host: failure.host,
         origin: failure.origin,
@@ -478,7 +549,7 @@ pub fn announce_ban(order: &BanOrder, origin: Option<&Arc<Origin>>) {
     );
 }
 
-pub(super) fn ban_record(order: &BanOrder, origin: Option<&Arc<Origin>>) -> BanRecord {
+fn ban_record(order: &BanOrder, origin: Option<&Arc<Origin>>) -> BanRecord {
     BanRecord {
         jail: order.jail.clone(),
         host: order.host,
@@ -491,31 +562,18 @@ pub(super) fn ban_record(order: &BanOrder, origin: Option<&Arc<Origin>>) -> BanR
     }
 }
 
-async fn expire(
-    jails: &mut [JailRuntime],
-    store: &StoreHandle,
-    observers: &broadcast::Sender<DaemonEvent>,
-    clock: &SharedClock,
-) {
+async fn expire(jails: &mut [JailRuntime], effects: &Effects, clock: &SharedClock) {
     let now = clock.now();
     for runtime in jails.iter_mut() {
         for ended in runtime.jail.expire(now) {
-            announce_unban(&runtime.name, &ended, "expired");
-            store
-                .send(StoreRequest::RemoveBan {
-                    jail: runtime.name.to_string(),
-                    host: ended.host,
-                })
+            effects
+                .unbanned(&runtime.name, &ended, "expired", &runtime.config, now)
                 .await;
-            let _ = observers.send(DaemonEvent::Unbanned {
-                jail: runtime.name.clone(),
-                host: ended.host,
-            });
         }
     }
 }
 
-pub(super) fn announce_unban(jail: &str, ban: &ActiveBan, reason: &str) {
+fn announce_unban(jail: &str, ban: &ActiveBan, reason: &str) {
     tracing::info!(target: "logjail::ban", jail = %jail, host = %ban.host, reason = %reason, "unban");
 }
 

@@ -26,6 +26,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::action::Notifier;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigOrigin};
 use crate::control::ResponseEnvelope;
@@ -47,6 +48,8 @@ use store_task::StoreHandle;
 const LINE_QUEUE: usize = 256;
 /// Failures in flight from the matcher to the jails.
 const FAILURE_QUEUE: usize = 4096;
+/// How long queued notifications may take to go out at shutdown.
+const NOTIFIER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Events kept for slow observers before they start missing some.
 const EVENT_QUEUE: usize = 4096;
 
@@ -138,13 +141,23 @@ pub async fn run_with(
     // The control server and reloads talk to the jail task on the matcher's channel.
     let jail_requests = failure_sender.clone();
 
+    // Notifications outlive the daemon's shutdown signal a little: notices already queued
+    // are sent (each within its timeout) before the notifier is told to stop.
+    let notifier_stop = CancellationToken::new();
+    let (notifier, notifier_task) = Notifier::start(notifier_stop.clone());
+    let effects = jails::Effects {
+        store: store_handle.clone(),
+        observers: options.events.clone(),
+        notifier: notifier.clone(),
+        enforcer: None,
+    };
     let jail_task = tokio::spawn(jails::run(
         runtimes,
         CountedHistory::from_store(recovered.history),
         failure_receiver,
-        store_handle.clone(),
-        options.events.clone(),
+        effects,
         clock.clone(),
+        "none".to_string(),
     ));
     let matcher_task = tokio::spawn(matcher::run(
         line_receiver,
@@ -209,6 +222,7 @@ pub async fn run_with(
         &config,
         jail_requests.clone(),
         control_sender.clone(),
+        notifier.stats(),
         control_stop.clone(),
     )
     .await?;
@@ -269,6 +283,16 @@ pub async fn run_with(
     let jails = jail_task
         .await
         .map_err(|e| DaemonError::Task(e.to_string()))?;
+    drop(notifier);
+    let mut notifier_task = notifier_task;
+    if tokio::time::timeout(NOTIFIER_GRACE, &mut notifier_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("notifications still running at shutdown; stopping them");
+        notifier_stop.cancel();
+        let _ = notifier_task.await;
+    }
     store_handle.flush().await;
     drop(store_handle);
     drop(jails);
@@ -436,6 +460,7 @@ async fn start_metrics(
     config: &Config,
     jails: mpsc::Sender<jails::JailEvent>,
     matcher: mpsc::Sender<MatcherControl>,
+    actions: crate::action::NotifierStats,
     stop: CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, DaemonError> {
     if !config.metrics.enabled {
@@ -465,9 +490,20 @@ async fn start_metrics(
             let (Ok(jails), Ok(sources)) = (jail_figures.await, source_figures.await) else {
                 break;
             };
+            let actions = actions
+                .counts()
+                .into_iter()
+                .map(|counts| crate::metrics::ActionMetrics {
+                    action: counts.kind.name(),
+                    sent: counts.sent,
+                    failed: counts.failed,
+                    dropped: counts.dropped,
+                })
+                .collect();
             let _ = answer.send(crate::metrics::Snapshot {
                 jails,
                 sources,
+                actions,
                 firewall_errors: 0,
             });
         }

@@ -198,7 +198,7 @@ impl Validator<'_> {
             ignoreself: own.ignoreself.unwrap_or(defaults.ignoreself),
             ports: ports?,
             protocol,
-            action: action.map_or(defaults.action, |(a, _)| *a),
+            action: action.map_or_else(|| defaults.action.clone(), |(a, _)| a.clone()),
             increment: own.increment.or(&context.defaults.increment).resolve(),
             chains: chains?,
         };

@@ -5,6 +5,7 @@
 //! jails then fall back to the built-in default for it, so one mistake never cascades into a
 //! list of follow-up errors.
 
+mod actions;
 mod daemon;
 mod filters;
 mod jails;

@@ -7,10 +7,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde_yaml::Value;
 
-use super::{Anchor, Place, Validator, describe, key_text};
-use crate::config::action::{
-    ActionConfig, FirewallAction, is_action_name, parse_action_entry, parse_action_word,
-};
+use super::{Anchor, Place, Validator, describe};
+use crate::config::action::ActionConfig;
 use crate::config::jail::{DEFAULT_INCREMENT_FACTOR, DefaultsConfig, IncrementConfig};
 use crate::config::ports::{PortRange, Ports, parse_port_range};
 use crate::config::positions::YamlPath;
@@ -273,60 +271,6 @@ impl Validator<'_> {
         ok.then_some(networks)
     }
 
-    pub(super) fn action(
-        &mut self,
-        value: &Value,
-        path: &YamlPath,
-        place: &Place,
-    ) -> Option<ActionConfig> {
-        let items: Vec<(YamlPath, &Value)> = match value {
-            Value::Sequence(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| (path.index(i), item))
-                .collect(),
-            single => vec![(path.clone(), single)],
-        };
-        let mut firewall: Option<FirewallAction> = None;
-        let mut ok = true;
-        for (item_path, item) in &items {
-            let parsed = parse_action_item(item);
-            match parsed {
-                Ok(action) => match firewall {
-                    Some(first) => {
-                        self.report(
-                            place,
-                            item_path,
-                            Anchor::Value,
-                            format!("only one of drop, reject and log per jail (`{first}` is already given)"),
-                        );
-                        ok = false;
-                    }
-                    None => firewall = Some(action),
-                },
-                Err(message) => {
-                    self.report(place, item_path, Anchor::Value, message);
-                    ok = false;
-                }
-            }
-        }
-        if !ok {
-            return None;
-        }
-        match firewall {
-            Some(firewall) => Some(ActionConfig { firewall }),
-            None => {
-                self.report(
-                    place,
-                    path,
-                    Anchor::Value,
-                    "needs one of drop, reject, reject-with TYPE or log",
-                );
-                None
-            }
-        }
-    }
-
     pub(super) fn increment(
         &mut self,
         value: &Value,
@@ -531,7 +475,7 @@ pub(super) fn resolve_defaults(overrides: &Overrides) -> DefaultsConfig {
         action: overrides
             .action
             .as_ref()
-            .map_or(builtin.action, |(a, _)| *a),
+            .map_or(builtin.action, |(a, _)| a.clone()),
         increment: overrides.increment.resolve(),
     }
 }
@@ -546,39 +490,6 @@ pub(super) fn parse_network(text: &str) -> Result<IpNet, String> {
     Err(format!(
         "\"{text}\" is not an IP address or CIDR network (host names are not resolved)"
     ))
-}
-
-/// One action: a word (`drop`, `reject-with tcp-reset`) or a one-key mapping
-/// (`{reject-with: tcp-reset}`).
-fn parse_action_item(item: &Value) -> Result<FirewallAction, String> {
-    match item {
-        Value::String(word) => parse_action_word(word),
-        Value::Mapping(entry) => {
-            let mut entries = entry.iter();
-            let (Some((key, argument)), None) = (entries.next(), entries.next()) else {
-                return Err("an action mapping has exactly one key, e.g. \
-                            `{reject-with: tcp-reset}`; list several actions with `-`"
-                    .to_string());
-            };
-            let Some(name) = key_text(key) else {
-                return Err("an action name must be a word".to_string());
-            };
-            match argument {
-                // Unknown names are reported as such, whatever their argument.
-                _ if !is_action_name(&name) => parse_action_entry(&name, None),
-                Value::Null => parse_action_entry(&name, None),
-                Value::String(argument) => parse_action_entry(&name, Some(argument)),
-                other => Err(format!(
-                    "the argument of `{name}` must be a word, not {}",
-                    describe(other)
-                )),
-            }
-        }
-        other => Err(format!(
-            "must be drop, reject, reject-with TYPE or log, not {}",
-            describe(other)
-        )),
-    }
 }
 
 #[cfg(test)]

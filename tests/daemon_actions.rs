@@ -1,0 +1,69 @@
+//! Notifications from the running daemon: a ban and its manual unban each run the jail's
+//! command, with the address as one argument, while the jail only logs (dry run).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::time::Duration;
+
+use logjail::config::Config;
+use logjail::daemon::{self, DaemonOptions};
+use tokio_util::sync::CancellationToken;
+
+async fn wait_for(path: &std::path::Path) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !path.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} never appeared", path.display()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ban_and_unban_run_the_command_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+store: {{path: {dir}/state.db}}
+control: {{socket: {dir}/logjail.sock}}
+docker: {{enabled: false}}
+metrics: {{enabled: false}}
+filters:
+  app:
+    failregex: ['^login failed from <HOST>$']
+jails:
+  app:
+    maxretry: 2
+    action:
+      - log
+      - command: ["/usr/bin/touch", "{dir}/<event>-<jail>-<ip>"]
+    sources:
+      - file: {dir}/app.log
+"#,
+        dir = dir.path().display()
+    );
+    let config = Config::from_yaml_str(&text, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let options = DaemonOptions {
+        own_addresses: Some(Vec::new()),
+        ..DaemonOptions::default()
+    };
+    let stop = CancellationToken::new();
+    let daemon = tokio::spawn(daemon::run_with(config, options, stop.clone()));
+    let mut log = std::fs::File::create(dir.path().join("app.log")).unwrap();
+    writeln!(log, "login failed from 192.0.2.31").unwrap();
+    writeln!(log, "login failed from 192.0.2.31").unwrap();
+    drop(log);
+    wait_for(&dir.path().join("ban-app-192.0.2.31")).await;
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_logjail"))
+        .arg("--socket")
+        .arg(dir.path().join("logjail.sock"))
+        .args(["unban", "app", "192.0.2.31"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    wait_for(&dir.path().join("unban-app-192.0.2.31")).await;
+    stop.cancel();
+    daemon.await.unwrap().unwrap();
+}
