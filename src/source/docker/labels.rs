@@ -16,7 +16,8 @@
 //!
 //! Keys of a label-defined jail: `filter` (default: the jail's name), `maxretry`, `findtime`,
 //! `bantime` (`-1` permanent), `port`/`ports` (`80,443`, `8000:8100`, `https`, `all`),
-//! `protocol` (`tcp`, `udp`, `all`), `action` (`drop`, `reject`, `reject-with TYPE`, `log`),
+//! `protocol` (`tcp`, `udp`, `all`), `action` (`drop`, `reject`, `reject-with TYPE`, `log`: the
+//! firewall verdict; notifications come from `defaults:`),
 //! `ignoreip` (addresses and CIDR networks). What a jail does not say comes from the
 //! configuration's `defaults:`, as for a YAML jail.
 
@@ -243,7 +244,7 @@ fn define_jail(
         ignoreself: defaults.ignoreself,
         ports: Ports::All,
         protocol: Protocol::All,
-        action: defaults.action,
+        action: defaults.action.clone(),
         increment: defaults.increment.clone(),
         chains: vec![Chain::Input, Chain::DockerUser],
     };
