@@ -809,3 +809,88 @@ async fn enable_without_a_jail_is_said_once_and_costs_nothing_more() {
     assert_eq!(said, 1, "{}", support::log_tail());
     daemon.stop().await;
 }
+
+/// `logjail reload` with other jails: containers are matched again, and one passed over
+/// before is now followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_matches_containers_against_the_new_jails() {
+    let dir = scratch();
+    let pid = std::process::id();
+    let selected = unique_name("reload-sel");
+    let passed_over = unique_name("reload-other");
+    let socket = dir.path().join("logjail.sock");
+    let write_config = |jails: &str| {
+        let text = format!(
+            "{}\nstore:\n  path: {}\ncontrol:\n  socket: {}\nmetrics:\n  enabled: false\n",
+            config("auto", jails),
+            dir.path().join("logjail.db").display(),
+            socket.display()
+        );
+        std::fs::write(dir.path().join("logjail.yaml"), text).unwrap();
+    };
+    write_config(&format!(
+        "  t22a:\n    filter: testauth\n    sources:\n      - container: {{name: \"lj-test-reload-sel-{pid}\"}}\n"
+    ));
+    let mut containers = Containers::new();
+    containers.run(&selected, &[BUSYBOX, "sleep", "3600"]).await;
+    containers
+        .run(
+            &passed_over,
+            &[
+                "--label",
+                &format!("lj.test.reload={pid}"),
+                BUSYBOX,
+                "sleep",
+                "3600",
+            ],
+        )
+        .await;
+    let config = logjail::config::Config::load(&dir.path().join("logjail.yaml")).unwrap();
+    let mut daemon = TestDaemon::start_config(config);
+    write_line(
+        &selected,
+        Stream::Stdout,
+        "auth failure for a from 192.0.2.200",
+    )
+    .await;
+    assert_eq!(daemon.next_failure(&selected).await.jail, "t22a");
+
+    write_config(&format!(
+        "  t22b:\n    filter: testauth\n    sources:\n      - container: {{name: \"lj-test-reload-*-{pid}\"}}\n"
+    ));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_logjail"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("reload")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    write_line(
+        &selected,
+        Stream::Stdout,
+        "auth failure for a from 192.0.2.201",
+    )
+    .await;
+    write_line(
+        &passed_over,
+        Stream::Stdout,
+        "auth failure for b from 192.0.2.202",
+    )
+    .await;
+    let after = daemon.next_failure(&selected).await;
+    assert_eq!(
+        (after.jail.as_str(), after.host),
+        ("t22b", ip("192.0.2.201"))
+    );
+    let other = daemon.next_failure(&passed_over).await;
+    assert_eq!(
+        (other.jail.as_str(), other.host),
+        ("t22b", ip("192.0.2.202"))
+    );
+    daemon.stop().await;
+}

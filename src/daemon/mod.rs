@@ -240,7 +240,7 @@ pub async fn run_with(
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(call) = reload_requests.recv() => {
-                let answer = match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle).await {
+                let answer = match reload(&current, &own, &jail_requests, &mut files, &mut journals, docker.as_ref(), &store_handle).await {
                     Ok((config, message)) => {
                         current = config;
                         ResponseEnvelope::success(serde_json::json!(message))
@@ -251,7 +251,7 @@ pub async fn run_with(
             }
             Some(()) = recv_hangup(&mut hangups) => {
                 tracing::info!("SIGHUP received: reloading");
-                match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle).await {
+                match reload(&current, &own, &jail_requests, &mut files, &mut journals, docker.as_ref(), &store_handle).await {
                     Ok((config, message)) => {
                         current = config;
                         tracing::info!("{message}");
@@ -324,6 +324,7 @@ async fn reload(
     jails: &mpsc::Sender<jails::JailEvent>,
     files: &mut FileSources,
     journals: &mut JournalSources,
+    docker: Option<&crate::source::docker::DockerSource>,
     store: &StoreHandle,
 ) -> Result<(Config, String), String> {
     let loaded = match &current.origin {
@@ -366,6 +367,9 @@ async fn reload(
         .apply(&config.jails, &compiled_filters(&config), &positions)
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(docker) = docker {
+        docker.apply(&config, &compiled_filters(&config)).await;
+    }
     let mut message = format!(
         "reloaded {}: {} jails ({} added, {} removed, {} changed, {} unchanged)",
         config.origin,

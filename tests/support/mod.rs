@@ -209,8 +209,13 @@ pub fn config_with_store(yaml: &str, dir: &Path) -> Config {
 impl TestDaemon {
     /// Starts the daemon with `yaml` (which must have no `store:`, `control:` or `metrics:`).
     pub fn start(yaml: &str, dir: &Path) -> TestDaemon {
+        TestDaemon::start_config(config_with_store(yaml, dir))
+    }
+
+    /// Starts the daemon with a configuration made by the test (one read from a file can be
+    /// reloaded).
+    pub fn start_config(config: Config) -> TestDaemon {
         capture_log();
-        let config = config_with_store(yaml, dir);
         let (events, receiver) = broadcast::channel(65_536);
         let options = DaemonOptions {
             events,

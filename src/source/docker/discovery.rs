@@ -46,6 +46,9 @@ const RESTART_DELAY: Duration = Duration::from_secs(1);
 /// A container being followed (or followed before and stopped).
 struct Watched {
     origin: Arc<Origin>,
+    /// What selectors and labels look at, kept to decide the routes again on a reload.
+    image: String,
+    labels: HashMap<String, String>,
     routes: Arc<[Route]>,
     plan: ReadPlan,
     running: Option<Running>,
@@ -89,6 +92,10 @@ pub(super) struct Discovery {
     restart_queue: VecDeque<(Instant, String)>,
     /// Stored positions of containers that no longer exist were dropped (first listing).
     stale_positions_dropped: bool,
+    /// Label problems already reported, by container id: each is said once.
+    reported: HashMap<String, HashSet<String>>,
+    /// New settings from a configuration reload.
+    reconfigure: mpsc::Receiver<(Settings, oneshot::Sender<()>)>,
     stop: CancellationToken,
 }
 
@@ -97,6 +104,7 @@ impl Discovery {
         settings: Settings,
         wiring: Wiring,
         positions: HashMap<String, Position>,
+        reconfigure: mpsc::Receiver<(Settings, oneshot::Sender<()>)>,
         stop: CancellationToken,
     ) -> Discovery {
         let (ended_tx, ended_rx) = mpsc::unbounded_channel();
@@ -118,6 +126,8 @@ impl Discovery {
             detach_queue: VecDeque::new(),
             restart_queue: VecDeque::new(),
             stale_positions_dropped: false,
+            reported: HashMap::new(),
+            reconfigure,
             stop,
         }
     }
@@ -153,6 +163,10 @@ impl Discovery {
                     _ = tokio::time::sleep_until(wake) => break,
                     Some((id, generation)) = self.ended_rx.recv() => {
                         self.follower_ended(&id, generation, None).await;
+                    }
+                    Some((settings, done)) = self.reconfigure.recv() => {
+                        self.reconfigured(None, settings).await;
+                        let _ = done.send(());
                     }
                 }
             }
@@ -223,6 +237,10 @@ impl Discovery {
                 }
                 _ = sleep_until_some(detach_due) => self.send_due_detaches(false).await,
                 _ = sleep_until_some(restart_due) => self.restart_due(docker).await,
+                Some((settings, done)) = self.reconfigure.recv() => {
+                    self.reconfigured(Some(docker), settings).await;
+                    let _ = done.send(());
+                }
                 event = events.next() => match event {
                     Some(Ok(event)) => self.on_event(docker, event).await,
                     Some(Err(error)) => return SessionEnd::Lost(error.to_string()),
@@ -498,6 +516,8 @@ impl Discovery {
             id.to_string(),
             Watched {
                 origin,
+                image,
+                labels: container_labels,
                 routes,
                 plan,
                 running: None,
@@ -606,10 +626,91 @@ impl Discovery {
                 );
             }
         }
+        let id = match &**origin {
+            Origin::Container { id, .. } => id.clone(),
+            _ => String::new(),
+        };
+        let reported = self.reported.entry(id).or_default();
         for problem in problems {
-            tracing::warn!(%origin, "{problem}");
+            if reported.insert(problem.clone()) {
+                tracing::warn!(%origin, "{problem}");
+            }
         }
         routes
+    }
+
+    /// A configuration reload: jails and filters may have changed. Watched containers get
+    /// their routes decided again (and lose their follower when no jail wants them any more);
+    /// containers passed over before are looked at again.
+    async fn reconfigured(&mut self, docker: Option<&Docker>, settings: Settings) {
+        let docker_section = self.settings.docker.clone();
+        self.settings = settings;
+        // The `docker:` section itself takes a restart (the daemon says so).
+        self.settings.docker = docker_section;
+        self.filters = self.settings.filters.clone();
+        self.ignored.clear();
+        let ids: Vec<String> = self.containers.keys().cloned().collect();
+        for id in ids {
+            let Some(watched) = self.containers.get(&id) else {
+                continue;
+            };
+            if watched.destroyed {
+                continue;
+            }
+            let origin = watched.origin.clone();
+            let labels = watched.labels.clone();
+            let image = watched.image.clone();
+            let name = match &*origin {
+                Origin::Container { name, .. } => name.clone(),
+                _ => String::new(),
+            };
+            let facts = ContainerFacts {
+                name: &name,
+                image: &image,
+                labels: &labels,
+            };
+            let context = LabelContext {
+                defaults: &self.settings.defaults,
+                filters: &self.settings.filter_names,
+                yaml_jails: &self.settings.yaml_jails,
+                chain_prefix: &self.settings.chain_prefix,
+            };
+            let parsed = labels::parse(&labels, &context);
+            let routes = if parsed.opted_out() {
+                Vec::new()
+            } else {
+                self.routes_for(&origin, &facts, &parsed).await
+            };
+            if routes.is_empty() {
+                tracing::info!(%origin, "no jail wants this container any more: not watching it");
+                self.stop_follower(&id).await;
+                self.containers.remove(&id);
+                self.detach_later(origin, false);
+                continue;
+            }
+            let routes: Arc<[Route]> = routes.into();
+            if let Some(watched) = self.containers.get_mut(&id) {
+                watched.routes = routes.clone();
+            }
+            let _ = self
+                .wiring
+                .control
+                .send(MatcherControl::Attach { origin, routes })
+                .await;
+        }
+        if let Some(docker) = docker {
+            match docker
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    ..Default::default()
+                }))
+                .await
+            {
+                Ok(listed) => self.reconcile(docker, listed).await,
+                // The connection is failing: the next one lists the containers anyway.
+                Err(error) => tracing::debug!(%error, "cannot list containers after a reload"),
+            }
+        }
     }
 
     /// A compiled filter by name: the configuration's, else a built-in compiled now.
@@ -741,6 +842,7 @@ impl Discovery {
 
     async fn destroyed(&mut self, id: &str) {
         self.ignored.remove(id);
+        self.reported.remove(id);
         let Some(watched) = self.containers.get_mut(id) else {
             return;
         };

@@ -61,7 +61,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -140,6 +140,7 @@ impl Settings {
 pub struct DockerSource {
     stop: CancellationToken,
     task: JoinHandle<()>,
+    reconfigure: mpsc::Sender<(Settings, oneshot::Sender<()>)>,
 }
 
 impl DockerSource {
@@ -162,16 +163,34 @@ impl DockerSource {
             })
             .collect();
         let stop = CancellationToken::new();
+        let (reconfigure, settings) = mpsc::channel(1);
         let discovery = discovery::Discovery::new(
             Settings::new(config, filters),
             wiring,
             positions,
+            settings,
             stop.clone(),
         );
         Some(DockerSource {
             stop,
             task: tokio::spawn(discovery.run()),
+            reconfigure,
         })
+    }
+
+    /// Applies a reloaded configuration's jails and filters: containers are matched against
+    /// the new selectors and jails. (A changed `docker:` section takes a restart.)
+    /// Returns once the containers are matched again.
+    pub async fn apply(&self, config: &Config, filters: &BTreeMap<String, Arc<Filter>>) {
+        let (done, applied) = oneshot::channel();
+        if self
+            .reconfigure
+            .send((Settings::new(config, filters), done))
+            .await
+            .is_ok()
+        {
+            let _ = applied.await;
+        }
     }
 
     /// Stops every follower and waits until they have handed on what they read.
