@@ -5,7 +5,9 @@
 //! mapping and the list form of a compose file's `labels:` become (and what Swarm copies from
 //! a service's container spec). Values are trimmed, and one pair of quotes around a value is
 //! dropped, since `- logjail.jails="sshd"` in a compose list keeps its quotes literally.
-//! Lists (`logjail.jails`, `…port`, `…ignoreip`) are separated by commas and/or spaces.
+//! Lists (`logjail.jails`, `…port`, `…ignoreip`) are separated by commas and/or spaces. Under
+//! Swarm, the labels go in a service's `labels:` (container labels), not in `deploy.labels`
+//! (service labels, which its containers do not carry).
 //!
 //! | label | meaning |
 //! |---|---|

@@ -28,7 +28,8 @@
 //! another container, is refused (identical definitions, as replicas of one compose service
 //! have, share one jail). Every label problem is logged once per container, as a warning that
 //! names the container and the label; only the jail concerned is skipped. Which jails a
-//! container feeds is decided when it is first seen; a rename changes only the name shown.
+//! container feeds is decided when it is first seen and again on a configuration reload; a
+//! rename changes only the name shown.
 //!
 //! # Reading
 //!
@@ -37,8 +38,9 @@
 //! inotify fails) through rotation (`-json.log.1`); the lines are handed on raw, the matcher's
 //! envelope decoder joins Docker's 16 KiB pieces. Otherwise, and with `read_mode: api`, the
 //! API's `logs` stream is followed (see [`api_lines`]). One follower task per container; all
-//! of them feed the matcher through one bounded queue, so a flooding container slows only
-//! itself and the queue, never memory.
+//! of them feed the matcher through one bounded queue whose free places go to waiting
+//! followers in turn: a flooding container fills the queue, never memory, and the others
+//! still get their lines through. Each follower holds at most one batch of its own.
 //!
 //! # Resuming
 //!
