@@ -37,6 +37,7 @@ pub mod control;
 pub mod daemon;
 pub mod duration;
 pub mod filter;
+pub mod firewall;
 pub mod jail;
 pub mod metrics;
 pub mod source;

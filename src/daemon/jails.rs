@@ -100,6 +100,12 @@ pub enum Enforcement {
         jail: String,
         host: IpAddr,
     },
+    /// A jail to lay out (or update, keeping its bans): at reload or from container labels.
+    Define(crate::firewall::JailRule),
+    /// A jail gone at reload: its chains and sets go too.
+    Remove {
+        jail: String,
+    },
 }
 
 impl Effects {
@@ -155,7 +161,7 @@ impl Effects {
         });
     }
 
-    async fn enforce(&self, enforcement: Enforcement) {
+    pub async fn enforce(&self, enforcement: Enforcement) {
         if let Some(enforcer) = &self.enforcer
             && enforcer.send(enforcement).await.is_err()
         {
@@ -348,7 +354,11 @@ pub async fn run(
                         let _ = reply.send(answer);
                     }
                     JailEvent::Define { config, reply } => {
+                        let rule = crate::firewall::JailRule::from_config(&config);
                         let answer = define(&mut jails, &mut index, *config);
+                        if answer.is_ok() {
+                            effects.enforce(Enforcement::Define(rule)).await;
+                        }
                         let _ = reply.send(answer);
                     }
                 }

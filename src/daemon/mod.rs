@@ -11,6 +11,7 @@
 //! then the channels drain in order, positions and bans are flushed, the store closes.
 
 pub mod control;
+pub mod enforcer;
 pub mod files;
 pub mod jails;
 pub mod journal;
@@ -48,6 +49,8 @@ use store_task::StoreHandle;
 const LINE_QUEUE: usize = 256;
 /// Failures in flight from the matcher to the jails.
 const FAILURE_QUEUE: usize = 4096;
+/// Firewall changes in flight from the jails to the enforcer.
+const ENFORCE_QUEUE: usize = 4096;
 /// How long queued notifications may take to go out at shutdown.
 const NOTIFIER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Events kept for slow observers before they start missing some.
@@ -66,6 +69,8 @@ pub enum DaemonError {
     Watch(String),
     #[error("{0}")]
     Control(String),
+    #[error("firewall: {0}")]
+    Firewall(String),
     #[error("a daemon task failed: {0}")]
     Task(String),
 }
@@ -81,6 +86,9 @@ pub struct DaemonOptions {
     /// Reload on SIGHUP. Off for daemons embedded in tests, where the signal would reach
     /// every daemon of the process.
     pub reload_on_sighup: bool,
+    /// Put bans into the host firewall. Off by default for embedders and tests, which must
+    /// not touch the host's iptables unless they mean to; `logjail run` turns it on.
+    pub manage_firewall: bool,
 }
 
 impl Default for DaemonOptions {
@@ -90,6 +98,7 @@ impl Default for DaemonOptions {
             events: broadcast::channel(EVENT_QUEUE).0,
             own_addresses: None,
             reload_on_sighup: false,
+            manage_firewall: false,
         }
     }
 }
@@ -98,6 +107,7 @@ impl Default for DaemonOptions {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let options = DaemonOptions {
         reload_on_sighup: true,
+        manage_firewall: true,
         ..DaemonOptions::default()
     };
     run_with(config, options, shutdown).await
@@ -117,6 +127,42 @@ pub async fn run_with(
     let (store_handle, recovered, store_thread) =
         store_task::start(store, now, chrono::DateTime::<chrono::Utc>::MIN_UTC)?;
 
+    // Chains and sets first: bans restored below must have somewhere to go.
+    let firewall = if options.manage_firewall {
+        let rules = config
+            .jails
+            .iter()
+            .filter(|j| j.enabled)
+            .map(crate::firewall::JailRule::from_config)
+            .collect();
+        let firewall_options = crate::firewall::FirewallOptions {
+            clock: clock.clone(),
+            ..crate::firewall::FirewallOptions::default()
+        };
+        let (handle, thread) =
+            crate::firewall::Firewall::start(config.firewall.clone(), rules, firewall_options)
+                .await
+                .map_err(|e| DaemonError::Firewall(e.to_string()))?;
+        Some((handle, thread))
+    } else {
+        tracing::warn!("firewall not managed: bans are decided and recorded, not enforced");
+        None
+    };
+    let firewall_summary = match &firewall {
+        Some((handle, _)) => match handle.status().await {
+            Ok(status) => {
+                let summary = format!(
+                    "{} ({}), {:?} mode",
+                    status.backend, status.backend_reason, status.mode
+                );
+                tracing::info!(firewall = %summary, "firewall ready");
+                summary
+            }
+            Err(e) => return Err(DaemonError::Firewall(e.to_string())),
+        },
+        None => "none (not managed)".to_string(),
+    };
+
     let own = options.own_addresses.clone().unwrap_or_else(own_addresses);
     let mut runtimes = Vec::new();
     for jail_config in config.jails.iter().filter(|j| j.enabled) {
@@ -134,6 +180,46 @@ pub async fn run_with(
     if restored > 0 {
         tracing::info!(restored, "bans restored from the store");
     }
+    let firewall_errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let enforcer_stop = CancellationToken::new();
+    let (enforcer, enforcer_task) = match &firewall {
+        Some((handle, _)) => {
+            // Re-applied with their remaining time; the firewall refreshes bans it still
+            // holds and skips those whose end has passed.
+            let requests: Vec<crate::firewall::BanRequest> = runtimes
+                .iter()
+                .flat_map(|runtime| {
+                    runtime
+                        .jail
+                        .banned()
+                        .map(|ban| crate::firewall::BanRequest {
+                            jail: runtime.name.to_string(),
+                            host: ban.host,
+                            end: ban.end,
+                        })
+                })
+                .collect();
+            if !requests.is_empty() {
+                let outcome = handle
+                    .ban_many(requests)
+                    .await
+                    .map_err(|e| DaemonError::Firewall(e.to_string()))?;
+                for (request, reason) in &outcome.refused {
+                    tracing::warn!(jail = %request.jail, host = %request.host, %reason, "stored ban not re-applied");
+                }
+                tracing::info!(applied = outcome.applied, "bans re-applied to the firewall");
+            }
+            let (sender, receiver) = mpsc::channel(ENFORCE_QUEUE);
+            let task = tokio::spawn(enforcer::run(
+                handle.clone(),
+                receiver,
+                firewall_errors.clone(),
+                enforcer_stop.clone(),
+            ));
+            (Some(sender), Some(task))
+        }
+        None => (None, None),
+    };
 
     let (line_sender, line_receiver) = mpsc::channel::<LineBatch>(LINE_QUEUE);
     let (control_sender, control_receiver) = mpsc::channel::<MatcherControl>(LINE_QUEUE);
@@ -149,7 +235,7 @@ pub async fn run_with(
         store: store_handle.clone(),
         observers: options.events.clone(),
         notifier: notifier.clone(),
-        enforcer: None,
+        enforcer: enforcer.clone(),
     };
     let jail_task = tokio::spawn(jails::run(
         runtimes,
@@ -157,7 +243,7 @@ pub async fn run_with(
         failure_receiver,
         effects,
         clock.clone(),
-        "none".to_string(),
+        firewall_summary,
     ));
     let matcher_task = tokio::spawn(matcher::run(
         line_receiver,
@@ -223,6 +309,7 @@ pub async fn run_with(
         jail_requests.clone(),
         control_sender.clone(),
         notifier.stats(),
+        firewall_errors.clone(),
         control_stop.clone(),
     )
     .await?;
@@ -240,7 +327,7 @@ pub async fn run_with(
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(call) = reload_requests.recv() => {
-                let answer = match reload(&current, &own, &jail_requests, &mut files, &mut journals, docker.as_ref(), &store_handle).await {
+                let answer = match reload(&current, &own, &jail_requests, &mut files, &mut journals, docker.as_ref(), &store_handle, enforcer.as_ref()).await {
                     Ok((config, message)) => {
                         current = config;
                         ResponseEnvelope::success(serde_json::json!(message))
@@ -251,7 +338,7 @@ pub async fn run_with(
             }
             Some(()) = recv_hangup(&mut hangups) => {
                 tracing::info!("SIGHUP received: reloading");
-                match reload(&current, &own, &jail_requests, &mut files, &mut journals, docker.as_ref(), &store_handle).await {
+                match reload(&current, &own, &jail_requests, &mut files, &mut journals, docker.as_ref(), &store_handle, enforcer.as_ref()).await {
                     Ok((config, message)) => {
                         current = config;
                         tracing::info!("{message}");
@@ -283,6 +370,21 @@ pub async fn run_with(
     let jails = jail_task
         .await
         .map_err(|e| DaemonError::Task(e.to_string()))?;
+    drop(enforcer);
+    if let Some(task) = enforcer_task {
+        // The jails are done: the queue closes once drained.
+        if tokio::time::timeout(NOTIFIER_GRACE, task).await.is_err() {
+            enforcer_stop.cancel();
+        }
+    }
+    if let Some((handle, thread)) = firewall {
+        let keep = current.firewall.keep_bans_on_exit;
+        if let Err(error) = handle.shutdown(keep).await {
+            tracing::error!(%error, "firewall shutdown failed");
+        }
+        drop(handle);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     drop(notifier);
     let mut notifier_task = notifier_task;
     if tokio::time::timeout(NOTIFIER_GRACE, &mut notifier_task)
@@ -326,6 +428,7 @@ async fn reload(
     journals: &mut JournalSources,
     docker: Option<&crate::source::docker::DockerSource>,
     store: &StoreHandle,
+    firewall_queue: Option<&mpsc::Sender<jails::Enforcement>>,
 ) -> Result<(Config, String), String> {
     let loaded = match &current.origin {
         ConfigOrigin::File(path) => Config::load(path),
@@ -356,6 +459,26 @@ async fn reload(
     let summary = answer
         .await
         .map_err(|_| "the daemon is shutting down".to_string())??;
+    if let Some(queue) = firewall_queue {
+        // After the jails lifted the removed jails' bans (queued first), lay out the rest.
+        let mut changes: Vec<jails::Enforcement> = summary
+            .removed
+            .iter()
+            .map(|jail| jails::Enforcement::Remove { jail: jail.clone() })
+            .collect();
+        changes.extend(
+            config
+                .jails
+                .iter()
+                .filter(|j| j.enabled)
+                .map(|j| jails::Enforcement::Define(crate::firewall::JailRule::from_config(j))),
+        );
+        for change in changes {
+            if queue.send(change).await.is_err() {
+                return Err("the firewall is gone".to_string());
+            }
+        }
+    }
     // Positions for files that start being followed now: the store has what earlier runs
     // (or this one, before it stopped following) wrote.
     let positions = store.positions().await;
@@ -465,6 +588,7 @@ async fn start_metrics(
     jails: mpsc::Sender<jails::JailEvent>,
     matcher: mpsc::Sender<MatcherControl>,
     actions: crate::action::NotifierStats,
+    firewall_errors: Arc<std::sync::atomic::AtomicU64>,
     stop: CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, DaemonError> {
     if !config.metrics.enabled {
@@ -508,7 +632,7 @@ async fn start_metrics(
                 jails,
                 sources,
                 actions,
-                firewall_errors: 0,
+                firewall_errors: firewall_errors.load(std::sync::atomic::Ordering::Relaxed),
             });
         }
         let _ = server.await;

@@ -1,0 +1,169 @@
+//! The real `logjail run` enforcing bans with real iptables and ipset, inside a network
+//! namespace this test owns: a ban reaches the kernel, survives `kill -9` with its remaining
+//! time and without duplicate rules, and an unban takes it out.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
+
+/// A network namespace deleted when the test ends, even on failure.
+struct Namespace(String);
+
+impl Namespace {
+    fn new() -> Namespace {
+        let name = format!("lj-dfw-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let status = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip netns add");
+        Namespace(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn spawn_daemon(&self, config: &Path, log: &Path) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, BINARY, "run", "-c"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn cli(socket: &Path, args: &[&str]) -> Output {
+    Command::new(BINARY)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn bans_reach_the_kernel_and_survive_kill_9() {
+    let netns = Namespace::new();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("logjail.sock");
+    let config = dir.path().join("logjail.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+store: {{path: {dir}/state.db}}
+control: {{socket: {dir}/logjail.sock}}
+docker: {{enabled: false}}
+metrics: {{enabled: false}}
+firewall: {{chain_prefix: ljt}}
+filters:
+  app:
+    failregex: ['^login failed from <HOST>$']
+jails:
+  app:
+    maxretry: 2
+    bantime: 1h
+    chains: [input]
+    sources:
+      - file: {dir}/app.log
+"#,
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+
+    let mut daemon = netns.spawn_daemon(&config, &dir.path().join("daemon1.log"));
+    wait_until("the control socket", || socket.exists());
+    let mut log = std::fs::File::create(dir.path().join("app.log")).unwrap();
+    writeln!(log, "login failed from 192.0.2.55").unwrap();
+    writeln!(log, "login failed from 192.0.2.55").unwrap();
+    drop(log);
+
+    let set_has = |host: &str| stdout(&netns.run(&["ipset", "list", "ljt-s-app-4"])).contains(host);
+    wait_until("the ban in the kernel set", || set_has("192.0.2.55"));
+    let rules = stdout(&netns.run(&["iptables", "-S"]));
+    assert_eq!(rules.matches("-A INPUT -j ljt-input").count(), 1, "{rules}");
+    let status = stdout(&cli(&socket, &["status"]));
+    assert!(status.contains("Firewall:"), "{status}");
+    assert!(!status.contains("not managed"), "{status}");
+
+    // A crash: no chance to clean up or flush anything.
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    std::fs::remove_file(&socket).ok();
+
+    let mut daemon = netns.spawn_daemon(&config, &dir.path().join("daemon2.log"));
+    wait_until("the control socket again", || {
+        socket.exists() && cli(&socket, &["ping"]).status.success()
+    });
+    let banned = stdout(&cli(&socket, &["get", "app", "banned"]));
+    assert_eq!(banned, "192.0.2.55\n");
+    let listing = stdout(&netns.run(&["ipset", "list", "ljt-s-app-4"]));
+    let timeout: u64 = listing
+        .lines()
+        .find(|l| l.starts_with("192.0.2.55"))
+        .and_then(|l| l.split("timeout ").nth(1))
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no timeout in {listing}"));
+    assert!(
+        (3500..=3600).contains(&timeout),
+        "remaining time kept: {timeout}"
+    );
+    let rules = stdout(&netns.run(&["iptables", "-S"]));
+    assert_eq!(
+        rules.matches("-A INPUT -j ljt-input").count(),
+        1,
+        "no duplicate jump: {rules}"
+    );
+    assert_eq!(
+        rules.matches("--match-set ljt-s-app-4").count(),
+        1,
+        "no duplicate rule: {rules}"
+    );
+
+    let out = cli(&socket, &["unban", "app", "192.0.2.55"]);
+    assert!(out.status.success());
+    wait_until("the set entry to go", || !set_has("192.0.2.55"));
+
+    // A clean stop removes logjail's jumps, chains and sets.
+    Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    daemon.wait().unwrap();
+    let rules = stdout(&netns.run(&["iptables", "-S"]));
+    assert!(!rules.contains("ljt-"), "{rules}");
+}
