@@ -257,6 +257,17 @@ pub async fn run_with(
     let sources_stop = CancellationToken::new();
     let watcher =
         FileWatcher::start(sources_stop.clone()).map_err(|e| DaemonError::Watch(e.to_string()))?;
+    let docker = crate::source::docker::DockerSource::start(
+        &config,
+        &compiled_filters(&config),
+        &recovered.positions,
+        crate::source::docker::Wiring {
+            lines: line_sender.clone(),
+            control: control_sender.clone(),
+            jails: jail_requests.clone(),
+            watcher: watcher.clone(),
+        },
+    );
     let mut files = FileSources::new(
         watcher,
         line_sender.clone(),
@@ -316,7 +327,7 @@ pub async fn run_with(
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(call) = reload_requests.recv() => {
-                let answer = match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle, enforcer.as_ref()).await {
+                let answer = match reload(&current, &own, &jail_requests, &mut files, &mut journals, docker.as_ref(), &store_handle, enforcer.as_ref()).await {
                     Ok((config, message)) => {
                         current = config;
                         ResponseEnvelope::success(serde_json::json!(message))
@@ -327,7 +338,7 @@ pub async fn run_with(
             }
             Some(()) = recv_hangup(&mut hangups) => {
                 tracing::info!("SIGHUP received: reloading");
-                match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle, enforcer.as_ref()).await {
+                match reload(&current, &own, &jail_requests, &mut files, &mut journals, docker.as_ref(), &store_handle, enforcer.as_ref()).await {
                     Ok((config, message)) => {
                         current = config;
                         tracing::info!("{message}");
@@ -346,6 +357,9 @@ pub async fn run_with(
     }
     files.stop().await;
     journals.stop().await;
+    if let Some(docker) = docker {
+        docker.stop().await;
+    }
     drop(control_sender);
     drop(jail_requests);
     // With every source gone the line channel closes: the matcher drains it and stops, which
@@ -412,6 +426,7 @@ async fn reload(
     jails: &mpsc::Sender<jails::JailEvent>,
     files: &mut FileSources,
     journals: &mut JournalSources,
+    docker: Option<&crate::source::docker::DockerSource>,
     store: &StoreHandle,
     firewall_queue: Option<&mpsc::Sender<jails::Enforcement>>,
 ) -> Result<(Config, String), String> {
@@ -475,6 +490,9 @@ async fn reload(
         .apply(&config.jails, &compiled_filters(&config), &positions)
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(docker) = docker {
+        docker.apply(&config, &compiled_filters(&config)).await;
+    }
     let mut message = format!(
         "reloaded {}: {} jails ({} added, {} removed, {} changed, {} unchanged)",
         config.origin,
