@@ -4,6 +4,7 @@
 //! Sources do not decode envelopes or run filters: they only read, remember where they are,
 //! and hand lines on, so that a slow reader never holds up the matching of others.
 
+pub mod docker;
 pub mod file;
 pub mod journal;
 pub mod watch;

@@ -1,0 +1,390 @@
+//! Helpers for tests against a real Docker engine: containers cleaned up by name, a daemon run
+//! in-process on a temporary store, waits on its decisions, and its log captured.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+pub mod dockerd;
+
+use logjail::config::Config;
+use logjail::daemon::{DaemonError, DaemonEvent, DaemonOptions};
+use logjail::jail::Decision;
+use logjail::source::Origin;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Longest wait for something a real engine does in a second or two.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The Docker client (`/usr/bin/docker` matches Debian's engine; `$DOCKER` overrides).
+pub fn docker_cli() -> String {
+    std::env::var("DOCKER").unwrap_or_else(|_| "/usr/bin/docker".to_string())
+}
+
+/// A name no other test (or run) uses.
+pub fn unique_name(test: &str) -> String {
+    format!("lj-test-{test}-{}", std::process::id())
+}
+
+/// Runs the Docker client; panics with its output when it fails.
+pub async fn docker(args: &[&str]) -> String {
+    docker_at(None, args).await
+}
+
+/// [`docker`] against another engine (`-H unix://…`).
+pub async fn docker_at(host: Option<&str>, args: &[&str]) -> String {
+    let mut command = tokio::process::Command::new(docker_cli());
+    if let Some(host) = host {
+        command.arg("-H").arg(host);
+    }
+    let output = command
+        .args(args)
+        .output()
+        .await
+        .expect("the docker client runs");
+    assert!(
+        output.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// `docker logs` of a container, stdout and stderr together.
+pub async fn container_logs(name: &str) -> String {
+    let output = tokio::process::Command::new(docker_cli())
+        .args(["logs", name])
+        .output()
+        .await
+        .expect("the docker client runs");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Removes containers by name when dropped, also when the test fails.
+#[derive(Debug, Default)]
+pub struct Containers {
+    host: Option<String>,
+    names: Vec<String>,
+}
+
+impl Containers {
+    pub fn new() -> Containers {
+        Containers::default()
+    }
+
+    pub fn on_host(host: &str) -> Containers {
+        Containers {
+            host: Some(host.to_string()),
+            names: Vec::new(),
+        }
+    }
+
+    /// `docker run -d --name NAME ARGS…`; returns the container id.
+    pub async fn run(&mut self, name: &str, args: &[&str]) -> String {
+        self.names.push(name.to_string());
+        let mut all = vec!["run", "-d", "--name", name];
+        all.extend_from_slice(args);
+        docker_at(self.host.as_deref(), &all).await
+    }
+
+    /// Remembers a name to remove (a container created another way, or renamed to it).
+    pub fn track(&mut self, name: &str) {
+        self.names.push(name.to_string());
+    }
+}
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let mut command = std::process::Command::new(docker_cli());
+            if let Some(host) = &self.host {
+                command.arg("-H").arg(host);
+            }
+            let _ = command
+                .args(["rm", "-f", "-v", name])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Writes `line` to the container's stdout (or stderr) through its PID 1's descriptors, as if
+/// the program in it had written it. The text never reaches a shell: it is passed as an
+/// argument to `printf`.
+pub async fn write_line(container: &str, stream: Stream, line: &str) {
+    write_at(None, container, stream, line).await;
+}
+
+/// [`write_line`] on another engine.
+pub async fn write_at(host: Option<&str>, container: &str, stream: Stream, line: &str) {
+    let target = match stream {
+        Stream::Stdout => "/proc/1/fd/1",
+        Stream::Stderr => "/proc/1/fd/2",
+    };
+    let script = format!("printf '%s\\n' \"$1\" > {target}");
+    docker_at(host, &["exec", container, "sh", "-c", &script, "sh", line]).await;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Every log line of every daemon in this process; tests pick theirs by container name.
+pub fn captured_log() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+#[derive(Clone)]
+struct BufferWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for BufferWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends the daemon's log to the buffer [`captured_log`] reads (once per process).
+pub fn capture_log() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let buffer = log_buffer().clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_ansi(false)
+            .with_writer(move || BufferWriter(buffer.clone()))
+            .try_init();
+    });
+}
+
+/// The last lines of the captured log, for failure messages.
+pub fn log_tail() -> String {
+    let log = captured_log();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// A daemon running in this process on a store under `dir`.
+pub struct TestDaemon {
+    pub events: broadcast::Receiver<DaemonEvent>,
+    /// Events received but not asked for yet.
+    backlog: VecDeque<DaemonEvent>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), DaemonError>>>,
+}
+
+/// `config` with `store:` and `control:` sections pointing into `dir` added, and metrics off
+/// (tests run side by side; each would want the same port).
+pub fn config_with_store(yaml: &str, dir: &Path) -> Config {
+    let text = format!(
+        "{yaml}\nstore:\n  path: {}\ncontrol:\n  socket: {}\nmetrics:\n  enabled: false\n",
+        dir.join("logjail.db").display(),
+        dir.join("logjail.sock").display()
+    );
+    Config::from_yaml_str(&text, "test.yaml").unwrap_or_else(|errors| panic!("{errors}"))
+}
+
+impl TestDaemon {
+    /// Starts the daemon with `yaml` (which must have no `store:`, `control:` or `metrics:`).
+    pub fn start(yaml: &str, dir: &Path) -> TestDaemon {
+        TestDaemon::start_config(config_with_store(yaml, dir))
+    }
+
+    /// Starts the daemon with a configuration made by the test (one read from a file can be
+    /// reloaded).
+    pub fn start_config(config: Config) -> TestDaemon {
+        capture_log();
+        let (events, receiver) = broadcast::channel(65_536);
+        let options = DaemonOptions {
+            events,
+            // The test lines use documentation addresses; nothing of this host is among them.
+            own_addresses: Some(Vec::new()),
+            ..DaemonOptions::default()
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(logjail::daemon::run_with(config, options, shutdown.clone()));
+        TestDaemon {
+            events: receiver,
+            backlog: VecDeque::new(),
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Stops the daemon and waits for it (positions and bans flushed).
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("daemon stops")
+            .unwrap()
+            .unwrap();
+    }
+
+    /// The next event that `wanted` picks, from those kept back first: events for other
+    /// containers are kept for later calls, not lost.
+    async fn next_event<T>(
+        &mut self,
+        what: &str,
+        mut wanted: impl FnMut(&DaemonEvent) -> Option<T>,
+    ) -> T {
+        if let Some(index) = self
+            .backlog
+            .iter()
+            .position(|event| wanted(event).is_some())
+        {
+            let event = self.backlog.remove(index).unwrap();
+            return wanted(&event).unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}; log:\n{}", log_tail()))
+                .expect("event channel open and not lagging");
+            match wanted(&event) {
+                Some(found) => return found,
+                None => self.backlog.push_back(event),
+            }
+        }
+    }
+
+    /// The next failure judged for a line of container `name`.
+    pub async fn next_failure(&mut self, name: &str) -> Judged {
+        let what = format!("failure from container {name}");
+        self.next_event(&what, |event| match event {
+            DaemonEvent::Failure {
+                jail,
+                host,
+                origin,
+                decision,
+            } if origin_name(origin) == Some(name) => Some(Judged {
+                jail: jail.to_string(),
+                host: *host,
+                origin: origin.clone(),
+                decision: decision.clone(),
+            }),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The failures of container `name` up to and including the first one from `marker`.
+    pub async fn failures_until(&mut self, name: &str, marker: IpAddr) -> Vec<Judged> {
+        let mut judged = Vec::new();
+        loop {
+            let next = self.next_failure(name).await;
+            let done = next.host == marker;
+            judged.push(next);
+            if done {
+                return judged;
+            }
+        }
+    }
+
+    /// The failures of container `name` judged so far and not asked for yet (no waiting).
+    pub fn failures_so_far(&mut self, name: &str) -> Vec<Judged> {
+        while let Ok(event) = self.events.try_recv() {
+            self.backlog.push_back(event);
+        }
+        let mut judged = Vec::new();
+        self.backlog.retain(|event| match event {
+            DaemonEvent::Failure {
+                jail,
+                host,
+                origin,
+                decision,
+            } if origin_name(origin) == Some(name) => {
+                judged.push(Judged {
+                    jail: jail.to_string(),
+                    host: *host,
+                    origin: origin.clone(),
+                    decision: decision.clone(),
+                });
+                false
+            }
+            _ => true,
+        });
+        judged
+    }
+
+    /// Waits for a ban of `host` by `jail`.
+    pub async fn banned(&mut self, jail: &str, host: IpAddr) -> DaemonEvent {
+        let what = format!("ban of {host} in {jail}");
+        self.next_event(&what, |event| match event {
+            DaemonEvent::Banned { order, .. } if order.jail == jail && order.host == host => {
+                Some(event.clone())
+            }
+            _ => None,
+        })
+        .await
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A failure as a jail judged it.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub jail: String,
+    pub host: IpAddr,
+    pub origin: Arc<Origin>,
+    pub decision: Decision,
+}
+
+impl Judged {
+    /// The failure count after this one, for a counted failure or a ban.
+    pub fn count(&self) -> Option<u32> {
+        match &self.decision {
+            Decision::Counted { failures, .. } => Some(*failures),
+            Decision::Ban(order) => Some(order.failures),
+            _ => None,
+        }
+    }
+}
+
+pub fn origin_name(origin: &Origin) -> Option<&str> {
+    match origin {
+        Origin::Container { name, .. } => Some(name),
+        _ => None,
+    }
+}
+
+pub fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+/// A scratch directory for the store (and whatever else a test keeps on disk).
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("logjail-docker-test-")
+        .tempdir()
+        .unwrap()
+}
