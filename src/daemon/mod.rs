@@ -327,8 +327,11 @@ pub async fn run_with(
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(call) = reload_requests.recv() => {
-                let answer = match reload(&current, &own, &jail_requests, &mut files, &mut journals, docker.as_ref(), &store_handle, enforcer.as_ref()).await {
+                let answer = match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle, enforcer.as_ref()).await {
                     Ok((config, message)) => {
+                        if let Some(docker) = &docker {
+                            docker.apply(&config).await;
+                        }
                         current = config;
                         ResponseEnvelope::success(serde_json::json!(message))
                     }
@@ -338,8 +341,11 @@ pub async fn run_with(
             }
             Some(()) = recv_hangup(&mut hangups) => {
                 tracing::info!("SIGHUP received: reloading");
-                match reload(&current, &own, &jail_requests, &mut files, &mut journals, docker.as_ref(), &store_handle, enforcer.as_ref()).await {
+                match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle, enforcer.as_ref()).await {
                     Ok((config, message)) => {
+                        if let Some(docker) = &docker {
+                            docker.apply(&config).await;
+                        }
                         current = config;
                         tracing::info!("{message}");
                     }
@@ -426,7 +432,6 @@ async fn reload(
     jails: &mpsc::Sender<jails::JailEvent>,
     files: &mut FileSources,
     journals: &mut JournalSources,
-    docker: Option<&crate::source::docker::DockerSource>,
     store: &StoreHandle,
     firewall_queue: Option<&mpsc::Sender<jails::Enforcement>>,
 ) -> Result<(Config, String), String> {
@@ -490,9 +495,6 @@ async fn reload(
         .apply(&config.jails, &compiled_filters(&config), &positions)
         .await
         .map_err(|e| e.to_string())?;
-    if let Some(docker) = docker {
-        docker.apply(&config, &compiled_filters(&config)).await;
-    }
     let mut message = format!(
         "reloaded {}: {} jails ({} added, {} removed, {} changed, {} unchanged)",
         config.origin,
