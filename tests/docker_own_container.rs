@@ -57,6 +57,11 @@ metrics:
         .run(
             &logjail,
             &[
+                // What users grant the sidecar: logjail sets up its firewall at start.
+                "--cap-add",
+                "NET_ADMIN",
+                "--cap-add",
+                "NET_RAW",
                 // Labelled for the recidive jail: only the own-container check keeps it out.
                 "--label",
                 "logjail.jails=t23rec",

@@ -3,8 +3,9 @@
 //! The counterpart of `fail2ban-regex`, with two additions operators asked for: `--json` for
 //! scripts, and `--bans` to replay the log through a jail and see what it would ban.
 
+use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -181,17 +182,18 @@ pub fn run<W: Write>(
     };
     loop {
         buffer.clear();
-        let read = reader
-            .by_ref()
-            .take(crate::filter::envelope::MAX_LINE_BYTES as u64 * 2)
-            .read_until(b'\n', &mut buffer)
-            .map_err(io_error)?;
+        let read = read_line_capped(&mut reader, &mut buffer, READ_LINE_CAP).map_err(io_error)?;
         if read == 0 {
             break;
         }
         tally.lines += 1;
         let line_number = tally.lines;
-        let text = String::from_utf8_lossy(&buffer);
+        // `from_utf8` checks ASCII a word at a time; the lossy conversion walks it in chunks,
+        // and is only needed for the rare line that is not valid UTF-8.
+        let text = match std::str::from_utf8(&buffer) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&buffer),
+        };
         let Some(record) = decoder.push_at(&text, now) else {
             continue;
         };
@@ -270,6 +272,39 @@ pub fn run<W: Write>(
     Ok(tally)
 }
 
+/// Longest piece of input taken as one line: a file without newlines is read in pieces of
+/// this size rather than all at once. Twice the decoder's cap, so that a line the decoder
+/// truncates still arrives whole.
+const READ_LINE_CAP: usize = crate::filter::envelope::MAX_LINE_BYTES * 2;
+
+/// Appends the next line (with its `\n`, if any) to `line`, taking at most `cap` bytes; returns
+/// how many bytes it took, 0 at the end of input. A longer line comes out in `cap`-sized pieces.
+fn read_line_capped<R: BufRead + ?Sized>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    cap: usize,
+) -> io::Result<usize> {
+    let start = line.len();
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(line.len() - start);
+        }
+        let room = cap - (line.len() - start);
+        let mut window = &chunk[..chunk.len().min(room)];
+        // Reading from a slice finds the newline with the platform's memchr.
+        let taken = window.read_until(b'\n', line)?;
+        reader.consume(taken);
+        if line.last() == Some(&b'\n') || line.len() - start == cap {
+            return Ok(line.len() - start);
+        }
+    }
+}
+
 /// Missed lines printed with `-v`; a large log would drown the summary otherwise.
 const MAX_MISSED_SHOWN: usize = 1000;
 
@@ -320,4 +355,61 @@ fn print_summary<W: Write>(
     };
     writeln!(out, "[processed in {seconds:.3} s, {rate:.0} lines/s]")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference behaviour: `read_until` through a `take` adapter, one line at a time.
+    fn lines_by_take(input: &[u8], cap: usize) -> Vec<Vec<u8>> {
+        let mut reader = io::Cursor::new(input);
+        let mut lines = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            let read = std::io::Read::take(&mut reader, cap as u64)
+                .read_until(b'\n', &mut line)
+                .unwrap();
+            if read == 0 {
+                return lines;
+            }
+            lines.push(line);
+        }
+    }
+
+    fn lines_capped(input: &[u8], cap: usize, buffer_size: usize) -> Vec<Vec<u8>> {
+        let mut reader = BufReader::with_capacity(buffer_size, input);
+        let mut lines = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            if read_line_capped(&mut reader, &mut line, cap).unwrap() == 0 {
+                return lines;
+            }
+            lines.push(line);
+        }
+    }
+
+    #[test]
+    fn capped_reading_splits_like_take_and_read_until() {
+        let inputs: [&[u8]; 7] = [
+            b"",
+            b"one\ntwo\n",
+            b"no newline at end",
+            b"\n\n\n",
+            b"exactly8\nlonger than eight bytes\nx",
+            b"12345678\n123456789\n1234567",
+            "caf\u{e9} \u{fffd}\nnext\n".as_bytes(),
+        ];
+        for input in inputs {
+            for cap in [1, 3, 8, 9, 64] {
+                for buffer_size in [1, 2, 5, 4096] {
+                    assert_eq!(
+                        lines_capped(input, cap, buffer_size),
+                        lines_by_take(input, cap),
+                        "{input:?} cap {cap} buffer {buffer_size}"
+                    );
+                }
+            }
+        }
+    }
 }

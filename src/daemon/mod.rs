@@ -253,6 +253,25 @@ pub async fn run_with(
         clock.clone(),
     ));
 
+    // The control socket and metrics answer before the first line is read.
+    let control_stop = CancellationToken::new();
+    let (reload_sender, mut reload_requests) = mpsc::channel::<ControlCall>(4);
+    let control_task = start_control(
+        &config,
+        jail_requests.clone(),
+        reload_sender,
+        control_stop.clone(),
+    )
+    .await?;
+    let metrics_task = start_metrics(
+        &config,
+        jail_requests.clone(),
+        control_sender.clone(),
+        notifier.stats(),
+        firewall_errors.clone(),
+        control_stop.clone(),
+    )
+    .await?;
     // Sources stop on their own token, before anything downstream.
     let sources_stop = CancellationToken::new();
     let watcher =
@@ -295,24 +314,6 @@ pub async fn run_with(
         .await?;
     drop(line_sender);
 
-    let control_stop = CancellationToken::new();
-    let (reload_sender, mut reload_requests) = mpsc::channel::<ControlCall>(4);
-    let control_task = start_control(
-        &config,
-        jail_requests.clone(),
-        reload_sender,
-        control_stop.clone(),
-    )
-    .await?;
-    let metrics_task = start_metrics(
-        &config,
-        jail_requests.clone(),
-        control_sender.clone(),
-        notifier.stats(),
-        firewall_errors.clone(),
-        control_stop.clone(),
-    )
-    .await?;
     let mut hangups = if options.reload_on_sighup {
         signal(SignalKind::hangup())
             .map_err(|e| DaemonError::Task(format!("cannot listen for SIGHUP: {e}")))
@@ -327,11 +328,16 @@ pub async fn run_with(
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(call) = reload_requests.recv() => {
-                let answer = match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle, enforcer.as_ref()).await {
+                let answer = match reload(&current, Targets {
+                    own: &own,
+                    jails: &jail_requests,
+                    files: &mut files,
+                    journals: &mut journals,
+                    docker: docker.as_ref(),
+                    store: &store_handle,
+                    firewall_queue: enforcer.as_ref(),
+                }).await {
                     Ok((config, message)) => {
-                        if let Some(docker) = &docker {
-                            docker.apply(&config).await;
-                        }
                         current = config;
                         ResponseEnvelope::success(serde_json::json!(message))
                     }
@@ -341,11 +347,16 @@ pub async fn run_with(
             }
             Some(()) = recv_hangup(&mut hangups) => {
                 tracing::info!("SIGHUP received: reloading");
-                match reload(&current, &own, &jail_requests, &mut files, &mut journals, &store_handle, enforcer.as_ref()).await {
+                match reload(&current, Targets {
+                    own: &own,
+                    jails: &jail_requests,
+                    files: &mut files,
+                    journals: &mut journals,
+                    docker: docker.as_ref(),
+                    store: &store_handle,
+                    firewall_queue: enforcer.as_ref(),
+                }).await {
                     Ok((config, message)) => {
-                        if let Some(docker) = &docker {
-                            docker.apply(&config).await;
-                        }
                         current = config;
                         tracing::info!("{message}");
                     }
@@ -424,17 +435,29 @@ fn compiled_filters(config: &Config) -> BTreeMap<String, Arc<crate::filter::Filt
         .collect()
 }
 
+/// What a reload changes: the jails, the sources, the firewall layout.
+struct Targets<'a> {
+    own: &'a [IpAddr],
+    jails: &'a mpsc::Sender<jails::JailEvent>,
+    files: &'a mut FileSources,
+    journals: &'a mut JournalSources,
+    docker: Option<&'a crate::source::docker::DockerSource>,
+    store: &'a StoreHandle,
+    firewall_queue: Option<&'a mpsc::Sender<jails::Enforcement>>,
+}
+
 /// Re-reads the configuration from where it came from and applies it. A configuration that
 /// does not validate changes nothing: the answer lists every error.
-async fn reload(
-    current: &Config,
-    own: &[IpAddr],
-    jails: &mpsc::Sender<jails::JailEvent>,
-    files: &mut FileSources,
-    journals: &mut JournalSources,
-    store: &StoreHandle,
-    firewall_queue: Option<&mpsc::Sender<jails::Enforcement>>,
-) -> Result<(Config, String), String> {
+async fn reload(current: &Config, targets: Targets<'_>) -> Result<(Config, String), String> {
+    let Targets {
+        own,
+        jails,
+        files,
+        journals,
+        docker,
+        store,
+        firewall_queue,
+    } = targets;
     let loaded = match &current.origin {
         ConfigOrigin::File(path) => Config::load(path),
         ConfigOrigin::Embedded => Config::load_or_default(None),
@@ -495,6 +518,9 @@ async fn reload(
         .apply(&config.jails, &compiled_filters(&config), &positions)
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(docker) = docker {
+        docker.apply(&config, &compiled_filters(&config)).await;
+    }
     let mut message = format!(
         "reloaded {}: {} jails ({} added, {} removed, {} changed, {} unchanged)",
         config.origin,

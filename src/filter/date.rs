@@ -190,11 +190,79 @@ fn to_utc(
 }
 
 fn local_to_utc(naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+    LOCAL_HOUR.with(|slot| {
+        let mut remembered = slot.get();
+        let time = zone_to_utc(&Local, naive, &mut remembered);
+        slot.set(remembered);
+        time
+    })
+}
+
+/// The offset the local zone has during one whole wall-clock hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HourOffset {
+    /// The hour: its day and its hour of day, in local wall-clock time.
+    day: NaiveDate,
+    hour: u32,
+    offset: FixedOffset,
+    /// Conversions answered from this entry so far.
+    uses: u32,
+}
+
+/// After this many conversions an hour's offset is looked up again, so that a change of the
+/// system zone (a new TZ, an edited /etc/localtime) is picked up while one hour lasts, as chrono
+/// picks it up.
+const OFFSET_REUSES: u32 = 100_000;
+
+thread_local! {
+    /// Asking chrono for the local offset on every line (zone rules, a TZ and /etc/localtime
+    /// check, a clock read) costs more than parsing the whole stamp; log lines come in time
+    /// order, so the offset of the hour being read is remembered.
+    static LOCAL_HOUR: std::cell::Cell<Option<HourOffset>> = const { std::cell::Cell::new(None) };
+}
+
+/// Wall-clock time in `zone` to UTC, through the remembered hour when it applies. Only an hour
+/// with one unambiguous offset from its first to its last nanosecond is remembered, so times in
+/// or near a DST gap or fold always go through the zone's rules.
+fn zone_to_utc<Tz: TimeZone>(
+    zone: &Tz,
+    naive: NaiveDateTime,
+    remembered: &mut Option<HourOffset>,
+) -> Option<DateTime<Utc>> {
+    use chrono::{LocalResult, Offset, Timelike};
+    let (day, hour_of_day) = (naive.date(), naive.hour());
+    if let Some(entry) = remembered.as_mut()
+        && entry.day == day
+        && entry.hour == hour_of_day
+        && entry.uses < OFFSET_REUSES
+    {
+        entry.uses += 1;
+        return naive
+            .checked_sub_offset(entry.offset)
+            .map(|utc| Utc.from_utc_datetime(&utc));
+    }
     // At a DST fold, take the earlier instant: the same choice syslog readers make.
-    Local
+    let time = zone
         .from_local_datetime(&naive)
         .earliest()
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| t.with_timezone(&Utc));
+    let hour = day.and_hms_opt(hour_of_day, 0, 0)?;
+    let last = hour + chrono::Duration::nanoseconds(3_600_000_000_000 - 1);
+    *remembered = match (
+        zone.offset_from_local_datetime(&hour),
+        zone.offset_from_local_datetime(&last),
+    ) {
+        (LocalResult::Single(first), LocalResult::Single(end)) if first.fix() == end.fix() => {
+            Some(HourOffset {
+                day,
+                hour: hour_of_day,
+                offset: first.fix(),
+                uses: 0,
+            })
+        }
+        _ => None,
+    };
+    time
 }
 
 /// The year for a stamp that has none: the one that puts it at most a day after `reference`.
@@ -541,6 +609,146 @@ mod tests {
                 .unwrap(),
         )
         .unwrap()
+    }
+
+    /// A zone with European-style DST (UTC+1, UTC+2 from 2026-03-29 01:00 UTC to 2026-10-25
+    /// 01:00 UTC), and a half-hour jump on 2026-06-01 at 12:30 UTC, to test the remembered hour
+    /// against a zone whose rules are known.
+    #[derive(Debug, Clone, Copy)]
+    struct TestZone;
+
+    impl TestZone {
+        fn offset_at_utc(utc: &NaiveDateTime) -> FixedOffset {
+            let at = |mo, d, h, mi| {
+                NaiveDate::from_ymd_opt(2026, mo, d)
+                    .unwrap()
+                    .and_hms_opt(h, mi, 0)
+                    .unwrap()
+            };
+            let hours = if *utc >= at(3, 29, 1, 0) && *utc < at(10, 25, 1, 0) {
+                if *utc >= at(6, 1, 12, 30) {
+                    7200 + 1800
+                } else {
+                    7200
+                }
+            } else {
+                3600
+            };
+            FixedOffset::east_opt(hours).unwrap()
+        }
+    }
+
+    impl TimeZone for TestZone {
+        type Offset = FixedOffset;
+
+        fn from_offset(_: &FixedOffset) -> Self {
+            TestZone
+        }
+
+        fn offset_from_local_date(&self, local: &NaiveDate) -> chrono::LocalResult<FixedOffset> {
+            self.offset_from_local_datetime(&local.and_hms_opt(0, 0, 0).unwrap())
+        }
+
+        fn offset_from_local_datetime(
+            &self,
+            local: &NaiveDateTime,
+        ) -> chrono::LocalResult<FixedOffset> {
+            // Every offset the zone uses, largest first, so a fold lists the earlier instant first.
+            let mut valid = [9000, 7200, 3600]
+                .into_iter()
+                .map(|seconds| FixedOffset::east_opt(seconds).unwrap())
+                .filter(|&offset| {
+                    TestZone::offset_at_utc(&local.checked_sub_offset(offset).unwrap()) == offset
+                });
+            match (valid.next(), valid.next()) {
+                (None, _) => chrono::LocalResult::None,
+                (Some(one), None) => chrono::LocalResult::Single(one),
+                (Some(first), Some(second)) => chrono::LocalResult::Ambiguous(first, second),
+            }
+        }
+
+        fn offset_from_utc_date(&self, utc: &NaiveDate) -> FixedOffset {
+            TestZone::offset_at_utc(&utc.and_hms_opt(0, 0, 0).unwrap())
+        }
+
+        fn offset_from_utc_datetime(&self, utc: &NaiveDateTime) -> FixedOffset {
+            TestZone::offset_at_utc(utc)
+        }
+    }
+
+    #[test]
+    fn remembered_hour_gives_the_zone_rules_answer() {
+        let uncached = |naive: NaiveDateTime| {
+            TestZone
+                .from_local_datetime(&naive)
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let mut remembered = None;
+        let mut answered_from_memory = 0;
+        // Every 7 minutes 13 seconds through a year: both DST changes, the half-hour jump, and
+        // many lines within each ordinary hour.
+        let mut naive = NaiveDate::from_ymd_opt(2026, 1, 1)
+            .unwrap()
+            .and_hms_nano_opt(0, 0, 0, 250_000_000)
+            .unwrap();
+        let end = NaiveDate::from_ymd_opt(2027, 1, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
+        while naive < end {
+            let before = remembered;
+            let got = zone_to_utc(&TestZone, naive, &mut remembered);
+            assert_eq!(got, uncached(naive), "{naive}");
+            if before.is_some_and(|b: HourOffset| b.uses + 1 == remembered.map_or(0, |r| r.uses)) {
+                answered_from_memory += 1;
+            }
+            naive += chrono::Duration::seconds(7 * 60 + 13);
+        }
+        assert!(answered_from_memory > 50_000, "{answered_from_memory}");
+        // The gap (02:00-03:00 local on 2026-03-29) has no time; in the fold (03:30 back to
+        // 02:00 local on 2026-10-25) the earlier instant, still at +02:30, is taken.
+        let in_gap = NaiveDate::from_ymd_opt(2026, 3, 29)
+            .unwrap()
+            .and_hms_opt(2, 30, 0)
+            .unwrap();
+        assert_eq!(zone_to_utc(&TestZone, in_gap, &mut remembered), None);
+        let in_fold = NaiveDate::from_ymd_opt(2026, 10, 25)
+            .unwrap()
+            .and_hms_opt(2, 30, 0)
+            .unwrap();
+        assert_eq!(
+            zone_to_utc(&TestZone, in_fold, &mut remembered),
+            Some(utc(2026, 10, 25, 0, 0, 0))
+        );
+    }
+
+    #[test]
+    fn remembered_hour_is_looked_up_again_after_many_uses() {
+        let naive = NaiveDate::from_ymd_opt(2026, 7, 1)
+            .unwrap()
+            .and_hms_opt(9, 0, 0)
+            .unwrap();
+        let mut remembered = Some(HourOffset {
+            day: naive.date(),
+            hour: 9,
+            // Deliberately wrong: an entry past its reuse budget must not be trusted.
+            offset: FixedOffset::east_opt(0).unwrap(),
+            uses: OFFSET_REUSES,
+        });
+        let expected = TestZone
+            .from_local_datetime(&naive)
+            .single()
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            zone_to_utc(&TestZone, naive, &mut remembered),
+            Some(expected)
+        );
+        assert_eq!(
+            remembered.map(|r| (r.offset, r.uses)),
+            Some((FixedOffset::east_opt(9000).unwrap(), 0))
+        );
     }
 
     #[test]

@@ -283,15 +283,23 @@ fn normalize(
         let mut start = full.len() - full.trim_start().len();
         start = start.min(trimmed_end);
         let mut body = &full[start..trimmed_end];
+        let mut with_priority = false;
         if let Some(skip) = syslog_priority(body) {
             start += skip;
             body = &full[start..trimmed_end];
+            with_priority = true;
         }
         let reference = envelope_time.unwrap_or(now);
         let mut program_range = None;
         let mut stamp_time = None;
         let mut stamp_kind = None;
-        if let Some(stamp) = date::leading_stamp(body, reference) {
+        let rfc5424 = if with_priority { rfc5424(body) } else { None };
+        if let Some(header) = rfc5424 {
+            stamp_time = header.time;
+            stamp_kind = header.time.map(|_| StampKind::Rfc3339);
+            program_range = header.app.map(|app| (start + app.start, start + app.end));
+            start += header.message_start;
+        } else if let Some(stamp) = date::leading_stamp(body, reference) {
             start += stamp.len;
             body = &full[start..trimmed_end];
             stamp_time = Some(stamp.time);
@@ -334,6 +342,69 @@ fn normalize(
     }
 }
 
+/// The header of an RFC 5424 message (after its `<PRI>`):
+/// `1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG`.
+struct Rfc5424Header {
+    time: Option<DateTime<Utc>>,
+    /// APP-NAME, unless it is the nil value `-`.
+    app: Option<std::ops::Range<usize>>,
+    message_start: usize,
+}
+
+fn rfc5424(body: &str) -> Option<Rfc5424Header> {
+    let rest = body.strip_prefix("1 ")?;
+    let mut offset = 2;
+    let mut fields = [0..0, 0..0, 0..0, 0..0, 0..0];
+    let mut cursor = rest;
+    for field in &mut fields {
+        let end = cursor.find(' ')?;
+        *field = offset..offset + end;
+        offset += end + 1;
+        cursor = &cursor[end + 1..];
+    }
+    let [stamp, _host, app, _procid, _msgid] = fields;
+    let time = match &body[stamp] {
+        "-" => None,
+        text => Some(DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc)),
+    };
+    // STRUCTURED-DATA: `-`, or `[id k="v" …]` elements whose values may escape `]` and `"`.
+    let bytes = body.as_bytes();
+    let mut index = offset;
+    if bytes.get(index) == Some(&b'-') {
+        index += 1;
+    } else {
+        while bytes.get(index) == Some(&b'[') {
+            let mut in_value = false;
+            index += 1;
+            loop {
+                match bytes.get(index)? {
+                    b'\\' if in_value => index += 1,
+                    b'"' => in_value = !in_value,
+                    b']' if !in_value => break,
+                    _ => {}
+                }
+                index += 1;
+            }
+            index += 1;
+        }
+    }
+    match bytes.get(index) {
+        None => {}
+        Some(b' ') => index += 1,
+        Some(_) => return None,
+    }
+    // An optional UTF-8 byte order mark starts the message.
+    if body[index..].starts_with('\u{feff}') {
+        index += '\u{feff}'.len_utf8();
+    }
+    let app = (&body[app.clone()] != "-").then_some(app);
+    Some(Rfc5424Header {
+        time,
+        app,
+        message_start: index,
+    })
+}
+
 /// `<34>` at the start of a raw syslog line.
 fn syslog_priority(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
@@ -356,7 +427,7 @@ struct Tag {
 /// (`after_stamp == false`) only `prog[pid]: ` with a pid counts, so that a bare
 /// `error: …` message is not mistaken for a tag.
 fn syslog_tag(body: &str, after_stamp: bool) -> Option<Tag> {
-    let first_end = body.find(' ').unwrap_or(body.len());
+    let first_end = first_blank(body);
     if let Some(program) = tag_program(&body[..first_end], after_stamp) {
         return Some(Tag {
             program,
@@ -368,12 +439,18 @@ fn syslog_tag(body: &str, after_stamp: bool) -> Option<Tag> {
     }
     let second_start = first_end + 1;
     let rest = &body[second_start..];
-    let second_end = rest.find(' ').unwrap_or(rest.len());
+    let second_end = first_blank(rest);
     let program = tag_program(&rest[..second_end], true)?;
     Some(Tag {
         program: second_start + program.start..second_start + program.end,
         message_start: skip_blanks(body, second_start + second_end),
     })
+}
+
+/// Index of the first `' '`, or the length. The tokens searched are a few bytes long, where a
+/// plain byte loop beats `str::find`'s general searcher.
+fn first_blank(text: &str) -> usize {
+    text.bytes().position(|b| b == b' ').unwrap_or(text.len())
 }
 
 fn skip_blanks(body: &str, mut index: usize) -> usize {
@@ -389,7 +466,8 @@ fn tag_program(token: &str, pid_optional: bool) -> Option<std::ops::Range<usize>
     let token = token.strip_suffix(':')?;
     let name_end = match token.strip_suffix(']') {
         Some(with_pid) => {
-            let open = with_pid.rfind('[')?;
+            // A byte scan: `rfind` sets up a general searcher for a token of a dozen bytes.
+            let open = with_pid.bytes().rposition(|b| b == b'[')?;
             let pid = &with_pid[open + 1..];
             if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
@@ -467,6 +545,31 @@ mod tests {
             record.time,
             Some(Utc.with_ymd_and_hms(2026, 11, 26, 7, 0, 2).unwrap())
         );
+    }
+
+    #[test]
+    fn rfc5424_lines() {
+        let record = decode(&format!(
+            "<38>1 2026-11-26T07:00:01.003Z web sshd 1234 - - {MESSAGE}"
+        ));
+        assert_eq!(record.text, MESSAGE);
+        assert_eq!(record.program.as_deref(), Some("sshd"));
+        assert_eq!(
+            record.time,
+            Some(
+                Utc.with_ymd_and_hms(2026, 11, 26, 7, 0, 1).unwrap()
+                    + chrono::Duration::milliseconds(3)
+            )
+        );
+        let record = decode(&format!(
+            r#"<38>1 - web app - ID47 [exampleSDID@32473 iut="3" x="a\]b"][x@1 y="z"] {}{MESSAGE}"#,
+            '\u{feff}'
+        ));
+        assert_eq!(record.text, MESSAGE);
+        assert_eq!(record.program.as_deref(), Some("app"));
+        let record = decode("<38>1 2026-11-26T07:00:01Z web - - - -");
+        assert_eq!(record.text, "");
+        assert_eq!(record.program, None);
     }
 
     #[test]

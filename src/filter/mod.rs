@@ -141,12 +141,72 @@ impl FilterSpec {
 /// backreferences (slower, backtracking, and so reported by `logjail check`).
 #[derive(Debug, Clone)]
 enum Matcher {
-    Fast(regex::Regex),
+    Fast(FastMatcher),
     Fancy(Box<fancy_regex::Regex>),
 }
 
+/// A `regex` crate pattern with the positions of the groups the engine reads.
+#[derive(Debug, Clone)]
+struct FastMatcher {
+    regex: regex::Regex,
+    groups: GroupIndex,
+    /// The same pattern without Unicode classes, for captures on pure-ASCII text (nearly every
+    /// log line). Resolving groups is the engine's costliest step, and its cost grows with the
+    /// size of the automaton: Unicode `\w`, `\d`, `\S` and `.` make it about twice as large.
+    /// On ASCII text both compile to the same matches; see [`ascii_twin`] for when one exists.
+    ascii: Option<regex::bytes::Regex>,
+}
+
+/// Compiles `expanded` without Unicode, when that is certain to match ASCII text exactly as the
+/// Unicode pattern does. On ASCII text the Unicode meaning of `\w`, `\d`, `\s`, `\b` and `.`
+/// agrees with the ASCII one, and so does case folding of ASCII letters. What could differ is a
+/// non-ASCII character in the pattern itself (`(?i)\u{17F}` matches `s`), so patterns with
+/// non-ASCII text or with escapes that can name one (`\x`, `\u`, `\U`, `\p`, `\P`) get no twin.
+fn ascii_twin(expanded: &str, groups: GroupIndex) -> Option<regex::bytes::Regex> {
+    let names_a_character = ["\\x", "\\u", "\\U", "\\p", "\\P"]
+        .iter()
+        .any(|escape| expanded.contains(escape));
+    if !expanded.is_ascii() || names_a_character {
+        return None;
+    }
+    let twin = regex::bytes::RegexBuilder::new(expanded)
+        .unicode(false)
+        .build()
+        .ok()?;
+    let position = |wanted: &str| twin.capture_names().position(|name| name == Some(wanted));
+    let twin_groups = GroupIndex {
+        host: position(HOST_GROUP),
+        user: position(USER_GROUP),
+        id: position(ID_GROUP),
+        content: position(CONTENT_GROUP),
+    };
+    (twin_groups == groups).then_some(twin)
+}
+
+/// Where the groups the engine reads sit in a pattern, looked up once at compile time: reading
+/// captures by name hashes the name each time, on every line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct GroupIndex {
+    host: Option<usize>,
+    user: Option<usize>,
+    id: Option<usize>,
+    content: Option<usize>,
+}
+
+impl GroupIndex {
+    fn of(regex: &regex::Regex) -> GroupIndex {
+        let position = |wanted: &str| regex.capture_names().position(|name| name == Some(wanted));
+        GroupIndex {
+            host: position(HOST_GROUP),
+            user: position(USER_GROUP),
+            id: position(ID_GROUP),
+            content: position(CONTENT_GROUP),
+        }
+    }
+}
+
 /// What a pattern captured, as byte ranges into the text it ran on.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Captured {
     host: Option<Range<usize>>,
     user: Option<Range<usize>>,
@@ -157,7 +217,18 @@ struct Captured {
 impl Matcher {
     fn compile(expanded: &str) -> Result<(Matcher, Option<String>), String> {
         match regex::Regex::new(expanded) {
-            Ok(regex) => Ok((Matcher::Fast(regex), None)),
+            Ok(regex) => {
+                let groups = GroupIndex::of(&regex);
+                let ascii = ascii_twin(expanded, groups);
+                Ok((
+                    Matcher::Fast(FastMatcher {
+                        regex,
+                        groups,
+                        ascii,
+                    }),
+                    None,
+                ))
+            }
             Err(error) => {
                 let message = error.to_string();
                 let needs_backtracking =
@@ -176,7 +247,7 @@ impl Matcher {
 
     fn is_match(&self, text: &str) -> bool {
         match self {
-            Matcher::Fast(regex) => regex.is_match(text),
+            Matcher::Fast(fast) => fast.regex.is_match(text),
             // A pattern that blows its backtracking limit is treated as not matching.
             Matcher::Fancy(regex) => regex.is_match(text).unwrap_or(false),
         }
@@ -184,13 +255,32 @@ impl Matcher {
 
     fn captures(&self, text: &str) -> Option<Captured> {
         match self {
-            Matcher::Fast(regex) => {
+            Matcher::Fast(FastMatcher {
+                regex,
+                groups,
+                ascii,
+            }) => {
+                if let Some(ascii) = ascii
+                    && text.is_ascii()
+                {
+                    let caps = ascii.captures(text.as_bytes())?;
+                    let range =
+                        |index: Option<usize>| index.and_then(|i| caps.get(i)).map(|m| m.range());
+                    return Some(Captured {
+                        host: range(groups.host),
+                        user: range(groups.user),
+                        id: range(groups.id),
+                        content: range(groups.content),
+                    });
+                }
                 let caps = regex.captures(text)?;
+                let range =
+                    |index: Option<usize>| index.and_then(|i| caps.get(i)).map(|m| m.range());
                 Some(Captured {
-                    host: caps.name(HOST_GROUP).map(|m| m.range()),
-                    user: caps.name(USER_GROUP).map(|m| m.range()),
-                    id: caps.name(ID_GROUP).map(|m| m.range()),
-                    content: caps.name(CONTENT_GROUP).map(|m| m.range()),
+                    host: range(groups.host),
+                    user: range(groups.user),
+                    id: range(groups.id),
+                    content: range(groups.content),
                 })
             }
             Matcher::Fancy(regex) => {
@@ -204,6 +294,156 @@ impl Matcher {
             }
         }
     }
+}
+
+/// A prefregex of the usual shape `^PREFIX<F-CONTENT>.+</F-CONTENT>$`, run as its prefix alone.
+///
+/// Resolving capture groups costs the `regex` crate a backtracking pass over the whole match,
+/// and a prefregex matches nearly every line of its program, with a content group as long as
+/// the line. When the content is "the rest of the line", its start is simply where the prefix's
+/// own leftmost-first match ends: the full pattern tries the prefix's matches in the same
+/// priority order and takes the first one after which `.+$` can match, and `.+$` matches any
+/// non-empty rest without a newline. So the prefix runs alone (a DFA search, plus captures over
+/// its few bytes when it holds `<HOST>`), and whenever that argument does not settle the answer
+/// (a newline in the rest, or an empty rest for `.+`) the full pattern decides.
+#[derive(Debug, Clone)]
+struct SplitPrefregex {
+    prefix: regex::Regex,
+    /// The prefix's `<HOST>` group, if it has one.
+    host: Option<usize>,
+    /// `.*` content may be empty; `.+` may not.
+    content_may_be_empty: bool,
+}
+
+impl SplitPrefregex {
+    /// Recognises the shape in an expanded prefregex; `None` for any other shape.
+    fn new(expanded: &str) -> Option<SplitPrefregex> {
+        let content_group = format!("(?P<{CONTENT_GROUP}>");
+        let (prefix, content_may_be_empty) =
+            [(".+)", false), (".*)", true)]
+                .into_iter()
+                .find_map(|(body, may_be_empty)| {
+                    let tail = format!("{content_group}{body}");
+                    let prefix = expanded
+                        .strip_suffix('$')
+                        .unwrap_or(expanded)
+                        .strip_suffix(tail.as_str())?;
+                    Some((prefix, may_be_empty))
+                })?;
+        if !is_anchored_sequence(prefix) {
+            return None;
+        }
+        let prefix = regex::Regex::new(prefix).ok()?;
+        let host = GroupIndex::of(&prefix).host;
+        Some(SplitPrefregex {
+            prefix,
+            host,
+            content_may_be_empty,
+        })
+    }
+
+    /// `Some(result)` when the prefix alone settles what the full prefregex captures
+    /// (`Some(None)`: it does not match); `None` when the full pattern must decide.
+    fn captures(&self, text: &str) -> Option<Option<Captured>> {
+        let (end, host) = match self.host {
+            Some(host_index) => {
+                let Some(caps) = self.prefix.captures(text) else {
+                    return Some(None);
+                };
+                (caps.get(0)?.end(), caps.get(host_index).map(|m| m.range()))
+            }
+            None => {
+                let Some(found) = self.prefix.find(text) else {
+                    return Some(None);
+                };
+                (found.end(), None)
+            }
+        };
+        let rest = &text[end..];
+        if rest.contains('\n') || (rest.is_empty() && !self.content_may_be_empty) {
+            return None;
+        }
+        Some(Some(Captured {
+            host,
+            content: Some(end..text.len()),
+            ..Captured::default()
+        }))
+    }
+}
+
+/// Whether a regex is `^` followed by a plain sequence: no alternation at its top level, no
+/// unclosed or stray parenthesis, and no inline flags (which could change what `.` means).
+/// Anything it does not understand counts as "no", which only loses the shortcut.
+fn is_anchored_sequence(regex: &str) -> bool {
+    let Some(body) = regex.strip_prefix('^') else {
+        return false;
+    };
+    let bytes = body.as_bytes();
+    let mut depth = 0usize;
+    let mut class_depth = 0usize;
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if byte == b'\\' {
+            index += 2;
+            continue;
+        }
+        if class_depth > 0 {
+            match byte {
+                b'[' => {
+                    class_depth += 1;
+                    index = skip_class_opening(bytes, index + 1);
+                    continue;
+                }
+                b']' => class_depth -= 1,
+                _ => {}
+            }
+            index += 1;
+            continue;
+        }
+        match byte {
+            b'[' => {
+                class_depth = 1;
+                index = skip_class_opening(bytes, index + 1);
+                continue;
+            }
+            b'(' => {
+                if bytes.get(index + 1) == Some(&b'?') {
+                    let rest = &bytes[index + 2..];
+                    let plain_group = rest.starts_with(b":")
+                        || rest.starts_with(b"P<")
+                        || (rest.starts_with(b"<")
+                            && !rest.starts_with(b"<=")
+                            && !rest.starts_with(b"<!"));
+                    if !plain_group {
+                        return false;
+                    }
+                }
+                depth += 1;
+            }
+            b')' => {
+                if depth == 0 {
+                    return false;
+                }
+                depth -= 1;
+            }
+            b'|' if depth == 0 => return false,
+            _ => {}
+        }
+        index += 1;
+    }
+    depth == 0 && class_depth == 0
+}
+
+/// Past a class's opening `[`: a leading `^` and a leading `]` are part of the class, not its end.
+fn skip_class_opening(bytes: &[u8], mut index: usize) -> usize {
+    if bytes.get(index) == Some(&b'^') {
+        index += 1;
+    }
+    if bytes.get(index) == Some(&b']') {
+        index += 1;
+    }
+    index
 }
 
 /// Parses a captured address: brackets dropped, IPv4-mapped IPv6 reported as IPv4, and the
@@ -224,6 +464,40 @@ pub fn parse_host(captured: &str) -> Option<IpAddr> {
     (!address.is_unspecified()).then_some(address)
 }
 
+/// The filter's `program`, matched against the whole program name of a syslog tag.
+#[derive(Debug, Clone)]
+struct ProgramMatcher {
+    regex: regex::Regex,
+    /// The names themselves when `program` is a plain list (`sshd|sshd-session`), the usual
+    /// case: comparing a few short strings is much cheaper than a regex search on every line.
+    names: Option<Vec<String>>,
+}
+
+impl ProgramMatcher {
+    fn new(program: &str) -> Result<ProgramMatcher, regex::Error> {
+        let regex = regex::Regex::new(&format!("^(?:{program})$"))?;
+        // Only characters that are literal in a regex (outside a class) make a plain name.
+        let plain = |name: &str| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'/' | b'@'))
+        };
+        let names = program
+            .split('|')
+            .all(plain)
+            .then(|| program.split('|').map(str::to_string).collect());
+        Ok(ProgramMatcher { regex, names })
+    }
+
+    fn matches(&self, program: &str) -> bool {
+        match &self.names {
+            Some(names) => names.iter().any(|name| name == program),
+            None => self.regex.is_match(program),
+        }
+    }
+}
+
 /// What a filter says of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -240,12 +514,17 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 pub struct Filter {
     name: String,
-    program: Option<regex::Regex>,
+    program: Option<ProgramMatcher>,
     prefregex: Option<Matcher>,
+    /// The prefregex as prefix alone, when its shape allows (see [`SplitPrefregex`]).
+    split_prefregex: Option<SplitPrefregex>,
     failregex: Vec<Matcher>,
     /// The fast failregexes together; index `i` of the set is failregex `fail_set_index[i]`.
     fail_set: regex::RegexSet,
     fail_set_index: Vec<usize>,
+    /// The failregexes as one leftmost-first search, when all are anchored at the start (see
+    /// [`first_failregex`]); filters without it go through `fail_set`.
+    first_failregex: Option<regex_automata::meta::Regex>,
     has_fancy_failregex: bool,
     ignoreregex: Vec<Matcher>,
     datepattern: Option<DatePattern>,
@@ -266,8 +545,8 @@ impl Filter {
 
         let program = match &spec.program {
             None => None,
-            Some(program) => match regex::Regex::new(&format!("^(?:{program})$")) {
-                Ok(regex) => Some(regex),
+            Some(program) => match ProgramMatcher::new(program) {
+                Ok(matcher) => Some(matcher),
                 Err(e) => {
                     errors.push(error(Some(FilterField::Program), e.to_string()));
                     None
@@ -345,8 +624,8 @@ impl Filter {
         let mut has_fancy_failregex = false;
         for (index, matcher) in failregex.iter().enumerate() {
             match matcher {
-                Matcher::Fast(regex) => {
-                    fast_patterns.push(regex.as_str().to_string());
+                Matcher::Fast(fast) => {
+                    fast_patterns.push(fast.regex.as_str().to_string());
                     fail_set_index.push(index);
                 }
                 Matcher::Fancy(_) => has_fancy_failregex = true,
@@ -354,13 +633,25 @@ impl Filter {
         }
         let fail_set = regex::RegexSet::new(&fast_patterns)
             .map_err(|e| vec![error(None, format!("failregex set does not compile: {e}"))])?;
+        let first_failregex = if has_fancy_failregex {
+            None
+        } else {
+            first_failregex(&fast_patterns)
+        };
+        let prefregex = prefregex.map(|(matcher, _)| matcher);
+        let split_prefregex = match &prefregex {
+            Some(Matcher::Fast(fast)) => SplitPrefregex::new(fast.regex.as_str()),
+            _ => None,
+        };
         Ok(Filter {
             name: name.to_string(),
             program,
-            prefregex: prefregex.map(|(matcher, _)| matcher),
+            prefregex,
+            split_prefregex,
             failregex,
             fail_set,
             fail_set_index,
+            first_failregex,
             has_fancy_failregex,
             ignoreregex,
             datepattern,
@@ -394,7 +685,7 @@ impl Filter {
     /// line carries none.
     pub fn evaluate_at(&self, record: &Record<'_>, now: DateTime<Utc>) -> Verdict {
         if let (Some(wanted), Some(program)) = (&self.program, &record.program)
-            && !wanted.is_match(program)
+            && !wanted.matches(program)
         {
             return Verdict::Missed;
         }
@@ -410,7 +701,15 @@ impl Filter {
         }
         let mut prefix_host = None;
         if let Some(prefregex) = &self.prefregex {
-            let Some(captured) = prefregex.captures(text) else {
+            let settled = self
+                .split_prefregex
+                .as_ref()
+                .and_then(|split| split.captures(text));
+            let captured = match settled {
+                Some(captured) => captured,
+                None => prefregex.captures(text),
+            };
+            let Some(captured) = captured else {
                 return Verdict::Missed;
             };
             prefix_host = captured.host.map(|r| &text[r]);
@@ -419,31 +718,10 @@ impl Filter {
             }
         }
 
-        let set_matches = self.fail_set.matches(text);
-        if !set_matches.matched_any() && !self.has_fancy_failregex {
-            return Verdict::Missed;
-        }
-        let mut set_position = 0;
-        let mut found = None;
-        for (index, matcher) in self.failregex.iter().enumerate() {
-            if let Matcher::Fast(_) = matcher {
-                let position = set_position;
-                set_position += 1;
-                debug_assert_eq!(self.fail_set_index[position], index);
-                if !set_matches.matched(position) {
-                    continue;
-                }
-            }
-            let Some(captured) = matcher.captures(text) else {
-                continue;
-            };
-            let host_text = captured.host.clone().map(|r| &text[r]).or(prefix_host);
-            let Some(host) = host_text.and_then(parse_host) else {
-                continue;
-            };
-            found = Some((index, captured, host));
-            break;
-        }
+        let found = match self.first_by_priority(text, prefix_host) {
+            Some(settled) => settled,
+            None => self.first_by_set(text, prefix_host),
+        };
         let Some((failregex_index, captured, host)) = found else {
             return Verdict::Missed;
         };
@@ -462,6 +740,75 @@ impl Filter {
             failregex_index,
         })
     }
+}
+
+impl Filter {
+    /// The failregex a line counts under: the first, in order, that matches and captures an
+    /// address that parses.
+    fn first_by_set<'t>(&self, text: &'t str, prefix_host: Option<&'t str>) -> Option<Found> {
+        let set_matches = self.fail_set.matches(text);
+        if !set_matches.matched_any() && !self.has_fancy_failregex {
+            return None;
+        }
+        let mut set_position = 0;
+        for (index, matcher) in self.failregex.iter().enumerate() {
+            if let Matcher::Fast(_) = matcher {
+                let position = set_position;
+                set_position += 1;
+                debug_assert_eq!(self.fail_set_index[position], index);
+                if !set_matches.matched(position) {
+                    continue;
+                }
+            }
+            if let Some(found) = self.try_failregex(index, text, prefix_host) {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// The same answer as [`Filter::first_by_set`] in one search, when the filter has a
+    /// [`Filter::first_failregex`]: `Some(None)` when no failregex matches, `None` when the
+    /// first one's address does not parse and the others must be tried.
+    fn first_by_priority<'t>(
+        &self,
+        text: &'t str,
+        prefix_host: Option<&'t str>,
+    ) -> Option<Option<Found>> {
+        let first = self.first_failregex.as_ref()?;
+        let Some(end) = first.search_half(&regex_automata::Input::new(text)) else {
+            return Some(None);
+        };
+        self.try_failregex(end.pattern().as_usize(), text, prefix_host)
+            .map(Some)
+    }
+
+    fn try_failregex<'t>(
+        &self,
+        index: usize,
+        text: &'t str,
+        prefix_host: Option<&'t str>,
+    ) -> Option<Found> {
+        let captured = self.failregex.get(index)?.captures(text)?;
+        let host_text = captured.host.clone().map(|r| &text[r]).or(prefix_host);
+        let host = host_text.and_then(parse_host)?;
+        Some((index, captured, host))
+    }
+}
+
+/// A failregex that matched: its index, what it captured, and the address.
+type Found = (usize, Captured, IpAddr);
+
+/// All failregexes as one multi-pattern regex, when every one of them is anchored at the start
+/// of the text. Their matches then all start at 0, where leftmost-first search prefers the
+/// earliest pattern in the list: one search names the first failregex that matches, which is
+/// what the set of per-pattern answers is otherwise scanned for. `None` for any other filter.
+fn first_failregex(patterns: &[String]) -> Option<regex_automata::meta::Regex> {
+    let nfa = regex_automata::nfa::thompson::NFA::new_many(patterns).ok()?;
+    if !nfa.is_always_start_anchored() {
+        return None;
+    }
+    regex_automata::meta::Regex::new_many(patterns).ok()
 }
 
 #[cfg(test)]
@@ -603,6 +950,153 @@ mod tests {
         assert!(host(&filter, message).is_some());
     }
 
+    /// Every `line:` of the built-in filters' fixtures, decoded.
+    fn fixture_messages() -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/filters");
+        let mut messages = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let cases: Vec<serde_yaml::Value> =
+                serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for case in cases {
+                if let Some(line) = case.get("line").and_then(|l| l.as_str()) {
+                    let mut decoder = Decoder::new();
+                    if let Some(record) = decoder.push_at(line, now()) {
+                        messages.push(record.text.to_string());
+                    }
+                }
+            }
+        }
+        assert!(messages.len() > 200, "{}", messages.len());
+        messages
+    }
+
+    #[test]
+    fn one_search_picks_the_same_failregex_as_the_set() {
+        let mut messages = fixture_messages();
+        // Addresses that match <HOST> but do not parse: the next failregex must get its turn.
+        messages.push("Failed password for root from 300.1.1.1 port 1 ssh2".to_string());
+        messages.push("Invalid user x from 999.2.3.4 port 1".to_string());
+        let mut with_first = 0;
+        for name in builtin::names() {
+            let filter = Filter::compile(name, &builtin::spec(name).unwrap()).unwrap();
+            if filter.first_failregex.is_none() {
+                continue;
+            }
+            with_first += 1;
+            for message in &messages {
+                let by_set = filter.first_by_set(message, None);
+                let answer = match filter.first_by_priority(message, None) {
+                    Some(settled) => settled,
+                    None => filter.first_by_set(message, None),
+                };
+                assert_eq!(answer, by_set, "{name}: {message}");
+            }
+        }
+        assert!(with_first >= 8, "{with_first}");
+
+        // The first matching failregex has an address that does not parse, a later one has one.
+        let filter = Filter::compile(
+            "t",
+            &spec(
+                &[r"^from <HOST> port \d+", r"^from (?:\S+) port <HOST>$"],
+                &[],
+            ),
+        )
+        .unwrap();
+        assert!(filter.first_failregex.is_some());
+        let text = "from 300.1.1.1 port 10.0.0.1";
+        assert_eq!(filter.first_by_priority(text, None), None);
+        assert_eq!(
+            judge(&filter, text),
+            judge(
+                &Filter {
+                    first_failregex: None,
+                    ..filter.clone()
+                },
+                text
+            )
+        );
+        assert_eq!(host(&filter, text), Some("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn one_search_only_when_every_failregex_is_anchored() {
+        let anchored = Filter::compile("t", &spec(&[r"^a <HOST>$", r"^b <HOST>"], &[])).unwrap();
+        assert!(anchored.first_failregex.is_some());
+        for unanchored in [
+            [r"^a <HOST>$", r"b <HOST>"],
+            [r"(?:^a|b) <HOST>$", r"^c <HOST>"],
+            [r"(?m)^a <HOST>$", r"^c <HOST>"],
+        ] {
+            let filter = Filter::compile("t", &spec(&unanchored, &[])).unwrap();
+            assert!(filter.first_failregex.is_none(), "{unanchored:?}");
+        }
+        // Unanchored patterns keep the first-in-order rule through the set.
+        let filter =
+            Filter::compile("t", &spec(&[r"late <HOST>$", r"^early <HOST> late"], &[])).unwrap();
+        let Verdict::Failure(failure) = judge(&filter, "early 1.2.3.4 late 5.6.7.8") else {
+            panic!()
+        };
+        assert_eq!(
+            (failure.failregex_index, failure.host),
+            (0, "5.6.7.8".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn plain_program_lists_match_like_the_regex() {
+        let programs = [
+            "sshd|sshd-session|sshd-auth",
+            "postfix/smtpd|postfix/submission/smtpd",
+            "sshd(?:-session)?",
+            "ssh.",
+            "sshd|",
+            "a@b|_x-1",
+        ];
+        let names = [
+            "sshd",
+            "sshd-session",
+            "sshd-auth",
+            "sshd-sessionx",
+            "xsshd",
+            "SSHD",
+            "sshx",
+            "",
+            "postfix/smtpd",
+            "postfix/submission/smtpd",
+            "postfix/smtp",
+            "a@b",
+            "_x-1",
+        ];
+        for program in programs {
+            let matcher = ProgramMatcher::new(program).unwrap();
+            let regex = regex::Regex::new(&format!("^(?:{program})$")).unwrap();
+            for name in names {
+                assert_eq!(
+                    matcher.matches(name),
+                    regex.is_match(name),
+                    "{program} / {name}"
+                );
+            }
+        }
+        assert!(
+            ProgramMatcher::new("sshd|sshd-session")
+                .unwrap()
+                .names
+                .is_some()
+        );
+        for not_plain in ["sshd(?:-session)?", "ssh.", "sshd|", "a|b*"] {
+            assert!(
+                ProgramMatcher::new(not_plain).unwrap().names.is_none(),
+                "{not_plain}"
+            );
+        }
+    }
+
     #[test]
     fn prefregex_content_and_host() {
         let mut with_prefix = spec(&[r"^auth failed$", r"^bad user <F-USER>\S+</F-USER>$"], &[]);
@@ -621,6 +1115,173 @@ mod tests {
             judge(&filter, "server 1.2.3.4: auth failed"),
             Verdict::Missed
         );
+    }
+
+    fn expanded(pattern: &str) -> String {
+        pattern::expand(pattern).unwrap().regex
+    }
+
+    #[test]
+    fn split_prefregex_agrees_with_the_full_pattern() {
+        let prefregexes = [
+            r"^(?:\[sshd\]:? )?(?:\[ID \d+ [\w.]+\] )?(?:(?:error|fatal): (?:PAM: )?)?<F-CONTENT>.+</F-CONTENT>$",
+            r"^client <HOST>: <F-CONTENT>.+</F-CONTENT>$",
+            r"^(?:\S+ )*?<F-CONTENT>.*</F-CONTENT>$",
+            r"^(a|ab)(?:c)?<F-CONTENT>.+</F-CONTENT>$",
+            r"^(?:x+)<F-CONTENT>.+</F-CONTENT>",
+            r"^\s*<F-CONTENT>.+</F-CONTENT>$",
+            r"^(?:error: )?<F-CONTENT>.+</F-CONTENT>$",
+            r"^(?:[^]:]+\]: )?<F-CONTENT>.*</F-CONTENT>$",
+            // The prefix eats the whole line, so the full pattern always decides.
+            r"^.*<F-CONTENT>.+</F-CONTENT>$",
+        ];
+        let texts = [
+            "error: Failed password for root from 1.2.3.4 port 1 ssh2",
+            "error: ",
+            "error:",
+            "",
+            "client 1.2.3.4: auth failed",
+            "client ::1: x",
+            "client 1.2.3.4: ",
+            "abc",
+            "abcd",
+            "ab",
+            "a\nb",
+            "\nfoo",
+            "xxxx",
+            "x",
+            "[sshd] error: PAM: Authentication failure for x from 1.2.3.4",
+            "[ID 800047 auth.info] Failed keyboard-interactive for x from 1.2.3.4 port 2 ssh2",
+            "ab\n",
+            "words then more words\nsecond line",
+            "\u{e9}rror: caf\u{e9}",
+            "x]: y",
+        ];
+        for prefregex in prefregexes {
+            let expanded = expanded(prefregex);
+            let split = SplitPrefregex::new(&expanded)
+                .unwrap_or_else(|| panic!("shape not recognised: {prefregex}"));
+            let (Matcher::Fast(full), _) = Matcher::compile(&expanded).unwrap() else {
+                panic!()
+            };
+            let full = Matcher::Fast(full);
+            let mut settled = 0;
+            for text in texts {
+                let expected = full.captures(text).map(|c| (c.host, c.content));
+                // `None` is "undecided": the engine then falls back to the full pattern.
+                if let Some(found) = split.captures(text) {
+                    settled += 1;
+                    assert_eq!(
+                        found.map(|c| (c.host, c.content)),
+                        expected,
+                        "{prefregex} on {text:?}"
+                    );
+                }
+            }
+            if prefregex.starts_with("^.*") {
+                assert_eq!(settled, 0);
+            } else {
+                assert!(settled > texts.len() / 2, "{prefregex}: {settled} settled");
+            }
+        }
+    }
+
+    #[test]
+    fn ascii_twin_captures_like_the_unicode_pattern() {
+        let patterns = [
+            r"^Failed (?:password|keyboard-interactive(?:/\w+)?) for (?:invalid user )?<F-USER>.*</F-USER> from <HOST> port \d+(?: on \S+)?(?: ssh\d?)?(?:: [A-Z][A-Z0-9-]* \S+)?$",
+            r"(?i)^user <F-USER>\w+</F-USER>\b.*?\s<HOST>\s*$",
+            r"^<F-ID>[^ ]+</F-ID> [[:alpha:]]+ <HOST>(?: .)?$",
+            r"(?s)^.+ from <HOST>.*$",
+        ];
+        let texts = [
+            "Failed password for root from 1.2.3.4 port 22 ssh2",
+            "Failed password for invalid user admin from 6.6.6.6 port 22 ssh2 from 2001:db8::1 port 5 ssh2",
+            "Failed keyboard-interactive/pam for x from ::ffff:10.0.0.1 port 1 ssh2: RSA SHA256:abc",
+            "USER Bob_1 went\tto 10.0.0.1 ",
+            "user k\u{212a} x 10.0.0.1",
+            "user \u{17f}am x 10.0.0.1",
+            "id-1 abc 1.2.3.4 z",
+            "id-1 ab\u{e9} 1.2.3.4",
+            "line one\nfrom 1.2.3.4 tail",
+            "Failed password for caf\u{e9} from 1.2.3.4 port 22 ssh2",
+            "Failed password for x from 1.2.3.4 port \u{661}\u{662} ssh2",
+        ];
+        for pattern in patterns {
+            let expanded = expanded(pattern);
+            let (matcher, _) = Matcher::compile(&expanded).unwrap();
+            let Matcher::Fast(fast) = &matcher else {
+                panic!()
+            };
+            assert!(fast.ascii.is_some(), "{pattern}");
+            let unicode = Matcher::Fast(FastMatcher {
+                ascii: None,
+                ..fast.clone()
+            });
+            for text in texts {
+                assert_eq!(
+                    matcher.captures(text),
+                    unicode.captures(text),
+                    "{pattern} on {text:?}"
+                );
+            }
+        }
+        for no_twin in [
+            r"^caf\u{e9} <HOST>$",
+            r"(?i)^\x{17F} <HOST>$",
+            r"^\p{L}+ <HOST>$",
+            "^\u{e9} <HOST>$",
+        ] {
+            let (Matcher::Fast(fast), _) = Matcher::compile(&expanded(no_twin)).unwrap() else {
+                panic!()
+            };
+            assert!(fast.ascii.is_none(), "{no_twin}");
+        }
+    }
+
+    #[test]
+    fn split_prefregex_only_for_plain_shapes() {
+        for refused in [
+            r"^a|b<F-CONTENT>.+</F-CONTENT>$",
+            r"(?s)^x<F-CONTENT>.+</F-CONTENT>$",
+            r"^(?s)x<F-CONTENT>.+</F-CONTENT>$",
+            r"^(?i:x)<F-CONTENT>.+</F-CONTENT>$",
+            r"^x<F-CONTENT>.+</F-CONTENT> tail$",
+            r"x<F-CONTENT>.+</F-CONTENT>$",
+            r"^(x<F-CONTENT>.+</F-CONTENT>)$",
+            r"^x<F-CONTENT>\S+</F-CONTENT>$",
+        ] {
+            assert!(
+                SplitPrefregex::new(&expanded(refused)).is_none(),
+                "{refused}"
+            );
+        }
+        for accepted in [
+            r"^[|(]<F-CONTENT>.+</F-CONTENT>$",
+            r"^\(\|<F-CONTENT>.+</F-CONTENT>$",
+            r"^[[:alpha:]](?P<x>y)<F-CONTENT>.*</F-CONTENT>$",
+            r"^[]|][^]|]<F-CONTENT>.+</F-CONTENT>$",
+        ] {
+            assert!(
+                SplitPrefregex::new(&expanded(accepted)).is_some(),
+                "{accepted}"
+            );
+        }
+        assert!(!is_anchored_sequence(r"^(a"));
+        assert!(!is_anchored_sequence(r"^a)"));
+        assert!(!is_anchored_sequence(r"^[a"));
+        assert!(!is_anchored_sequence(r"^(?=a)"));
+    }
+
+    #[test]
+    fn builtin_prefregexes_take_the_shortcut() {
+        for name in builtin::names() {
+            let spec = builtin::spec(name).unwrap();
+            let filter = Filter::compile(name, &spec).unwrap();
+            if spec.prefregex.is_some() {
+                assert!(filter.split_prefregex.is_some(), "{name}");
+            }
+        }
     }
 
     #[test]

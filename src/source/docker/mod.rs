@@ -183,16 +183,11 @@ impl DockerSource {
     /// Applies a reloaded configuration's jails and filters: containers are matched against
     /// the new selectors and jails. (A changed `docker:` section takes a restart.)
     /// Returns once the containers are matched again.
-    pub async fn apply(&self, config: &Config) {
-        let filters: BTreeMap<String, Arc<Filter>> = config
-            .filters
-            .iter()
-            .map(|(name, filter)| (name.clone(), Arc::new(filter.clone())))
-            .collect();
+    pub async fn apply(&self, config: &Config, filters: &BTreeMap<String, Arc<Filter>>) {
         let (done, applied) = oneshot::channel();
         if self
             .reconfigure
-            .send((Settings::new(config, &filters), done))
+            .send((Settings::new(config, filters), done))
             .await
             .is_ok()
         {
