@@ -120,6 +120,13 @@ jails:
     assert!(status.contains("Firewall:"), "{status}");
     assert!(!status.contains("not managed"), "{status}");
 
+    // Another tool flushes INPUT (as a firewall reload would): the jump comes back by itself.
+    let flushed = netns.run(&["iptables", "-F", "INPUT"]);
+    assert!(flushed.status.success());
+    wait_until("the INPUT jump to come back", || {
+        stdout(&netns.run(&["iptables", "-S", "INPUT"])).contains("-A INPUT -j ljt-input")
+    });
+
     // A crash: no chance to clean up or flush anything.
     daemon.kill().unwrap();
     daemon.wait().unwrap();

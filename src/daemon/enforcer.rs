@@ -23,6 +23,7 @@ pub const LAYOUT_CHECK_EVERY: Duration = Duration::from_secs(5);
 pub async fn run(
     firewall: FirewallHandle,
     mut changes: mpsc::Receiver<Enforcement>,
+    docker_connected: Arc<tokio::sync::Notify>,
     errors: Arc<AtomicU64>,
     stop: CancellationToken,
 ) {
@@ -36,19 +37,24 @@ pub async fn run(
                 let Some(change) = change else { break };
                 apply(&firewall, change, &errors).await;
             }
-            _ = check.tick() => match firewall.ensure_layout().await {
-                Ok(report) if !report.is_clean() => tracing::warn!(
-                    repaired = ?report.repaired,
-                    removed = ?report.removed,
-                    "firewall layout repaired (flushed by another tool, or Docker restarted)"
-                ),
-                Ok(_) => {}
-                Err(error) => {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(%error, "firewall layout check failed");
-                }
-            },
+            _ = check.tick() => check_layout(&firewall, &errors).await,
+            () = docker_connected.notified() => check_layout(&firewall, &errors).await,
             () = stop.cancelled() => break,
+        }
+    }
+}
+
+async fn check_layout(firewall: &FirewallHandle, errors: &AtomicU64) {
+    match firewall.ensure_layout().await {
+        Ok(report) if !report.is_clean() => tracing::warn!(
+            repaired = ?report.repaired,
+            removed = ?report.removed,
+            "firewall layout repaired (flushed by another tool, or Docker restarted)"
+        ),
+        Ok(_) => {}
+        Err(error) => {
+            errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, "firewall layout check failed");
         }
     }
 }

@@ -181,6 +181,7 @@ pub async fn run_with(
         tracing::info!(restored, "bans restored from the store");
     }
     let firewall_errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let docker_connected = Arc::new(tokio::sync::Notify::new());
     let enforcer_stop = CancellationToken::new();
     let (enforcer, enforcer_task) = match &firewall {
         Some((handle, _)) => {
@@ -213,6 +214,7 @@ pub async fn run_with(
             let task = tokio::spawn(enforcer::run(
                 handle.clone(),
                 receiver,
+                docker_connected.clone(),
                 firewall_errors.clone(),
                 enforcer_stop.clone(),
             ));
@@ -285,6 +287,7 @@ pub async fn run_with(
             control: control_sender.clone(),
             jails: jail_requests.clone(),
             watcher: watcher.clone(),
+            connected: docker_connected.clone(),
         },
     );
     let mut files = FileSources::new(

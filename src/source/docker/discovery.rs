@@ -222,6 +222,7 @@ impl Discovery {
             containers = listed.len(),
             "connected to Docker"
         );
+        self.wiring.connected.notify_one();
         // The listing restarts whatever needs it.
         self.restart_queue.clear();
         self.reconcile(docker, listed).await;

@@ -107,6 +107,9 @@ pub struct Wiring {
     pub jails: mpsc::Sender<JailEvent>,
     /// The shared inotify watcher, for json-file logs.
     pub watcher: FileWatcher,
+    /// Woken each time Docker is (re)connected: a restarted Docker may have rebuilt its
+    /// chains, so the firewall layout is checked at once rather than at the next period.
+    pub connected: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// What the source takes from the configuration.
