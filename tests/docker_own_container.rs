@@ -65,11 +65,6 @@ metrics:
                 // Labelled for the recidive jail: only the own-container check keeps it out.
                 "--label",
                 "logjail.jails=t23rec",
-                // `logjail run` manages the firewall (of the container's own network here).
-                "--cap-add",
-                "NET_ADMIN",
-                "--cap-add",
-                "NET_RAW",
                 "-v",
                 &format!(
                     "{}:/usr/local/bin/logjail:ro",
