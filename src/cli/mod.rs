@@ -422,7 +422,21 @@ fn run(path: Option<PathBuf>, log_json: bool) -> ExitCode {
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
-        let result = crate::daemon::run(config, shutdown).await;
+        let stopping = shutdown.clone();
+        let daemon = crate::daemon::run(config, shutdown);
+        tokio::pin!(daemon);
+        let result = tokio::select! {
+            result = &mut daemon => result,
+            // A stop that hangs (a wedged iptables, a stuck source) must not keep
+            // `docker stop` waiting for its SIGKILL: give up after the grace period.
+            () = async {
+                stopping.cancelled().await;
+                tokio::time::sleep(STOP_GRACE).await;
+            } => Err(crate::daemon::DaemonError::Task(format!(
+                "did not stop within {} s; exiting anyway",
+                STOP_GRACE.as_secs()
+            ))),
+        };
         signals.abort();
         result
     });
@@ -434,6 +448,10 @@ fn run(path: Option<PathBuf>, log_json: bool) -> ExitCode {
         }
     }
 }
+
+/// How long a stop may take before logjail exits regardless (Docker's default stop timeout
+/// is 10 s, after which it sends SIGKILL).
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// Cancels `shutdown` on SIGTERM (docker stop, Kubernetes) or SIGINT (Ctrl-C).
 async fn stop_on_signal(shutdown: CancellationToken) {
