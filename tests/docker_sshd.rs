@@ -95,10 +95,13 @@ impl Drop for AttackerNet {
 }
 
 /// One failed login attempt from the attacker namespace (a wrong password, one prompt).
-async fn failed_login(net: &AttackerNet, port: u16, user: &str) {
+/// `Err` with ssh's output when the attempt did not end in "Permission denied" within
+/// [`ATTEMPT_WAIT`]: once the attacker is banned (any logjail on this machine may enforce the
+/// label-defined jail, not only the one under test), its connections hang.
+async fn failed_login(net: &AttackerNet, port: u16, user: &str) -> Result<(), String> {
     let target = format!("{user}@{}", net.host_address);
     let port = port.to_string();
-    let output = tokio::process::Command::new("ip")
+    let attempt = tokio::process::Command::new("ip")
         .args([
             "netns",
             "exec",
@@ -121,24 +124,35 @@ async fn failed_login(net: &AttackerNet, port: u16, user: &str) {
             "NumberOfPasswordPrompts=1",
             "-o",
             "ConnectTimeout=10",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=2",
             "-p",
             &port,
             &target,
             "true",
         ])
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(ATTEMPT_WAIT, attempt)
         .await
-        .unwrap();
+        .map_err(|_| format!("{user}: no answer within {ATTEMPT_WAIT:?}"))?
+        .map_err(|e| e.to_string())?;
     // sshpass exits 5 when the password is refused; ssh itself 255 when the server gives up
-    // ("Permission denied"). Anything else means the attempt never reached sshd.
+    // ("Permission denied").
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.code() == Some(5)
-            || (output.status.code() == Some(255) && stderr.contains("Permission denied")),
-        "ssh attempt ({:?}): {stderr}",
-        output.status
-    );
+    if output.status.code() == Some(5)
+        || (output.status.code() == Some(255) && stderr.contains("Permission denied"))
+    {
+        Ok(())
+    } else {
+        Err(format!("{user}: {:?}: {stderr}", output.status))
+    }
 }
+
+/// Longest one login attempt may take (sshd's PAM delay is a few seconds).
+const ATTEMPT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_brute_forced_sshd_container_bans_the_attackers_real_address() {
@@ -191,7 +205,9 @@ jails:
         failed_login(&net, port, "admin"),
     ]);
     let attacker = IpAddr::V4(net.attacker_address);
-    let (_, ban) = tokio::join!(attempts, daemon.banned("t30sshd", attacker));
+    let (attempts, ban) = tokio::join!(attempts, daemon.banned("t30sshd", attacker));
+    let refused = attempts.iter().filter(|attempt| attempt.is_ok()).count();
+    assert!(refused >= 1, "no attempt reached sshd: {attempts:?}");
     let DaemonEvent::Banned { order, origin } = ban else {
         unreachable!()
     };

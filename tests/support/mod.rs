@@ -70,6 +70,45 @@ pub async fn container_logs(name: &str) -> String {
     )
 }
 
+/// Removes what earlier runs left behind when they were killed (a test that times out is
+/// killed before its guards run): containers, network namespaces and bridges named after a
+/// test process that no longer exists.
+pub fn reap_leftovers() {
+    let dead =
+        |pid: &str| pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists();
+    let names = std::process::Command::new(docker_cli())
+        .args(["ps", "-a", "--format", "{{.Names}}"])
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default();
+    for name in names.lines() {
+        if name.starts_with("lj-test-") && name.rsplit('-').next().is_some_and(dead) {
+            let _ = std::process::Command::new(docker_cli())
+                .args(["rm", "-f", "-v", name])
+                .output();
+        }
+    }
+    let namespaces = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default();
+    for line in namespaces.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        if let Some(pid) = name.strip_prefix("lj-attacker-")
+            && dead(pid)
+        {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", name])
+                .output();
+            let bridge = format!("ljbr{}", pid.parse::<u32>().unwrap_or(0) % 100_000);
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &bridge])
+                .output();
+        }
+    }
+}
+
 /// Removes containers by name when dropped, also when the test fails.
 #[derive(Debug, Default)]
 pub struct Containers {
@@ -216,6 +255,7 @@ impl TestDaemon {
     /// reloaded).
     pub fn start_config(config: Config) -> TestDaemon {
         capture_log();
+        reap_leftovers();
         let (events, receiver) = broadcast::channel(65_536);
         let options = DaemonOptions {
             events,
