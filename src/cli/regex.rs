@@ -253,6 +253,17 @@ pub fn run<W: Write>(
             }
         }
     }
+    // A json-file or CRI line still in pieces at the end was cut off (the file was copied
+    // mid-write). The daemon never judges such a fragment, since its end is unknown and an
+    // attacker could choose where it stops; the replay does the same, and says so.
+    let unfinished = decoder.flush(now).len();
+    if unfinished > 0 && mode != OutputMode::Json {
+        writeln!(
+            out,
+            "note: {unfinished} partial line(s) at the end of the input never got their last piece and were not judged"
+        )
+        .map_err(write_error)?;
+    }
     if mode == OutputMode::Verbose {
         for (line_number, text) in &missed_lines {
             writeln!(out, "missed   line {line_number}: {text}").map_err(write_error)?;
