@@ -135,15 +135,9 @@ fn file_routes(
 ) -> Result<BTreeMap<PathBuf, Vec<Route>>, DaemonError> {
     let mut routes: BTreeMap<PathBuf, Vec<Route>> = BTreeMap::new();
     for jail in jails.iter().filter(|j| j.enabled) {
-        let Some(filter_name) = &jail.filter else {
+        let Some(route) = super::jail_route(jail, filters)? else {
             continue;
         };
-        let filter = filters
-            .get(filter_name)
-            .ok_or_else(|| DaemonError::MissingFilter {
-                jail: jail.name.clone(),
-                filter: filter_name.clone(),
-            })?;
         for source in &jail.sources {
             let SourceConfig::File { path, optional } = source else {
                 continue;
@@ -158,10 +152,7 @@ fn file_routes(
                 }
             }
             for file in paths {
-                routes.entry(file).or_default().push(Route {
-                    jail: Arc::from(jail.name.as_str()),
-                    filter: filter.clone(),
-                });
+                routes.entry(file).or_default().push(route.clone());
             }
         }
     }

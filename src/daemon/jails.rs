@@ -12,7 +12,6 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::action::{Notice, NotifierHandle};
 use crate::clock::SharedClock;
 use crate::config::{IncrementConfig, JailConfig};
-use crate::duration::BanTime;
 use crate::jail::{
     ActiveBan, BanHistory, BanOrder, Decision, IgnoreList, IncrementSettings, Jail, JailSettings,
     SettingsError,
@@ -607,12 +606,4 @@ pub fn restore_bans(jails: &mut [JailRuntime], bans: &[BanRecord], now: DateTime
         }
     }
     restored
-}
-
-/// Remaining time of a ban, for logs.
-pub fn remaining(ban: &ActiveBan, now: DateTime<Utc>) -> BanTime {
-    match ban.end {
-        Some(end) => BanTime::Finite((end - now).to_std().unwrap_or(Duration::ZERO)),
-        None => BanTime::Permanent,
-    }
 }

@@ -132,24 +132,15 @@ fn journal_routes(
 ) -> Result<Vec<(JournalSelector, Vec<Route>)>, DaemonError> {
     let mut routes: Vec<(JournalSelector, Vec<Route>)> = Vec::new();
     for jail in jails.iter().filter(|j| j.enabled) {
-        let Some(filter_name) = &jail.filter else {
+        let Some(route) = super::jail_route(jail, filters)? else {
             continue;
         };
         for source in &jail.sources {
             let SourceConfig::Journal(selector) = source else {
                 continue;
             };
-            let filter = filters
-                .get(filter_name)
-                .ok_or_else(|| DaemonError::MissingFilter {
-                    jail: jail.name.clone(),
-                    filter: filter_name.clone(),
-                })?;
             let selector = journal::canonical_selector(selector);
-            let route = Route {
-                jail: Arc::from(jail.name.as_str()),
-                filter: filter.clone(),
-            };
+            let route = route.clone();
             match routes.iter_mut().find(|(known, _)| *known == selector) {
                 // The same selection twice in one jail counts its entries once.
                 Some((_, jail_routes)) if jail_routes.iter().any(|r| r.jail == route.jail) => {}

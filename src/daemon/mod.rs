@@ -278,9 +278,11 @@ pub async fn run_with(
     let sources_stop = CancellationToken::new();
     let watcher =
         FileWatcher::start(sources_stop.clone()).map_err(|e| DaemonError::Watch(e.to_string()))?;
+    // Every source routes to the same compiled filters: share them, built once.
+    let filters = compiled_filters(&config);
     let docker = crate::source::docker::DockerSource::start(
         &config,
-        &compiled_filters(&config),
+        &filters,
         &recovered.positions,
         crate::source::docker::Wiring {
             lines: line_sender.clone(),
@@ -297,11 +299,7 @@ pub async fn run_with(
         sources_stop.clone(),
     );
     files
-        .apply(
-            &config.jails,
-            &compiled_filters(&config),
-            &recovered.positions,
-        )
+        .apply(&config.jails, &filters, &recovered.positions)
         .await?;
     let mut journals = JournalSources::new(
         line_sender.clone(),
@@ -309,11 +307,7 @@ pub async fn run_with(
         sources_stop.clone(),
     );
     journals
-        .apply(
-            &config.jails,
-            &compiled_filters(&config),
-            &recovered.positions,
-        )
+        .apply(&config.jails, &filters, &recovered.positions)
         .await?;
     drop(line_sender);
 
@@ -430,6 +424,26 @@ async fn recv_hangup(hangups: &mut Option<Signal>) -> Option<()> {
     }
 }
 
+/// Routes of `jail`, the jail name with its compiled filter; `None` for a manual jail.
+fn jail_route(
+    jail: &crate::config::JailConfig,
+    filters: &BTreeMap<String, Arc<crate::filter::Filter>>,
+) -> Result<Option<matcher::Route>, DaemonError> {
+    let Some(filter_name) = &jail.filter else {
+        return Ok(None);
+    };
+    let filter = filters
+        .get(filter_name)
+        .ok_or_else(|| DaemonError::MissingFilter {
+            jail: jail.name.clone(),
+            filter: filter_name.clone(),
+        })?;
+    Ok(Some(matcher::Route {
+        jail: Arc::from(jail.name.as_str()),
+        filter: filter.clone(),
+    }))
+}
+
 fn compiled_filters(config: &Config) -> BTreeMap<String, Arc<crate::filter::Filter>> {
     config
         .filters
@@ -513,16 +527,17 @@ async fn reload(current: &Config, targets: Targets<'_>) -> Result<(Config, Strin
     // Positions for files that start being followed now: the store has what earlier runs
     // (or this one, before it stopped following) wrote.
     let positions = store.positions().await;
+    let filters = compiled_filters(&config);
     files
-        .apply(&config.jails, &compiled_filters(&config), &positions)
+        .apply(&config.jails, &filters, &positions)
         .await
         .map_err(|e| e.to_string())?;
     journals
-        .apply(&config.jails, &compiled_filters(&config), &positions)
+        .apply(&config.jails, &filters, &positions)
         .await
         .map_err(|e| e.to_string())?;
     if let Some(docker) = docker {
-        docker.apply(&config, &compiled_filters(&config)).await;
+        docker.apply(&config, &filters).await;
     }
     let mut message = format!(
         "reloaded {}: {} jails ({} added, {} removed, {} changed, {} unchanged)",
