@@ -161,9 +161,19 @@ jails:
         "no duplicate rule: {rules}"
     );
 
+    // The CLI answers a ban or an unban once the kernel has it, not merely the decision.
+    let out = cli(&socket, &["ban", "app", "192.0.2.77"]);
+    assert!(out.status.success());
+    assert!(
+        set_has("192.0.2.77"),
+        "ban answered before it reached the set"
+    );
     let out = cli(&socket, &["unban", "app", "192.0.2.55"]);
     assert!(out.status.success());
-    wait_until("the set entry to go", || !set_has("192.0.2.55"));
+    assert!(
+        !set_has("192.0.2.55"),
+        "unban answered before the set lost the entry"
+    );
 
     // A clean stop removes logjail's jumps, chains and sets.
     Command::new("kill")

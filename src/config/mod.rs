@@ -104,7 +104,8 @@ pub use self::ports::{PortRange, Ports, Protocol};
 pub use self::positions::Position;
 pub use self::sections::{
     ControlConfig, DEFAULT_CONFIG_PATH, DockerConfig, FirewallBackend, FirewallConfig,
-    FirewallMode, LogConfig, LogFormat, LogLevel, MetricsConfig, ReadMode, StoreConfig,
+    FirewallMode, LogConfig, LogFormat, LogLevel, MetricsConfig, ReadMode, RequiredLabel,
+    StoreConfig,
 };
 use crate::filter::{Filter, FilterSpec};
 use positions::PositionIndex;

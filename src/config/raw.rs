@@ -175,6 +175,7 @@ pub(super) struct RawDocker {
     pub(super) enabled: Option<bool>,
     pub(super) host: Option<String>,
     pub(super) read_mode: Option<ReadMode>,
+    pub(super) require_labels: Option<Vec<String>>,
 }
 
 /// `store:`.

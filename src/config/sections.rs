@@ -29,6 +29,10 @@ pub struct DockerConfig {
     pub host: Option<String>,
     /// How container logs are read.
     pub read_mode: ReadMode,
+    /// Containers without every one of these labels are never watched, whatever their
+    /// `logjail.*` labels or the YAML selectors say: several logjail instances can share one
+    /// engine (one per compose project, say) without judging each other's containers.
+    pub require_labels: Vec<RequiredLabel>,
 }
 
 impl Default for DockerConfig {
@@ -37,6 +41,61 @@ impl Default for DockerConfig {
             enabled: true,
             host: None,
             read_mode: ReadMode::Auto,
+            require_labels: Vec::new(),
+        }
+    }
+}
+
+impl DockerConfig {
+    /// Whether a container with these labels is within this instance's reach.
+    pub fn in_scope<'a>(&self, labels: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.require_labels
+            .iter()
+            .all(|required| required.is_met(&labels))
+    }
+}
+
+/// One entry of `docker.require_labels`: `KEY` (present, any value) or `KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredLabel {
+    /// The label's key.
+    pub key: String,
+    /// The exact value required; `None`: any value.
+    pub value: Option<String>,
+}
+
+impl RequiredLabel {
+    /// Parses `KEY` or `KEY=VALUE`; the key may not be empty or hold blanks.
+    pub fn parse(text: &str) -> Result<RequiredLabel, String> {
+        let (key, value) = match text.split_once('=') {
+            Some((key, value)) => (key, Some(value.to_string())),
+            None => (text, None),
+        };
+        if key.is_empty() || key.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "\"{text}\" is not a label requirement: write KEY or KEY=VALUE (a key without blanks)"
+            ));
+        }
+        Ok(RequiredLabel {
+            key: key.to_string(),
+            value,
+        })
+    }
+
+    fn is_met<'a>(&self, labels: &impl Fn(&str) -> Option<&'a str>) -> bool {
+        match (labels(&self.key), &self.value) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(found), Some(wanted)) => found == wanted,
+        }
+    }
+}
+
+impl std::fmt::Display for RequiredLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{}={value}", self.key),
+            None => f.write_str(&self.key),
         }
     }
 }
@@ -232,6 +291,36 @@ mod tests {
         assert!(check_docker_host("tcp://10.0.0.5").is_err());
         assert!(check_docker_host("tcp://:2375").is_err());
         assert!(check_docker_host("/var/run/docker.sock").is_err());
+    }
+
+    #[test]
+    fn required_labels_need_the_key_and_the_exact_value_when_given() {
+        let docker = DockerConfig {
+            require_labels: vec![
+                RequiredLabel::parse("com.docker.compose.project=shop").unwrap(),
+                RequiredLabel::parse("team").unwrap(),
+            ],
+            ..DockerConfig::default()
+        };
+        let labels = |pairs: &'static [(&'static str, &'static str)]| {
+            move |key: &str| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        };
+        assert!(docker.in_scope(labels(&[
+            ("com.docker.compose.project", "shop"),
+            ("team", ""),
+        ])));
+        assert!(!docker.in_scope(labels(&[
+            ("com.docker.compose.project", "shopfront"),
+            ("team", "a"),
+        ])));
+        assert!(!docker.in_scope(labels(&[("com.docker.compose.project", "shop")])));
+        assert!(DockerConfig::default().in_scope(labels(&[])));
+        // Only the first `=` separates: values may hold more.
+        let with_equals = RequiredLabel::parse("k=a=b").unwrap();
+        assert_eq!(with_equals.value.as_deref(), Some("a=b"));
+        assert_eq!(with_equals.to_string(), "k=a=b");
+        assert!(RequiredLabel::parse("").is_err());
+        assert!(RequiredLabel::parse("=v").is_err());
     }
 
     #[test]

@@ -59,6 +59,14 @@ pub enum Request {
     Filters,
 }
 
+impl Request {
+    /// Whether answering it may change what the firewall holds: such an answer waits until
+    /// the firewall has applied the change.
+    pub fn changes_bans(&self) -> bool {
+        matches!(self, Request::Ban { .. } | Request::Unban { .. })
+    }
+}
+
 /// A request as sent on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestEnvelope {

@@ -71,9 +71,13 @@ async fn apply(firewall: &FirewallHandle, change: Enforcement, errors: &AtomicU6
         Enforcement::Unban { jail, host } => firewall.unban(jail, *host).await.map(|_| ()),
         Enforcement::Define(rule) => firewall.define_jail(rule.clone()).await,
         Enforcement::Remove { jail } => firewall.remove_jail(jail).await.map(|_| ()),
+        Enforcement::Barrier(_) => Ok(()),
     };
     if let Err(error) = result {
         errors.fetch_add(1, Ordering::Relaxed);
         tracing::error!(?change, %error, "firewall change failed");
+    }
+    if let Enforcement::Barrier(applied) = change {
+        let _ = applied.send(());
     }
 }

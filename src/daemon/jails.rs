@@ -88,7 +88,7 @@ pub struct Effects {
 }
 
 /// A change for the firewall, applied in order by the enforcer task.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Enforcement {
     Ban {
         jail: String,
@@ -105,6 +105,9 @@ pub enum Enforcement {
     Remove {
         jail: String,
     },
+    /// Answered once every change queued before it has been applied (or has failed): an
+    /// operator's `ban` or `unban` returns when the kernel has it, not merely the decision.
+    Barrier(oneshot::Sender<()>),
 }
 
 impl Effects {
@@ -167,6 +170,29 @@ impl Effects {
             tracing::error!("the firewall is gone; a ban change was not applied");
         }
     }
+}
+
+/// Sends a control answer; for requests that ban or unban, only once the firewall has applied
+/// what they queued. The wait happens on a task of its own: the jail task goes on counting.
+async fn reply_when_applied(
+    effects: &Effects,
+    changes_bans: bool,
+    reply: oneshot::Sender<crate::control::protocol::ResponseEnvelope>,
+    response: crate::control::protocol::ResponseEnvelope,
+) {
+    /// A firewall that takes longer than this is reported by the enforcer; the operator gets
+    /// the answer anyway.
+    const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+    if !changes_bans || effects.enforcer.is_none() {
+        let _ = reply.send(response);
+        return;
+    }
+    let (applied, barrier) = oneshot::channel();
+    effects.enforce(Enforcement::Barrier(applied)).await;
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(LONGEST_WAIT, barrier).await;
+        let _ = reply.send(response);
+    });
 }
 
 /// Builds a jail's runtime settings from its validated configuration.
@@ -329,8 +355,9 @@ pub async fn run(
                             now: clock.now(),
                             firewall: &firewall,
                         };
+                        let changes_bans = call.request.changes_bans();
                         let response = super::control::answer(&mut jails, call.request, context).await;
-                        let _ = call.reply.send(response);
+                        reply_when_applied(&effects, changes_bans, call.reply, response).await;
                     }
                     JailEvent::Metrics(answer) => {
                         let now = clock.now();

@@ -9,8 +9,8 @@ use super::{Anchor, Place, Validator};
 use crate::config::positions::YamlPath;
 use crate::config::raw::{RawControl, RawDocker, RawFirewall, RawLog, RawMetrics, RawStore};
 use crate::config::sections::{
-    ControlConfig, DockerConfig, FirewallConfig, LogConfig, MetricsConfig, StoreConfig,
-    check_docker_host,
+    ControlConfig, DockerConfig, FirewallConfig, LogConfig, MetricsConfig, RequiredLabel,
+    StoreConfig, check_docker_host,
 };
 
 impl Validator<'_> {
@@ -22,6 +22,17 @@ impl Validator<'_> {
         };
         config.enabled = raw.enabled.unwrap_or(config.enabled);
         config.read_mode = raw.read_mode.unwrap_or(config.read_mode);
+        for (i, text) in raw.require_labels.unwrap_or_default().iter().enumerate() {
+            match RequiredLabel::parse(text) {
+                Ok(required) => config.require_labels.push(required),
+                Err(message) => self.report(
+                    &Place::file(),
+                    &path.key("require_labels").index(i),
+                    Anchor::Value,
+                    message,
+                ),
+            }
+        }
         if let Some(host) = raw.host {
             match check_docker_host(&host) {
                 Ok(()) => config.host = Some(host),

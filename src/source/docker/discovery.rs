@@ -438,13 +438,21 @@ impl Discovery {
     /// The cheap check every container gets: any logjail label, or a YAML selector that
     /// matches what the list or the event already tells.
     fn worth_a_look(&self, facts: &ContainerFacts<'_>) -> bool {
-        labels::has_logjail_labels(facts.labels.keys())
-            || (self.settings.any_selector
-                && self
-                    .settings
-                    .jails
-                    .iter()
-                    .any(|jail| jail_selects(jail, facts)))
+        self.in_scope(facts.labels)
+            && (labels::has_logjail_labels(facts.labels.keys())
+                || (self.settings.any_selector
+                    && self
+                        .settings
+                        .jails
+                        .iter()
+                        .any(|jail| jail_selects(jail, facts))))
+    }
+
+    /// `docker.require_labels`: containers of another instance are none of ours.
+    fn in_scope(&self, container_labels: &HashMap<String, String>) -> bool {
+        self.settings
+            .docker
+            .in_scope(|key| container_labels.get(key).map(String::as_str))
     }
 
     /// Inspects a container and decides what to do with it: follow it (and start now if it
@@ -482,6 +490,11 @@ impl Discovery {
             id: id.to_string(),
             name: name.clone(),
         });
+        if !self.in_scope(&container_labels) {
+            tracing::debug!(%origin, "lacks a label of docker.require_labels: not watching it");
+            self.ignored.insert(id.to_string());
+            return;
+        }
         if parsed.opted_out() {
             tracing::info!(%origin, "logjail.enable=false: not watching this container");
             self.ignored.insert(id.to_string());
