@@ -204,6 +204,76 @@ async fn yaml_jails_select_containers_by_name_and_label_and_enable_false_opts_ou
     daemon.stop().await;
 }
 
+/// `docker.require_labels`: a container without the required label is never watched, even
+/// though its own labels ask for a jail; one with it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_without_the_required_labels_are_not_watched() {
+    let dir = scratch();
+    let pid = std::process::id();
+    let inside = unique_name("scope-in");
+    let outside = unique_name("scope-out");
+    let scope = format!("lj.test.scope=s{pid}");
+    let jail = format!("t{pid}scope");
+    let jail_labels = [
+        "--label".to_string(),
+        format!("logjail.jail.{jail}.filter=testauth"),
+        "--label".to_string(),
+        format!("logjail.jail.{jail}.maxretry=2"),
+    ];
+    let mut containers = Containers::new();
+    let mut inside_args: Vec<&str> = jail_labels.iter().map(String::as_str).collect();
+    inside_args.extend(["--label", &scope, BUSYBOX, "sleep", "3600"]);
+    containers.run(&inside, &inside_args).await;
+    let mut outside_args: Vec<&str> = jail_labels.iter().map(String::as_str).collect();
+    outside_args.extend([BUSYBOX, "sleep", "3600"]);
+    containers.run(&outside, &outside_args).await;
+
+    let yaml = config("auto", "").replace(
+        "  read_mode: auto\n",
+        &format!("  read_mode: auto\n  require_labels: [\"{scope}\"]\n"),
+    );
+    let mut daemon = TestDaemon::start(&yaml, dir.path());
+    for _ in 0..2 {
+        write_line(
+            &outside,
+            Stream::Stderr,
+            "auth failure for x from 198.51.100.9",
+        )
+        .await;
+        write_line(
+            &inside,
+            Stream::Stderr,
+            "auth failure for y from 198.51.100.8",
+        )
+        .await;
+    }
+    daemon.banned(&jail, ip("198.51.100.8")).await;
+    // One more line through the watched container: by the time it is judged, a line of the
+    // other (written before it) would have been too, had it been watched.
+    write_line(
+        &inside,
+        Stream::Stdout,
+        "auth failure for y from 198.51.100.7",
+    )
+    .await;
+    daemon.failures_until(&inside, ip("198.51.100.7")).await;
+    assert!(daemon.failures_so_far(&outside).is_empty());
+    let log = captured_log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains(&inside) && line.contains("watching container")),
+        "{}",
+        support::log_tail()
+    );
+    assert!(
+        !log.lines()
+            .any(|line| line.contains(&outside) && line.contains("watching container")),
+        "{}",
+        support::log_tail()
+    );
+    daemon.stop().await;
+}
+
 /// A TTY container's output (`\r\n` line ends, one stream) counts like any other.
 async fn tty_container(read_mode: &str, test: &str, jail: &str) {
     let dir = scratch();
