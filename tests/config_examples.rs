@@ -1,4 +1,5 @@
-//! Every configuration under `examples/` validates (they use the built-in filters).
+//! Every configuration under `examples/` (and the sidecar's, `deploy/logjail.yaml`) validates;
+//! they use the built-in filters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
@@ -6,13 +7,19 @@ use std::path::{Path, PathBuf};
 
 use logjail::config::Config;
 
+/// `examples/*.yaml`, each example folder's `logjail.yaml`, and `deploy/logjail.yaml`.
 fn examples() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in fs::read_dir(repo.join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "yaml") {
+            files.push(path);
+        } else if path.join("logjail.yaml").exists() {
+            files.push(path.join("logjail.yaml"));
+        }
+    }
+    files.push(repo.join("deploy/logjail.yaml"));
     files.sort();
     files
 }
@@ -20,7 +27,7 @@ fn examples() -> Vec<PathBuf> {
 #[test]
 fn every_example_validates() {
     let files = examples();
-    assert!(files.len() >= 5, "{files:?}");
+    assert!(files.len() >= 9, "{files:?}");
     let failures: Vec<String> = files
         .iter()
         .filter_map(|path| Config::load(path).err().map(|errors| errors.to_string()))
