@@ -151,9 +151,13 @@ pub async fn run_with(
     let firewall_summary = match &firewall {
         Some((handle, _)) => match handle.status().await {
             Ok(status) => {
+                let mode = match status.mode {
+                    crate::config::FirewallMode::Ipset => "ipset",
+                    crate::config::FirewallMode::Rules => "rules",
+                };
                 let summary = format!(
-                    "{} ({}), {:?} mode",
-                    status.backend, status.backend_reason, status.mode
+                    "{} ({}), {mode} mode",
+                    status.backend, status.backend_reason
                 );
                 tracing::info!(firewall = %summary, "firewall ready");
                 summary
