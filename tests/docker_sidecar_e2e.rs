@@ -1,14 +1,20 @@
 //! End to end, the way a user meets logjail: `deploy/build-local.sh` builds the image (from
 //! this test's binary and the local Debian base, no registry), Debian's `docker-compose`
-//! starts `examples/sshd/compose.yaml` (a real OpenSSH container and the logjail sidecar with
-//! host networking), and an attacker in its own network namespace guesses passwords.
+//! starts an example's `compose.yaml` with the logjail sidecar on host networking, and an
+//! attacker in its own network namespace goes at the service.
 //!
+//! `examples/sshd`: a real OpenSSH container, real password guessing.
 //! Checked for real: the sidecar bans the attacker in the host's `DOCKER-USER` through its
 //! own chain and set, with the iptables flavour that holds Docker's chains (detected from
 //! inside the container); the attacker's next connection fails while another client still
 //! connects; `logjail status` run with `docker exec` shows the ban; the ban survives
 //! `docker-compose restart logjail`; tini, PID 1 of the image, reaps orphans; the unban
 //! from the CLI in the container lets the attacker back in; `down` removes every rule.
+//!
+//! `examples/wordpress`: the WordPress image cannot be pulled here, so an nginx container
+//! whose access log has the same (combined) format stands in for it, answering 200 to POSTs
+//! on `/wp-login.php` as WordPress does to a failed login. The example's jail rejects with
+//! `tcp-reset`: the attacker must be refused at once on the published port.
 //!
 //! The sidecar changes the host's real firewall (its default chain prefix `logjail`), so this
 //! runs in nextest's `firewall-host` group, one at a time with the other tests that do.
@@ -208,6 +214,58 @@ struct Project {
 }
 
 impl Project {
+    /// Copies `examples/EXAMPLE` to a scratch folder, restricts its sidecar to this project's
+    /// containers (and a metrics port of its own), and builds the logjail image for it.
+    fn new(example: &str, extra_env: &[(&str, String)]) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        copy_example(example, dir.path());
+        // Compose project names are lower-case letters, digits, `-` and `_`.
+        let name = unique("lje2e");
+        let mut config = std::fs::read_to_string(dir.path().join("logjail.yaml")).unwrap();
+        config.push_str(&format!(
+            "\n# Added by the test: only this project's containers.\n\
+             docker: {{require_labels: [com.docker.compose.project={name}]}}\n\
+             metrics: {{listen: 127.0.0.1:{}}}\n",
+            free_port()
+        ));
+        std::fs::write(dir.path().join("logjail.yaml"), config).unwrap();
+        let mut env: Vec<(String, String)> = vec![
+            (
+                "LOGJAIL_IMAGE".into(),
+                format!("logjail-test/sidecar:{name}"),
+            ),
+            ("LOGJAIL_CONTAINER".into(), format!("{name}-logjail")),
+        ];
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.replace("{name}", &name))),
+        );
+        let project = Project { dir, name, env };
+        // The image, built the documented offline way from this test's binary.
+        let build = Command::new(repo().join("deploy/build-local.sh"))
+            .args(["--binary", BINARY, "--base", BASE_IMAGE, "--tag"])
+            .arg(project.var("LOGJAIL_IMAGE"))
+            .env("DOCKER", docker())
+            .output()
+            .unwrap();
+        assert!(
+            build.status.success(),
+            "image build failed:\n{}",
+            text(&build)
+        );
+        project
+    }
+
+    /// Images the test built for its services, removed at the end.
+    fn built_images(&self) -> Vec<&str> {
+        self.env
+            .iter()
+            .filter(|(k, _)| k.ends_with("_IMAGE"))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     fn compose(&self, args: &[&str]) -> Output {
         Command::new("docker-compose")
             .current_dir(self.dir.path())
@@ -264,16 +322,9 @@ impl Project {
 impl Drop for Project {
     fn drop(&mut self) {
         let _ = self.compose(&["down", "--volumes", "--timeout", "10"]);
-        sh_quiet(
-            &docker(),
-            &[
-                "image",
-                "rm",
-                "-f",
-                self.var("LOGJAIL_IMAGE"),
-                self.var("SSHD_IMAGE"),
-            ],
-        );
+        for image in self.built_images() {
+            sh_quiet(&docker(), &["image", "rm", "-f", image]);
+        }
     }
 }
 
@@ -318,48 +369,14 @@ fn the_sshd_example_bans_a_password_guesser_and_survives_a_sidecar_restart() {
         prefix: PREFIX.to_string(),
     };
     let clients = Clients::new();
-    let dir = tempfile::tempdir().unwrap();
-    copy_example("sshd", dir.path());
-    // Compose project names are lower-case letters, digits, `-` and `_`.
-    let name = unique("lje2e");
-    let mut config = std::fs::read_to_string(dir.path().join("logjail.yaml")).unwrap();
-    config.push_str(&format!(
-        "\n# Added by the test: only this project's containers.\n\
-         docker: {{require_labels: [com.docker.compose.project={name}]}}\n\
-         metrics: {{listen: 127.0.0.1:{}}}\n",
-        free_port()
-    ));
-    std::fs::write(dir.path().join("logjail.yaml"), config).unwrap();
     let sshd_port = free_port();
-    let project = Project {
-        dir,
-        name: name.clone(),
-        env: vec![
-            (
-                "LOGJAIL_IMAGE".into(),
-                format!("logjail-test/sidecar:{name}"),
-            ),
-            ("LOGJAIL_CONTAINER".into(), format!("{name}-logjail")),
-            (
-                "SSHD_IMAGE".into(),
-                format!("logjail-test/example-sshd:{name}"),
-            ),
-            ("SSHD_BASE".into(), BASE_IMAGE.into()),
-            ("SSHD_PORT".into(), sshd_port.to_string()),
+    let project = Project::new(
+        "sshd",
+        &[
+            ("SSHD_IMAGE", "logjail-test/example-sshd:{name}".to_string()),
+            ("SSHD_BASE", BASE_IMAGE.to_string()),
+            ("SSHD_PORT", sshd_port.to_string()),
         ],
-    };
-
-    // The image, built the documented offline way from this test's binary.
-    let build = Command::new(repo().join("deploy/build-local.sh"))
-        .args(["--binary", BINARY, "--base", BASE_IMAGE, "--tag"])
-        .arg(project.var("LOGJAIL_IMAGE"))
-        .env("DOCKER", docker())
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "image build failed:\n{}",
-        text(&build)
     );
 
     project.compose_ok(&["build", "sshd"]);
@@ -475,4 +492,124 @@ fn the_sshd_example_bans_a_password_guesser_and_survives_a_sidecar_restart() {
         !rules.contains(&format!("{PREFIX}-")),
         "rules left after down:\n{rules}"
     );
+}
+
+/// An nginx image standing in for WordPress: same access log format, on stdout; 200 for a
+/// POST to `/wp-login.php`, as WordPress answers a failed login.
+fn build_wordpress_stand_in(tag: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!(
+            "FROM {BASE_IMAGE}\n\
+             RUN printf 'server {{\\n listen 80;\\n access_log /dev/stdout combined;\\n \
+             location = /wp-login.php {{ return 200 \"login failed\\\\n\"; }}\\n \
+             location / {{ return 200 \"ok\\\\n\"; }}\\n}}\\n' > /etc/nginx/sites-enabled/default\n\
+             CMD [\"nginx\", \"-g\", \"daemon off;\"]\n"
+        ),
+    )
+    .unwrap();
+    sh(
+        &docker(),
+        &["build", "-q", "-t", tag, dir.path().to_str().unwrap()],
+    );
+}
+
+/// One HTTP request from inside `client`; returns the status line.
+fn http(client: &Netns, target: SocketAddr, request: String) -> String {
+    client.run(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect_timeout(&target, CONNECT_WAIT).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.lines().next().unwrap_or_default().to_string()
+    })
+}
+
+#[test]
+fn the_wordpress_example_refuses_a_login_guesser_at_once() {
+    let _guard = PrefixGuard {
+        prefix: PREFIX.to_string(),
+    };
+    let clients = Clients::new();
+    let port = free_port();
+    let project = Project::new(
+        "wordpress",
+        &[
+            (
+                "WORDPRESS_IMAGE",
+                "logjail-test/wp-stand-in:{name}".to_string(),
+            ),
+            ("WORDPRESS_PORT", port.to_string()),
+            ("WORDPRESS_DB_PASSWORD", "test-only".to_string()),
+        ],
+    );
+    build_wordpress_stand_in(project.var("WORDPRESS_IMAGE"));
+    // The database is not needed by the stand-in.
+    project.compose_ok(&[
+        "up",
+        "--detach",
+        "--no-build",
+        "--no-deps",
+        "wordpress",
+        "logjail",
+    ]);
+    wait_for(
+        "the sidecar's control socket",
+        Duration::from_secs(30),
+        || project.logjail(&["ping"]).status.success(),
+    );
+    wait_for(
+        "the sidecar to watch the web container",
+        Duration::from_secs(30),
+        || project.logs().contains("watching container"),
+    );
+    let target = SocketAddr::new(clients.host_ip, port);
+    wait_for("nginx to answer", Duration::from_secs(30), || {
+        clients.bystander_reaches(port) == Reach::Connected
+    });
+
+    // Five failed logins (the example's maxretry), each a real POST answered 200.
+    let login = "log=admin&pwd=guess";
+    for _ in 0..5 {
+        let status = http(
+            &clients.attacker,
+            target,
+            format!(
+                "POST /wp-login.php HTTP/1.1\r\nHost: blog\r\nContent-Type: \
+                 application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{login}",
+                login.len()
+            ),
+        );
+        assert_eq!(status, "HTTP/1.1 200 OK");
+    }
+    let set = format!("{PREFIX}-s-wordpress-4");
+    wait_for(
+        "the ban in the kernel's set",
+        Duration::from_secs(30),
+        || set_holds(&set, clients.attacker_ip),
+    );
+
+    // `reject-with tcp-reset` on a published port: refused at once, not left to time out.
+    let refused = clients.attacker_reaches(port);
+    assert!(refused.refused_fast(), "the banned client got {refused:?}");
+    let page = http(
+        &clients.bystander,
+        target,
+        "GET / HTTP/1.1\r\nHost: blog\r\nConnection: close\r\n\r\n".to_string(),
+    );
+    assert_eq!(page, "HTTP/1.1 200 OK");
+    let status = text(&project.logjail(&["status", "wordpress"]));
+    assert!(
+        status.contains(&clients.attacker_ip.to_string()),
+        "{status}"
+    );
+
+    let unban = project.logjail(&["unban", "wordpress", &clients.attacker_ip.to_string()]);
+    assert!(unban.status.success(), "{}", text(&unban));
+    assert_eq!(clients.attacker_reaches(port), Reach::Connected);
 }
