@@ -7,7 +7,9 @@
 //!
 //! - One hook chain per builtin chain (`P-input`, `P-docker`), jumped to from the top of
 //!   `INPUT` and `DOCKER-USER`: the only rules logjail adds to chains it does not own, so
-//!   checking and repairing the layout means checking two jumps.
+//!   checking and repairing the layout means checking two jumps. Where Docker makes no
+//!   `DOCKER-USER` (ip6tables under Docker 20.10) logjail makes it, and keeps the jump from
+//!   `FORWARD` above Docker's rules, which Docker inserts at the top when it (re)starts.
 //! - Per jail and hook a chain; the hook chain selects the jail's protocol and ports and
 //!   jumps there. In `DOCKER-USER` the destination port is already DNAT-ed to the
 //!   container's, so the published port is matched with `conntrack --ctorigdstport`.

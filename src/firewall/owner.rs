@@ -1042,17 +1042,22 @@ impl Owner {
                     "{label} chain DOCKER-USER (Docker has not made it)"
                 ));
             }
-            if !snapshot
-                .rules_of("FORWARD")
-                .iter()
-                .any(|rule| rule == "-j DOCKER-USER")
-            {
-                table
-                    .insert(TABLE, "FORWARD", "-j DOCKER-USER", 1)
-                    .map_err(err)?;
-                report
-                    .repaired
-                    .push(format!("{label} jump FORWARD -> DOCKER-USER"));
+            match rules::docker_user_jump(snapshot.rules_of("FORWARD")) {
+                rules::DockerUserJump::Missing => {
+                    table
+                        .insert(TABLE, "FORWARD", rules::DOCKER_USER_JUMP, 1)
+                        .map_err(err)?;
+                    report
+                        .repaired
+                        .push(format!("{label} jump FORWARD -> DOCKER-USER"));
+                }
+                rules::DockerUserJump::BelowDocker => {
+                    self.raise_docker_user_jump(family)?;
+                    report.repaired.push(format!(
+                        "{label} jump FORWARD -> DOCKER-USER (moved above Docker's rules)"
+                    ));
+                }
+                rules::DockerUserJump::InPlace => {}
             }
         }
 
@@ -1116,6 +1121,22 @@ impl Owner {
             report.removed.push(format!("{label} chain {chain}"));
         }
         Ok(())
+    }
+
+    /// Moves the jump to `DOCKER-USER` to the top of `FORWARD`, as Docker does for IPv4, in
+    /// one transaction, so that no packet ever passes `FORWARD` without it. The delete takes the
+    /// first (only) jump, the one below Docker's rules.
+    fn raise_docker_user_jump(&self, family: Family) -> Result<(), FirewallError> {
+        let script = format!(
+            "*{TABLE}\n-D FORWARD {jump}\n-I FORWARD 1 {jump}\nCOMMIT\n",
+            jump = rules::DOCKER_USER_JUMP
+        );
+        backend::run(
+            self.choice.restore(family),
+            &["--noflush", "--wait"],
+            Some(script.as_bytes()),
+        )
+        .map(drop)
     }
 
     /// Deletes chains of ours: first the jumps to them from chains we do not rewrite, then

@@ -304,6 +304,50 @@ pub fn listing_text(rule: &[String]) -> String {
     text
 }
 
+/// The rule in `FORWARD` that sends forwarded traffic through `DOCKER-USER`, as listed.
+pub const DOCKER_USER_JUMP: &str = "-j DOCKER-USER";
+
+/// Where the jump to `DOCKER-USER` sits among `FORWARD`'s rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DockerUserJump {
+    /// No jump: nothing in `DOCKER-USER` is ever consulted.
+    Missing,
+    /// Above every rule of Docker's.
+    InPlace,
+    /// Below a rule of Docker's, whose accepts for published ports then let banned clients
+    /// through before `DOCKER-USER` is consulted.
+    BelowDocker,
+}
+
+/// Finds the jump to `DOCKER-USER` in `forward` (the rules after `-A FORWARD `, in order).
+///
+/// Docker 20.10 keeps that jump first only in IPv4: it makes no ip6tables `DOCKER-USER`
+/// (logjail makes it), and whenever the engine starts or creates a network it inserts its
+/// IPv6 rules (its isolation jump, per-bridge accepts) at the top of `FORWARD`, above the
+/// jump. A rule of Docker's is one that jumps to one of its chains (`DOCKER`,
+/// `DOCKER-ISOLATION-STAGE-1`, `DOCKER-FORWARD` in later versions); rules of other tools
+/// above the jump are theirs to place and do not count.
+pub fn docker_user_jump(forward: &[String]) -> DockerUserJump {
+    let Some(at) = forward.iter().position(|rule| rule == DOCKER_USER_JUMP) else {
+        return DockerUserJump::Missing;
+    };
+    let dockers = forward[..at].iter().any(|rule| {
+        let tokens = tokenize(rule);
+        let target = tokens
+            .iter()
+            .position(|token| token == "-j" || token == "-g")
+            .and_then(|at| tokens.get(at + 1));
+        target.is_some_and(|target| {
+            (target == "DOCKER" || target.starts_with("DOCKER-")) && target != "DOCKER-USER"
+        })
+    });
+    if dockers {
+        DockerUserJump::BelowDocker
+    } else {
+        DockerUserJump::InPlace
+    }
+}
+
 /// One rule as a line of `iptables-restore` input (which reads the same quoting).
 pub fn restore_line(chain: &str, listing_text: &str) -> String {
     format!("-A {chain} {listing_text}")
@@ -324,6 +368,42 @@ mod tests {
 
     fn joined(rules: &[Rule]) -> Vec<String> {
         rules.iter().map(|r| r.join(" ")).collect()
+    }
+
+    #[test]
+    fn the_docker_user_jump_must_come_before_dockers_rules() {
+        let listed =
+            |rules: &[&str]| -> Vec<String> { rules.iter().map(|r| r.to_string()).collect() };
+        // What Docker 20.10 leaves in ip6tables after it restarted under a running logjail.
+        let after_restart = listed(&[
+            "-j DOCKER-ISOLATION-STAGE-1",
+            "-o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            "-o docker0 -j DOCKER",
+            "-i docker0 ! -o docker0 -j ACCEPT",
+            "-j DOCKER-USER",
+        ]);
+        assert_eq!(
+            docker_user_jump(&after_restart),
+            DockerUserJump::BelowDocker
+        );
+        // Later Docker versions keep their rules in DOCKER-FORWARD.
+        let later = listed(&["-j DOCKER-FORWARD", "-j DOCKER-USER"]);
+        assert_eq!(docker_user_jump(&later), DockerUserJump::BelowDocker);
+        // IPv4 as Docker keeps it, and other tools' rules above the jump.
+        let ipv4 = listed(&[
+            "-j DOCKER-USER",
+            "-j DOCKER-ISOLATION-STAGE-1",
+            "-o docker0 -j DOCKER",
+        ]);
+        assert_eq!(docker_user_jump(&ipv4), DockerUserJump::InPlace);
+        let others = listed(&["-j KUBE-FORWARD", "-i eth0 -j ACCEPT", "-j DOCKER-USER"]);
+        assert_eq!(docker_user_jump(&others), DockerUserJump::InPlace);
+        let elsewhere = listed(&[
+            "-j DOCKER-ISOLATION-STAGE-1",
+            "-s 10.0.0.0/8 -j DOCKER-USER",
+        ]);
+        assert_eq!(docker_user_jump(&elsewhere), DockerUserJump::Missing);
+        assert_eq!(docker_user_jump(&[]), DockerUserJump::Missing);
     }
 
     #[test]

@@ -1,9 +1,16 @@
 //! A private Docker engine for tests that stop and start it: its own socket, data and exec
-//! roots, containerd namespace and bridge, and no iptables rules, so that the machine's engine
-//! and the other tests never notice it.
+//! roots and containerd namespace, so that the machine's engine and the other tests never
+//! notice it. It runs either in the machine's network namespace, on a bridge of its own and
+//! without iptables rules, or wholly inside a network namespace the test made, where its
+//! `docker0`, iptables and ip6tables rules are that namespace's own.
 //!
 //! Never `--bridge=none`: an engine started so deletes the host's `docker0`, which belongs to
 //! the machine's engine. The private engine gets a bridge of its own instead.
+//!
+//! An engine in a namespace is started through `nsenter --net=…`, not `ip netns exec`: the
+//! latter also gives it a mount namespace with a fresh `/sys` and no cgroup mounts, where
+//! dockerd stops with "Devices cgroup isn't mounted". nsenter only changes the network
+//! namespace and then runs dockerd itself, so the child the test holds is the engine.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -14,11 +21,20 @@ use tokio::process::{Child, Command};
 
 use super::{WAIT, docker_at};
 
+/// Where the engine's networking lives.
+enum Network {
+    /// The machine's namespace, on this bridge of its own (deleted after the engine stops),
+    /// with iptables left alone.
+    Bridge(String),
+    /// Inside this network namespace, with these extra dockerd arguments.
+    Namespace { name: String, args: Vec<String> },
+}
+
 /// The private engine; stopped (and its files removed) when dropped.
 pub struct PrivateDockerd {
     dir: tempfile::TempDir,
-    /// The engine's own bridge (deleted after it stops).
-    bridge: String,
+    /// Where its networking lives, and so how it is started and what to clean up.
+    network: Network,
     /// `unix://…` of its socket.
     pub host: String,
     child: Option<Child>,
@@ -27,11 +43,7 @@ pub struct PrivateDockerd {
 impl PrivateDockerd {
     /// Starts an engine and waits until it answers.
     pub async fn start() -> PrivateDockerd {
-        // Short: the socket paths under it must fit in sun_path.
-        let dir = tempfile::Builder::new()
-            .prefix("ljd")
-            .tempdir_in("/tmp")
-            .unwrap();
+        let dir = short_tempdir();
         let host = format!("unix://{}", dir.path().join("d.sock").display());
         let pid = std::process::id();
         let bridge = format!("ljdbr{}", pid % 100_000);
@@ -49,7 +61,26 @@ impl PrivateDockerd {
         }
         let mut dockerd = PrivateDockerd {
             dir,
-            bridge,
+            network: Network::Bridge(bridge),
+            host,
+            child: None,
+        };
+        dockerd.launch().await;
+        dockerd
+    }
+
+    /// Starts an engine inside the network namespace `netns` (`ip netns add` made it) with
+    /// iptables on and `args` added (e.g. IPv6 settings), and waits until it answers. Its
+    /// chains, `docker0` and published ports exist only in that namespace.
+    pub async fn start_in_netns(netns: &str, args: &[&str]) -> PrivateDockerd {
+        let dir = short_tempdir();
+        let host = format!("unix://{}", dir.path().join("d.sock").display());
+        let mut dockerd = PrivateDockerd {
+            dir,
+            network: Network::Namespace {
+                name: netns.to_string(),
+                args: args.iter().map(|arg| (*arg).to_string()).collect(),
+            },
             host,
             child: None,
         };
@@ -71,7 +102,25 @@ impl PrivateDockerd {
             .append(true)
             .open(self.path("dockerd.log"))
             .unwrap();
-        let child = Command::new("dockerd")
+        let mut command = match &self.network {
+            Network::Bridge(bridge) => {
+                let mut command = Command::new("dockerd");
+                command
+                    .arg("--bridge")
+                    .arg(bridge)
+                    .args(["--iptables=false", "--ip6tables=false"]);
+                command
+            }
+            Network::Namespace { name, args } => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net=/run/netns/{name}"))
+                    .arg("dockerd")
+                    .args(args);
+                command
+            }
+        };
+        let child = command
             .arg("--host")
             .arg(&self.host)
             .arg("--data-root")
@@ -80,14 +129,7 @@ impl PrivateDockerd {
             .arg(self.path("exec"))
             .arg("--pidfile")
             .arg(self.path("dockerd.pid"))
-            .arg("--bridge")
-            .arg(&self.bridge)
-            .args([
-                "--iptables=false",
-                "--ip6tables=false",
-                "--userland-proxy=false",
-                "--shutdown-timeout=1",
-            ])
+            .args(["--userland-proxy=false", "--shutdown-timeout=1"])
             .arg("--containerd-namespace")
             .arg(&namespace)
             .arg("--containerd-plugins-namespace")
@@ -100,6 +142,14 @@ impl PrivateDockerd {
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
+            if let Some(child) = &mut self.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "private dockerd exited ({status}); its log:\n{}",
+                    self.log()
+                );
+            }
             let ready = Command::new(super::docker_cli())
                 .args(["-H", &self.host, "info"])
                 .stdout(Stdio::null())
@@ -177,14 +227,21 @@ impl PrivateDockerd {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// What the engine logged so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("dockerd.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for PrivateDockerd {
     fn drop(&mut self) {
         self.terminate();
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .output();
+        if let Network::Bridge(bridge) = &self.network {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", bridge])
+                .output();
+        }
     }
 }
 
@@ -210,4 +267,12 @@ impl PrivateDockerd {
                 .status();
         }
     }
+}
+
+/// Short: the socket paths under it must fit in sun_path.
+fn short_tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ljd")
+        .tempdir_in("/tmp")
+        .unwrap()
 }
