@@ -175,7 +175,10 @@ impl Clients {
                     ])
                     .args(options)
                     .args(["-p", &port, &target, "true"])
-                    .output_in_background()
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
             })
             .collect();
         for child in children {
@@ -189,19 +192,6 @@ impl Clients {
 impl Drop for Clients {
     fn drop(&mut self) {
         sh_quiet("ip", &["link", "del", &self.bridge]);
-    }
-}
-
-trait Background {
-    fn output_in_background(&mut self) -> std::process::Child;
-}
-
-impl Background for Command {
-    fn output_in_background(&mut self) -> std::process::Child {
-        self.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
     }
 }
 
@@ -356,9 +346,10 @@ fn dockers_flavour() -> &'static str {
     panic!("neither iptables-nft nor iptables-legacy has DOCKER-USER: is Docker running?");
 }
 
-fn set_holds(flavourless_set: &str, address: IpAddr) -> bool {
+/// Whether the kernel's ipset `set` holds `address` (ipset is the same for nft and legacy).
+fn set_holds(set: &str, address: IpAddr) -> bool {
     Command::new("ipset")
-        .args(["test", flavourless_set, &address.to_string()])
+        .args(["test", set, &address.to_string()])
         .output()
         .is_ok_and(|output| output.status.success())
 }

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{JailConfig, SourceConfig};
@@ -17,6 +16,7 @@ use crate::source::watch::FileWatcher;
 use crate::source::{LineBatch, Origin, Position};
 
 use super::DaemonError;
+use super::followers::Followers;
 use super::matcher::{MatcherControl, Route};
 
 struct Follower {
@@ -28,10 +28,7 @@ struct Follower {
 pub struct FileSources {
     followers: BTreeMap<PathBuf, Follower>,
     watcher: FileWatcher,
-    lines: mpsc::Sender<LineBatch>,
-    control: mpsc::Sender<MatcherControl>,
-    stop_all: CancellationToken,
-    tasks: JoinSet<()>,
+    runner: Followers,
 }
 
 impl FileSources {
@@ -44,10 +41,7 @@ impl FileSources {
         FileSources {
             followers: BTreeMap::new(),
             watcher,
-            lines,
-            control,
-            stop_all,
-            tasks: JoinSet::new(),
+            runner: Followers::new(lines, control, stop_all),
         }
     }
 
@@ -68,45 +62,25 @@ impl FileSources {
             .collect();
         for path in gone {
             if let Some(follower) = self.followers.remove(&path) {
-                follower.stop.cancel();
-                self.send(MatcherControl::Detach {
-                    origin: follower.origin,
-                    forget_position: false,
-                })
-                .await?;
+                self.runner.retire(follower.origin, &follower.stop).await?;
                 tracing::info!(file = %path.display(), "no longer watching file");
             }
         }
         for (path, routes) in wanted {
             if let Some(follower) = self.followers.get(&path) {
-                // Filters may have changed even under the same names: always re-route.
-                let origin = follower.origin.clone();
-                self.send(MatcherControl::Attach {
-                    origin,
-                    routes: routes.into(),
-                })
-                .await?;
+                self.runner.route(follower.origin.clone(), routes).await?;
                 continue;
             }
             let origin = Arc::new(Origin::File { path: path.clone() });
-            self.send(MatcherControl::Attach {
-                origin: origin.clone(),
-                routes: routes.into(),
-            })
-            .await?;
-            let stop = self.stop_all.child_token();
+            self.runner.route(origin.clone(), routes).await?;
             let mut follow = FollowConfig::new(origin.clone(), path.clone());
             follow.resume = positions.get(&origin.position_key()).copied();
             // A file seen for the first time is read whole, as Fail2Ban does: failures older
             // than findtime are dropped by their own time, recent ones count.
             follow.start_at_end_if_new = false;
             let watcher = self.watcher.clone();
-            let lines = self.lines.clone();
-            let task_stop = stop.clone();
-            self.tasks.spawn(async move {
-                if let Err(error) = file::follow(follow, watcher, lines, task_stop).await {
-                    tracing::error!(%error, "file source stopped");
-                }
+            let stop = self.runner.spawn("file", |lines, stop| {
+                file::follow(follow, watcher, lines, stop)
             });
             tracing::info!(file = %path.display(), "watching file");
             self.followers.insert(path, Follower { stop, origin });
@@ -114,17 +88,9 @@ impl FileSources {
         Ok(())
     }
 
-    async fn send(&self, control: MatcherControl) -> Result<(), DaemonError> {
-        self.control
-            .send(control)
-            .await
-            .map_err(|_| DaemonError::Task("the matcher stopped".into()))
-    }
-
     /// Stops every follower and waits for them.
-    pub async fn stop(mut self) {
-        self.stop_all.cancel();
-        while self.tasks.join_next().await.is_some() {}
+    pub async fn stop(self) {
+        self.runner.stop().await;
     }
 }
 

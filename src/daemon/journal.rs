@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{JailConfig, JournalSelector, SourceConfig};
@@ -15,6 +14,7 @@ use crate::source::journal::{self, JournalFollowConfig};
 use crate::source::{LineBatch, Origin, Position};
 
 use super::DaemonError;
+use super::followers::Followers;
 use super::matcher::{MatcherControl, Route};
 
 struct Follower {
@@ -27,10 +27,7 @@ struct Follower {
 /// Owns the journal followers.
 pub struct JournalSources {
     followers: Vec<Follower>,
-    lines: mpsc::Sender<LineBatch>,
-    control: mpsc::Sender<MatcherControl>,
-    stop_all: CancellationToken,
-    tasks: JoinSet<()>,
+    runner: Followers,
 }
 
 impl JournalSources {
@@ -41,10 +38,7 @@ impl JournalSources {
     ) -> Self {
         JournalSources {
             followers: Vec::new(),
-            lines,
-            control,
-            stop_all,
-            tasks: JoinSet::new(),
+            runner: Followers::new(lines, control, stop_all),
         }
     }
 
@@ -63,21 +57,13 @@ impl JournalSources {
             match wanted.iter().position(|(s, _)| *s == follower.selector) {
                 Some(index) => {
                     let (_, routes) = wanted.swap_remove(index);
-                    // Filters may have changed under the same names: always re-route.
-                    self.send(MatcherControl::Attach {
-                        origin: follower.origin.clone(),
-                        routes: routes.into(),
-                    })
-                    .await?;
+                    self.runner.route(follower.origin.clone(), routes).await?;
                     kept.push(follower);
                 }
                 None => {
-                    follower.stop.cancel();
-                    self.send(MatcherControl::Detach {
-                        origin: follower.origin.clone(),
-                        forget_position: false,
-                    })
-                    .await?;
+                    self.runner
+                        .retire(follower.origin.clone(), &follower.stop)
+                        .await?;
                     tracing::info!(origin = %follower.origin, "no longer following the journal");
                 }
             }
@@ -86,20 +72,10 @@ impl JournalSources {
         for (selector, routes) in wanted {
             let mut follow = JournalFollowConfig::new(selector.clone());
             let origin = follow.origin.clone();
-            // Attached before the follower starts, so that its first lines find their routes.
-            self.send(MatcherControl::Attach {
-                origin: origin.clone(),
-                routes: routes.into(),
-            })
-            .await?;
+            self.runner.route(origin.clone(), routes).await?;
             follow.resume = positions.get(&origin.position_key()).copied();
-            let stop = self.stop_all.child_token();
-            let lines = self.lines.clone();
-            let task_stop = stop.clone();
-            self.tasks.spawn(async move {
-                if let Err(error) = journal::follow(follow, lines, task_stop).await {
-                    tracing::error!(%error, "journal source stopped");
-                }
+            let stop = self.runner.spawn("journal", |lines, stop| {
+                journal::follow(follow, lines, stop)
             });
             tracing::info!(%origin, "following the journal");
             self.followers.push(Follower {
@@ -111,17 +87,9 @@ impl JournalSources {
         Ok(())
     }
 
-    async fn send(&self, control: MatcherControl) -> Result<(), DaemonError> {
-        self.control
-            .send(control)
-            .await
-            .map_err(|_| DaemonError::Task("the matcher stopped".into()))
-    }
-
     /// Stops every follower (and its `journalctl`) and waits for them.
-    pub async fn stop(mut self) {
-        self.stop_all.cancel();
-        while self.tasks.join_next().await.is_some() {}
+    pub async fn stop(self) {
+        self.runner.stop().await;
     }
 }
 

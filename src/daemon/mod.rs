@@ -13,6 +13,7 @@
 pub mod control;
 pub mod enforcer;
 pub mod files;
+mod followers;
 pub mod jails;
 pub mod journal;
 pub mod matcher;
