@@ -175,6 +175,16 @@ pub enum FirewallMode {
     Rules,
 }
 
+impl std::fmt::Display for FirewallMode {
+    /// As written in the configuration.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FirewallMode::Ipset => "ipset",
+            FirewallMode::Rules => "rules",
+        })
+    }
+}
+
 /// `control:` — the socket the CLI talks to the daemon through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlConfig {

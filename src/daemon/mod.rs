@@ -152,13 +152,9 @@ pub async fn run_with(
     let firewall_summary = match &firewall {
         Some((handle, _)) => match handle.status().await {
             Ok(status) => {
-                let mode = match status.mode {
-                    crate::config::FirewallMode::Ipset => "ipset",
-                    crate::config::FirewallMode::Rules => "rules",
-                };
                 let summary = format!(
-                    "{} ({}), {mode} mode",
-                    status.backend, status.backend_reason
+                    "{} ({}), {} mode",
+                    status.backend, status.backend_reason, status.mode
                 );
                 tracing::info!(firewall = %summary, "firewall ready");
                 summary

@@ -180,7 +180,7 @@ impl Owner {
         tracing::info!(
             backend = %choice.backend,
             reason = %choice.reason,
-            mode = ?config.mode,
+            mode = %config.mode,
             prefix = %config.chain_prefix,
             "firewall: using iptables-{}", choice.backend
         );
