@@ -16,6 +16,9 @@
 //! on `/wp-login.php` as WordPress does to a failed login. The example's jail rejects with
 //! `tcp-reset`: the attacker must be refused at once on the published port.
 //!
+//! And the image itself: every program in it runs with the plugins and libraries it loads,
+//! and its journalctl reads a journal written on the host.
+//!
 //! The sidecar changes the host's real firewall (its default chain prefix `logjail`), so this
 //! runs in nextest's `firewall-host` group, one at a time with the other tests that do.
 //! Its configuration is the example's, plus `docker.require_labels` naming the compose
@@ -603,4 +606,126 @@ fn the_wordpress_example_refuses_a_login_guesser_at_once() {
     let unban = project.logjail(&["unban", "wordpress", &clients.attacker_ip.to_string()]);
     assert!(unban.status.success(), "{}", text(&unban));
     assert_eq!(clients.attacker_reaches(port), Reach::Connected);
+}
+
+/// Appends one journal entry, in Journal Export Format, to `DIR/host.journal` as the host's
+/// journald would have it on disk (`systemd-journal-remote` writes real journal files).
+fn write_host_journal(dir: &Path, message: &str) {
+    let micros = chrono::Utc::now().timestamp_micros();
+    let export = format!(
+        "__REALTIME_TIMESTAMP={micros}\n__MONOTONIC_TIMESTAMP=1000000\n\
+         _BOOT_ID=0b5c7dfb2e6a4c1f9d3e8a7b6c5d4e3f\n_HOSTNAME=web\n\
+         SYSLOG_IDENTIFIER=sshd\n_SYSTEMD_UNIT=ssh.service\nMESSAGE={message}\n\n"
+    );
+    let remote = [
+        "/lib/systemd/systemd-journal-remote",
+        "/usr/lib/systemd/systemd-journal-remote",
+    ]
+    .into_iter()
+    .find(|path| Path::new(path).exists())
+    .expect("systemd-journal-remote is installed (scripts/test installs it)");
+    let mut child = Command::new(remote)
+        .arg(format!("--output={}", dir.join("host.journal").display()))
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), export.as_bytes()).unwrap();
+    let done = child.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", text(&done));
+}
+
+/// The image holds everything its programs load at run time: the iptables plugins of both
+/// flavours and families (conntrack, set, REJECT), ipset, tini, and a journalctl that reads a
+/// journal written on the host. A missing shared library or plugin shows here, not on a
+/// user's host. (NET_ADMIN only inside the container's own network namespace: iptables-legacy
+/// asks the kernel for match revisions even to print help.)
+#[test]
+fn the_image_runs_its_firewall_tools_and_reads_a_host_journal() {
+    let tag = format!("logjail-test/sidecar:{}", unique("ljimg"));
+    let build = Command::new(repo().join("deploy/build-local.sh"))
+        .args(["--binary", BINARY, "--base", BASE_IMAGE, "--tag", &tag])
+        .env("DOCKER", docker())
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "image build failed:\n{}",
+        text(&build)
+    );
+    struct RemoveImage(String);
+    impl Drop for RemoveImage {
+        fn drop(&mut self) {
+            sh_quiet(&docker(), &["image", "rm", "-f", &self.0]);
+        }
+    }
+    let _image = RemoveImage(tag.clone());
+    let run = |mounts: &[&str], program: &str, args: &[&str]| -> String {
+        let output = Command::new(docker())
+            .args(["run", "--rm", "--cap-add", "NET_ADMIN"])
+            .args(mounts)
+            .args(["--entrypoint", program, &tag])
+            .args(args)
+            .output()
+            .unwrap();
+        text(&output)
+    };
+    for (program, args, expected) in [
+        (
+            "iptables-nft",
+            &["-m", "conntrack", "--help"][..],
+            "--ctorigdstport",
+        ),
+        (
+            "iptables-legacy",
+            &["-m", "conntrack", "--help"],
+            "--ctorigdstport",
+        ),
+        ("ip6tables-nft", &["-m", "set", "--help"], "--match-set"),
+        ("ip6tables-legacy", &["-m", "set", "--help"], "--match-set"),
+        (
+            "iptables-legacy",
+            &["-j", "REJECT", "--help"],
+            "icmp-port-unreachable",
+        ),
+        (
+            "ip6tables-nft",
+            &["-j", "REJECT", "--help"],
+            "icmp6-port-unreachable",
+        ),
+        ("iptables-legacy-save", &["--version"], "legacy"),
+        ("ip6tables-nft-restore", &["--version"], "nf_tables"),
+        ("ipset", &["--version"], "ipset v"),
+        ("tini", &["--version"], "tini version"),
+        ("logjail", &["--version"], env!("CARGO_PKG_VERSION")),
+    ] {
+        let said = run(&[], program, args);
+        assert!(
+            said.contains(expected),
+            "{program} {args:?} in the image said:\n{said}"
+        );
+    }
+
+    let journal = tempfile::tempdir().unwrap();
+    write_host_journal(
+        journal.path(),
+        "Failed password for root from 192.0.2.44 port 22 ssh2",
+    );
+    let mount = format!("{}:/host-journal:ro", journal.path().display());
+    let read = run(
+        &["-v", &mount],
+        "journalctl",
+        &[
+            "--directory",
+            "/host-journal",
+            "--output",
+            "cat",
+            "--no-pager",
+        ],
+    );
+    assert!(
+        read.contains("Failed password for root from 192.0.2.44 port 22 ssh2"),
+        "the image's journalctl did not read the host's journal:\n{read}"
+    );
 }
