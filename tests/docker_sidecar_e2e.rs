@@ -451,6 +451,19 @@ fn the_sshd_example_bans_a_password_guesser_and_survives_a_sidecar_restart() {
     assert_eq!(clients.attacker_reaches(sshd_port), Reach::TimedOut);
     assert_eq!(clients.bystander_reaches(sshd_port), Reach::Connected);
 
+    // tini hands signals on: SIGHUP reaches logjail, which reloads (keeping the ban).
+    let hup = Command::new(docker())
+        .args(["kill", "--signal", "HUP", project.sidecar()])
+        .output()
+        .unwrap();
+    assert!(hup.status.success(), "{}", text(&hup));
+    wait_for(
+        "the reload that SIGHUP asks for",
+        Duration::from_secs(20),
+        || project.logs().contains("SIGHUP received: reloading"),
+    );
+    assert!(set_holds(&set, clients.attacker_ip));
+
     // PID 1 is tini, and it reaps an orphan (logjail itself would leave a zombie behind).
     let init = text(&project.exec(&["cat", "/proc/1/comm"]));
     assert_eq!(init.trim(), "tini");
