@@ -122,7 +122,7 @@ fn file_position(line: &RawLine) -> (u64, u64, u64) {
             inode,
             offset,
         }) => (device, inode, offset),
-        other => panic!("not a file position: {other:?}"),
+        ref other => panic!("not a file position: {other:?}"),
     }
 }
 
@@ -272,8 +272,8 @@ async fn resume_continues_right_after_the_stored_position() {
     let mut first_run = start(config(&path), &watcher);
     let lines = first_run.lines(3).await;
     first_run.stop().await.unwrap();
-    let after_l1 = lines[0].position;
-    let after_l3 = lines[2].position;
+    let after_l1 = lines[0].position.clone();
+    let after_l3 = lines[2].position.clone();
 
     append(&path, b"l4 written while down\nl5\n");
 
@@ -302,7 +302,7 @@ async fn first_run_position(path: &Path, watcher: &FileWatcher) -> Option<Positi
     let mut first_run = start(config(path), watcher);
     let lines = first_run.lines(2).await;
     first_run.stop().await.unwrap();
-    lines[1].position
+    lines[1].position.clone()
 }
 
 #[tokio::test]

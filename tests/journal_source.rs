@@ -1,7 +1,8 @@
 //! The journal source on real journal files: `systemd-journal-remote` writes them from Journal
-//! Export Format (no journald needed), the real `journalctl --directory` follows them. Resume,
-//! unit and field matches, byte-array messages, a restart of journalctl, and the daemon end to
-//! end up to a ban.
+//! Export Format (no journald needed), the real `journalctl --directory` follows them. Resume
+//! by cursor (entries stamped earlier than the last one read included, the cursor's entry gone,
+//! a refused or foreign cursor) and by a time stored before cursors, unit and field matches,
+//! byte-array messages, a restart of journalctl, and the daemon end to end up to a ban.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -17,6 +18,7 @@ use logjail::daemon::{self, DaemonEvent, DaemonOptions};
 use logjail::filter::envelope::Decoder;
 use logjail::source::journal::{self, JournalFollowConfig, JournalSourceError};
 use logjail::source::{LineBatch, Origin, Position, RawLine};
+use logjail::store::Store;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -188,7 +190,7 @@ impl Following {
             while out.len() < count {
                 let batch = self.lines.recv().await.expect("the source is running");
                 assert_eq!(batch.origin, self.origin);
-                out.extend(batch.lines);
+                out.extend(positioned_at_end(batch));
             }
         })
         .await
@@ -202,7 +204,7 @@ impl Following {
         tokio::time::timeout(WAIT, async {
             while !out.iter().any(|l| l.text.ends_with(last)) {
                 let batch = self.lines.recv().await.expect("the source is running");
-                out.extend(batch.lines);
+                out.extend(positioned_at_end(batch));
             }
         })
         .await
@@ -220,7 +222,40 @@ impl Following {
             .expect("the source stops on shutdown")
             .unwrap()
             .unwrap();
-        last.position.expect("journal lines carry a position")
+        last.position
+            .clone()
+            .expect("the last line of a batch carries the position")
+    }
+}
+
+/// The lines of a batch, checked to carry one position, on the last line (what is stored).
+fn positioned_at_end(batch: LineBatch) -> Vec<RawLine> {
+    let (last, rest) = batch.lines.split_last().expect("no empty batches");
+    assert!(last.position.is_some(), "{:#?}", batch.lines);
+    assert!(
+        rest.iter().all(|line| line.position.is_none()),
+        "{:#?}",
+        batch.lines
+    );
+    batch.lines
+}
+
+/// The position of the last line of `lines` with one.
+fn last_position(lines: &[RawLine]) -> Position {
+    lines
+        .iter()
+        .rev()
+        .find_map(|line| line.position.clone())
+        .expect("a line with a position")
+}
+
+/// The time and count of a cursor position (what it falls back on).
+fn cursor_time(position: &Position) -> (DateTime<Utc>, u32) {
+    match position {
+        Position::Cursor {
+            time, seen_at_time, ..
+        } => (*time, *seen_at_time),
+        other => panic!("not a cursor position: {other:?}"),
     }
 }
 
@@ -240,7 +275,7 @@ async fn probe(journal: &mut TestJournal, following: &mut Following) -> Vec<RawL
         let message = format!("probe {attempt}");
         journal.write("a", &[Entry::sshd(now_minus(0), 1, &message)]);
         if let Ok(Some(batch)) = tokio::time::timeout(PROBE_WAIT, following.lines.recv()).await {
-            return batch.lines;
+            return positioned_at_end(batch);
         }
     }
     panic!("the source never handed on a probe entry");
@@ -261,6 +296,7 @@ async fn follows_appends_and_new_files_then_resumes_exactly() {
     let a3 = Entry::sshd(t1, 102, "third");
     journal.write("a", &[a1.clone(), a2.clone(), a3.clone()]);
 
+    // A time stored by a logjail from before cursors: resumed by time.
     let mut following = start(selector(None, &journal), at(t0, 0));
     let lines = following.take(3).await;
     assert_eq!(
@@ -275,10 +311,8 @@ async fn follows_appends_and_new_files_then_resumes_exactly() {
             a3.line("sshd", 102, "third"),
         ]
     );
-    assert_eq!(
-        lines.iter().map(|l| l.position).collect::<Vec<_>>(),
-        [at(t0, 1), at(t1, 1), at(t1, 2)]
-    );
+    // Stored from now on: the cursor, and the time with the entries stamped so.
+    assert_eq!(cursor_time(&last_position(&lines)), (t1, 2));
 
     // While following: appended to the same file (stamped like the last two, written later),
     // and a new file in the directory.
@@ -286,14 +320,14 @@ async fn follows_appends_and_new_files_then_resumes_exactly() {
     journal.write("a", std::slice::from_ref(&b1));
     let lines = following.take(1).await;
     assert_eq!(texts(&lines), [b1.line("sshd", 103, "appended")]);
-    assert_eq!(lines[0].position, at(t1, 3));
+    assert_eq!(cursor_time(&last_position(&lines)), (t1, 3));
     let t2 = micros(t0, 2000);
     let c1 = Entry::sshd(t2, 104, "new file");
     journal.write("b", std::slice::from_ref(&c1));
     let lines = following.take(1).await;
     assert_eq!(texts(&lines), [c1.line("sshd", 104, "new file")]);
     let stored = following.stop(&lines[0]).await;
-    assert_eq!(Some(stored), at(t2, 1));
+    assert_eq!(cursor_time(&stored), (t2, 1));
 
     // Written while stopped: one more with the stored time, one later.
     let d1 = Entry::sshd(t2, 105, "same time, while down");
@@ -315,6 +349,147 @@ async fn follows_appends_and_new_files_then_resumes_exactly() {
     let lines = following.until("sentinel").await;
     assert_eq!(texts(&lines), [e1.line("sshd", 107, "sentinel")]);
     following.stop(&lines[0]).await;
+}
+
+/// The line of each entry (all written by `Entry::sshd`).
+fn sshd_lines(entries: &[(Entry, u32, &str)]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|(entry, pid, message)| entry.line("sshd", *pid, message))
+        .collect()
+}
+
+fn sshd_entries(entries: &[(DateTime<Utc>, u32, &'static str)]) -> Vec<(Entry, u32, &'static str)> {
+    entries
+        .iter()
+        .map(|&(time, pid, message)| (Entry::sshd(time, pid, message), pid, message))
+        .collect()
+}
+
+fn write_all(journal: &mut TestJournal, file: &str, entries: &[(Entry, u32, &str)]) {
+    let entries: Vec<Entry> = entries.iter().map(|(entry, _, _)| entry.clone()).collect();
+    journal.write(file, &entries);
+}
+
+/// The case resuming by time got wrong: entries written while logjail was down, stamped
+/// earlier than the last one it read (a clock stepped back), were taken as already read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_by_cursor_reads_entries_stamped_before_the_last_one_read() {
+    let mut journal = TestJournal::new();
+    let t0 = now_minus(10_000);
+    let read = sshd_entries(&[(t0, 200, "first"), (micros(t0, 1000), 201, "last read")]);
+    write_all(&mut journal, "a", &read);
+    let mut following = start(selector(None, &journal), at(t0, 0));
+    let lines = following.until("last read").await;
+    assert_eq!(texts(&lines), sshd_lines(&read));
+    let stored = following.stop(lines.last().unwrap()).await;
+
+    let down = sshd_entries(&[
+        (micros(t0, -5_000_000), 202, "stamped before all read"),
+        (micros(t0, 500), 203, "stamped between the two read"),
+        (micros(t0, 1000), 204, "stamped like the last read"),
+        (micros(t0, 2000), 205, "sentinel"),
+    ]);
+    write_all(&mut journal, "a", &down);
+    let mut following = start(selector(None, &journal), Some(stored));
+    // All of them, in the journal's order, and nothing read before.
+    let lines = following.until("sentinel").await;
+    assert_eq!(texts(&lines), sshd_lines(&down));
+    // The time kept to fall back on does not go back.
+    assert_eq!(cursor_time(&last_position(&lines)), (micros(t0, 2000), 1));
+
+    // Restarted once more: none of them again, and an earlier stamp is still news.
+    let stored = following.stop(lines.last().unwrap()).await;
+    let mut following = start(selector(None, &journal), Some(stored));
+    let again = sshd_entries(&[(micros(t0, -1_000_000), 206, "earlier again")]);
+    write_all(&mut journal, "a", &again);
+    let lines = following.until("earlier again").await;
+    assert_eq!(texts(&lines), sshd_lines(&again));
+    following.stop(&lines[0]).await;
+}
+
+/// The file holding the cursor's entry was vacuumed: journalctl places the cursor by the
+/// boot's monotonic time, and the first entry after it is read (not skipped as the cursor's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_by_cursor_whose_entry_is_gone() {
+    let mut journal = TestJournal::new();
+    let t0 = now_minus(10_000);
+    let old = sshd_entries(&[(t0, 300, "in a file vacuumed later")]);
+    write_all(&mut journal, "old", &old);
+    let mut following = start(selector(None, &journal), at(t0, 0));
+    let lines = following.take(1).await;
+    assert_eq!(texts(&lines), sshd_lines(&old));
+    let stored = following.stop(&lines[0]).await;
+
+    let new = sshd_entries(&[
+        (micros(t0, 1000), 301, "first of a new file"),
+        (micros(t0, 2000), 302, "sentinel"),
+    ]);
+    write_all(&mut journal, "new", &new);
+    std::fs::remove_file(journal.path().join("old.journal")).unwrap();
+    let mut following = start(selector(None, &journal), Some(stored));
+    let lines = following.until("sentinel").await;
+    assert_eq!(texts(&lines), sshd_lines(&new));
+    following.stop(lines.last().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_or_foreign_cursor_falls_back_to_time() {
+    let mut journal = TestJournal::new();
+    let t0 = now_minus(10_000);
+    let t1 = micros(t0, 1000);
+    let entries = sshd_entries(&[
+        (t0, 400, "before the stored time"),
+        (t1, 401, "at the stored time, read before"),
+        (t1, 402, "at the stored time, new"),
+        (micros(t0, 2000), 403, "after the stored time"),
+    ]);
+    write_all(&mut journal, "a", &entries);
+
+    // A damaged cursor: journalctl refuses it; the source resumes by the time stored with it
+    // (one entry stamped so was read) and goes on.
+    let mut config = JournalFollowConfig::new(selector(None, &journal));
+    config.resume = Some(Position::Cursor {
+        cursor: "not a cursor".into(),
+        time: t1,
+        seen_at_time: 1,
+    });
+    config.first_backoff = Duration::from_millis(20);
+    let mut following = start_with(config);
+    let lines = following.until("after the stored time").await;
+    assert_eq!(texts(&lines), sshd_lines(&entries[2..]));
+    let later = sshd_entries(&[(micros(t0, 3000), 404, "later")]);
+    write_all(&mut journal, "a", &later);
+    let lines = following.until("later").await;
+    assert_eq!(texts(&lines), sshd_lines(&later));
+    // Back to a real cursor.
+    let stored = following.stop(&lines[0]).await;
+    assert_eq!(cursor_time(&stored), (micros(t0, 3000), 1));
+    let Position::Cursor { cursor, .. } = &stored else {
+        unreachable!()
+    };
+    assert!(cursor.starts_with("s="), "{cursor}");
+
+    // Another machine's journal: the cursor parses but names no entry, sequence or boot of
+    // these files, so journalctl places it by its wall-clock time (`t=`). The entry stamped
+    // exactly then is read (it is not the cursor's).
+    let t2 = micros(t0, 2000);
+    let foreign = format!(
+        "s=ffffffffffffffffffffffffffffffff;i=63;b=eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee;m=1;t={:x};x=1",
+        t2.timestamp_micros()
+    );
+    let resume = Position::Cursor {
+        cursor: foreign,
+        time: t2,
+        seen_at_time: 1,
+    };
+    let mut following = start(selector(None, &journal), Some(resume));
+    let lines = following.until("later").await;
+    assert_eq!(
+        texts(&lines),
+        [sshd_lines(&entries[3..]), sshd_lines(&later)].concat()
+    );
+    following.stop(lines.last().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,14 +660,25 @@ async fn a_killed_journalctl_is_restarted_where_it_was() {
         .status()
         .unwrap();
     assert!(killed.success());
-    journal.write("a", &[Entry::sshd(micros(t0, 1), 31, "after")]);
-    // Restarted from the last entry handed on: "before" is not read again.
+    let after = [
+        Entry::sshd(micros(t0, -1_000_000), 31, "stamped earlier, written later"),
+        Entry::sshd(micros(t0, 1), 32, "after"),
+    ];
+    journal.write("a", &after);
+    // Restarted from the last entry handed on: "before" is not read again, and an entry
+    // stamped before it but written later is.
     let lines = following.until("after").await;
-    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(
+        texts(&lines),
+        [
+            after[0].line("sshd", 31, "stamped earlier, written later"),
+            after[1].line("sshd", 32, "after")
+        ]
+    );
     let new_pids = journalctl_pids(journal.path());
     assert_eq!(new_pids.len(), 1);
     assert_ne!(new_pids, pids);
-    following.stop(&lines[0]).await;
+    following.stop(lines.last().unwrap()).await;
     // Stopping the source stops journalctl.
     tokio::time::timeout(WAIT, async {
         while !journalctl_pids(journal.path()).is_empty() {
@@ -708,6 +894,58 @@ async fn daemon_bans_from_the_journal_and_resumes_after_restart() {
     assert_eq!(count, 2);
     assert_eq!(failures, [ip("192.0.2.6"), ip("192.0.2.6")]);
     running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_with_a_refused_cursor_resumes_by_time() {
+    let state = tempfile::tempdir().unwrap();
+    let mut journal = TestJournal::new();
+    let config = daemon_config(state.path(), journal.path());
+    let SourceConfig::Journal(selector) = &config.jails[0].sources[0] else {
+        panic!("a journal source");
+    };
+    let key = journal::journal_origin(selector).position_key();
+    let t0 = now_minus(10_000);
+    // Read before the stored time: these must not count again.
+    journal.write(
+        "a",
+        &[
+            Entry::sshd(t0, 70, &failed("192.0.2.9")),
+            Entry::sshd(micros(t0, 1), 71, &failed("192.0.2.9")),
+        ],
+    );
+    let mut store = Store::open(&state.path().join("state.db")).unwrap();
+    let damaged = Position::Cursor {
+        cursor: "s=damaged".into(),
+        time: micros(t0, 500),
+        seen_at_time: 0,
+    };
+    store
+        .save_positions(&[(key.clone(), damaged.clone())], Utc::now())
+        .unwrap();
+    drop(store);
+
+    journal.write(
+        "a",
+        &[
+            Entry::sshd(micros(t0, 1000), 72, &failed("192.0.2.10")),
+            Entry::sshd(micros(t0, 2000), 73, &failed("192.0.2.10")),
+        ],
+    );
+    let mut running = start_daemon(config);
+    let (failures, count, _) = running.until_banned(ip("192.0.2.10")).await;
+    assert_eq!(count, 2);
+    assert_eq!(failures, [ip("192.0.2.10"), ip("192.0.2.10")]);
+    running.stop().await;
+    // The position stored on the way out is a real cursor again.
+    let stored = Store::open(&state.path().join("state.db"))
+        .unwrap()
+        .load_positions()
+        .unwrap()
+        .remove(&key)
+        .unwrap();
+    assert_eq!(cursor_time(&stored), (micros(t0, 2000), 1));
+    assert_ne!(stored, damaged);
 }
 
 /// The `--unit=` argument of each journalctl reading `dir`, by pid.

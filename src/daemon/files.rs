@@ -74,7 +74,7 @@ impl FileSources {
             let origin = Arc::new(Origin::File { path: path.clone() });
             self.runner.route(origin.clone(), routes).await?;
             let mut follow = FollowConfig::new(origin.clone(), path.clone());
-            follow.resume = positions.get(&origin.position_key()).copied();
+            follow.resume = positions.get(&origin.position_key()).cloned();
             // A file seen for the first time is read whole, as Fail2Ban does: failures older
             // than findtime are dropped by their own time, recent ones count.
             follow.start_at_end_if_new = false;

@@ -73,7 +73,7 @@ impl JournalSources {
             let mut follow = JournalFollowConfig::new(selector.clone());
             let origin = follow.origin.clone();
             self.runner.route(origin.clone(), routes).await?;
-            follow.resume = positions.get(&origin.position_key()).copied();
+            follow.resume = positions.get(&origin.position_key()).cloned();
             let stop = self.runner.spawn("journal", |lines, stop| {
                 journal::follow(follow, lines, stop)
             });

@@ -159,8 +159,8 @@ async fn match_batch(
     let mut found = Vec::new();
     for (line_index, line) in batch.lines.iter().enumerate() {
         state.counts.lines += 1;
-        if line.position.is_some() {
-            last_position = line.position;
+        if let Some(position) = &line.position {
+            last_position = Some(position);
         }
         let Some(record) = state.decoder.push_at(&line.text, now) else {
             continue;
@@ -188,7 +188,8 @@ async fn match_batch(
         }
     }
     if let Some(position) = last_position {
-        dirty_positions.insert(batch.origin.position_key(), position);
+        // One copy per batch: only the last position is stored.
+        dirty_positions.insert(batch.origin.position_key(), position.clone());
     }
 }
 

@@ -291,7 +291,7 @@ impl Tail {
                 inode,
                 offset,
             },
-            Some(Position::Time { .. }) => {
+            Some(Position::Time { .. } | Position::Cursor { .. }) => {
                 tracing::warn!(
                     origin = %config.origin,
                     "stored position is not a file position: ignoring it"
@@ -765,8 +765,8 @@ mod tests {
     fn texts_and_offsets(lines: &[RawLine]) -> Vec<(&str, u64)> {
         lines
             .iter()
-            .map(|line| match line.position {
-                Some(Position::File { offset, .. }) => (line.text.as_str(), offset),
+            .map(|line| match &line.position {
+                Some(Position::File { offset, .. }) => (line.text.as_str(), *offset),
                 other => panic!("not a file position: {other:?}"),
             })
             .collect()

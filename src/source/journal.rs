@@ -11,9 +11,18 @@
 //! the message. Newlines inside MESSAGE become spaces, so that a message cannot forge a second
 //! entry with a tag and a host of its choosing.
 //!
-//! Where it starts: from the stored position (the time of the last entry handed on and how many
-//! entries carried exactly that time), else at the end of the journal, like `tail -n0`: a
+//! Where it starts: right after the stored position, the journal cursor (`__CURSOR`) of the last
+//! entry handed on, in the journal's own order: an entry written later is read whatever its
+//! time stamp says. Without a stored position, at the end of the journal, like `tail -n0`: a
 //! host journal's past is large and was dealt with by whatever watched it before.
+//!
+//! The position keeps, besides the cursor, the latest time handed on and how many entries
+//! carried exactly that time. `journalctl` refuses only a cursor it cannot parse (a damaged
+//! store); the source then resumes by that time (`--since`, skipping that many entries), with
+//! a warning. A position stored by a logjail from before cursors holds only a time and is
+//! resumed the same way. A cursor whose entry is gone (vacuumed) or that comes from another
+//! machine's journal is not refused: `journalctl` places it by the sequence number, the boot's
+//! monotonic time or the wall-clock time, whichever the journal shares with it.
 //!
 //! Selection is `journalctl`'s: `unit` is `--unit=UNIT` (the unit's processes and systemd's
 //! own messages about it; `ssh` means `ssh.service`, globs work), matches are `FIELD=value`
@@ -26,9 +35,9 @@
 //!   `--merge` would lift that only by also reading other machines' journals). After a reboot,
 //!   entries of the previous boot written after the last one handed on (the last seconds
 //!   before shutdown) are not read.
-//! - Resume is by time (`--since`), not by journal cursor, because a stored [`Position`] holds
-//!   a time: entries written later with an older time stamp than the stored one (a clock
-//!   stepped back) are taken as already read.
+//! - Resuming by time (an old stored position, or a refused cursor) takes entries written
+//!   later with an older time stamp than the stored one (a clock stepped back) as already
+//!   read, and a foreign cursor placed by its wall-clock time has the same limit.
 //! - Without a stored position, nothing is stored until the first entry is handed on: a
 //!   daemon restarted before that starts at the end again.
 
@@ -72,8 +81,9 @@ const MAX_JSON_LINE_BYTES: usize = 4 * MAX_LINE_BYTES + 64 * 1024;
 /// How much of `journalctl`'s error output is kept for the message when it exits.
 const MAX_STDERR_BYTES: usize = 4096;
 
-/// The only fields asked for (`__REALTIME_TIMESTAMP` always comes along): parsing the rest of
-/// an entry would be wasted work.
+/// The only fields asked for: parsing the rest of an entry would be wasted work. The JSON
+/// output always has `__CURSOR` and `__REALTIME_TIMESTAMP` (and the boot id and monotonic
+/// time) whatever is asked for; naming them here would make no difference.
 const OUTPUT_FIELDS: &str = "MESSAGE,SYSLOG_IDENTIFIER,_COMM,_PID,SYSLOG_PID,_HOSTNAME";
 
 /// Program named in the line of an entry that names none, so that the decoder never takes
@@ -168,16 +178,25 @@ pub fn journal_origin(selector: &JournalSelector) -> Origin {
 }
 
 /// Where a run of `journalctl` starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Start {
     /// At the end: only entries written from now on.
     End,
-    /// After the `seen` first entries stamped `time` (none of those stamped earlier).
+    /// Right after the entry of `cursor`, in the journal's order whatever the entries' time
+    /// stamps. `time` and `seen` are where to start by time should `journalctl` refuse the
+    /// cursor.
+    Cursor {
+        cursor: String,
+        time: DateTime<Utc>,
+        seen: u32,
+    },
+    /// After the `seen` first entries stamped `time` (none of those stamped earlier): a
+    /// position stored before journal sources kept cursors, or a refused cursor.
     After { time: DateTime<Utc>, seen: u32 },
 }
 
 /// The command line of one run of `journalctl`.
-fn journalctl_args(config: &JournalFollowConfig, start: Start) -> Vec<OsString> {
+fn journalctl_args(config: &JournalFollowConfig, start: &Start) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "--follow",
         "--output=json",
@@ -198,7 +217,18 @@ fn journalctl_args(config: &JournalFollowConfig, start: Start) -> Vec<OsString> 
     }
     match start {
         Start::End => args.push("--lines=0".into()),
-        Start::After { time, .. } => args.push(format!("--since={}", since_argument(time)).into()),
+        Start::Cursor { cursor, .. } => {
+            // `--cursor`, not `--after-cursor`: journalctl 252 skips the first entry it finds
+            // after seeking, whether or not it is the cursor's, so an entry would be lost when
+            // the cursor's own entry is gone (vacuumed). The cursor's entry is skipped here
+            // instead, by its cursor. Without `--lines=all`, `--follow` would show only the
+            // first ten entries before waiting for new ones.
+            args.push(format!("--cursor={cursor}").into());
+            args.push("--lines=all".into());
+        }
+        Start::After { time, .. } => {
+            args.push(format!("--since={}", since_argument(*time)).into());
+        }
     }
     if let Some(unit) = &config.selector.unit {
         args.push(format!("--unit={unit}").into());
@@ -224,8 +254,12 @@ fn since_argument(time: DateTime<Utc>) -> String {
 
 /// The fields of an entry that make its line. Each is a string, an array of byte values (not
 /// valid UTF-8, or not printable), an array of those (a field given several times), or null.
+/// The cursor is journalctl's own and always a plain string: borrowed from the JSON line, it
+/// costs no allocation.
 #[derive(Debug, Deserialize)]
-struct Entry {
+struct Entry<'a> {
+    #[serde(rename = "__CURSOR", borrow)]
+    cursor: Option<Cow<'a, str>>,
     #[serde(rename = "__REALTIME_TIMESTAMP")]
     realtime: Option<Value>,
     #[serde(rename = "MESSAGE")]
@@ -286,8 +320,10 @@ fn host_char(c: char) -> bool {
 
 /// An entry as read, before the resume check.
 #[derive(Debug, PartialEq, Eq)]
-struct EntryLine {
+struct EntryLine<'a> {
     time: DateTime<Utc>,
+    /// Where the entry is in the journal; borrowed from the JSON line.
+    cursor: Cow<'a, str>,
     text: String,
 }
 
@@ -298,6 +334,8 @@ enum Unusable {
     Malformed(String),
     /// No (or an unreadable) `__REALTIME_TIMESTAMP`: without it the entry has no position.
     NoTime,
+    /// No `__CURSOR` (journalctl always writes one): without it the entry has no position.
+    NoCursor,
     /// No MESSAGE: nothing a filter could match.
     NoMessage,
     /// The line would be longer than [`MAX_LINE_BYTES`]; dropped whole, as the file source does.
@@ -305,13 +343,17 @@ enum Unusable {
 }
 
 /// Turns one `journalctl --output=json` line into the syslog-like line handed on.
-fn entry_line(json: &[u8]) -> Result<EntryLine, Unusable> {
+fn entry_line(json: &[u8]) -> Result<EntryLine<'_>, Unusable> {
     let entry: Entry =
         serde_json::from_slice(json).map_err(|e| Unusable::Malformed(e.to_string()))?;
     let micros = first_value(entry.realtime.as_ref())
         .and_then(|text| text.parse::<i64>().ok())
         .ok_or(Unusable::NoTime)?;
     let time = DateTime::<Utc>::from_timestamp_micros(micros).ok_or(Unusable::NoTime)?;
+    let cursor = entry
+        .cursor
+        .filter(|cursor| !cursor.is_empty())
+        .ok_or(Unusable::NoCursor)?;
     let messages = field_values(entry.message.as_ref());
     if messages.is_empty() {
         return Err(Unusable::NoMessage);
@@ -356,65 +398,117 @@ fn entry_line(json: &[u8]) -> Result<EntryLine, Unusable> {
                 .map(|c| if c == '\n' || c == '\r' { ' ' } else { c }),
         );
     }
-    Ok(EntryLine { time, text })
+    Ok(EntryLine { time, cursor, text })
 }
 
 /// Decides which entries of a run are new and where the source stands after each.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Progress {
     /// Where this run started: entries before it were handed on by an earlier run.
     start: Start,
     /// Entries stamped exactly the start time skipped so far in this run.
     skipped_at_start: u32,
-    /// The latest time handed on and how many entries carried it: what is stored.
-    last: Option<(DateTime<Utc>, u32)>,
+    /// Entries handed on in this run. Until the first, an entry may be the start cursor's own.
+    handed_in_run: u64,
+    /// The latest time handed on and how many entries carried it: what to resume from should
+    /// the cursor be refused.
+    last_time: Option<(DateTime<Utc>, u32)>,
+    /// The cursor of the last entry handed on (or of the start); empty when none is known.
+    /// Overwritten in place, so following costs no allocation per entry for it.
+    cursor: String,
 }
 
 impl Progress {
     fn new(start: Start) -> Progress {
-        let last = match start {
-            Start::End => None,
-            Start::After { time, seen } => Some((time, seen)),
+        let (last_time, cursor) = match &start {
+            Start::End => (None, String::new()),
+            Start::Cursor { cursor, time, seen } => (Some((*time, *seen)), cursor.clone()),
+            Start::After { time, seen } => (Some((*time, *seen)), String::new()),
         };
         Progress {
             start,
             skipped_at_start: 0,
-            last,
+            handed_in_run: 0,
+            last_time,
+            cursor,
         }
     }
 
     /// A run starting where this one stands.
-    fn restart(&self, fallback: Start) -> Progress {
-        match self.last {
+    fn restart(&self, fallback: &Start) -> Progress {
+        match self.last_time {
+            Some((time, seen)) if !self.cursor.is_empty() => Progress::new(Start::Cursor {
+                cursor: self.cursor.clone(),
+                time,
+                seen,
+            }),
             Some((time, seen)) => Progress::new(Start::After { time, seen }),
-            None => Progress::new(fallback),
+            None => Progress::new(fallback.clone()),
         }
     }
 
-    /// Whether the entry stamped `time` is new; if so, the position just after it.
-    fn accept(&mut self, time: DateTime<Utc>) -> Option<Position> {
-        if let Start::After {
-            time: start,
-            seen: already,
-        } = self.start
-        {
-            if time < start {
-                return None;
+    /// The run that replaces one whose start cursor `journalctl` refused: by time, from the
+    /// time stored with the cursor. `None` if this run did not start at a cursor.
+    fn without_cursor(&self) -> Option<Progress> {
+        match &self.start {
+            Start::Cursor { time, seen, .. } => Some(Progress::new(Start::After {
+                time: *time,
+                seen: *seen,
+            })),
+            _ => None,
+        }
+    }
+
+    /// Whether the entry at `cursor`, stamped `time`, is new; if so, it becomes the last one
+    /// handed on.
+    fn accept(&mut self, time: DateTime<Utc>, cursor: &str) -> bool {
+        match &self.start {
+            Start::End => {}
+            // Started at the cursor's own entry: it was handed on by the earlier run. Should
+            // that entry be gone, journalctl starts at the next one, which is new.
+            Start::Cursor { cursor: start, .. } => {
+                if self.handed_in_run == 0 && cursor == start {
+                    return false;
+                }
             }
-            if time == start && self.skipped_at_start < already {
-                self.skipped_at_start += 1;
-                return None;
+            &Start::After {
+                time: start,
+                seen: already,
+            } => {
+                if time < start {
+                    return false;
+                }
+                if time == start && self.skipped_at_start < already {
+                    self.skipped_at_start += 1;
+                    return false;
+                }
             }
         }
-        // The position only moves forward: an entry stamped earlier than the last one (a clock
-        // stepped back) is handed on but leaves the stored time as it is.
-        self.last = match self.last {
+        self.handed_in_run += 1;
+        // The time only moves forward: an entry stamped earlier than the last one (a clock
+        // stepped back) leaves it as it is. The cursor follows the journal's order.
+        self.last_time = match self.last_time {
             Some((last, seen)) if time == last => Some((last, seen.saturating_add(1))),
             Some((last, seen)) if time < last => Some((last, seen)),
             _ => Some((time, 1)),
         };
-        self.last
-            .map(|(time, seen_at_time)| Position::Time { time, seen_at_time })
+        self.cursor.clear();
+        self.cursor.push_str(cursor);
+        true
+    }
+
+    /// Where the source stands: what is stored. Built once per batch, not per entry.
+    fn position(&self) -> Option<Position> {
+        let (time, seen_at_time) = self.last_time?;
+        Some(if self.cursor.is_empty() {
+            Position::Time { time, seen_at_time }
+        } else {
+            Position::Cursor {
+                cursor: self.cursor.clone(),
+                time,
+                seen_at_time,
+            }
+        })
     }
 }
 
@@ -479,7 +573,7 @@ impl<R: AsyncRead + Unpin> BoundedLines<R> {
 }
 
 /// Follows the journal until `shutdown`, sending its entries to `tx` in batches of at most
-/// [`MAX_BATCH_LINES`], each line with the position just past it.
+/// [`MAX_BATCH_LINES`]; the last line of each batch carries the position just past it.
 ///
 /// `journalctl` is started again (after a growing wait) whenever it ends, resuming after the
 /// last entry handed on. Returns `Ok` on shutdown or when the receiver is gone, an error when
@@ -490,8 +584,18 @@ pub async fn follow(
     shutdown: CancellationToken,
 ) -> Result<(), JournalSourceError> {
     let command = config.journalctl.display().to_string();
-    let first_start = match config.resume {
-        Some(Position::Time { time, seen_at_time }) => Start::After {
+    let first_start = match &config.resume {
+        Some(Position::Cursor {
+            cursor,
+            time,
+            seen_at_time,
+        }) => Start::Cursor {
+            cursor: cursor.clone(),
+            time: *time,
+            seen: *seen_at_time,
+        },
+        // Stored by a logjail that resumed the journal by time.
+        &Some(Position::Time { time, seen_at_time }) => Start::After {
             time,
             seen: seen_at_time,
         },
@@ -504,17 +608,17 @@ pub async fn follow(
     // Should journalctl end before anything was handed on, the next run must not start at the
     // end again (entries written in between would be lost) but where the first one did. The
     // journal is stamped by this machine's wall clock, so that is the clock to ask.
-    let restart_fallback = match first_start {
+    let restart_fallback = match &first_start {
         Start::End => Start::After {
             time: Utc::now(),
             seen: 0,
         },
-        start => start,
+        start => start.clone(),
     };
     let mut progress = Progress::new(first_start);
     let mut backoff = config.first_backoff;
     loop {
-        let args = journalctl_args(&config, progress.start);
+        let args = journalctl_args(&config, &progress.start);
         tracing::debug!(origin = %config.origin, command, ?args, "starting journalctl");
         let mut child = match Command::new(&config.journalctl)
             .args(&args)
@@ -555,7 +659,6 @@ pub async fn follow(
                 source: io::Error::other("no pipe to its output"),
             });
         };
-        let handed_before = progress.last;
         let outcome = read_entries(
             BoundedLines::new(stdout, MAX_JSON_LINE_BYTES),
             &mut progress,
@@ -582,16 +685,62 @@ pub async fn follow(
             Some(task) => task.await.unwrap_or_default(),
             None => String::new(),
         };
-        report_exit(&config.origin, &command, status, ended, &stderr);
-        if progress.last != handed_before {
-            // It worked for a while: start again soon.
+        let refused = cursor_refused(&progress, &status, ended.is_some(), &stderr);
+        match &refused {
+            Some(by_time) => {
+                let since = by_time.last_time.map(|(time, _)| time);
+                tracing::warn!(
+                    origin = %config.origin,
+                    command,
+                    said = last_line(&stderr),
+                    ?since,
+                    "journalctl refused the stored cursor; resuming by time instead (entries \
+                     written later with an older time stamp are not read)"
+                );
+            }
+            None => report_exit(&config.origin, &command, status, ended, &stderr),
+        }
+        if progress.handed_in_run > 0 || refused.is_some() {
+            // It worked for a while, or only the start changes: start again soon.
             backoff = config.first_backoff;
         }
         if !wait(&shutdown, &mut backoff, config.max_backoff).await {
             return Ok(());
         }
-        progress = progress.restart(restart_fallback);
+        progress = match refused {
+            Some(by_time) => by_time,
+            None => progress.restart(&restart_fallback),
+        };
     }
+}
+
+/// The run to start instead when `journalctl` refused the cursor this run started at: it
+/// then fails at once, before writing anything, saying so. A cursor is refused only when it
+/// cannot be parsed (a damaged store); one whose entry is gone, or from another machine's
+/// journal, is taken as a place in the journal (by sequence number, monotonic time or
+/// wall-clock time, whichever it shares with the journal read).
+fn cursor_refused(
+    progress: &Progress,
+    status: &io::Result<ExitStatus>,
+    read_error: bool,
+    stderr: &str,
+) -> Option<Progress> {
+    let failed = matches!(status, Ok(status) if !status.success());
+    let about_cursor = stderr.to_ascii_lowercase().contains("cursor");
+    if failed && about_cursor && !read_error && progress.handed_in_run == 0 {
+        progress.without_cursor()
+    } else {
+        None
+    }
+}
+
+/// The last line of a child's error output that says something.
+fn last_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .map(str::trim)
+        .rfind(|line| !line.is_empty())
+        .unwrap_or("")
 }
 
 fn report_exit(
@@ -601,11 +750,7 @@ fn report_exit(
     read_error: Option<io::Error>,
     stderr: &str,
 ) {
-    let said = stderr
-        .lines()
-        .map(str::trim)
-        .rfind(|line| !line.is_empty())
-        .unwrap_or("");
+    let said = last_line(stderr);
     match (read_error, status) {
         (Some(error), _) => {
             tracing::error!(%origin, command, %error, said, "cannot read journalctl's output; restarting it");
@@ -690,6 +835,11 @@ async fn read_entries<R: AsyncRead + Unpin>(
             }
             next = lines.next().now_or_never();
         }
+        // Only the last position of a batch is stored, so only the last line carries one: one
+        // cursor copied per batch, none per entry.
+        if let Some(last) = batch.last_mut() {
+            last.position = progress.position();
+        }
         if !batch.is_empty() {
             let batch = LineBatch {
                 origin: Arc::clone(origin),
@@ -716,13 +866,12 @@ fn accept(
     warned: &mut Warned,
 ) -> Option<RawLine> {
     match entry_line(json) {
-        Ok(entry) => {
-            let position = progress.accept(entry.time)?;
-            Some(RawLine {
+        Ok(entry) => progress
+            .accept(entry.time, &entry.cursor)
+            .then_some(RawLine {
                 text: entry.text,
-                position: Some(position),
-            })
-        }
+                position: None,
+            }),
         Err(Unusable::NoMessage) => None,
         Err(Unusable::TooLong) => {
             warned.once_overlong(origin);
@@ -766,11 +915,13 @@ mod tests {
     }
 
     const T: i64 = 1_795_681_281_611_721;
+    /// A cursor as journalctl writes them.
+    const C: &str = "s=8236a7fc8e75460b9a3bda3907b518c2;i=2;b=0123456789abcdef0123456789abcdef;m=7d0;t=6612bf233aac7;x=f47379db3ad7b05b";
 
     #[test]
     fn entry_becomes_a_syslog_line_the_decoder_reads() {
         let json = format!(
-            r#"{{"__REALTIME_TIMESTAMP":"{T}","_HOSTNAME":"web","SYSLOG_IDENTIFIER":"sshd-session","_PID":"4242","MESSAGE":"Failed password for root from 192.0.2.5 port 22 ssh2"}}"#
+            r#"{{"__CURSOR":"{C}","__REALTIME_TIMESTAMP":"{T}","_HOSTNAME":"web","SYSLOG_IDENTIFIER":"sshd-session","_PID":"4242","MESSAGE":"Failed password for root from 192.0.2.5 port 22 ssh2"}}"#
         );
         let entry = entry_line(json.as_bytes()).unwrap();
         assert_eq!(
@@ -778,6 +929,7 @@ mod tests {
             "2026-11-26T08:21:21.611721Z web sshd-session[4242]: Failed password for root from 192.0.2.5 port 22 ssh2"
         );
         assert_eq!(entry.time, at(T));
+        assert_eq!(entry.cursor, C);
         let mut decoder = Decoder::new();
         let record = decoder.push_at(&entry.text, at(T)).unwrap();
         assert_eq!(record.program.as_deref(), Some("sshd-session"));
@@ -791,7 +943,7 @@ mod tests {
     #[test]
     fn forged_newlines_and_tags_stay_in_the_message() {
         let json = format!(
-            r#"{{"__REALTIME_TIMESTAMP":"{T}","SYSLOG_IDENTIFIER":"my app","MESSAGE":"x\n2026-11-26T08:00:00Z web sshd[1]: Failed password for root from 6.6.6.6 port 22 ssh2"}}"#
+            r#"{{"__CURSOR":"{C}","__REALTIME_TIMESTAMP":"{T}","SYSLOG_IDENTIFIER":"my app","MESSAGE":"x\n2026-11-26T08:00:00Z web sshd[1]: Failed password for root from 6.6.6.6 port 22 ssh2"}}"#
         );
         let entry = entry_line(json.as_bytes()).unwrap();
         assert!(!entry.text.contains('\n'));
@@ -807,8 +959,9 @@ mod tests {
 
     #[test]
     fn message_without_program_keeps_its_first_word() {
-        let json =
-            format!(r#"{{"__REALTIME_TIMESTAMP":"{T}","MESSAGE":"sshd[1]: Failed password"}}"#);
+        let json = format!(
+            r#"{{"__CURSOR":"{C}","__REALTIME_TIMESTAMP":"{T}","MESSAGE":"sshd[1]: Failed password"}}"#
+        );
         let entry = entry_line(json.as_bytes()).unwrap();
         let mut decoder = Decoder::new();
         let record = decoder.push_at(&entry.text, at(T)).unwrap();
@@ -816,7 +969,7 @@ mod tests {
         assert_eq!(record.text, "sshd[1]: Failed password");
         // _COMM stands in for a missing SYSLOG_IDENTIFIER.
         let json = format!(
-            r#"{{"__REALTIME_TIMESTAMP":"{T}","_COMM":"sshd","SYSLOG_PID":"7","MESSAGE":"m"}}"#
+            r#"{{"__CURSOR":"{C}","__REALTIME_TIMESTAMP":"{T}","_COMM":"sshd","SYSLOG_PID":"7","MESSAGE":"m"}}"#
         );
         assert!(
             entry_line(json.as_bytes())
@@ -834,7 +987,7 @@ mod tests {
         bytes.extend_from_slice(b" from 1.2.3.4\nnext");
         let array: Vec<String> = bytes.iter().map(u8::to_string).collect();
         let json = format!(
-            r#"{{"__REALTIME_TIMESTAMP":"{T}","SYSLOG_IDENTIFIER":["sshd","other"],"MESSAGE":[{}]}}"#,
+            r#"{{"__CURSOR":"{C}","__REALTIME_TIMESTAMP":"{T}","SYSLOG_IDENTIFIER":["sshd","other"],"MESSAGE":[{}]}}"#,
             array.join(",")
         );
         let entry = entry_line(json.as_bytes()).unwrap();
@@ -845,7 +998,8 @@ mod tests {
             "{}",
             entry.text
         );
-        let json = format!(r#"{{"__REALTIME_TIMESTAMP":"{T}","MESSAGE":["a",[98]]}}"#);
+        let json =
+            format!(r#"{{"__CURSOR":"{C}","__REALTIME_TIMESTAMP":"{T}","MESSAGE":["a",[98]]}}"#);
         assert!(entry_line(json.as_bytes()).unwrap().text.ends_with(": a b"));
     }
 
@@ -860,17 +1014,20 @@ mod tests {
             entry_line(br#"{"__REALTIME_TIMESTAMP":"x","MESSAGE":"m"}"#),
             Err(Unusable::NoTime)
         );
-        let json = format!(r#"{{"__REALTIME_TIMESTAMP":"{T}","MESSAGE":null}}"#);
+        let json = format!(r#"{{"__REALTIME_TIMESTAMP":"{T}","MESSAGE":"m"}}"#);
+        assert_eq!(entry_line(json.as_bytes()), Err(Unusable::NoCursor));
+        let json = format!(r#"{{"__CURSOR":"{C}","__REALTIME_TIMESTAMP":"{T}","MESSAGE":null}}"#);
         assert_eq!(entry_line(json.as_bytes()), Err(Unusable::NoMessage));
         let long = "x".repeat(MAX_LINE_BYTES + 1);
-        let json = format!(r#"{{"__REALTIME_TIMESTAMP":"{T}","MESSAGE":"{long}"}}"#);
+        let json =
+            format!(r#"{{"__CURSOR":"{C}","__REALTIME_TIMESTAMP":"{T}","MESSAGE":"{long}"}}"#);
         assert_eq!(entry_line(json.as_bytes()), Err(Unusable::TooLong));
     }
 
     #[test]
     fn hostile_host_names_cannot_move_the_tag() {
         let json = format!(
-            r#"{{"__REALTIME_TIMESTAMP":"{T}","_HOSTNAME":"evil sshd:","SYSLOG_IDENTIFIER":"cron","MESSAGE":"m"}}"#
+            r#"{{"__CURSOR":"{C}","__REALTIME_TIMESTAMP":"{T}","_HOSTNAME":"evil sshd:","SYSLOG_IDENTIFIER":"cron","MESSAGE":"m"}}"#
         );
         let text = entry_line(json.as_bytes()).unwrap().text;
         let record = Decoder::new().push_at(&text, at(T)).unwrap().into_owned();
@@ -878,7 +1035,7 @@ mod tests {
         assert_eq!(record.text, "m");
         // A host named like a CRI stream is left out.
         let json = format!(
-            r#"{{"__REALTIME_TIMESTAMP":"{T}","_HOSTNAME":"stdout","SYSLOG_IDENTIFIER":"F","MESSAGE":"m"}}"#
+            r#"{{"__CURSOR":"{C}","__REALTIME_TIMESTAMP":"{T}","_HOSTNAME":"stdout","SYSLOG_IDENTIFIER":"F","MESSAGE":"m"}}"#
         );
         let text = entry_line(json.as_bytes()).unwrap().text;
         let record = Decoder::new().push_at(&text, at(T)).unwrap().into_owned();
@@ -886,52 +1043,104 @@ mod tests {
         assert_eq!(record.text, "m");
     }
 
+    /// The cursor of entry `i` of one journal file.
+    fn cursor(i: u32) -> String {
+        format!("s=8236a7fc8e75460b9a3bda3907b518c2;i={i:x};b=0123456789abcdef0123456789abcdef")
+    }
+
+    fn by_cursor(cursor: &str, time: DateTime<Utc>, seen_at_time: u32) -> Option<Position> {
+        Some(Position::Cursor {
+            cursor: cursor.to_string(),
+            time,
+            seen_at_time,
+        })
+    }
+
     #[test]
-    fn resume_skips_what_was_handed_on() {
+    fn resume_by_time_skips_what_was_handed_on() {
         let mut progress = Progress::new(Start::After {
             time: at(T),
             seen: 2,
         });
-        assert_eq!(progress.accept(at(T - 1)), None);
-        assert_eq!(progress.accept(at(T)), None);
-        assert_eq!(progress.accept(at(T)), None);
+        assert!(!progress.accept(at(T - 1), &cursor(1)));
+        assert!(!progress.accept(at(T), &cursor(2)));
+        assert!(!progress.accept(at(T), &cursor(3)));
         assert_eq!(
-            progress.accept(at(T)),
+            progress.position(),
             Some(Position::Time {
                 time: at(T),
-                seen_at_time: 3
+                seen_at_time: 2
             })
         );
-        assert_eq!(
-            progress.accept(at(T + 5)),
-            Some(Position::Time {
-                time: at(T + 5),
-                seen_at_time: 1
-            })
-        );
-        // An older stamp later on is handed on; the position does not go back.
-        assert_eq!(
-            progress.accept(at(T + 2)),
-            Some(Position::Time {
-                time: at(T + 5),
-                seen_at_time: 1
-            })
-        );
-        let again = progress.restart(Start::End);
+        assert!(progress.accept(at(T), &cursor(4)));
+        assert_eq!(progress.position(), by_cursor(&cursor(4), at(T), 3));
+        assert!(progress.accept(at(T + 5), &cursor(5)));
+        assert_eq!(progress.position(), by_cursor(&cursor(5), at(T + 5), 1));
+        // An older stamp later on is handed on; the time does not go back, the cursor moves.
+        assert!(progress.accept(at(T + 2), &cursor(6)));
+        assert_eq!(progress.position(), by_cursor(&cursor(6), at(T + 5), 1));
+        // Once a cursor is known, the next run starts there.
+        let again = progress.restart(&Start::End);
         assert_eq!(
             again.start,
-            Start::After {
+            Start::Cursor {
+                cursor: cursor(6),
                 time: at(T + 5),
                 seen: 1
             }
         );
         // Nothing handed on yet: a restart starts at the fallback, not at the end.
         let fresh = Progress::new(Start::End);
+        assert_eq!(fresh.position(), None);
         let fallback = Start::After {
             time: at(T),
             seen: 0,
         };
-        assert_eq!(fresh.restart(fallback).start, fallback);
+        assert_eq!(fresh.restart(&fallback).start, fallback);
+        assert!(fresh.without_cursor().is_none());
+    }
+
+    #[test]
+    fn resume_by_cursor_skips_only_the_cursors_own_entry() {
+        let start = Start::Cursor {
+            cursor: cursor(7),
+            time: at(T),
+            seen: 1,
+        };
+        let mut progress = Progress::new(start.clone());
+        assert_eq!(progress.position(), by_cursor(&cursor(7), at(T), 1));
+        // journalctl starts at the cursor's own entry: handed on before.
+        assert!(!progress.accept(at(T), &cursor(7)));
+        // Stamped before the cursor's entry (a clock stepped back), written after it: new.
+        assert!(progress.accept(at(T - 3_000_000), &cursor(8)));
+        assert_eq!(progress.position(), by_cursor(&cursor(8), at(T), 1));
+        assert!(progress.accept(at(T), &cursor(9)));
+        assert_eq!(progress.position(), by_cursor(&cursor(9), at(T), 2));
+
+        // The cursor's entry is gone (vacuumed): the first one journalctl gives is new.
+        let mut progress = Progress::new(start.clone());
+        assert!(progress.accept(at(T + 1), &cursor(10)));
+        // Its cursor again, later in the run, is not the start any more.
+        let mut progress = Progress::new(start.clone());
+        assert!(progress.accept(at(T + 1), &cursor(11)));
+        assert!(progress.accept(at(T + 2), &cursor(7)));
+
+        // Refused: the next run goes by the time stored with the cursor.
+        let by_time = Progress::new(start).without_cursor().unwrap();
+        assert_eq!(
+            by_time.start,
+            Start::After {
+                time: at(T),
+                seen: 1
+            }
+        );
+        assert_eq!(
+            by_time.position(),
+            Some(Position::Time {
+                time: at(T),
+                seen_at_time: 1
+            })
+        );
     }
 
     #[test]
@@ -946,8 +1155,8 @@ mod tests {
         };
         let mut config = JournalFollowConfig::new(selector);
         config.extra_args = vec!["--no-hostname".into()];
-        let args = |start| -> Vec<String> {
-            journalctl_args(&config, start)
+        let args = |start: Start| -> Vec<String> {
+            journalctl_args(&config, &start)
                 .into_iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect()
@@ -972,6 +1181,16 @@ mod tests {
         });
         assert!(resumed.contains(&"--since=@1795680000.000005".to_string()));
         assert!(!resumed.iter().any(|a| a.starts_with("--lines")));
+        let by_cursor = args(Start::Cursor {
+            cursor: C.into(),
+            time: at(T),
+            seen: 1,
+        });
+        assert_eq!(
+            by_cursor[8..10],
+            [format!("--cursor={C}"), "--lines=all".into()]
+        );
+        assert!(!by_cursor.iter().any(|a| a.starts_with("--since")));
     }
 
     #[test]

@@ -52,7 +52,10 @@ impl fmt::Display for Origin {
 
 /// How far a source has read, stored so that a restart resumes there: no line counted twice,
 /// none skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Not `Copy` (a journal cursor is a string): sources that read many lines attach it only to
+/// the lines where it is needed (see [`RawLine::position`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Position {
     /// A file, by identity (a rotated file keeps its inode, a new file gets another) and the
     /// offset just past the last line handed on.
@@ -61,9 +64,18 @@ pub enum Position {
         inode: u64,
         offset: u64,
     },
-    /// A stream with timestamps (Docker API, journal): the time of the last line handed on,
-    /// and how many lines carried exactly that time (they are skipped on resume).
+    /// A stream with timestamps (the Docker API; the journal, as stored before cursors, or
+    /// when a cursor was refused): the time of the last line handed on, and how many lines
+    /// carried exactly that time (they are skipped on resume).
     Time {
+        time: DateTime<Utc>,
+        seen_at_time: u32,
+    },
+    /// The journal: the cursor of the last entry handed on, which `journalctl` resumes right
+    /// after whatever the entries' time stamps say. The time and count are those of
+    /// [`Position::Time`], kept to resume by time should `journalctl` refuse the cursor.
+    Cursor {
+        cursor: String,
         time: DateTime<Utc>,
         seen_at_time: u32,
     },
@@ -73,7 +85,10 @@ pub enum Position {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawLine {
     pub text: String,
-    /// The source's position just after this line.
+    /// The source's position just after this line. `None` on a line that has none (a Docker
+    /// API line without a time) or whose position a later line of the same batch carries:
+    /// what is stored is the last position of a batch, so a source may give only its last
+    /// line one (the journal does: a cursor is a string).
     pub position: Option<Position>,
 }
 

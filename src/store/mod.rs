@@ -14,7 +14,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::source::Position;
 
 /// Bumped whenever the schema changes; older files are migrated on open.
-const SCHEMA_VERSION: i64 = 1;
+/// 2: `positions.cursor` (journal sources resume by cursor).
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -40,7 +41,8 @@ CREATE TABLE IF NOT EXISTS ban_history (
     start_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ban_history_host ON ban_history (host, jail);
--- How far each source has read.
+-- How far each source has read: a file by identity and offset, a stream by time, the
+-- journal by cursor (with its time, to fall back on).
 CREATE TABLE IF NOT EXISTS positions (
     source       TEXT PRIMARY KEY,
     device       INTEGER,
@@ -48,9 +50,15 @@ CREATE TABLE IF NOT EXISTS positions (
     offset       INTEGER,
     time_ns      INTEGER,
     seen_at_time INTEGER,
-    updated_ms   INTEGER NOT NULL
+    updated_ms   INTEGER NOT NULL,
+    cursor       TEXT
 );
 "#;
+
+/// Brings a store of schema version 1 to version 2. `CREATE TABLE IF NOT EXISTS` leaves an
+/// existing table as it is, so the new column is added here; rows keep their values and get
+/// no cursor (they resume by time).
+const MIGRATE_1_TO_2: &str = "ALTER TABLE positions ADD COLUMN cursor TEXT;";
 
 /// Store failures, naming the database file.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +166,7 @@ impl Store {
                     found: version,
                 });
             }
+            Some(version) if version < SCHEMA_VERSION => store.migrate(version)?,
             Some(_) => {}
             None => store.sqlite(|c| {
                 c.execute(
@@ -168,6 +177,24 @@ impl Store {
             })?,
         }
         Ok(store)
+    }
+
+    /// Migrates a store written by an older logjail, in one transaction: a failure leaves the
+    /// file as it was.
+    fn migrate(&self, from: i64) -> Result<(), StoreError> {
+        self.sqlite(|c| {
+            let transaction = c.unchecked_transaction()?;
+            if from < 2 {
+                transaction.execute_batch(MIGRATE_1_TO_2)?;
+            }
+            transaction.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                params![SCHEMA_VERSION.to_string()],
+            )?;
+            transaction.commit()
+        })?;
+        tracing::info!(path = %self.path.display(), from, to = SCHEMA_VERSION, "store schema migrated");
+        Ok(())
     }
 
     fn sqlite<T>(
@@ -336,13 +363,13 @@ impl Store {
             let mut statement = transaction
                 .prepare_cached(
                     "INSERT OR REPLACE INTO positions
-                     (source, device, inode, offset, time_ns, seen_at_time, updated_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     (source, device, inode, offset, time_ns, seen_at_time, updated_ms, cursor)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(wrap)?;
             for (source, position) in positions {
-                let row = match *position {
-                    Position::File {
+                let row = match position {
+                    &Position::File {
                         device,
                         inode,
                         offset,
@@ -352,13 +379,27 @@ impl Store {
                         Some(offset as i64),
                         None,
                         None,
+                        None,
                     ),
-                    Position::Time { time, seen_at_time } => (
+                    &Position::Time { time, seen_at_time } => (
                         None,
                         None,
                         None,
                         time.timestamp_nanos_opt(),
                         Some(i64::from(seen_at_time)),
+                        None,
+                    ),
+                    Position::Cursor {
+                        cursor,
+                        time,
+                        seen_at_time,
+                    } => (
+                        None,
+                        None,
+                        None,
+                        time.timestamp_nanos_opt(),
+                        Some(i64::from(*seen_at_time)),
+                        Some(cursor.as_str()),
                     ),
                 };
                 statement
@@ -369,7 +410,8 @@ impl Store {
                         row.2,
                         row.3,
                         row.4,
-                        millis(now)
+                        millis(now),
+                        row.5
                     ])
                     .map_err(wrap)?;
             }
@@ -381,7 +423,7 @@ impl Store {
     pub fn load_positions(&self) -> Result<HashMap<String, Position>, StoreError> {
         self.sqlite(|c| {
             let mut statement = c.prepare(
-                "SELECT source, device, inode, offset, time_ns, seen_at_time FROM positions",
+                "SELECT source, device, inode, offset, time_ns, seen_at_time, cursor FROM positions",
             )?;
             let rows = statement.query_map([], |row| {
                 Ok((
@@ -391,20 +433,27 @@ impl Store {
                     row.get::<_, Option<i64>>(3)?,
                     row.get::<_, Option<i64>>(4)?,
                     row.get::<_, Option<i64>>(5)?,
+                    row.get::<_, Option<String>>(6)?,
                 ))
             })?;
             let mut positions = HashMap::new();
             for row in rows {
-                let (source, device, inode, offset, time_ns, seen) = row?;
-                let position = match (device, inode, offset, time_ns) {
-                    (Some(device), Some(inode), Some(offset), _) => Position::File {
+                let (source, device, inode, offset, time_ns, seen, cursor) = row?;
+                let seen_at_time = seen.unwrap_or(0).try_into().unwrap_or(0);
+                let position = match (device, inode, offset, time_ns, cursor) {
+                    (Some(device), Some(inode), Some(offset), _, _) => Position::File {
                         device: device as u64,
                         inode: inode as u64,
                         offset: offset as u64,
                     },
-                    (_, _, _, Some(nanos)) => Position::Time {
+                    (_, _, _, Some(nanos), Some(cursor)) => Position::Cursor {
+                        cursor,
                         time: DateTime::from_timestamp_nanos(nanos),
-                        seen_at_time: seen.unwrap_or(0).try_into().unwrap_or(0),
+                        seen_at_time,
+                    },
+                    (_, _, _, Some(nanos), None) => Position::Time {
+                        time: DateTime::from_timestamp_nanos(nanos),
+                        seen_at_time,
                     },
                     _ => continue,
                 };
@@ -510,20 +559,122 @@ mod tests {
             time: at(5) + chrono::Duration::nanoseconds(123_456_789),
             seen_at_time: 3,
         };
+        let cursor = Position::Cursor {
+            cursor: "s=8236a7fc8e75460b9a3bda3907b518c2;i=2;b=0123456789abcdef0123456789abcdef;m=7d0;t=6612bf233aac7;x=f47379db3ad7b05b".into(),
+            time: at(6) + chrono::Duration::microseconds(7),
+            seen_at_time: 2,
+        };
+        let saved = [
+            ("file:/var/log/auth.log".to_string(), file),
+            ("container:abc".to_string(), time),
+            ("journal:ssh.service".to_string(), cursor),
+        ];
+        store.save_positions(&saved, at(0)).unwrap();
+        let loaded = store.load_positions().unwrap();
+        assert_eq!(loaded, saved.iter().cloned().collect());
+        // A journal source that falls back to time stores no cursor any more.
+        let by_time = Position::Time {
+            time: at(8),
+            seen_at_time: 1,
+        };
         store
-            .save_positions(
-                &[
-                    ("file:/var/log/auth.log".into(), file),
-                    ("container:abc".into(), time),
-                ],
-                at(0),
+            .save_positions(&[("journal:ssh.service".into(), by_time.clone())], at(1))
+            .unwrap();
+        assert_eq!(
+            store.load_positions().unwrap()["journal:ssh.service"],
+            by_time
+        );
+        store.forget_position("container:abc").unwrap();
+        assert_eq!(store.load_positions().unwrap().len(), 2);
+    }
+
+    /// The schema of version 1, as logjail wrote it before positions had a cursor.
+    const SCHEMA_V1: &str = r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE bans (
+    jail TEXT NOT NULL, host TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER,
+    ban_count INTEGER NOT NULL, failures INTEGER NOT NULL, origin TEXT,
+    matches TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (jail, host)
+);
+CREATE TABLE ban_history (jail TEXT NOT NULL, host TEXT NOT NULL, start_ms INTEGER NOT NULL);
+CREATE INDEX ban_history_host ON ban_history (host, jail);
+CREATE TABLE positions (
+    source TEXT PRIMARY KEY, device INTEGER, inode INTEGER, offset INTEGER, time_ns INTEGER,
+    seen_at_time INTEGER, updated_ms INTEGER NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('schema_version', '1');
+"#;
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logjail.db");
+        let journal_time = at(9) + chrono::Duration::microseconds(11);
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(SCHEMA_V1).unwrap();
+            old.execute(
+                "INSERT INTO positions (source, device, inode, offset, time_ns, seen_at_time, updated_ms)
+                 VALUES ('file:/var/log/auth.log', 2049, 77, 4096, NULL, NULL, 1),
+                        ('journal:ssh.service', NULL, NULL, NULL, ?1, 2, 1)",
+                params![journal_time.timestamp_nanos_opt().unwrap()],
             )
             .unwrap();
-        let loaded = store.load_positions().unwrap();
-        assert_eq!(loaded["file:/var/log/auth.log"], file);
-        assert_eq!(loaded["container:abc"], time);
-        store.forget_position("container:abc").unwrap();
-        assert_eq!(store.load_positions().unwrap().len(), 1);
+            old.execute(
+                "INSERT INTO bans (jail, host, start_ms, end_ms, ban_count, failures, origin, matches)
+                 VALUES ('sshd', '192.0.2.5', ?1, NULL, 1, 5, 'journal', '[\"m\"]')",
+                params![millis(at(0))],
+            )
+            .unwrap();
+        }
+
+        let mut store = Store::open(&path).unwrap();
+        let positions = store.load_positions().unwrap();
+        assert_eq!(
+            positions["file:/var/log/auth.log"],
+            Position::File {
+                device: 2049,
+                inode: 77,
+                offset: 4096
+            }
+        );
+        // Stored by time, resumed by time.
+        assert_eq!(
+            positions["journal:ssh.service"],
+            Position::Time {
+                time: journal_time,
+                seen_at_time: 2
+            }
+        );
+        let bans = store.active_bans(at(1)).unwrap();
+        assert_eq!(bans.len(), 1);
+        assert_eq!(bans[0].matches, ["m"]);
+        let cursor = Position::Cursor {
+            cursor: "s=1;i=2".into(),
+            time: journal_time,
+            seen_at_time: 3,
+        };
+        store
+            .save_positions(&[("journal:ssh.service".into(), cursor.clone())], at(2))
+            .unwrap();
+        drop(store);
+
+        // Migrated once: the version says so, and opening again changes nothing.
+        let store = Store::open(&path).unwrap();
+        let version: String = store
+            .connection
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION.to_string());
+        assert_eq!(
+            store.load_positions().unwrap()["journal:ssh.service"],
+            cursor
+        );
+        assert_eq!(store.load_positions().unwrap().len(), 2);
     }
 
     #[test]

@@ -350,7 +350,7 @@ mod tests {
         let all: Vec<(Stream, &str)> = all.iter().map(|(s, f)| (*s, f.as_str())).collect();
         let mut first_run = ApiLines::new(None);
         let out = frames(&mut first_run, &all[..3]);
-        let resume = out.last().unwrap().position;
+        let resume = out.last().unwrap().position.clone();
         assert_eq!(
             resume,
             Some(Position::Time {

@@ -99,13 +99,14 @@ pub(super) async fn follow(spec: FollowSpec, signals: Signals, env: FollowEnv) -
 }
 
 async fn follow_file(spec: FollowSpec, path: &Path, signals: Signals, env: FollowEnv) -> Outcome {
-    let (resume, mut time_skip) = match spec.resume {
-        Some(position @ Position::File { .. }) => (Some(position), None),
+    let (resume, mut time_skip) = match &spec.resume {
+        Some(position @ Position::File { .. }) => (Some(position.clone()), None),
         // Read by the API last time: skip what it handed on, by the lines' own times.
         Some(Position::Time { time, seen_at_time }) => {
-            (None, Some(TimeSkip::new(time, seen_at_time)))
+            (None, Some(TimeSkip::new(*time, *seen_at_time)))
         }
-        None => (None, None),
+        // Only the journal stores a cursor: not a position in this container's log.
+        Some(Position::Cursor { .. }) | None => (None, None),
     };
     let mut config = FollowConfig::new(spec.origin.clone(), path.to_path_buf());
     config.resume = resume;
@@ -150,7 +151,7 @@ async fn follow_file(spec: FollowSpec, path: &Path, signals: Signals, env: Follo
                     }
                     break;
                 };
-                let position = batch.lines.iter().rev().find_map(|line| line.position);
+                let position = batch.lines.iter().rev().find_map(|line| line.position.clone());
                 if let Some(skip) = &mut time_skip {
                     batch.lines.retain(|line| skip.keep(&line.text));
                     if skip.done {
@@ -177,7 +178,7 @@ async fn follow_file(spec: FollowSpec, path: &Path, signals: Signals, env: Follo
                     tracing::warn!(origin = %spec.origin, "stopped reading a dead container's log before its end");
                     break;
                 }
-                if waited >= DRAIN_SETTLE && read_to_end(path, outcome.last_position) {
+                if waited >= DRAIN_SETTLE && read_to_end(path, outcome.last_position.as_ref()) {
                     break;
                 }
             }
@@ -192,12 +193,12 @@ async fn follow_file(spec: FollowSpec, path: &Path, signals: Signals, env: Follo
 
 /// Whether everything in the file at `path` was handed on: `last` is just past its end. A
 /// file that is gone (container removed) was read as far as it could be.
-fn read_to_end(path: &Path, last: Option<Position>) -> bool {
+fn read_to_end(path: &Path, last: Option<&Position>) -> bool {
     let Ok(metadata) = std::fs::metadata(path) else {
         return true;
     };
     match last {
-        Some(Position::File {
+        Some(&Position::File {
             device,
             inode,
             offset,
@@ -264,7 +265,7 @@ enum StreamEnd {
 }
 
 async fn follow_api(spec: FollowSpec, signals: Signals, env: FollowEnv) -> Outcome {
-    let resume = match spec.resume {
+    let resume = match &spec.resume {
         Some(Position::File { .. }) => {
             // Read from the log file last time, by offset: no time to resume from. Counting the
             // old lines again could ban on stale evidence, so start from now.
@@ -274,11 +275,11 @@ async fn follow_api(spec: FollowSpec, signals: Signals, env: FollowEnv) -> Outco
                 seen_at_time: 0,
             })
         }
-        other => other,
+        other => other.clone(),
     };
     let mut lines = ApiLines::new(resume);
     let mut outcome = Outcome {
-        last_position: spec.resume,
+        last_position: spec.resume.clone(),
         ..Outcome::default()
     };
     let mut backoff = Backoff::new();
@@ -466,7 +467,7 @@ async fn send_lines(
         } else {
             Vec::new()
         };
-        let position = lines.iter().rev().find_map(|line| line.position);
+        let position = lines.iter().rev().find_map(|line| line.position.clone());
         let batch = LineBatch {
             origin: origin.clone(),
             lines,
@@ -519,9 +520,9 @@ mod tests {
                 offset,
             })
         };
-        assert!(read_to_end(&path, at(11)));
-        assert!(!read_to_end(&path, at(5)));
+        assert!(read_to_end(&path, at(11).as_ref()));
+        assert!(!read_to_end(&path, at(5).as_ref()));
         assert!(!read_to_end(&path, None));
-        assert!(read_to_end(&dir.path().join("gone"), at(5)));
+        assert!(read_to_end(&dir.path().join("gone"), at(5).as_ref()));
     }
 }

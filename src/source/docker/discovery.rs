@@ -778,7 +778,7 @@ impl Discovery {
             id: id.to_string(),
             origin: watched.origin.clone(),
             plan: watched.plan.clone(),
-            resume: self.positions.get(id).copied(),
+            resume: self.positions.get(id).cloned(),
         };
         let env = FollowEnv {
             docker: docker.clone(),
@@ -812,8 +812,8 @@ impl Discovery {
     async fn collect(&mut self, id: &str, handle: JoinHandle<Outcome>) -> Outcome {
         match handle.await {
             Ok(outcome) => {
-                if let Some(position) = outcome.last_position {
-                    self.positions.insert(id.to_string(), position);
+                if let Some(position) = &outcome.last_position {
+                    self.positions.insert(id.to_string(), position.clone());
                 }
                 outcome
             }

@@ -164,7 +164,7 @@ impl DockerSource {
             .iter()
             .filter_map(|(key, position)| {
                 key.strip_prefix("container:")
-                    .map(|id| (id.to_string(), *position))
+                    .map(|id| (id.to_string(), position.clone()))
             })
             .collect();
         let stop = CancellationToken::new();
