@@ -11,6 +11,11 @@
 //! latter also gives it a mount namespace with a fresh `/sys` and no cgroup mounts, where
 //! dockerd stops with "Devices cgroup isn't mounted". nsenter only changes the network
 //! namespace and then runs dockerd itself, so the child the test holds is the engine.
+//!
+//! An engine in a namespace can be made to use iptables-legacy although the machine's
+//! `iptables` is the nft flavour: Docker 20.10 runs whatever `iptables` and `ip6tables` its
+//! PATH finds first, so the engine gets a PATH that starts with a folder of links to the
+//! legacy programs (a Docker host of the kind where Fail2Ban's bans silently miss).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -26,8 +31,22 @@ enum Network {
     /// The machine's namespace, on this bridge of its own (deleted after the engine stops),
     /// with iptables left alone.
     Bridge(String),
-    /// Inside this network namespace, with these extra dockerd arguments.
-    Namespace { name: String, args: Vec<String> },
+    /// Inside this network namespace, with these extra dockerd arguments, and this folder
+    /// first on the engine's PATH (the iptables it runs) when given.
+    Namespace {
+        name: String,
+        args: Vec<String>,
+        path_first: Option<PathBuf>,
+    },
+}
+
+/// Which iptables flavour an engine in a namespace drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Iptables {
+    /// The machine's `iptables` (nft here).
+    System,
+    /// `iptables-legacy` and `ip6tables-legacy`, found first on the engine's PATH.
+    Legacy,
 }
 
 /// The private engine; stopped (and its files removed) when dropped.
@@ -73,13 +92,27 @@ impl PrivateDockerd {
     /// iptables on and `args` added (e.g. IPv6 settings), and waits until it answers. Its
     /// chains, `docker0` and published ports exist only in that namespace.
     pub async fn start_in_netns(netns: &str, args: &[&str]) -> PrivateDockerd {
+        PrivateDockerd::start_in_netns_with(netns, args, Iptables::System).await
+    }
+
+    /// [`PrivateDockerd::start_in_netns`] with the iptables flavour the engine drives.
+    pub async fn start_in_netns_with(
+        netns: &str,
+        args: &[&str],
+        iptables: Iptables,
+    ) -> PrivateDockerd {
         let dir = short_tempdir();
         let host = format!("unix://{}", dir.path().join("d.sock").display());
+        let path_first = match iptables {
+            Iptables::System => None,
+            Iptables::Legacy => Some(legacy_iptables_links(dir.path())),
+        };
         let mut dockerd = PrivateDockerd {
             dir,
             network: Network::Namespace {
                 name: netns.to_string(),
                 args: args.iter().map(|arg| (*arg).to_string()).collect(),
+                path_first,
             },
             host,
             child: None,
@@ -111,12 +144,21 @@ impl PrivateDockerd {
                     .args(["--iptables=false", "--ip6tables=false"]);
                 command
             }
-            Network::Namespace { name, args } => {
+            Network::Namespace {
+                name,
+                args,
+                path_first,
+            } => {
                 let mut command = Command::new("nsenter");
                 command
                     .arg(format!("--net=/run/netns/{name}"))
                     .arg("dockerd")
                     .args(args);
+                if let Some(first) = path_first {
+                    let rest = std::env::var_os("PATH").unwrap_or_default();
+                    let paths = std::iter::once(first.clone()).chain(std::env::split_paths(&rest));
+                    command.env("PATH", std::env::join_paths(paths).unwrap());
+                }
                 command
             }
         };
@@ -224,8 +266,38 @@ impl PrivateDockerd {
         .await;
     }
 
+    /// Copies `image` from the machine's engine into this one (`docker save | docker load`).
+    pub fn load_from_machine(&self, image: &str) {
+        let mut save = std::process::Command::new(super::docker_cli())
+            .args(["save", image])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("docker save runs");
+        let load = std::process::Command::new(super::docker_cli())
+            .args(["-H", &self.host, "load", "-q"])
+            .stdin(Stdio::from(save.stdout.take().unwrap()))
+            .output()
+            .expect("docker load runs");
+        let saved = save.wait().unwrap();
+        assert!(
+            saved.success() && load.status.success(),
+            "docker save {image} | docker load: {saved}, {}",
+            String::from_utf8_lossy(&load.stderr)
+        );
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `--data-root`: the json-file logs are under its `containers` folder.
+    pub fn data_root(&self) -> PathBuf {
+        self.path("root")
+    }
+
+    /// The engine's API socket, as a file (for a bind mount).
+    pub fn socket(&self) -> PathBuf {
+        self.path("d.sock")
     }
 
     /// What the engine logged so far, for failure messages.
@@ -237,6 +309,17 @@ impl PrivateDockerd {
 impl Drop for PrivateDockerd {
     fn drop(&mut self) {
         self.terminate();
+        // The engine binds its own network namespace here for `--network host` containers
+        // and leaves it mounted when it stops: the folder could not be removed, and the
+        // mount would keep a test's namespace (its links and firewall) alive after
+        // `ip netns del`.
+        let host_sandbox = self.path("exec/netns/default");
+        if host_sandbox.exists() {
+            let _ = std::process::Command::new("umount")
+                .arg("--lazy")
+                .arg(&host_sandbox)
+                .output();
+        }
         if let Network::Bridge(bridge) = &self.network {
             let _ = std::process::Command::new("ip")
                 .args(["link", "del", bridge])
@@ -267,6 +350,21 @@ impl PrivateDockerd {
                 .status();
         }
     }
+}
+
+/// A folder under `dir` whose `iptables`, `ip6tables` (and their `-save` and `-restore`) are
+/// links to the legacy programs.
+fn legacy_iptables_links(dir: &Path) -> PathBuf {
+    let bin = dir.join("legacy-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for family in ["iptables", "ip6tables"] {
+        for suffix in ["", "-save", "-restore"] {
+            let target = PathBuf::from(format!("/usr/sbin/{family}-legacy{suffix}"));
+            assert!(target.exists(), "{} is missing", target.display());
+            std::os::unix::fs::symlink(&target, bin.join(format!("{family}{suffix}"))).unwrap();
+        }
+    }
+    bin
 }
 
 /// Short: the socket paths under it must fit in sun_path.

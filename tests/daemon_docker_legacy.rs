@@ -1,0 +1,562 @@
+//! The sidecar image on a Docker host whose engine uses **iptables-legacy**, proven with real
+//! packets. The machine's own engine uses iptables-nft, so `tests/docker_sidecar_e2e.rs` can
+//! only show the nft case; here a network namespace plays a host whose private engine finds
+//! `iptables -> iptables-legacy` first on its PATH (see `tests/support/dockerd.rs`), as on a
+//! Debian or Ubuntu host switched to legacy with `update-alternatives`.
+//!
+//! This is the mismatch that makes Fail2Ban's bans do nothing on such hosts: rules written with
+//! iptables-nft are not where Docker's `DOCKER-USER` is. Checked for real:
+//! - the engine's chains (`DOCKER`, `DOCKER-USER`) are in iptables-legacy and ip6tables-legacy
+//!   of the namespace, and iptables-nft there holds nothing;
+//! - the image built by `deploy/build-local.sh` (from this test's binary), run on that engine
+//!   as a user would run it (host networking, `NET_ADMIN` and `NET_RAW`, the engine's socket,
+//!   its `containers` folder at the path the engine reports as `LogPath`, `/run/xtables.lock`,
+//!   the configuration at `/etc/logjail/logjail.yaml`), detects legacy from inside the
+//!   container: `logjail status` says so;
+//! - a manual ban (`docker exec … logjail ban`) goes into iptables-legacy (the jump from
+//!   `DOCKER-USER` to logjail's chain, the set match) and nothing of logjail's reaches the
+//!   nftables ruleset; the banned client's new connections to the published port time out
+//!   while the other client connects, for IPv4 and IPv6; `logjail unban` lets it back in;
+//! - a ban decided from the target container's own log (it joins the jail by label, and the
+//!   sidecar reads its json-file through the mount);
+//! - `docker stop` (SIGTERM through tini) takes logjail's chains and sets out again.
+//!
+//! Everything lives in namespaces and a private engine of the test's own: the machine's
+//! firewall and engine only see the image build and its removal.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod firewall_support;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use firewall_support::{Netns, Reach, link, sh_quiet, try_connect, unique};
+use logjail::firewall::Family;
+use support::dockerd::{Iptables, PrivateDockerd};
+use support::{Containers, docker_cli};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
+const BASE_IMAGE: &str = "logjail-test/debian:bookworm";
+const BUSYBOX: &str = "logjail-legacy/busybox:local";
+/// The port the target publishes on the host namespace's addresses (nothing else listens
+/// in that namespace).
+const PUBLISHED: u16 = 18080;
+/// A connection attempt that gets no answer for this long was dropped.
+const DROP_WAIT: Duration = Duration::from_millis(1500);
+/// Longest wait for what takes seconds: a container start, a sidecar start, a ban.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// One client namespace linked to the host namespace, with both families.
+struct Client {
+    ns: Netns,
+    v4: IpAddr,
+    v6: IpAddr,
+    /// The host namespace's addresses on the client's link, where the port is published.
+    host_v4: IpAddr,
+    host_v6: IpAddr,
+}
+
+impl Client {
+    fn linked_to(host: &Netns, stem: &str, subnet: u8) -> Client {
+        let ns = Netns::new(stem);
+        let host_v4 = format!("10.62.{subnet}.1");
+        let v4 = format!("10.62.{subnet}.2");
+        let host_v6 = format!("fd62:{subnet}::1");
+        let v6 = format!("fd62:{subnet}::2");
+        link(host, &ns, (&host_v4, &v4), (&host_v6, &v6));
+        Client {
+            ns,
+            v4: v4.parse().unwrap(),
+            v6: v6.parse().unwrap(),
+            host_v4: host_v4.parse().unwrap(),
+            host_v6: host_v6.parse().unwrap(),
+        }
+    }
+
+    fn address(&self, family: Family) -> IpAddr {
+        match family {
+            Family::V4 => self.v4,
+            Family::V6 => self.v6,
+        }
+    }
+
+    fn target(&self, family: Family) -> SocketAddr {
+        let host = match family {
+            Family::V4 => self.host_v4,
+            Family::V6 => self.host_v6,
+        };
+        SocketAddr::new(host, PUBLISHED)
+    }
+
+    /// A new connection to the published port.
+    fn reach(&self, family: Family) -> Reach {
+        try_connect(&self.ns, self.target(family), DROP_WAIT)
+    }
+
+    /// One HTTP/1.0 request to the published port; the status line.
+    fn get(&self, family: Family, path: &str) -> String {
+        let target = self.target(family);
+        let request = format!("GET {path} HTTP/1.0\r\n\r\n");
+        self.ns.run(move || {
+            let mut stream = TcpStream::connect_timeout(&target, WAIT).unwrap();
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            answer.lines().next().unwrap_or_default().to_string()
+        })
+    }
+}
+
+/// An image tag on the machine's engine, removed when dropped (also after a failure).
+struct MachineImage(String);
+
+impl Drop for MachineImage {
+    fn drop(&mut self) {
+        sh_quiet(&docker_cli(), &["image", "rm", "-f", &self.0]);
+    }
+}
+
+/// An image tag on the private engine, removed when dropped: before the engine stops, so
+/// declared after it.
+struct PrivateImage<'a> {
+    engine: &'a PrivateDockerd,
+    tag: String,
+}
+
+impl Drop for PrivateImage<'_> {
+    fn drop(&mut self) {
+        sh_quiet(
+            &docker_cli(),
+            &["-H", &self.engine.host, "image", "rm", "-f", &self.tag],
+        );
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The Docker client against the private engine; the whole output whatever happened.
+fn docker_on(engine: &PrivateDockerd, args: &[&str]) -> Output {
+    Command::new(docker_cli())
+        .args(["-H", &engine.host])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `docker exec SIDECAR logjail ARGS…` on the private engine.
+fn logjail(engine: &PrivateDockerd, sidecar: &str, args: &[&str]) -> Output {
+    let mut full = vec!["exec", sidecar, "logjail"];
+    full.extend_from_slice(args);
+    docker_on(engine, &full)
+}
+
+/// A `logjail` command in the sidecar that must succeed; its output.
+fn logjail_ok(engine: &PrivateDockerd, sidecar: &str, args: &[&str]) -> String {
+    let output = logjail(engine, sidecar, args);
+    assert!(
+        output.status.success(),
+        "logjail {args:?}: {}\nsidecar:\n{}",
+        text(&output),
+        logs(engine, sidecar)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `docker logs`, both streams.
+fn logs(engine: &PrivateDockerd, container: &str) -> String {
+    text(&docker_on(engine, &["logs", container]))
+}
+
+/// The last lines of a long log.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Polls real state until `done`, at most `WAIT`; `context` explains a failure.
+fn wait_until(what: &str, context: impl Fn() -> String, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `-S` of one flavour and family in the host namespace (stdout only: iptables-nft warns
+/// on stderr that legacy tables exist).
+fn rules(host: &Netns, flavour: &str, family: Family) -> String {
+    let program = match family {
+        Family::V4 => format!("iptables-{flavour}"),
+        Family::V6 => format!("ip6tables-{flavour}"),
+    };
+    let mut listing = String::new();
+    for table in ["filter", "nat"] {
+        listing.push_str(&host.sh(&program, &["-w", "-t", table, "-S"]));
+    }
+    listing
+}
+
+/// The chains a listing declares (`-N NAME`).
+fn chains(listing: &str) -> Vec<&str> {
+    listing
+        .lines()
+        .filter_map(|line| line.strip_prefix("-N "))
+        .collect()
+}
+
+/// The rules of `chain`, in order, as `-S` lists them.
+fn rules_of<'a>(listing: &'a str, chain: &str) -> Vec<&'a str> {
+    let head = format!("-A {chain} ");
+    listing
+        .lines()
+        .filter(|line| line.starts_with(&head))
+        .collect()
+}
+
+/// Whether `address` is an entry of `set` in the host namespace (ipset is the same kernel
+/// state for both flavours).
+fn set_holds(host: &Netns, set: &str, address: IpAddr) -> bool {
+    host.sh("ipset", &["list", set])
+        .lines()
+        .any(|line| line.split_whitespace().next() == Some(address.to_string().as_str()))
+}
+
+fn config(prefix: &str) -> String {
+    format!(
+        r#"# The sidecar on a legacy host (written by tests/daemon_docker_legacy.rs).
+docker: {{enabled: true}}
+metrics: {{enabled: false}}
+firewall: {{chain_prefix: {prefix}}}
+filters:
+  httpd404:
+    failregex: ['^<HOST>:\d+: response:404$']
+jails:
+  web:
+    manual: true
+    bantime: 1h
+    chains: [docker-user]
+    ports: [{PUBLISHED}]
+    protocol: tcp
+  # Reads the containers labelled logjail.jails=httpd.
+  httpd:
+    filter: httpd404
+    maxretry: 3
+    bantime: 1h
+    chains: [docker-user]
+    ports: [{PUBLISHED}]
+    protocol: tcp
+"#
+    )
+}
+
+#[test]
+fn the_sidecar_bans_in_iptables_legacy_where_docker_keeps_its_chains() {
+    let started = Instant::now();
+    // The image first, on the machine's engine, from this test's binary.
+    let image = MachineImage(format!("logjail-test/sidecar-legacy:{}", unique("l")));
+    let build = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/build-local.sh"))
+        .args(["--binary", BINARY, "--base", BASE_IMAGE, "--tag", &image.0])
+        .env("DOCKER", docker_cli())
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "image build:\n{}", text(&build));
+    let built = started.elapsed();
+
+    // Dropped last: the engine's child process belongs to it.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let host = Netns::new("ljlh");
+    let a = Client::linked_to(&host, "ljla", 1);
+    let b = Client::linked_to(&host, "ljlb", 2);
+    let engine = runtime.block_on(PrivateDockerd::start_in_netns_with(
+        &host.name,
+        &[
+            "--experimental",
+            "--ipv6",
+            "--ip6tables",
+            "--fixed-cidr-v6",
+            "fd62:d::/64",
+        ],
+        Iptables::Legacy,
+    ));
+    let engine_log = || tail(&engine.log());
+
+    // The engine's chains are in legacy, for both families, and nft holds none of its own.
+    for family in [Family::V4, Family::V6] {
+        let legacy = rules(&host, "legacy", family);
+        let nft = rules(&host, "nft", family);
+        let wanted: &[&str] = match family {
+            // Docker 20.10 makes no ip6tables DOCKER-USER (logjail will).
+            Family::V4 => &["DOCKER", "DOCKER-USER"],
+            Family::V6 => &["DOCKER"],
+        };
+        for chain in wanted {
+            assert!(
+                chains(&legacy).contains(chain),
+                "{family:?}: {chain} not in legacy:\n{legacy}"
+            );
+        }
+        assert!(
+            chains(&nft).is_empty() && !nft.contains("DOCKER"),
+            "{family:?}: the engine wrote to nft:\n{nft}"
+        );
+    }
+
+    runtime.block_on(engine.import_busybox(BUSYBOX));
+    engine.load_from_machine(&image.0);
+    let sidecar_image = PrivateImage {
+        engine: &engine,
+        tag: image.0.clone(),
+    };
+    drop(image);
+    let loaded = started.elapsed();
+
+    // The target: busybox httpd publishing a port, joining the `httpd` jail by label.
+    let target = unique("ljlweb");
+    let mut containers = Containers::on_host(&engine.host);
+    runtime.block_on(containers.run(
+        &target,
+        &[
+            "--label",
+            "logjail.jails=httpd",
+            // httpd as PID 1 ignores SIGTERM: the engine's stop would wait 10 s for it.
+            "--stop-timeout",
+            "1",
+            "-p",
+            &format!("0.0.0.0:{PUBLISHED}:8080"),
+            "-p",
+            &format!("[::]:{PUBLISHED}:8080"),
+            BUSYBOX,
+            "sh",
+            "-c",
+            "/bin/busybox mkdir -p /www && echo served > /www/index.html && exec /bin/busybox httpd -f -v -p 8080 -h /www",
+        ],
+    ));
+    wait_until(
+        "the target to serve B in both families",
+        || {
+            format!(
+                "target:\n{}\nengine:\n{}",
+                logs(&engine, &target),
+                engine_log()
+            )
+        },
+        || {
+            [Family::V4, Family::V6]
+                .iter()
+                .all(|family| b.reach(*family) == Reach::Connected)
+        },
+    );
+    // Docker published the port in legacy's nat table.
+    let nat = rules(&host, "legacy", Family::V4);
+    assert!(
+        rules_of(&nat, "DOCKER")
+            .iter()
+            .any(|rule| rule.contains(&format!("--dport {PUBLISHED}")) && rule.contains("DNAT")),
+        "{nat}"
+    );
+
+    // The sidecar, as a user runs it on such a host.
+    let log_path = String::from_utf8_lossy(
+        &docker_on(&engine, &["inspect", "-f", "{{.LogPath}}", &target]).stdout,
+    )
+    .trim()
+    .to_string();
+    let containers_dir = engine.data_root().join("containers");
+    assert!(
+        Path::new(&log_path).starts_with(&containers_dir),
+        "LogPath {log_path} is not under {}",
+        containers_dir.display()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("ljl")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let prefix = unique("ljl");
+    let config_path = dir.path().join("logjail.yaml");
+    std::fs::write(&config_path, config(&prefix)).unwrap();
+    // iptables-legacy serialises on this lock; the engine took it, so it exists.
+    assert!(Path::new("/run/xtables.lock").is_file());
+    let sidecar = unique("ljlside");
+    runtime.block_on(containers.run(
+        &sidecar,
+        &[
+            "--network",
+            "host",
+            "--cap-add",
+            "NET_ADMIN",
+            "--cap-add",
+            "NET_RAW",
+            "-v",
+            &format!("{}:/var/run/docker.sock:ro", engine.socket().display()),
+            "-v",
+            &format!("{0}:{0}:ro", containers_dir.display()),
+            "-v",
+            "/run/xtables.lock:/run/xtables.lock",
+            "-v",
+            &format!("{}:/etc/logjail/logjail.yaml:ro", config_path.display()),
+            &sidecar_image.tag,
+        ],
+    ));
+    let sidecar_log = || logs(&engine, &sidecar);
+    wait_until(
+        "the sidecar to read the target's json-file",
+        sidecar_log,
+        || {
+            sidecar_log().lines().any(|line| {
+                line.contains("watching container")
+                    && line.contains(&target)
+                    && line.contains("read=\"logfile\"")
+            })
+        },
+    );
+    wait_until("the sidecar's control socket", sidecar_log, || {
+        logjail(&engine, &sidecar, &["ping"]).status.success()
+    });
+    let ready = started.elapsed();
+
+    // Detected from inside the container.
+    let status = logjail_ok(&engine, &sidecar, &["status"]);
+    assert!(status.contains("Firewall:\t\tlegacy ("), "{status}");
+
+    let set = |jail: &str, family: Family| {
+        let tag = match family {
+            Family::V4 => "4",
+            Family::V6 => "6",
+        };
+        format!("{prefix}-s-{jail}-{tag}")
+    };
+    let context = || format!("sidecar:\n{}\nengine:\n{}", sidecar_log(), engine_log());
+    // Nothing of logjail's in nftables at all (iptables-nft's tables or any other).
+    let nothing_in_nft = || {
+        let ruleset = host.sh("nft", &["list", "ruleset"]);
+        assert!(
+            !ruleset.contains(&prefix),
+            "logjail in nftables:\n{ruleset}"
+        );
+    };
+
+    // Manual bans, each family in turn.
+    for family in [Family::V4, Family::V6] {
+        let banned = a.address(family).to_string();
+        logjail_ok(&engine, &sidecar, &["ban", "web", &banned]);
+        wait_until(
+            &format!("{banned} in {}", set("web", family)),
+            context,
+            || set_holds(&host, &set("web", family), a.address(family)),
+        );
+        let legacy = rules(&host, "legacy", family);
+        assert_eq!(
+            rules_of(&legacy, "DOCKER-USER")
+                .iter()
+                .filter(|rule| **rule == format!("-A DOCKER-USER -j {prefix}-docker"))
+                .count(),
+            1,
+            "{family:?}: one jump from DOCKER-USER to logjail's chain\n{legacy}"
+        );
+        assert!(
+            rules_of(&legacy, &format!("{prefix}-docker"))
+                .iter()
+                .any(
+                    |rule| rule.contains(&format!("--ctorigdstport {PUBLISHED}"))
+                        && rule.ends_with(&format!("-j {prefix}-j-web-d"))
+                ),
+            "{family:?}:\n{legacy}"
+        );
+        assert!(
+            rules_of(&legacy, &format!("{prefix}-j-web-d"))
+                .iter()
+                .any(
+                    |rule| rule.contains(&format!("--match-set {} src", set("web", family)))
+                        && rule.ends_with("-j DROP")
+                ),
+            "{family:?}:\n{legacy}"
+        );
+        let nft = rules(&host, "nft", family);
+        assert!(
+            !nft.contains(&prefix) && chains(&nft).is_empty(),
+            "{family:?}: logjail wrote to iptables-nft:\n{nft}"
+        );
+        nothing_in_nft();
+        assert_eq!(a.reach(family), Reach::TimedOut, "{banned} banned");
+        assert_eq!(b.reach(family), Reach::Connected, "{family:?}: B served");
+        logjail_ok(&engine, &sidecar, &["unban", "web", &banned]);
+        assert!(!set_holds(&host, &set("web", family), a.address(family)));
+        assert_eq!(a.reach(family), Reach::Connected, "{banned} unbanned");
+    }
+
+    // A ban decided from the target's own log, read through the mounted json-file: three
+    // 404s from A (the engine DNATs, so httpd sees A's own address).
+    for _ in 0..3 {
+        let status = a.get(Family::V4, "/missing");
+        assert!(status.contains(" 404 "), "{status}");
+    }
+    wait_until("the httpd jail to ban A", context, || {
+        set_holds(&host, &set("httpd", Family::V4), a.v4)
+    });
+    assert_eq!(
+        logjail_ok(&engine, &sidecar, &["get", "httpd", "banned"]),
+        format!("{}\n", a.v4)
+    );
+    assert_eq!(a.reach(Family::V4), Reach::TimedOut);
+    assert_eq!(b.reach(Family::V4), Reach::Connected);
+    assert_eq!(
+        a.reach(Family::V6),
+        Reach::Connected,
+        "only A's IPv4 banned"
+    );
+    let legacy = rules(&host, "legacy", Family::V4);
+    assert!(
+        rules_of(&legacy, &format!("{prefix}-j-httpd-d"))
+            .iter()
+            .any(|rule| rule.contains(&format!("--match-set {} src", set("httpd", Family::V4)))),
+        "{legacy}"
+    );
+    nothing_in_nft();
+    let banned_at = started.elapsed();
+
+    // `docker stop`: tini hands SIGTERM to logjail, which takes its chains and sets out.
+    let stop = docker_on(&engine, &["stop", &sidecar]);
+    assert!(stop.status.success(), "{}", text(&stop));
+    let exit = docker_on(&engine, &["inspect", "-f", "{{.State.ExitCode}}", &sidecar]);
+    assert_eq!(text(&exit).trim(), "0", "{}", sidecar_log());
+    assert!(
+        sidecar_log().contains("chains and sets removed"),
+        "{}",
+        sidecar_log()
+    );
+    for family in [Family::V4, Family::V6] {
+        let legacy = rules(&host, "legacy", family);
+        assert!(!legacy.contains(&prefix), "{family:?}:\n{legacy}");
+    }
+    let sets = host.sh("ipset", &["list", "-n"]);
+    assert!(!sets.contains(&prefix), "{sets}");
+    assert_eq!(a.reach(Family::V4), Reach::Connected, "A let in again");
+
+    eprintln!(
+        "image built in {:.1} s; engine up and image loaded at {:.1} s; sidecar watching at \
+         {:.1} s; log-driven ban at {:.1} s; done at {:.1} s",
+        built.as_secs_f64(),
+        loaded.as_secs_f64(),
+        ready.as_secs_f64(),
+        banned_at.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    drop(containers);
+    drop(sidecar_image);
+}
