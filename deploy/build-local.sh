@@ -41,7 +41,13 @@ context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
 mkdir "$context/deploy"
 cp "$here/Dockerfile" "$here/rootfs.sh" "$context/deploy/"
-cp "$binary" "$context/logjail"
+# Debug information is of no use in the image (a debug build carries ~150 MB of it); the
+# symbol table stays, so panics still name their functions.
+if command -v strip >/dev/null; then
+    strip --strip-debug -o "$context/logjail" "$binary"
+else
+    cp "$binary" "$context/logjail"
+fi
 
 "$docker" build -q -f "$context/deploy/Dockerfile" \
     --build-arg RUST_IMAGE="$base" --build-arg DEBIAN_IMAGE="$base" --build-arg PREBUILT=logjail \
