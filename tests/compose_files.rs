@@ -126,9 +126,14 @@ fn every_container_label_joins_a_jail_of_its_configuration() {
             filters: &filters,
             yaml_jails: &yaml_jails,
             chain_prefix: &config.firewall.chain_prefix,
+            host_network: false,
         };
         for (name, service) in compose["services"].as_mapping().unwrap() {
             let name = name.as_str().unwrap();
+            let context = LabelContext {
+                host_network: service.get("network_mode").and_then(Value::as_str) == Some("host"),
+                ..context
+            };
             let parsed = labels::parse(&service_labels(service), &context);
             assert!(
                 parsed.errors.is_empty(),

@@ -326,7 +326,8 @@ fn the_sidecar_bans_in_iptables_legacy_where_docker_keeps_its_chains() {
     drop(image);
     let loaded = started.elapsed();
 
-    // The target: busybox httpd publishing a port, joining the `httpd` jail by label.
+    // The target: busybox httpd publishing a port, joining the `httpd` jail by label and
+    // defining a jail of its own (`t404`) by labels too.
     let target = unique("ljlweb");
     let mut containers = Containers::on_host(&engine.host);
     runtime.block_on(containers.run(
@@ -334,6 +335,10 @@ fn the_sidecar_bans_in_iptables_legacy_where_docker_keeps_its_chains() {
         &[
             "--label",
             "logjail.jails=httpd",
+            "--label",
+            "logjail.jail.t404.filter=httpd404",
+            "--label",
+            "logjail.jail.t404.maxretry=3",
             // httpd as PID 1 ignores SIGTERM: the engine's stop would wait 10 s for it.
             "--stop-timeout",
             "1",
@@ -528,6 +533,22 @@ fn the_sidecar_bans_in_iptables_legacy_where_docker_keeps_its_chains() {
         "{legacy}"
     );
     nothing_in_nft();
+    // The jail the container defined by labels banned A too, and only where the container's
+    // clients come in: DOCKER-USER, never INPUT (its lines are the container's to forge).
+    wait_until("the label-defined jail to ban A", context, || {
+        set_holds(&host, &set("t404", Family::V4), a.v4)
+    });
+    let legacy = rules(&host, "legacy", Family::V4);
+    assert!(
+        rules_of(&legacy, &format!("{prefix}-j-t404-d"))
+            .iter()
+            .any(|rule| rule.contains(&format!("--match-set {} src", set("t404", Family::V4)))),
+        "{legacy}"
+    );
+    assert!(
+        !legacy.contains(&format!("{prefix}-j-t404-i")),
+        "a label-defined jail reached INPUT:\n{legacy}"
+    );
     let banned_at = started.elapsed();
 
     // `docker stop`: tini hands SIGTERM to logjail, which takes its chains and sets out.

@@ -49,6 +49,8 @@ struct Watched {
     /// What selectors and labels look at, kept to decide the routes again on a reload.
     image: String,
     labels: HashMap<String, String>,
+    /// `network_mode: host`: where the jails its labels define ban (see `LabelContext`).
+    host_network: bool,
     routes: Arc<[Route]>,
     plan: ReadPlan,
     running: Option<Running>,
@@ -479,11 +481,17 @@ impl Discovery {
             image: &image,
             labels: &container_labels,
         };
+        let host_network = inspect
+            .host_config
+            .as_ref()
+            .and_then(|host| host.network_mode.as_deref())
+            == Some("host");
         let context = LabelContext {
             defaults: &self.settings.defaults,
             filters: &self.settings.filter_names,
             yaml_jails: &self.settings.yaml_jails,
             chain_prefix: &self.settings.chain_prefix,
+            host_network,
         };
         let parsed = labels::parse(&container_labels, &context);
         let origin = Arc::new(Origin::Container {
@@ -532,6 +540,7 @@ impl Discovery {
                 origin,
                 image,
                 labels: container_labels,
+                host_network,
                 routes,
                 plan,
                 running: None,
@@ -674,6 +683,7 @@ impl Discovery {
             let origin = watched.origin.clone();
             let labels = watched.labels.clone();
             let image = watched.image.clone();
+            let host_network = watched.host_network;
             let name = match &*origin {
                 Origin::Container { name, .. } => name.clone(),
                 _ => String::new(),
@@ -688,6 +698,7 @@ impl Discovery {
                 filters: &self.settings.filter_names,
                 yaml_jails: &self.settings.yaml_jails,
                 chain_prefix: &self.settings.chain_prefix,
+                host_network,
             };
             let parsed = labels::parse(&labels, &context);
             let routes = if parsed.opted_out() {

@@ -16,6 +16,11 @@
 //! | `logjail.jails=sshd,wp` | join these jails (YAML jails, or jails defined by this container's labels) |
 //! | `logjail.jail.NAME.KEY=VALUE` | define jail `NAME` (and join it); keys below |
 //!
+//! A label-defined jail bans where the container's clients come in, and nowhere else: in
+//! `DOCKER-USER` (its published ports), or in `INPUT` for a container on the host's network.
+//! Its lines come from the container, and a compromised service can print anything; such a
+//! jail can close the container's door but never the host's own services.
+//!
 //! Keys of a label-defined jail: `filter` (default: the jail's name), `maxretry`, `findtime`,
 //! `bantime` (`-1` permanent), `port`/`ports` (`80,443`, `8000:8100`, `https`, `all`),
 //! `protocol` (`tcp`, `udp`, `all`), `action` (`drop`, `reject`, `reject-with TYPE`, `log`: the
@@ -116,6 +121,9 @@ pub struct LabelContext<'a> {
     pub yaml_jails: &'a BTreeSet<String>,
     /// `firewall.chain_prefix`, which bounds the length of jail names.
     pub chain_prefix: &'a str,
+    /// The container uses the host's network (`network_mode: host`): its clients reach it
+    /// through `INPUT`. Otherwise through its published ports, that is `DOCKER-USER`.
+    pub host_network: bool,
 }
 
 /// Whether the container has any logjail label at all: the cheap check made for every
@@ -248,7 +256,14 @@ fn define_jail(
         protocol: Protocol::All,
         action: defaults.action.clone(),
         increment: defaults.increment.clone(),
-        chains: vec![Chain::Input, Chain::DockerUser],
+        // Where this container's clients come in, and nowhere else: a jail defined by a
+        // container's labels (and fed by its own, possibly forged, output) can close the
+        // container's door, not the host's sshd.
+        chains: if context.host_network {
+            vec![Chain::Input]
+        } else {
+            vec![Chain::DockerUser]
+        },
     };
     let mut filter_label = None;
     let mut action_label = None;
@@ -443,6 +458,7 @@ mod tests {
         defaults: DefaultsConfig,
         filters: BTreeSet<String>,
         yaml_jails: BTreeSet<String>,
+        host_network: bool,
     }
 
     impl Fixture {
@@ -453,6 +469,7 @@ mod tests {
                     .map(String::from)
                     .into(),
                 yaml_jails: ["sshd".to_string()].into(),
+                host_network: false,
             }
         }
 
@@ -468,6 +485,7 @@ mod tests {
                     filters: &self.filters,
                     yaml_jails: &self.yaml_jails,
                     chain_prefix: "logjail",
+                    host_network: self.host_network,
                 },
             )
         }
@@ -504,6 +522,17 @@ mod tests {
             labels.errors[0].to_string(),
             "label `logjail.enable=maybe`: must be true or false"
         );
+    }
+
+    #[test]
+    fn a_label_jail_bans_where_the_containers_clients_come_in() {
+        let mut fixture = Fixture::new();
+        let labels = [("logjail.jail.wp.filter", "wordpress")];
+        let published = fixture.parse(&labels);
+        assert_eq!(published.defined[0].chains, [Chain::DockerUser]);
+        fixture.host_network = true;
+        let host = fixture.parse(&labels);
+        assert_eq!(host.defined[0].chains, [Chain::Input]);
     }
 
     #[test]
