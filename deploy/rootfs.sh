@@ -34,6 +34,12 @@ place() {
 # A program or plugin and the libraries ldd says it loads (and the ELF interpreter).
 with_libraries() {
     place "$1"
+    # A library the program needs but this stage lacks would only show at run time.
+    if ldd "$1" 2>/dev/null | grep -q 'not found'; then
+        echo "rootfs.sh: $1 needs a library that is not installed:" >&2
+        ldd "$1" | grep 'not found' >&2
+        exit 1
+    fi
     ldd "$1" 2>/dev/null | while read -r first second third _; do
         case "$first" in /*) place "$first" ;; esac
         case "$third" in /*) place "$third" ;; esac
