@@ -32,89 +32,20 @@
 mod firewall_support;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use firewall_support::{Netns, Reach, link, try_connect, unique};
+use firewall_support::docker_host::{
+    Client, PUBLISHED, WAIT, assert_docker_user_ban_layout, rules_of, set_holds, tail, wait_until,
+};
+use firewall_support::{Netns, Reach, unique};
 use logjail::firewall::Family;
 use support::dockerd::PrivateDockerd;
 use support::{Containers, docker_cli};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
 const IMAGE: &str = "logjail-host/busybox:local";
-/// The port the container publishes on the host namespace's addresses (fixed: nothing else
-/// listens in that namespace, and the jails name it).
-const PUBLISHED: u16 = 18080;
-/// A connection attempt that gets no answer for this long was dropped.
-const DROP_WAIT: Duration = Duration::from_millis(1500);
-/// Longest wait for what takes seconds: an engine (re)start, a layout check (every 5 s).
-const WAIT: Duration = Duration::from_secs(30);
-
-/// One client namespace linked to the host namespace, with both families.
-struct Client {
-    ns: Netns,
-    /// The client's own addresses.
-    v4: IpAddr,
-    v6: IpAddr,
-    /// The host namespace's addresses on the client's link, where the port is published.
-    host_v4: IpAddr,
-    host_v6: IpAddr,
-}
-
-impl Client {
-    fn linked_to(host: &Netns, stem: &str, subnet: u8) -> Client {
-        let ns = Netns::new(stem);
-        let host_v4 = format!("10.61.{subnet}.1");
-        let v4 = format!("10.61.{subnet}.2");
-        let host_v6 = format!("fd61:{subnet}::1");
-        let v6 = format!("fd61:{subnet}::2");
-        link(host, &ns, (&host_v4, &v4), (&host_v6, &v6));
-        Client {
-            ns,
-            v4: v4.parse().unwrap(),
-            v6: v6.parse().unwrap(),
-            host_v4: host_v4.parse().unwrap(),
-            host_v6: host_v6.parse().unwrap(),
-        }
-    }
-
-    fn address(&self, family: Family) -> IpAddr {
-        match family {
-            Family::V4 => self.v4,
-            Family::V6 => self.v6,
-        }
-    }
-
-    fn target(&self, family: Family) -> SocketAddr {
-        let host = match family {
-            Family::V4 => self.host_v4,
-            Family::V6 => self.host_v6,
-        };
-        SocketAddr::new(host, PUBLISHED)
-    }
-
-    /// A new connection to the published port.
-    fn reach(&self, family: Family) -> Reach {
-        try_connect(&self.ns, self.target(family), DROP_WAIT)
-    }
-
-    /// One HTTP/1.0 request to the published port; the whole answer.
-    fn get(&self, family: Family, path: &str) -> String {
-        let target = self.target(family);
-        let request = format!("GET {path} HTTP/1.0\r\n\r\n");
-        self.ns.run(move || {
-            let mut stream = TcpStream::connect_timeout(&target, WAIT).unwrap();
-            stream.set_read_timeout(Some(WAIT)).unwrap();
-            stream.write_all(request.as_bytes()).unwrap();
-            let mut answer = String::new();
-            stream.read_to_string(&mut answer).unwrap();
-            answer
-        })
-    }
-}
 
 /// The real daemon, run inside the host namespace; killed if the test ends without
 /// stopping it.
@@ -221,47 +152,12 @@ fn context(logjail: &Logjail, engine: &PrivateDockerd) -> String {
     )
 }
 
-/// The last lines of a long log.
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// Polls real state until `done`, at most `WAIT`; `context` explains a failure.
-fn wait_until(what: &str, context: impl Fn() -> String, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn iptables(host: &Netns, family: Family) -> String {
     let program = match family {
         Family::V4 => "iptables",
         Family::V6 => "ip6tables",
     };
     host.sh(program, &["-w", "-S"])
-}
-
-/// Whether `address` is an entry of `set` in the host namespace.
-fn set_holds(host: &Netns, set: &str, address: IpAddr) -> bool {
-    host.sh("ipset", &["list", set])
-        .lines()
-        .any(|line| line.split_whitespace().next() == Some(address.to_string().as_str()))
-}
-
-/// The rules of `chain`, in order, as `-S` lists them.
-fn rules_of<'a>(listing: &'a str, chain: &str) -> Vec<&'a str> {
-    let head = format!("-A {chain} ");
-    listing
-        .lines()
-        .filter(|line| line.starts_with(&head))
-        .collect()
 }
 
 /// `docker logs`, both streams (busybox httpd logs to stderr).
@@ -414,29 +310,7 @@ fn published_ports_stay_banned_over_ipv6_and_ipv4_across_an_engine_restart() {
         };
         assert_eq!(a.reach(other), Reach::Connected, "only {banned} is banned");
         let listing = iptables(&host, family);
-        assert!(
-            rules_of(&listing, "DOCKER-USER")
-                .contains(&format!("-A DOCKER-USER -j {prefix}-docker").as_str()),
-            "{listing}"
-        );
-        assert!(
-            rules_of(&listing, &format!("{prefix}-docker"))
-                .iter()
-                .any(
-                    |rule| rule.contains(&format!("--ctorigdstport {PUBLISHED}"))
-                        && rule.ends_with(&format!("-j {prefix}-j-web-d"))
-                ),
-            "{listing}"
-        );
-        assert!(
-            rules_of(&listing, &format!("{prefix}-j-web-d"))
-                .iter()
-                .any(
-                    |rule| rule.contains(&format!("--match-set {} src", set("web", family)))
-                        && rule.ends_with("-j DROP")
-                ),
-            "{listing}"
-        );
+        assert_docker_user_ban_layout(&listing, &prefix, "web", &set("web", family));
         logjail.must(&["unban", "web", &banned]);
         wait_until(
             &format!("{banned} out of the set"),

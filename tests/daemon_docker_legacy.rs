@@ -29,13 +29,14 @@
 mod firewall_support;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use firewall_support::{Netns, Reach, link, sh_quiet, try_connect, unique};
+use firewall_support::docker_host::{
+    Client, PUBLISHED, assert_docker_user_ban_layout, rules_of, set_holds, tail, wait_until,
+};
+use firewall_support::{Netns, Reach, sh_quiet, unique};
 use logjail::firewall::Family;
 use support::dockerd::{Iptables, PrivateDockerd};
 use support::{Containers, docker_cli};
@@ -43,75 +44,6 @@ use support::{Containers, docker_cli};
 const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
 const BASE_IMAGE: &str = "logjail-test/debian:bookworm";
 const BUSYBOX: &str = "logjail-legacy/busybox:local";
-/// The port the target publishes on the host namespace's addresses (nothing else listens
-/// in that namespace).
-const PUBLISHED: u16 = 18080;
-/// A connection attempt that gets no answer for this long was dropped.
-const DROP_WAIT: Duration = Duration::from_millis(1500);
-/// Longest wait for what takes seconds: a container start, a sidecar start, a ban.
-const WAIT: Duration = Duration::from_secs(30);
-
-/// One client namespace linked to the host namespace, with both families.
-struct Client {
-    ns: Netns,
-    v4: IpAddr,
-    v6: IpAddr,
-    /// The host namespace's addresses on the client's link, where the port is published.
-    host_v4: IpAddr,
-    host_v6: IpAddr,
-}
-
-impl Client {
-    fn linked_to(host: &Netns, stem: &str, subnet: u8) -> Client {
-        let ns = Netns::new(stem);
-        let host_v4 = format!("10.62.{subnet}.1");
-        let v4 = format!("10.62.{subnet}.2");
-        let host_v6 = format!("fd62:{subnet}::1");
-        let v6 = format!("fd62:{subnet}::2");
-        link(host, &ns, (&host_v4, &v4), (&host_v6, &v6));
-        Client {
-            ns,
-            v4: v4.parse().unwrap(),
-            v6: v6.parse().unwrap(),
-            host_v4: host_v4.parse().unwrap(),
-            host_v6: host_v6.parse().unwrap(),
-        }
-    }
-
-    fn address(&self, family: Family) -> IpAddr {
-        match family {
-            Family::V4 => self.v4,
-            Family::V6 => self.v6,
-        }
-    }
-
-    fn target(&self, family: Family) -> SocketAddr {
-        let host = match family {
-            Family::V4 => self.host_v4,
-            Family::V6 => self.host_v6,
-        };
-        SocketAddr::new(host, PUBLISHED)
-    }
-
-    /// A new connection to the published port.
-    fn reach(&self, family: Family) -> Reach {
-        try_connect(&self.ns, self.target(family), DROP_WAIT)
-    }
-
-    /// One HTTP/1.0 request to the published port; the status line.
-    fn get(&self, family: Family, path: &str) -> String {
-        let target = self.target(family);
-        let request = format!("GET {path} HTTP/1.0\r\n\r\n");
-        self.ns.run(move || {
-            let mut stream = TcpStream::connect_timeout(&target, WAIT).unwrap();
-            stream.set_read_timeout(Some(WAIT)).unwrap();
-            stream.write_all(request.as_bytes()).unwrap();
-            let mut answer = String::new();
-            stream.read_to_string(&mut answer).unwrap();
-            answer.lines().next().unwrap_or_default().to_string()
-        })
-    }
-}
 
 /// An image tag on the machine's engine, removed when dropped (also after a failure).
 struct MachineImage(String);
@@ -179,25 +111,6 @@ fn logs(engine: &PrivateDockerd, container: &str) -> String {
     text(&docker_on(engine, &["logs", container]))
 }
 
-/// The last lines of a long log.
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// Polls real state until `done`, at most `WAIT`; `context` explains a failure.
-fn wait_until(what: &str, context: impl Fn() -> String, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// `-S` of one flavour and family in the host namespace (stdout only: iptables-nft warns
 /// on stderr that legacy tables exist).
 fn rules(host: &Netns, flavour: &str, family: Family) -> String {
@@ -218,23 +131,6 @@ fn chains(listing: &str) -> Vec<&str> {
         .lines()
         .filter_map(|line| line.strip_prefix("-N "))
         .collect()
-}
-
-/// The rules of `chain`, in order, as `-S` lists them.
-fn rules_of<'a>(listing: &'a str, chain: &str) -> Vec<&'a str> {
-    let head = format!("-A {chain} ");
-    listing
-        .lines()
-        .filter(|line| line.starts_with(&head))
-        .collect()
-}
-
-/// Whether `address` is an entry of `set` in the host namespace (ipset is the same kernel
-/// state for both flavours).
-fn set_holds(host: &Netns, set: &str, address: IpAddr) -> bool {
-    host.sh("ipset", &["list", set])
-        .lines()
-        .any(|line| line.split_whitespace().next() == Some(address.to_string().as_str()))
 }
 
 fn config(prefix: &str) -> String {
@@ -466,32 +362,7 @@ fn the_sidecar_bans_in_iptables_legacy_where_docker_keeps_its_chains() {
             || set_holds(&host, &set("web", family), a.address(family)),
         );
         let legacy = rules(&host, "legacy", family);
-        assert_eq!(
-            rules_of(&legacy, "DOCKER-USER")
-                .iter()
-                .filter(|rule| **rule == format!("-A DOCKER-USER -j {prefix}-docker"))
-                .count(),
-            1,
-            "{family:?}: one jump from DOCKER-USER to logjail's chain\n{legacy}"
-        );
-        assert!(
-            rules_of(&legacy, &format!("{prefix}-docker"))
-                .iter()
-                .any(
-                    |rule| rule.contains(&format!("--ctorigdstport {PUBLISHED}"))
-                        && rule.ends_with(&format!("-j {prefix}-j-web-d"))
-                ),
-            "{family:?}:\n{legacy}"
-        );
-        assert!(
-            rules_of(&legacy, &format!("{prefix}-j-web-d"))
-                .iter()
-                .any(
-                    |rule| rule.contains(&format!("--match-set {} src", set("web", family)))
-                        && rule.ends_with("-j DROP")
-                ),
-            "{family:?}:\n{legacy}"
-        );
+        assert_docker_user_ban_layout(&legacy, &prefix, "web", &set("web", family));
         let nft = rules(&host, "nft", family);
         assert!(
             !nft.contains(&prefix) && chains(&nft).is_empty(),

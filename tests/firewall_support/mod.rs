@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod docker_host;
+
 use std::fs::File;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
