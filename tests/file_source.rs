@@ -121,6 +121,7 @@ fn file_position(line: &RawLine) -> (u64, u64, u64) {
             device,
             inode,
             offset,
+            ..
         }) => (device, inode, offset),
         ref other => panic!("not a file position: {other:?}"),
     }
@@ -366,6 +367,56 @@ async fn resume_when_the_old_file_is_gone_reads_the_new_one_from_the_start() {
     assert_eq!(second_run.texts(2).await, ["n1", "n2"]);
     second_run.nothing_more_before_marker(&path).await;
     second_run.stop().await.unwrap();
+}
+
+/// A file deleted while logjail was down can leave its inode number to a new file at the
+/// same path (file systems reuse free inodes). The stored position then names the new file's
+/// identity; its first bytes tell it from the old one. Which inode a file system hands out
+/// cannot be chosen, so the stored position is made to carry the new file's identity with
+/// the old file's beginning, exactly what reuse leaves behind.
+#[tokio::test]
+async fn resume_when_a_new_file_got_the_old_inode_reads_it_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(&dir, "auth.log");
+    let watcher = watcher();
+    let stored = first_run_position(&path, &watcher).await;
+    let Some(Position::File { offset, head, .. }) = stored else {
+        panic!("not a file position: {stored:?}");
+    };
+    assert_eq!(
+        &head[..],
+        b"l1\nl2\n",
+        "the position keeps the file's first bytes"
+    );
+
+    fs::remove_file(&path).unwrap();
+    append(&path, b"n1 of the new file\nn2\n");
+    let (device, inode) = identity(&path);
+    let reused = |head: std::sync::Arc<[u8]>| Position::File {
+        device,
+        inode,
+        offset,
+        head,
+    };
+
+    let mut resumed = config(&path);
+    resumed.resume = Some(reused(head));
+    let mut second_run = start(resumed, &watcher);
+    assert_eq!(second_run.texts(2).await, ["n1 of the new file", "n2"]);
+    second_run.nothing_more_before_marker(&path).await;
+    second_run.stop().await.unwrap();
+
+    // A position stored before heads were kept has none: the file is taken as the same one,
+    // as before (resumed at the offset).
+    let mut unknown = config(&path);
+    unknown.resume = Some(reused(std::sync::Arc::from(&[][..])));
+    let mut third_run = start(unknown, &watcher);
+    assert_eq!(
+        third_run.texts(3).await,
+        ["the new file", "n2", "marker"],
+        "read from the stored offset, mid-line"
+    );
+    third_run.stop().await.unwrap();
 }
 
 #[tokio::test]

@@ -9,6 +9,10 @@
 //! is kept open and read until the new one has data. A writer moves to the new file only after
 //! its last write to the old one, so the lines written to the old file after the rename (the
 //! daemon had not reopened its log yet) are read before the first line of the new file.
+//!
+//! A stored position names the file by device and inode, plus its first bytes: after a file
+//! was deleted while logjail was down, a new file may get the same inode number, and only its
+//! different beginning shows it is not the file the offset belongs to (it is read whole).
 
 use std::fs::{File, Metadata};
 use std::io;
@@ -21,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::watch::FileWatcher;
-use super::{LineBatch, MAX_BATCH_LINES, Origin, Position, RawLine};
+use super::{FILE_HEAD_BYTES, LineBatch, MAX_BATCH_LINES, Origin, Position, RawLine};
 
 /// Longest line handed on. A longer line is dropped whole: cutting it would hand on a prefix
 /// whose end an attacker chose (a forged `from <ip> port 22 ssh2` right before the cut), so
@@ -243,7 +247,7 @@ struct Step {
 }
 
 /// Where the first opening of the file starts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Start {
     Beginning,
     End,
@@ -251,6 +255,7 @@ enum Start {
         device: u64,
         inode: u64,
         offset: u64,
+        head: Arc<[u8]>,
     },
 }
 
@@ -286,10 +291,12 @@ impl Tail {
                 device,
                 inode,
                 offset,
+                head,
             }) => Start::Resume {
                 device,
                 inode,
                 offset,
+                head,
             },
             Some(Position::Time { .. } | Position::Cursor { .. }) => {
                 tracing::warn!(
@@ -373,7 +380,8 @@ impl Tail {
                 device,
                 inode,
                 offset,
-            }) => self.resume(current, device, inode, offset)?,
+                head,
+            }) => self.resume(current, (device, inode), offset, &head)?,
         };
         match &reader {
             Some(reader) => {
@@ -394,17 +402,25 @@ impl Tail {
         Ok(reader)
     }
 
-    /// Where to resume after a restart, given the stored identity and offset.
+    /// Where to resume after a restart, given the stored identity, offset and first bytes.
     fn resume(
         &mut self,
         current: Option<Reader>,
-        device: u64,
-        inode: u64,
+        identity: (u64, u64),
         offset: u64,
+        head: &[u8],
     ) -> Result<Option<Reader>, FileSourceError> {
         if let Some(mut reader) = current {
-            if reader.identity() == (device, inode) {
-                if offset <= reader.size()? {
+            if reader.identity() == identity {
+                if !reader.begins_with(head)? {
+                    tracing::warn!(
+                        origin = %self.origin,
+                        path = %self.path.display(),
+                        "file was replaced while logjail was down by a new one that got the old \
+                         one's inode number: reading the new one from the start, lines of the \
+                         old one may have been missed"
+                    );
+                } else if offset <= reader.size()? {
                     reader.start_at(offset);
                 } else {
                     tracing::warn!(
@@ -416,22 +432,27 @@ impl Tail {
                 return Ok(Some(reader));
             }
             return Ok(Some(
-                self.resume_rotated(device, inode, offset)?
+                self.resume_rotated(identity, offset, head)?
                     .unwrap_or(reader),
             ));
         }
-        self.resume_rotated(device, inode, offset)
+        self.resume_rotated(identity, offset, head)
     }
 
     /// The file last read, rotated away while logjail was down, positioned to read its rest;
     /// `None` (after a warning) when it is gone.
     fn resume_rotated(
         &mut self,
-        device: u64,
-        inode: u64,
+        identity: (u64, u64),
         offset: u64,
+        head: &[u8],
     ) -> Result<Option<Reader>, FileSourceError> {
-        match self.find_by_identity(device, inode)? {
+        let old = match self.find_by_identity(identity.0, identity.1)? {
+            Some(old) if old.begins_with(head)? => Some(old),
+            // Its inode number now belongs to another file: the old one is gone.
+            _ => None,
+        };
+        match old {
             Some(mut old) => {
                 if offset <= old.size()? {
                     tracing::info!(
@@ -588,6 +609,9 @@ struct Reader {
     /// Skipping to the next newline: the line is too long, or reading started inside it.
     discarding: bool,
     long_lines_dropped: u64,
+    /// The file's first bytes as far as known (see [`Position::File`]); read again while
+    /// shorter than [`FILE_HEAD_BYTES`] and the file has grown past them.
+    head: Arc<[u8]>,
 }
 
 impl Reader {
@@ -612,6 +636,7 @@ impl Reader {
             line: Vec::new(),
             discarding: false,
             long_lines_dropped: 0,
+            head: Arc::from(&[][..]),
         }
     }
 
@@ -624,6 +649,31 @@ impl Reader {
             .metadata()
             .map(|metadata| metadata.len())
             .map_err(|error| FileSourceError::read(&self.path, error))
+    }
+
+    /// Whether the file starts with `head` (an empty `head` is unknown: taken as a match).
+    fn begins_with(&self, head: &[u8]) -> Result<bool, FileSourceError> {
+        if head.is_empty() {
+            return Ok(true);
+        }
+        let mut found = vec![0; head.len()];
+        let read = read_at(&self.file, &mut found, 0)
+            .map_err(|error| FileSourceError::read(&self.path, error))?;
+        Ok(found[..read] == *head)
+    }
+
+    /// Reads the file's first bytes again when fewer than [`FILE_HEAD_BYTES`] are known and
+    /// the file has more: a file starts empty and gets its first line later.
+    fn refresh_head(&mut self) -> Result<(), FileSourceError> {
+        if self.head.len() >= FILE_HEAD_BYTES || self.next_read <= self.head.len() as u64 {
+            return Ok(());
+        }
+        let mut head = vec![0; FILE_HEAD_BYTES];
+        let read = read_at(&self.file, &mut head, 0)
+            .map_err(|error| FileSourceError::read(&self.path, error))?;
+        head.truncate(read);
+        self.head = head.into();
+        Ok(())
     }
 
     /// Continues at `offset`, which is the start of a line.
@@ -673,6 +723,7 @@ impl Reader {
                     return Ok(true);
                 }
                 self.next_read += read as u64;
+                self.refresh_head()?;
             }
             self.split(out, max);
         }
@@ -721,6 +772,7 @@ impl Reader {
                         device: self.device,
                         inode: self.inode,
                         offset,
+                        head: self.head.clone(),
                     }),
                 });
             }

@@ -50,6 +50,10 @@ impl fmt::Display for Origin {
     }
 }
 
+/// How many bytes of a file's beginning its position keeps: enough to hold a log line's time
+/// stamp and more, so that two files written at different times differ in them.
+pub const FILE_HEAD_BYTES: usize = 128;
+
 /// How far a source has read, stored so that a restart resumes there: no line counted twice,
 /// none skipped.
 ///
@@ -63,6 +67,10 @@ pub enum Position {
         device: u64,
         inode: u64,
         offset: u64,
+        /// The file's first bytes (up to [`FILE_HEAD_BYTES`]; empty when unknown, as in
+        /// stores written before they were kept). A file deleted while logjail was down can
+        /// leave its inode number to a new file; a different beginning tells them apart.
+        head: Arc<[u8]>,
     },
     /// A stream with timestamps (the Docker API; the journal, as stored before cursors, or
     /// when a cursor was refused): the time of the last line handed on, and how many lines

@@ -51,14 +51,16 @@ CREATE TABLE IF NOT EXISTS positions (
     time_ns      INTEGER,
     seen_at_time INTEGER,
     updated_ms   INTEGER NOT NULL,
-    cursor       TEXT
+    cursor       TEXT,
+    head         BLOB
 );
 "#;
 
 /// Brings a store of schema version 1 to version 2. `CREATE TABLE IF NOT EXISTS` leaves an
-/// existing table as it is, so the new column is added here; rows keep their values and get
-/// no cursor (they resume by time).
-const MIGRATE_1_TO_2: &str = "ALTER TABLE positions ADD COLUMN cursor TEXT;";
+/// existing table as it is, so the new columns are added here; rows keep their values and get
+/// no cursor (they resume by time) and no file head (their files are taken as the same).
+const MIGRATE_1_TO_2: &str = "ALTER TABLE positions ADD COLUMN cursor TEXT;
+ALTER TABLE positions ADD COLUMN head BLOB;";
 
 /// Store failures, naming the database file.
 #[derive(Debug, thiserror::Error)]
@@ -363,23 +365,26 @@ impl Store {
             let mut statement = transaction
                 .prepare_cached(
                     "INSERT OR REPLACE INTO positions
-                     (source, device, inode, offset, time_ns, seen_at_time, updated_ms, cursor)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     (source, device, inode, offset, time_ns, seen_at_time, updated_ms, cursor,
+                      head)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(wrap)?;
             for (source, position) in positions {
                 let row = match position {
-                    &Position::File {
+                    Position::File {
                         device,
                         inode,
                         offset,
+                        head,
                     } => (
-                        Some(device as i64),
-                        Some(inode as i64),
-                        Some(offset as i64),
+                        Some(*device as i64),
+                        Some(*inode as i64),
+                        Some(*offset as i64),
                         None,
                         None,
                         None,
+                        Some(&head[..]),
                     ),
                     &Position::Time { time, seen_at_time } => (
                         None,
@@ -387,6 +392,7 @@ impl Store {
                         None,
                         time.timestamp_nanos_opt(),
                         Some(i64::from(seen_at_time)),
+                        None,
                         None,
                     ),
                     Position::Cursor {
@@ -400,6 +406,7 @@ impl Store {
                         time.timestamp_nanos_opt(),
                         Some(i64::from(*seen_at_time)),
                         Some(cursor.as_str()),
+                        None,
                     ),
                 };
                 statement
@@ -411,7 +418,8 @@ impl Store {
                         row.3,
                         row.4,
                         millis(now),
-                        row.5
+                        row.5,
+                        row.6
                     ])
                     .map_err(wrap)?;
             }
@@ -423,7 +431,8 @@ impl Store {
     pub fn load_positions(&self) -> Result<HashMap<String, Position>, StoreError> {
         self.sqlite(|c| {
             let mut statement = c.prepare(
-                "SELECT source, device, inode, offset, time_ns, seen_at_time, cursor FROM positions",
+                "SELECT source, device, inode, offset, time_ns, seen_at_time, cursor, head
+                 FROM positions",
             )?;
             let rows = statement.query_map([], |row| {
                 Ok((
@@ -434,17 +443,19 @@ impl Store {
                     row.get::<_, Option<i64>>(4)?,
                     row.get::<_, Option<i64>>(5)?,
                     row.get::<_, Option<String>>(6)?,
+                    row.get::<_, Option<Vec<u8>>>(7)?,
                 ))
             })?;
             let mut positions = HashMap::new();
             for row in rows {
-                let (source, device, inode, offset, time_ns, seen, cursor) = row?;
+                let (source, device, inode, offset, time_ns, seen, cursor, head) = row?;
                 let seen_at_time = seen.unwrap_or(0).try_into().unwrap_or(0);
                 let position = match (device, inode, offset, time_ns, cursor) {
                     (Some(device), Some(inode), Some(offset), _, _) => Position::File {
                         device: device as u64,
                         inode: inode as u64,
                         offset: offset as u64,
+                        head: head.unwrap_or_default().into(),
                     },
                     (_, _, _, Some(nanos), Some(cursor)) => Position::Cursor {
                         cursor,
@@ -554,6 +565,7 @@ mod tests {
             device: 2049,
             inode: u64::from(u32::MAX) + 7,
             offset: 12_345,
+            head: std::sync::Arc::from(&b"Nov 26 07:00:01 web sshd[1]: \xff\x00 binary too"[..]),
         };
         let time = Position::Time {
             time: at(5) + chrono::Duration::nanoseconds(123_456_789),
@@ -635,7 +647,9 @@ INSERT INTO meta (key, value) VALUES ('schema_version', '1');
             Position::File {
                 device: 2049,
                 inode: 77,
-                offset: 4096
+                offset: 4096,
+                // Not kept by version 1: unknown, the file is taken as the same.
+                head: std::sync::Arc::from(&[][..]),
             }
         );
         // Stored by time, resumed by time.

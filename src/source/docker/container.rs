@@ -202,6 +202,7 @@ fn read_to_end(path: &Path, last: Option<&Position>) -> bool {
             device,
             inode,
             offset,
+            ..
         }) => (metadata.dev(), metadata.ino()) == (device, inode) && offset >= metadata.len(),
         _ => metadata.len() == 0,
     }
@@ -518,6 +519,7 @@ mod tests {
                 device: metadata.dev(),
                 inode: metadata.ino(),
                 offset,
+                head: std::sync::Arc::from(&b"0123456789\n"[..]),
             })
         };
         assert!(read_to_end(&path, at(11).as_ref()));
