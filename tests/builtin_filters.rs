@@ -253,13 +253,13 @@ fn a_container_line_past_the_length_cap_is_never_judged_by_its_cut() {
     for (index, chunk) in chunks.iter().enumerate() {
         let tag = if index + 1 == chunks.len() { 'F' } else { 'P' };
         let line = format!("2026-11-26T07:00:01Z stderr {tag} {chunk}");
-        if let Some(record) = decoder.push_at(&line, now()) {
-            if let Verdict::Failure(failure) = filter.evaluate_at(&record, now()) {
-                panic!(
-                    "a line cut at the cap was judged a failure of {}",
-                    failure.host
-                );
-            }
+        if let Some(record) = decoder.push_at(&line, now())
+            && let Verdict::Failure(failure) = filter.evaluate_at(&record, now())
+        {
+            panic!(
+                "a line cut at the cap was judged a failure of {}",
+                failure.host
+            );
         }
     }
 }

@@ -1077,8 +1077,8 @@ fn every_template_is_a_failure_of_its_filter_with_plain_text() {
         for host in ["198.51.100.7", "2001:db8:1::7"] {
             let message = render(template.message, host, &attacker);
             let expected = template.fails.then(|| host.parse::<IpAddr>().unwrap());
-            for (envelope, raw) in envelopes(&template, &message) {
-                let verdicts = judge_lines(filter, &[raw.clone()]);
+            for (envelope, raw) in envelopes(template, &message) {
+                let verdicts = judge_lines(filter, std::slice::from_ref(&raw));
                 let got = verdicts.iter().find_map(|verdict| match verdict {
                     Verdict::Failure(failure) => Some(failure.host),
                     _ => None,
