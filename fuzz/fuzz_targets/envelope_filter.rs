@@ -19,28 +19,75 @@ fn filters() -> &'static Vec<(&'static str, Filter)> {
     static FILTERS: OnceLock<Vec<(&'static str, Filter)>> = OnceLock::new();
     FILTERS.get_or_init(|| {
         builtin::names()
-            .map(|name| (name, Filter::compile(name, &builtin::spec(name).unwrap()).unwrap()))
+            .map(|name| {
+                (
+                    name,
+                    Filter::compile(name, &builtin::spec(name).unwrap()).unwrap(),
+                )
+            })
             .collect()
     })
 }
 
 /// Real failure lines; `{A}` … `{D}` are the client's text, 198.51.100.7 the client.
 const TEMPLATES: &[(&str, &str)] = &[
-    ("sshd", "Nov 26 07:00:01 web sshd[1]: Failed password for invalid user {A} from 198.51.100.7 port 22 ssh2"),
+    (
+        "sshd",
+        "Nov 26 07:00:01 web sshd[1]: Failed password for invalid user {A} from 198.51.100.7 port 22 ssh2",
+    ),
     ("sshd", "Invalid user {A} from 198.51.100.7 port 4242"),
-    ("sshd", "Disconnecting authenticating user {A} 198.51.100.7 port 22: Change of username or service not allowed: ({A},ssh-connection) -> ({B},ssh-connection) [preauth]"),
-    ("asterisk", "NOTICE[1] res_pjsip/pjsip_distributor.c: Request 'REGISTER' from '{A}' failed for '198.51.100.7:5060' (callid: {B}) - Failed to authenticate"),
-    ("asterisk", "NOTICE[1638] chan_sip.c: Registration from '{A}' failed for '198.51.100.7:5060' - Wrong password"),
-    ("asterisk", "SECURITY[1] res_security_log.c: SecurityEvent=\"InvalidPassword\",EventTV=\"x\",Severity=\"Error\",Service=\"SIP\",EventVersion=\"2\",AccountID=\"{A}\",SessionID=\"{B}\",LocalAddress=\"IPV4/UDP/192.0.2.1/5060\",RemoteAddress=\"IPV4/UDP/198.51.100.7/5060\",Challenge=\"{C}\""),
-    ("nginx-http-auth", "2026/11/26 07:00:01 [error] 1#0: *1 user \"{A}\": password mismatch, client: 198.51.100.7, server: x, request: \"{B}\", host: \"{C}\", referrer: \"{D}\""),
-    ("dovecot", "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<{A}>, method=PLAIN, rip=198.51.100.7, lip=192.0.2.1, TLS, session=<{B}>"),
-    ("dovecot", "auth: sql({A},198.51.100.7,<{B}>): Password mismatch"),
-    ("vsftpd", "[pid 1] [{A}] FAIL LOGIN: Client \"198.51.100.7\", \"User is not in the allow user list.\""),
-    ("apache-auth", "[auth_basic:error] [pid 1] [client 198.51.100.7:1] AH01618: user {A} not found: {B}"),
-    ("postfix", "NOQUEUE: reject: RCPT from unknown[198.51.100.7]: 554 5.7.1 <{A}>: Relay access denied; from=<{B}> to=<{A}> proto=ESMTP helo=<{C}>"),
-    ("proftpd", "ftp.example.com (client.example.net[198.51.100.7]): USER {A} (Login failed): Incorrect password"),
-    ("wordpress", "www.example.com 198.51.100.7 - {A} [26/Nov/2026:07:00:01 +0000] \"POST /wp-login.php HTTP/1.1\" 200 1 \"{C}\" \"{D}\""),
-    ("traefik-auth", "198.51.100.7 - {A} [26/Nov/2026:07:00:01 +0000] \"GET /{B} HTTP/2.0\" 401 17 \"{C}\" \"{D}\" 72 \"r\" \"/\" 0ms"),
+    (
+        "sshd",
+        "Disconnecting authenticating user {A} 198.51.100.7 port 22: Change of username or service not allowed: ({A},ssh-connection) -> ({B},ssh-connection) [preauth]",
+    ),
+    (
+        "asterisk",
+        "NOTICE[1] res_pjsip/pjsip_distributor.c: Request 'REGISTER' from '{A}' failed for '198.51.100.7:5060' (callid: {B}) - Failed to authenticate",
+    ),
+    (
+        "asterisk",
+        "NOTICE[1638] chan_sip.c: Registration from '{A}' failed for '198.51.100.7:5060' - Wrong password",
+    ),
+    (
+        "asterisk",
+        "SECURITY[1] res_security_log.c: SecurityEvent=\"InvalidPassword\",EventTV=\"x\",Severity=\"Error\",Service=\"SIP\",EventVersion=\"2\",AccountID=\"{A}\",SessionID=\"{B}\",LocalAddress=\"IPV4/UDP/192.0.2.1/5060\",RemoteAddress=\"IPV4/UDP/198.51.100.7/5060\",Challenge=\"{C}\"",
+    ),
+    (
+        "nginx-http-auth",
+        "2026/11/26 07:00:01 [error] 1#0: *1 user \"{A}\": password mismatch, client: 198.51.100.7, server: x, request: \"{B}\", host: \"{C}\", referrer: \"{D}\"",
+    ),
+    (
+        "dovecot",
+        "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<{A}>, method=PLAIN, rip=198.51.100.7, lip=192.0.2.1, TLS, session=<{B}>",
+    ),
+    (
+        "dovecot",
+        "auth: sql({A},198.51.100.7,<{B}>): Password mismatch",
+    ),
+    (
+        "vsftpd",
+        "[pid 1] [{A}] FAIL LOGIN: Client \"198.51.100.7\", \"User is not in the allow user list.\"",
+    ),
+    (
+        "apache-auth",
+        "[auth_basic:error] [pid 1] [client 198.51.100.7:1] AH01618: user {A} not found: {B}",
+    ),
+    (
+        "postfix",
+        "NOQUEUE: reject: RCPT from unknown[198.51.100.7]: 554 5.7.1 <{A}>: Relay access denied; from=<{B}> to=<{A}> proto=ESMTP helo=<{C}>",
+    ),
+    (
+        "proftpd",
+        "ftp.example.com (client.example.net[198.51.100.7]): USER {A} (Login failed): Incorrect password",
+    ),
+    (
+        "wordpress",
+        "www.example.com 198.51.100.7 - {A} [26/Nov/2026:07:00:01 +0000] \"POST /wp-login.php HTTP/1.1\" 200 1 \"{C}\" \"{D}\"",
+    ),
+    (
+        "traefik-auth",
+        "198.51.100.7 - {A} [26/Nov/2026:07:00:01 +0000] \"GET /{B} HTTP/2.0\" 401 17 \"{C}\" \"{D}\" 72 \"r\" \"/\" 0ms",
+    ),
 ];
 
 /// Fills the placeholders of the template in one pass: a field holding "{B}" stays as it is.
@@ -50,7 +97,10 @@ fn render(template: &str, fields: &[&str]) -> String {
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open..];
-        match ["{A}", "{B}", "{C}", "{D}"].iter().position(|p| after.starts_with(p)) {
+        match ["{A}", "{B}", "{C}", "{D}"]
+            .iter()
+            .position(|p| after.starts_with(p))
+        {
             Some(index) => {
                 out.push_str(fields.get(index).copied().unwrap_or(""));
                 rest = &after[3..];
