@@ -232,3 +232,34 @@ fn recidive_reads_the_ban_lines_logjail_writes() {
         }
     }
 }
+
+#[test]
+fn a_container_line_past_the_length_cap_is_never_judged_by_its_cut() {
+    // Regression: the partial-line joiner used to cut a joined line at MAX_LINE_BYTES and hand
+    // the head on. A user name long enough to put its own " from 6.6.6.6 port 22" right at the
+    // cap then made sshd's anchored pattern read the forged address as the client.
+    use logjail::filter::envelope::MAX_LINE_BYTES;
+    let filter = compile("sshd");
+    let prefix = "Invalid user ";
+    let forged = " from 6.6.6.6 port 22";
+    let padding = "a".repeat(MAX_LINE_BYTES - prefix.len() - forged.len());
+    let message = format!("{prefix}{padding}{forged} from 198.51.100.9 port 4242");
+    let chunks: Vec<&str> = message
+        .as_bytes()
+        .chunks(16 * 1024)
+        .map(|chunk| std::str::from_utf8(chunk).unwrap())
+        .collect();
+    let mut decoder = Decoder::new();
+    for (index, chunk) in chunks.iter().enumerate() {
+        let tag = if index + 1 == chunks.len() { 'F' } else { 'P' };
+        let line = format!("2026-11-26T07:00:01Z stderr {tag} {chunk}");
+        if let Some(record) = decoder.push_at(&line, now())
+            && let Verdict::Failure(failure) = filter.evaluate_at(&record, now())
+        {
+            panic!(
+                "a line cut at the cap was judged a failure of {}",
+                failure.host
+            );
+        }
+    }
+}

@@ -15,6 +15,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::filter::date::StampKind;
 use crate::filter::envelope::{Decoder, EnvelopeKind, Record};
 use crate::filter::{Filter, FilterSpec, Verdict, builtin};
+use crate::source::file::MAX_LINE_BYTES;
 
 /// Where the lines come from.
 #[derive(Debug, Clone)]
@@ -180,11 +181,25 @@ pub fn run<W: Write>(
         path: "standard output".to_string(),
         source,
     };
+    // Within a line longer than MAX_LINE_BYTES, whose remaining pieces are skipped.
+    let mut in_long_line = false;
+    let mut long_lines_dropped = 0u64;
     loop {
         buffer.clear();
         let read = read_line_capped(&mut reader, &mut buffer, READ_LINE_CAP).map_err(io_error)?;
         if read == 0 {
             break;
+        }
+        let ends_line = buffer.last() == Some(&b'\n');
+        if in_long_line || buffer.len() - usize::from(ends_line) > MAX_LINE_BYTES {
+            // The daemon's sources drop such a line whole: cut into pieces, each would end (or
+            // start) where whoever wrote the line's middle chose, forged address included.
+            if !in_long_line {
+                tally.lines += 1;
+                long_lines_dropped += 1;
+            }
+            in_long_line = !ends_line;
+            continue;
         }
         tally.lines += 1;
         let line_number = tally.lines;
@@ -256,6 +271,13 @@ pub fn run<W: Write>(
     // A json-file or CRI line still in pieces at the end was cut off (the file was copied
     // mid-write). The daemon never judges such a fragment, since its end is unknown and an
     // attacker could choose where it stops; the replay does the same, and says so.
+    if long_lines_dropped > 0 && mode != OutputMode::Json {
+        writeln!(
+            out,
+            "note: {long_lines_dropped} line(s) longer than {MAX_LINE_BYTES} bytes were not judged, as the daemon drops them"
+        )
+        .map_err(write_error)?;
+    }
     let unfinished = decoder.flush(now).len();
     if unfinished > 0 && mode != OutputMode::Json {
         writeln!(
@@ -284,9 +306,9 @@ pub fn run<W: Write>(
 }
 
 /// Longest piece of input taken as one line: a file without newlines is read in pieces of
-/// this size rather than all at once. Twice the decoder's cap, so that a line the decoder
-/// truncates still arrives whole.
-const READ_LINE_CAP: usize = crate::filter::envelope::MAX_LINE_BYTES * 2;
+/// this size rather than all at once. One byte more than the longest line judged (plus its
+/// newline), so that a longer one is recognised from its first piece.
+const READ_LINE_CAP: usize = MAX_LINE_BYTES + 1;
 
 /// Appends the next line (with its `\n`, if any) to `line`, taking at most `cap` bytes; returns
 /// how many bytes it took, 0 at the end of input. A longer line comes out in `cap`-sized pieces.
@@ -398,6 +420,36 @@ mod tests {
             }
             lines.push(line);
         }
+    }
+
+    #[test]
+    fn lines_past_the_daemons_cap_are_not_judged_in_pieces() {
+        // A user name long enough that a piece boundary falls right after its own forged
+        // " from 6.6.6.6 port 22": judged in pieces, the first would be a failure of
+        // 6.6.6.6. The daemon's sources drop such a line whole; so does the replay.
+        let prefix = "Invalid user ";
+        let forged = " from 6.6.6.6 port 22";
+        let padding = "a".repeat(READ_LINE_CAP - prefix.len() - forged.len());
+        let long = format!("{prefix}{padding}{forged} from 10.0.0.1 port 4242");
+        let longest = format!("Invalid user {}", "b".repeat(MAX_LINE_BYTES - 13));
+        let input = format!("{long}\nInvalid user bob from 10.0.0.2 port 22\n{longest}\n{long}");
+        let resolved = resolve_filter("sshd").unwrap();
+        let mut out = Vec::new();
+        let mut hosts = Vec::new();
+        let tally = run(
+            &LogInput::Line(input),
+            &resolved,
+            OutputMode::Summary,
+            &mut out,
+            |failure| hosts.push(failure.host),
+        )
+        .unwrap();
+        assert_eq!(hosts, ["10.0.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(tally.lines, 4);
+        // A line of exactly the cap is judged (and missed: it names no address).
+        assert_eq!(tally.missed, 1);
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("note: 2 line(s) longer than"), "{out}");
     }
 
     #[test]

@@ -96,11 +96,14 @@ struct Partial {
     text: String,
     time: Option<DateTime<Utc>>,
     envelope: Option<EnvelopeKind>,
-    /// Set once the joined text hit the cap: the rest of the line is dropped.
+    /// Set once the joined text would pass the cap: the line is dropped whole when it ends.
     truncated: bool,
 }
 
 /// Upper bound of one joined line; a container that never ends its line cannot make us grow.
+/// A longer line is dropped whole, as the file and Docker API sources drop theirs: cut at the
+/// cap, it would end where whoever wrote its middle chose, and a client-chosen text that
+/// reaches the cap could end with a forged `from 6.6.6.6 port 22` of its own.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 /// Decodes lines one by one, joining partial lines per stream.
@@ -158,11 +161,14 @@ impl Decoder {
         Some(normalize(Cow::Borrowed(raw), None, now))
     }
 
-    /// Returns what is left of partial lines at the end of input (a file cut mid-line).
+    /// Returns what is left of partial lines at the end of input (a file cut mid-line); a line
+    /// already past [`MAX_LINE_BYTES`] is not among them.
     pub fn flush(&mut self, now: DateTime<Utc>) -> Vec<Record<'static>> {
         let mut out = Vec::new();
         for partial in &mut self.partial {
-            if let Some(envelope) = partial.envelope.take() {
+            if let Some(envelope) = partial.envelope.take()
+                && !partial.truncated
+            {
                 let text = std::mem::take(&mut partial.text);
                 let mut record = normalize(Cow::Owned(text), partial.time.take(), now);
                 record.envelope = envelope;
@@ -195,13 +201,8 @@ impl Decoder {
             slot.time = time;
         }
         if !slot.truncated {
-            let room = MAX_LINE_BYTES.saturating_sub(slot.text.len());
-            if piece.len() > room {
-                let mut cut = room;
-                while !piece.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                slot.text.push_str(&piece[..cut]);
+            if slot.text.len() + piece.len() > MAX_LINE_BYTES {
+                slot.text = String::new();
                 slot.truncated = true;
             } else {
                 slot.text.push_str(&piece);
@@ -213,7 +214,9 @@ impl Decoder {
         self.joined = std::mem::take(&mut slot.text);
         let time = slot.time.take();
         slot.envelope = None;
-        slot.truncated = false;
+        if std::mem::take(&mut slot.truncated) {
+            return None;
+        }
         let mut record = normalize(Cow::Borrowed(self.joined.as_str()), time, now);
         record.envelope = envelope;
         record.stream = stream;
@@ -639,17 +642,83 @@ mod tests {
     }
 
     #[test]
-    fn joined_lines_are_capped() {
+    fn joined_lines_over_the_cap_are_dropped_whole() {
         let mut decoder = Decoder::new();
         let piece = "x".repeat(64 * 1024);
         for _ in 0..40 {
             let raw = format!("2026-11-26T07:00:01Z stdout P {piece}");
             assert!(decoder.push_at(&raw, now()).is_none());
         }
+        assert!(
+            decoder
+                .push_at("2026-11-26T07:00:01Z stdout F end", now())
+                .is_none()
+        );
+        assert!(decoder.flush(now()).is_empty());
+        // The next line starts afresh.
         let record = decoder
-            .push_at("2026-11-26T07:00:01Z stdout F end", now())
+            .push_at("2026-11-26T07:00:02Z stdout F next", now())
+            .unwrap();
+        assert_eq!(record.text, "next");
+        // A line of exactly the cap is still whole.
+        let head = "y".repeat(MAX_LINE_BYTES - 1);
+        assert!(
+            decoder
+                .push_at(&format!("2026-11-26T07:00:03Z stdout P {head}"), now())
+                .is_none()
+        );
+        let record = decoder
+            .push_at("2026-11-26T07:00:03Z stdout F z", now())
             .unwrap();
         assert_eq!(record.text.len(), MAX_LINE_BYTES);
+    }
+
+    #[test]
+    fn a_line_cut_at_the_cap_never_ends_with_a_forged_tail() {
+        // A client-chosen user name long enough that the cap would fall right after its own
+        // forged " from 6.6.6.6 port 22": the line, cut there, would read as a failure of
+        // 6.6.6.6. It is dropped instead, in both container envelopes.
+        let prefix = "Invalid user ";
+        let forged = " from 6.6.6.6 port 22";
+        let padding = "a".repeat(MAX_LINE_BYTES - prefix.len() - forged.len());
+        let message = format!("{prefix}{padding}{forged} from 10.0.0.1 port 4242");
+        let chunks: Vec<&str> = message
+            .as_bytes()
+            .chunks(16 * 1024)
+            .map(|chunk| std::str::from_utf8(chunk).unwrap())
+            .collect();
+        let last = chunks.len() - 1;
+        let cri: Vec<String> = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, chunk)| {
+                let tag = if i == last { 'F' } else { 'P' };
+                format!("2026-11-26T07:00:01Z stderr {tag} {chunk}")
+            })
+            .collect();
+        let json: Vec<String> = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, chunk)| {
+                let log = if i == last {
+                    format!("{chunk}\\n")
+                } else {
+                    chunk.to_string()
+                };
+                format!(r#"{{"log":"{log}","stream":"stderr","time":"2026-11-26T07:00:01Z"}}"#)
+            })
+            .collect();
+        for lines in [cri, json] {
+            let mut decoder = Decoder::new();
+            for line in &lines {
+                if let Some(record) = decoder.push_at(line, now()) {
+                    panic!(
+                        "a cut line was handed on: …{}",
+                        &record.text[record.text.len() - 40..]
+                    );
+                }
+            }
+        }
     }
 
     #[test]
