@@ -215,6 +215,11 @@ impl Decoder {
         let time = slot.time.take();
         slot.envelope = None;
         if std::mem::take(&mut slot.truncated) {
+            // One warning per MiB an attacker has to send: no flood, but never silent.
+            tracing::warn!(
+                max_bytes = MAX_LINE_BYTES,
+                "a container line joined from partial pieces is longer than the limit: dropped whole"
+            );
             return None;
         }
         let mut record = normalize(Cow::Borrowed(self.joined.as_str()), time, now);
