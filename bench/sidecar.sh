@@ -25,7 +25,7 @@ work=$(mktemp -d)
 target=logjail-bench-target-$$
 sidecar=logjail-bench-sidecar-$$
 cleanup() {
-    "$docker" rm -f "$target" "$sidecar" >/dev/null 2>&1 || true
+    "$docker" rm -fv "$target" "$sidecar" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -61,7 +61,7 @@ for run in $(seq 1 "$runs"); do
     at=$(printf '%s' "$watched" | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["timestamp"])')
     startup_ms+=("$(( ($(to_ns "$at") - $(to_ns "$started")) / 1000000 ))")
     total_ms+=("$(( ($(to_ns "$at") - before) / 1000000 ))")
-    "$docker" rm -f "$sidecar" >/dev/null
+    "$docker" rm -fv "$sidecar" >/dev/null
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
