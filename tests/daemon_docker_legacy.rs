@@ -39,20 +39,10 @@ use firewall_support::docker_host::{
 use firewall_support::{Netns, Reach, sh_quiet, unique};
 use logjail::firewall::Family;
 use support::dockerd::{Iptables, PrivateDockerd};
+use support::sidecar_image::SidecarImage;
 use support::{Containers, docker_cli};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
-const BASE_IMAGE: &str = "logjail-test/debian:bookworm";
 const BUSYBOX: &str = "logjail-legacy/busybox:local";
-
-/// An image tag on the machine's engine, removed when dropped (also after a failure).
-struct MachineImage(String);
-
-impl Drop for MachineImage {
-    fn drop(&mut self) {
-        sh_quiet(&docker_cli(), &["image", "rm", "-f", &self.0]);
-    }
-}
 
 /// An image tag on the private engine, removed when dropped: before the engine stops, so
 /// declared after it.
@@ -165,13 +155,7 @@ jails:
 fn the_sidecar_bans_in_iptables_legacy_where_docker_keeps_its_chains() {
     let started = Instant::now();
     // The image first, on the machine's engine, from this test's binary.
-    let image = MachineImage(format!("logjail-test/sidecar-legacy:{}", unique("l")));
-    let build = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/build-local.sh"))
-        .args(["--binary", BINARY, "--base", BASE_IMAGE, "--tag", &image.0])
-        .env("DOCKER", docker_cli())
-        .output()
-        .unwrap();
-    assert!(build.status.success(), "image build:\n{}", text(&build));
+    let image = SidecarImage::build(format!("logjail-test/sidecar-legacy:{}", unique("l")));
     let built = started.elapsed();
 
     // Dropped last: the engine's child process belongs to it.
@@ -214,10 +198,10 @@ fn the_sidecar_bans_in_iptables_legacy_where_docker_keeps_its_chains() {
     }
 
     runtime.block_on(engine.import_busybox(BUSYBOX));
-    engine.load_from_machine(&image.0);
+    engine.load_from_machine(&image.tag);
     let sidecar_image = PrivateImage {
         engine: &engine,
-        tag: image.0.clone(),
+        tag: image.tag.clone(),
     };
     drop(image);
     let loaded = started.elapsed();

@@ -27,16 +27,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod firewall_support;
+mod support;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use firewall_support::{Netns, PrefixGuard, Reach, sh, sh_quiet, try_connect, unique};
+use firewall_support::{
+    BridgedClients, Netns, PrefixGuard, Reach, sh, sh_quiet, try_connect, unique,
+};
+use support::sidecar_image::{BASE_IMAGE, SidecarImage};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
-const BASE_IMAGE: &str = "logjail-test/debian:bookworm";
 /// The example's chain prefix (the default one).
 const PREFIX: &str = "logjail";
 const CONNECT_WAIT: Duration = Duration::from_millis(1500);
@@ -69,78 +71,43 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A bridge on the host with an attacker and a bystander behind it, each in a namespace.
-struct Clients {
-    bridge: String,
-    host_ip: IpAddr,
-    attacker_ip: IpAddr,
-    attacker: Netns,
-    bystander: Netns,
-}
+/// A bridge on the host with an attacker (A) and a bystander (B) behind it, each in a
+/// namespace.
+struct Clients(BridgedClients);
 
 impl Clients {
     fn new() -> Clients {
-        let routes = sh("ip", &["-4", "route", "show"]);
-        let subnet = (0..200)
-            .map(|offset| format!("10.232.{}", 20 + (std::process::id() + offset) % 200))
-            .find(|subnet| !routes.contains(&format!("{subnet}.")))
-            .expect("a free test subnet");
-        let bridge = unique("ljebr");
-        sh("ip", &["link", "add", &bridge, "type", "bridge"]);
-        sh(
-            "ip",
-            &["addr", "add", &format!("{subnet}.1/24"), "dev", &bridge],
-        );
-        sh("ip", &["link", "set", &bridge, "up"]);
-        let attacker = Netns::new("ljea");
-        let bystander = Netns::new("ljeb");
-        for (ns, host) in [(&attacker, 2), (&bystander, 3)] {
-            let host_end = unique("ljeh");
-            let client_end = unique("ljec");
-            sh(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    &host_end,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &client_end,
-                    "netns",
-                    &ns.name,
-                ],
-            );
-            sh("ip", &["link", "set", &host_end, "master", &bridge, "up"]);
-            let address = format!("{subnet}.{host}/24");
-            sh(
-                "ip",
-                &["-n", &ns.name, "addr", "add", &address, "dev", &client_end],
-            );
-            sh("ip", &["-n", &ns.name, "link", "set", &client_end, "up"]);
-        }
-        Clients {
-            bridge,
-            host_ip: format!("{subnet}.1").parse().unwrap(),
-            attacker_ip: format!("{subnet}.2").parse().unwrap(),
-            attacker,
-            bystander,
-        }
+        Clients(BridgedClients::new(232))
+    }
+
+    fn host_ip(&self) -> IpAddr {
+        self.0.host_ip
+    }
+
+    fn attacker_ip(&self) -> IpAddr {
+        self.0.a_ip
+    }
+
+    fn attacker(&self) -> &Netns {
+        &self.0.a
+    }
+
+    fn bystander(&self) -> &Netns {
+        &self.0.b
     }
 
     fn attacker_reaches(&self, port: u16) -> Reach {
         try_connect(
-            &self.attacker,
-            SocketAddr::new(self.host_ip, port),
+            self.attacker(),
+            SocketAddr::new(self.host_ip(), port),
             CONNECT_WAIT,
         )
     }
 
     fn bystander_reaches(&self, port: u16) -> Reach {
         try_connect(
-            &self.bystander,
-            SocketAddr::new(self.host_ip, port),
+            self.bystander(),
+            SocketAddr::new(self.host_ip(), port),
             CONNECT_WAIT,
         )
     }
@@ -163,14 +130,14 @@ impl Clients {
             "ConnectTimeout=5",
         ];
         let port = port.to_string();
-        let target = format!("demo@{}", self.host_ip);
+        let target = format!("demo@{}", self.host_ip());
         let children: Vec<_> = (0..attempts)
             .map(|_| {
                 Command::new("ip")
                     .args([
                         "netns",
                         "exec",
-                        &self.attacker.name,
+                        &self.attacker().name,
                         "sshpass",
                         "-p",
                         "wrong",
@@ -192,18 +159,14 @@ impl Clients {
     }
 }
 
-impl Drop for Clients {
-    fn drop(&mut self) {
-        sh_quiet("ip", &["link", "del", &self.bridge]);
-    }
-}
-
 /// The example copied to a scratch folder and run as its own compose project; `down -v` and
 /// the images' removal happen on drop, even after a failure.
 struct Project {
     dir: tempfile::TempDir,
     name: String,
     env: Vec<(String, String)>,
+    /// Dropped after `down`, with the project.
+    _sidecar: SidecarImage,
 }
 
 impl Project {
@@ -222,11 +185,9 @@ impl Project {
             free_port()
         ));
         std::fs::write(dir.path().join("logjail.yaml"), config).unwrap();
+        let sidecar = SidecarImage::build(format!("logjail-test/sidecar:{name}"));
         let mut env: Vec<(String, String)> = vec![
-            (
-                "LOGJAIL_IMAGE".into(),
-                format!("logjail-test/sidecar:{name}"),
-            ),
+            ("LOGJAIL_IMAGE".into(), sidecar.tag.clone()),
             ("LOGJAIL_CONTAINER".into(), format!("{name}-logjail")),
         ];
         env.extend(
@@ -234,27 +195,19 @@ impl Project {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.replace("{name}", &name))),
         );
-        let project = Project { dir, name, env };
-        // The image, built the documented offline way from this test's binary.
-        let build = Command::new(repo().join("deploy/build-local.sh"))
-            .args(["--binary", BINARY, "--base", BASE_IMAGE, "--tag"])
-            .arg(project.var("LOGJAIL_IMAGE"))
-            .env("DOCKER", docker())
-            .output()
-            .unwrap();
-        assert!(
-            build.status.success(),
-            "image build failed:\n{}",
-            text(&build)
-        );
-        project
+        Project {
+            dir,
+            name,
+            env,
+            _sidecar: sidecar,
+        }
     }
 
-    /// Images the test built for its services, removed at the end.
+    /// Images the test built for its services (not the sidecar's), removed at the end.
     fn built_images(&self) -> Vec<&str> {
         self.env
             .iter()
-            .filter(|(k, _)| k.ends_with("_IMAGE"))
+            .filter(|(k, _)| k.ends_with("_IMAGE") && k != "LOGJAIL_IMAGE")
             .map(|(_, v)| v.as_str())
             .collect()
     }
@@ -405,7 +358,7 @@ fn the_sshd_example_bans_a_password_guesser_and_survives_a_sidecar_restart() {
     wait_for(
         "the ban in the kernel's set",
         Duration::from_secs(30),
-        || set_holds(&set, clients.attacker_ip),
+        || set_holds(&set, clients.attacker_ip()),
     );
     let docker_user = sh(&format!("iptables-{flavour}"), &["-w", "-S", "DOCKER-USER"]);
     let jump = format!("-A DOCKER-USER -j {PREFIX}-docker");
@@ -421,7 +374,7 @@ fn the_sshd_example_bans_a_password_guesser_and_survives_a_sidecar_restart() {
     // The operator's view, from the CLI inside the container.
     let jail_status = text(&project.logjail(&["status", "sshd"]));
     assert!(
-        jail_status.contains(&clients.attacker_ip.to_string()),
+        jail_status.contains(&clients.attacker_ip().to_string()),
         "status sshd does not list the attacker:\n{jail_status}"
     );
     let banned_json = text(&project.logjail(&["--json", "banned"]));
@@ -429,7 +382,7 @@ fn the_sshd_example_bans_a_password_guesser_and_survives_a_sidecar_restart() {
     assert!(
         banned
             .to_string()
-            .contains(&clients.attacker_ip.to_string()),
+            .contains(&clients.attacker_ip().to_string()),
         "{banned}"
     );
 
@@ -439,11 +392,11 @@ fn the_sshd_example_bans_a_password_guesser_and_survives_a_sidecar_restart() {
         project.logjail(&["ping"]).status.success()
     });
     wait_for("the ban back in the set", Duration::from_secs(30), || {
-        set_holds(&set, clients.attacker_ip)
+        set_holds(&set, clients.attacker_ip())
     });
     let after_restart = text(&project.logjail(&["get", "sshd", "banned"]));
     assert!(
-        after_restart.contains(&clients.attacker_ip.to_string()),
+        after_restart.contains(&clients.attacker_ip().to_string()),
         "{after_restart}"
     );
     let docker_user = sh(&format!("iptables-{flavour}"), &["-w", "-S", "DOCKER-USER"]);
@@ -462,7 +415,7 @@ fn the_sshd_example_bans_a_password_guesser_and_survives_a_sidecar_restart() {
         Duration::from_secs(20),
         || project.logs().contains("SIGHUP received: reloading"),
     );
-    assert!(set_holds(&set, clients.attacker_ip));
+    assert!(set_holds(&set, clients.attacker_ip()));
 
     // PID 1 is tini, and it reaps an orphan (logjail itself would leave a zombie behind).
     let init = text(&project.exec(&["cat", "/proc/1/comm"]));
@@ -487,9 +440,9 @@ fn the_sshd_example_bans_a_password_guesser_and_survives_a_sidecar_restart() {
     });
 
     // Unban from the CLI in the container: the attacker is let in again.
-    let unban = project.logjail(&["unban", "sshd", &clients.attacker_ip.to_string()]);
+    let unban = project.logjail(&["unban", "sshd", &clients.attacker_ip().to_string()]);
     assert!(unban.status.success(), "{}", text(&unban));
-    assert!(!set_holds(&set, clients.attacker_ip));
+    assert!(!set_holds(&set, clients.attacker_ip()));
     assert_eq!(clients.attacker_reaches(sshd_port), Reach::Connected);
 
     // `down` stops the sidecar cleanly: its jump and chains leave the host's firewall.
@@ -575,7 +528,7 @@ fn the_wordpress_example_refuses_a_login_guesser_at_once() {
         Duration::from_secs(30),
         || project.logs().contains("watching container"),
     );
-    let target = SocketAddr::new(clients.host_ip, port);
+    let target = SocketAddr::new(clients.host_ip(), port);
     wait_for("nginx to answer", Duration::from_secs(30), || {
         clients.bystander_reaches(port) == Reach::Connected
     });
@@ -584,7 +537,7 @@ fn the_wordpress_example_refuses_a_login_guesser_at_once() {
     let login = "log=admin&pwd=guess";
     for _ in 0..5 {
         let status = http(
-            &clients.attacker,
+            clients.attacker(),
             target,
             format!(
                 "POST /wp-login.php HTTP/1.1\r\nHost: blog\r\nContent-Type: \
@@ -598,25 +551,25 @@ fn the_wordpress_example_refuses_a_login_guesser_at_once() {
     wait_for(
         "the ban in the kernel's set",
         Duration::from_secs(30),
-        || set_holds(&set, clients.attacker_ip),
+        || set_holds(&set, clients.attacker_ip()),
     );
 
     // `reject-with tcp-reset` on a published port: refused at once, not left to time out.
     let refused = clients.attacker_reaches(port);
     assert!(refused.refused_fast(), "the banned client got {refused:?}");
     let page = http(
-        &clients.bystander,
+        clients.bystander(),
         target,
         "GET / HTTP/1.1\r\nHost: blog\r\nConnection: close\r\n\r\n".to_string(),
     );
     assert_eq!(page, "HTTP/1.1 200 OK");
     let status = text(&project.logjail(&["status", "wordpress"]));
     assert!(
-        status.contains(&clients.attacker_ip.to_string()),
+        status.contains(&clients.attacker_ip().to_string()),
         "{status}"
     );
 
-    let unban = project.logjail(&["unban", "wordpress", &clients.attacker_ip.to_string()]);
+    let unban = project.logjail(&["unban", "wordpress", &clients.attacker_ip().to_string()]);
     assert!(unban.status.success(), "{}", text(&unban));
     assert_eq!(clients.attacker_reaches(port), Reach::Connected);
 }
@@ -656,29 +609,13 @@ fn write_host_journal(dir: &Path, message: &str) {
 /// asks the kernel for match revisions even to print help.)
 #[test]
 fn the_image_runs_its_firewall_tools_and_reads_a_host_journal() {
-    let tag = format!("logjail-test/sidecar:{}", unique("ljimg"));
-    let build = Command::new(repo().join("deploy/build-local.sh"))
-        .args(["--binary", BINARY, "--base", BASE_IMAGE, "--tag", &tag])
-        .env("DOCKER", docker())
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "image build failed:\n{}",
-        text(&build)
-    );
-    struct RemoveImage(String);
-    impl Drop for RemoveImage {
-        fn drop(&mut self) {
-            sh_quiet(&docker(), &["image", "rm", "-f", &self.0]);
-        }
-    }
-    let _image = RemoveImage(tag.clone());
+    let image = SidecarImage::build(format!("logjail-test/sidecar:{}", unique("ljimg")));
+    let tag = image.tag.as_str();
     let run = |mounts: &[&str], program: &str, args: &[&str]| -> String {
         let output = Command::new(docker())
             .args(["run", "--rm", "--cap-add", "NET_ADMIN"])
             .args(mounts)
-            .args(["--entrypoint", program, &tag])
+            .args(["--entrypoint", program, tag])
             .args(args)
             .output()
             .unwrap();

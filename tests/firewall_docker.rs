@@ -30,11 +30,7 @@ fn docker() -> String {
 /// A bridge on the host with clients A and B behind it, and a container publishing two
 /// ports on all host addresses.
 struct DockerLab {
-    bridge: String,
-    host_ip: String,
-    a_ip: String,
-    a: Netns,
-    b: Netns,
+    clients: BridgedClients,
     container: String,
     published: u16,
     second_published: u16,
@@ -42,52 +38,7 @@ struct DockerLab {
 
 impl DockerLab {
     fn new() -> DockerLab {
-        let bridge = unique("ljbr");
-        let subnet = free_subnet();
-        sh("ip", &["link", "add", &bridge, "type", "bridge"]);
-        let host_ip = format!("{subnet}.1");
-        sh(
-            "ip",
-            &["addr", "add", &format!("{host_ip}/24"), "dev", &bridge],
-        );
-        sh("ip", &["link", "set", &bridge, "up"]);
-        let a = Netns::new("ljda");
-        let b = Netns::new("ljdb");
-        let a_ip = format!("{subnet}.2");
-        let b_ip = format!("{subnet}.3");
-        for (ns, address) in [(&a, &a_ip), (&b, &b_ip)] {
-            let host_end = unique("ljh");
-            let client_end = unique("ljc");
-            sh(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    &host_end,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &client_end,
-                    "netns",
-                    &ns.name,
-                ],
-            );
-            sh("ip", &["link", "set", &host_end, "master", &bridge, "up"]);
-            sh(
-                "ip",
-                &[
-                    "-n",
-                    &ns.name,
-                    "addr",
-                    "add",
-                    &format!("{address}/24"),
-                    "dev",
-                    &client_end,
-                ],
-            );
-            sh("ip", &["-n", &ns.name, "link", "set", &client_end, "up"]);
-        }
+        let clients = BridgedClients::new(231);
         let container = unique("ljctr");
         sh(
             &docker(),
@@ -118,11 +69,7 @@ impl DockerLab {
         let lab = DockerLab {
             published: port_of("8080/tcp"),
             second_published: port_of("8081/tcp"),
-            bridge,
-            host_ip,
-            a_ip,
-            a,
-            b,
+            clients,
             container,
         };
         lab.wait_until_served();
@@ -130,23 +77,26 @@ impl DockerLab {
     }
 
     fn target(&self, port: u16) -> SocketAddr {
-        SocketAddr::new(ip(&self.host_ip), port)
+        SocketAddr::new(self.clients.host_ip, port)
     }
 
     fn a_reaches(&self, port: u16) -> Reach {
-        try_connect(&self.a, self.target(port), DROP_WAIT)
+        try_connect(&self.clients.a, self.target(port), DROP_WAIT)
     }
 
     fn b_reaches(&self, port: u16) -> Reach {
-        try_connect(&self.b, self.target(port), DROP_WAIT)
+        try_connect(&self.clients.b, self.target(port), DROP_WAIT)
     }
 
     /// The container needs a moment to listen; bounded wait on the real service.
     fn wait_until_served(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         for port in [self.published, self.second_published] {
-            while try_connect(&self.b, self.target(port), Duration::from_millis(300))
-                != Reach::Connected
+            while try_connect(
+                &self.clients.b,
+                self.target(port),
+                Duration::from_millis(300),
+            ) != Reach::Connected
             {
                 assert!(
                     Instant::now() < deadline,
@@ -161,18 +111,7 @@ impl DockerLab {
 impl Drop for DockerLab {
     fn drop(&mut self) {
         sh_quiet(&docker(), &["rm", "-f", &self.container]);
-        sh_quiet("ip", &["link", "del", &self.bridge]);
     }
-}
-
-/// A /24 in 10.231.0.0/16 that no route on the host covers yet.
-fn free_subnet() -> String {
-    let routes = sh("ip", &["-4", "route", "show"]);
-    let start = std::process::id() % 200;
-    (0..200)
-        .map(|offset| format!("10.231.{}", 20 + (start + offset) % 200))
-        .find(|subnet| !routes.contains(&format!("{subnet}.")))
-        .expect("a free test subnet")
 }
 
 fn config() -> FirewallConfig {
@@ -228,10 +167,13 @@ fn drop_in_docker_user_blocks_the_banned_client_of_a_published_port() {
             "backend chosen where Docker's chains are: {}",
             status.backend_reason
         );
-        firewall.ban("web", ip(&lab.a_ip), in_hour()).await.unwrap();
+        firewall
+            .ban("web", lab.clients.a_ip, in_hour())
+            .await
+            .unwrap();
         assert_eq!(lab.a_reaches(lab.published), Reach::TimedOut);
         assert_eq!(lab.b_reaches(lab.published), Reach::Connected);
-        firewall.unban("web", ip(&lab.a_ip)).await.unwrap();
+        firewall.unban("web", lab.clients.a_ip).await.unwrap();
         assert_eq!(lab.a_reaches(lab.published), Reach::Connected);
         firewall.shutdown(false).await.unwrap();
         assert!(our_lines(&config.chain_prefix).is_empty());
@@ -249,9 +191,10 @@ fn a_tcp_reset_jail_refuses_clients_of_published_ports_at_once() {
     };
 
     // First the naive rule, to show why logjail does not use it there.
+    let a_ip = lab.clients.a_ip.to_string();
     let naive = [
         "-s",
-        lab.a_ip.as_str(),
+        a_ip.as_str(),
         "-p",
         "tcp",
         "-j",
@@ -278,7 +221,10 @@ fn a_tcp_reset_jail_refuses_clients_of_published_ports_at_once() {
             FirewallAction::Reject(RejectWith::TcpReset),
         );
         let firewall = start(&config, jail).await;
-        firewall.ban("web", ip(&lab.a_ip), in_hour()).await.unwrap();
+        firewall
+            .ban("web", lab.clients.a_ip, in_hour())
+            .await
+            .unwrap();
         let refused = lab.a_reaches(lab.published);
         assert!(refused.refused_fast(), "banned client got {refused:?}");
         assert_eq!(lab.b_reaches(lab.published), Reach::Connected);
@@ -303,7 +249,10 @@ fn a_port_scoped_ban_matches_the_published_port_not_the_container_port() {
             FirewallAction::Reject(RejectWith::IcmpPortUnreachable),
         );
         let firewall = start(&config, jail).await;
-        firewall.ban("web", ip(&lab.a_ip), in_hour()).await.unwrap();
+        firewall
+            .ban("web", lab.clients.a_ip, in_hour())
+            .await
+            .unwrap();
         assert!(lab.a_reaches(lab.published).refused_fast());
         assert_eq!(lab.a_reaches(lab.second_published), Reach::Connected);
         assert_eq!(lab.b_reaches(lab.published), Reach::Connected);
@@ -323,7 +272,10 @@ fn the_jump_from_docker_user_comes_back_after_removal() {
     runtime().block_on(async {
         let jail = container_jail(only(lab.published), FirewallAction::Drop);
         let firewall = start(&config, jail).await;
-        firewall.ban("web", ip(&lab.a_ip), in_hour()).await.unwrap();
+        firewall
+            .ban("web", lab.clients.a_ip, in_hour())
+            .await
+            .unwrap();
         assert_eq!(lab.a_reaches(lab.published), Reach::TimedOut);
         let hook_chain = format!("{}-docker", config.chain_prefix);
 

@@ -89,6 +89,80 @@ impl Drop for Netns {
     }
 }
 
+/// A bridge on the host with two client namespaces behind it, A (`.2`) and B (`.3`), on a
+/// /24 in `10.NET.0.0/16` that no route of the host covers yet; the host is `.1`. Clients
+/// reach the host's published ports as outside clients would. The bridge goes on drop (the
+/// namespaces with their own drop).
+pub struct BridgedClients {
+    pub bridge: String,
+    pub host_ip: IpAddr,
+    pub a_ip: IpAddr,
+    pub b_ip: IpAddr,
+    pub a: Netns,
+    pub b: Netns,
+}
+
+impl BridgedClients {
+    pub fn new(net: u8) -> BridgedClients {
+        let routes = sh("ip", &["-4", "route", "show"]);
+        let start = std::process::id() % 200;
+        let subnet = (0..200)
+            .map(|offset| format!("10.{net}.{}", 20 + (start + offset) % 200))
+            .find(|subnet| !routes.contains(&format!("{subnet}.")))
+            .expect("a free test subnet");
+        let bridge = unique("ljbr");
+        sh("ip", &["link", "add", &bridge, "type", "bridge"]);
+        sh(
+            "ip",
+            &["addr", "add", &format!("{subnet}.1/24"), "dev", &bridge],
+        );
+        sh("ip", &["link", "set", &bridge, "up"]);
+        let a = Netns::new("ljca");
+        let b = Netns::new("ljcb");
+        for (ns, host) in [(&a, 2), (&b, 3)] {
+            let host_end = unique("ljh");
+            let client_end = unique("ljc");
+            sh(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    &host_end,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &client_end,
+                    "netns",
+                    &ns.name,
+                ],
+            );
+            sh("ip", &["link", "set", &host_end, "master", &bridge, "up"]);
+            let address = format!("{subnet}.{host}/24");
+            sh(
+                "ip",
+                &["-n", &ns.name, "addr", "add", &address, "dev", &client_end],
+            );
+            sh("ip", &["-n", &ns.name, "link", "set", &client_end, "up"]);
+        }
+        let ip = |host: u8| format!("{subnet}.{host}").parse().unwrap();
+        BridgedClients {
+            bridge,
+            host_ip: ip(1),
+            a_ip: ip(2),
+            b_ip: ip(3),
+            a,
+            b,
+        }
+    }
+}
+
+impl Drop for BridgedClients {
+    fn drop(&mut self) {
+        sh_quiet("ip", &["link", "del", &self.bridge]);
+    }
+}
+
 /// Moves the calling thread into the namespace at `path`.
 pub fn enter(path: &str) {
     let file = File::open(path).unwrap_or_else(|error| panic!("{path}: {error}"));

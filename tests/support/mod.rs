@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub mod dockerd;
+pub mod sidecar_image;
 
 use logjail::config::Config;
 use logjail::daemon::{DaemonError, DaemonEvent, DaemonOptions};
