@@ -62,6 +62,9 @@ fn render(request: &Request, result: &serde_json::Value) -> Result<String, serde
             let detail: JailDetail = serde_json::from_value(result.clone())?;
             let s = &detail.summary;
             let _ = writeln!(out, "Status for the jail: {}", s.name);
+            if let Some(definer) = &detail.defined_by {
+                let _ = writeln!(out, "|- Defined by:\t\t{definer}");
+            }
             let _ = writeln!(out, "|- Filter");
             let _ = writeln!(out, "|  |- Currently failed:\t{}", s.currently_failed);
             let _ = writeln!(out, "|  |- Total failed:\t{}", s.total_failed);

@@ -125,6 +125,9 @@ pub struct JailDetail {
     /// Where its lines come from: files, containers, journal.
     pub sources: Vec<String>,
     pub banned: Vec<String>,
+    /// Who defined the jail when the configuration file did not (`labels of container web`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defined_by: Option<String>,
 }
 
 /// `status`.

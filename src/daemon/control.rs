@@ -61,6 +61,7 @@ async fn handle(
                 summary: summary(runtime),
                 sources: runtime.sources.iter().cloned().collect(),
                 banned: runtime.jail.banned().map(|b| b.host.to_string()).collect(),
+                defined_by: runtime.definer.describe(),
             })
         }
         Request::Banned { ip } => {

@@ -17,7 +17,7 @@ use crate::jail::{
     SettingsError,
 };
 use crate::source::Origin;
-use crate::store::BanRecord;
+use crate::store::{BanRecord, JailDefinition};
 
 use super::store_task::{StoreHandle, StoreRequest};
 
@@ -48,9 +48,11 @@ pub enum JailEvent {
         reply: oneshot::Sender<Result<ReloadSummary, String>>,
     },
     /// Makes sure a jail defined at run time (by container labels) exists with these
-    /// settings; answers why not when a different jail of that name exists.
+    /// settings; answers why not when a different jail of that name exists. `definition` is
+    /// what defined it, stored so that the jail and its bans come back after a restart.
     Define {
         config: Box<JailConfig>,
+        definition: Box<JailDefinition>,
         reply: oneshot::Sender<Result<(), String>>,
     },
 }
@@ -274,8 +276,83 @@ pub struct JailRuntime {
     pub name: Arc<str>,
     /// Where its failures came from (files, containers), for `status JAIL`; bounded.
     pub sources: BTreeSet<String>,
-    /// Defined by container labels rather than the configuration file: a reload keeps it.
-    pub from_labels: bool,
+    /// The configuration file, or a container's labels (which a reload keeps).
+    pub definer: Definer,
+}
+
+/// What defined a jail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Definer {
+    /// The configuration file.
+    Config,
+    /// A container's labels. `seen` is false for a jail restored from the store that no
+    /// container has defined again in this run: it holds its bans until they end, and the
+    /// next container whose labels define it takes it over, bans included.
+    Labels { container: String, seen: bool },
+}
+
+impl Definer {
+    pub fn is_labels(&self) -> bool {
+        matches!(self, Definer::Labels { .. })
+    }
+
+    /// For `status JAIL`: who defined the jail, when it was not the configuration file.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            Definer::Config => None,
+            Definer::Labels {
+                container,
+                seen: true,
+            } => Some(format!("labels of {container}")),
+            Definer::Labels {
+                container,
+                seen: false,
+            } => Some(format!(
+                "labels of {container} (restored; not seen since logjail started)"
+            )),
+        }
+    }
+}
+
+/// Stored bans whose jail is not defined now (it left the configuration file, or its
+/// container's labels were stored by a logjail too old to keep definitions). They are not
+/// enforced; they stay in the store until they end, and a jail of that name defined again
+/// (by the configuration or by labels) takes them over.
+#[derive(Debug, Default)]
+pub struct HeldBans {
+    by_jail: HashMap<String, Vec<BanRecord>>,
+}
+
+impl HeldBans {
+    fn hold(&mut self, ban: BanRecord) {
+        self.by_jail.entry(ban.jail.clone()).or_default().push(ban);
+    }
+
+    /// Gives the jail just defined its held bans, still in force at `now`, and queues them for
+    /// the firewall.
+    async fn hand_over(
+        &mut self,
+        runtime: &mut JailRuntime,
+        effects: &Effects,
+        now: DateTime<Utc>,
+    ) {
+        let Some(bans) = self.by_jail.remove(&*runtime.name) else {
+            return;
+        };
+        let restored = restore_into(runtime, &bans, now);
+        if restored > 0 {
+            tracing::info!(jail = %runtime.name, restored, "held bans taken over by the jail defined again");
+        }
+        for ban in runtime.jail.banned() {
+            effects
+                .enforce(Enforcement::Ban {
+                    jail: runtime.name.to_string(),
+                    host: ban.host,
+                    end: ban.end,
+                })
+                .await;
+        }
+    }
 }
 
 /// What a reload changed.
@@ -308,8 +385,15 @@ impl JailRuntime {
             jail,
             config,
             sources,
-            from_labels: false,
+            definer: Definer::Config,
         }
+    }
+
+    /// A jail defined by a container's labels.
+    pub fn from_labels(jail: Jail, config: JailConfig, container: String, seen: bool) -> Self {
+        let mut runtime = JailRuntime::new(jail, config);
+        runtime.definer = Definer::Labels { container, seen };
+        runtime
     }
 }
 
@@ -319,19 +403,17 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs until the event channel closes (the matcher stopped), then returns the jails so the
 /// daemon can report or keep them.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut jails: Vec<JailRuntime>,
+    mut held: HeldBans,
     mut history: CountedHistory,
     mut events: mpsc::Receiver<JailEvent>,
     effects: Effects,
     clock: SharedClock,
     firewall: String,
 ) -> Vec<JailRuntime> {
-    let mut index: HashMap<Arc<str>, usize> = jails
-        .iter()
-        .enumerate()
-        .map(|(i, runtime)| (runtime.name.clone(), i))
-        .collect();
+    let mut index = index_of(&jails);
     let mut purge = tokio::time::interval(PURGE_EVERY);
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -372,18 +454,21 @@ pub async fn run(
                     }
                     JailEvent::Reconfigure { jails: configs, own_addresses, reply } => {
                         let answer = reconfigure(&mut jails, configs, &own_addresses, &effects, clock.now()).await;
-                        index = jails
-                            .iter()
-                            .enumerate()
-                            .map(|(i, runtime)| (runtime.name.clone(), i))
-                            .collect();
+                        index = index_of(&jails);
+                        if answer.is_ok() {
+                            for runtime in &mut jails {
+                                held.hand_over(runtime, &effects, clock.now()).await;
+                            }
+                        }
                         let _ = reply.send(answer);
                     }
-                    JailEvent::Define { config, reply } => {
-                        let rule = crate::firewall::JailRule::from_config(&config);
-                        let answer = define(&mut jails, &mut index, *config);
-                        if answer.is_ok() {
-                            effects.enforce(Enforcement::Define(rule)).await;
+                    JailEvent::Define { config, definition, reply } => {
+                        let name = Arc::<str>::from(config.name.as_str());
+                        let answer = define(&mut jails, &mut index, *config, *definition, &effects, clock.now()).await;
+                        if answer.is_ok()
+                            && let Some(&slot) = index.get(&name)
+                        {
+                            held.hand_over(&mut jails[slot], &effects, clock.now()).await;
                         }
                         let _ = reply.send(answer);
                     }
@@ -396,6 +481,9 @@ pub async fn run(
                 let now = clock.now();
                 for runtime in &mut jails {
                     runtime.jail.purge(now);
+                }
+                if retire_unclaimed(&mut jails, &effects).await {
+                    index = index_of(&jails);
                 }
             }
         }
@@ -423,7 +511,7 @@ async fn reconfigure(
     let mut kept = Vec::new();
     for runtime in std::mem::take(jails) {
         let still_configured = prepared.iter().any(|(c, _)| c.name == *runtime.name);
-        if still_configured || runtime.from_labels {
+        if still_configured || runtime.definer.is_labels() {
             kept.push(runtime);
             continue;
         }
@@ -448,7 +536,15 @@ async fn reconfigure(
                     .update_settings(settings)
                     .map_err(|e| e.to_string())?;
                 runtime.config = config;
-                runtime.from_labels = false;
+                if runtime.definer.is_labels() {
+                    // The configuration file took the name over: its definition wins, and
+                    // the labels' is no longer restored at start.
+                    effects
+                        .store
+                        .send(StoreRequest::RemoveDefinition(runtime.name.to_string()))
+                        .await;
+                }
+                runtime.definer = Definer::Config;
             }
             None => {
                 let jail = Jail::new(settings).map_err(|e| e.to_string())?;
@@ -461,35 +557,124 @@ async fn reconfigure(
     Ok(summary)
 }
 
-/// Adds a jail defined at run time, or accepts a definition identical to the existing one.
-fn define(
+/// Adds a jail defined at run time by a container's labels, confirms an identical one, or
+/// lets changed labels redefine it. A new or redefined jail's definition goes to the store
+/// and its layout to the firewall (its bans move to the new ports and verdict there).
+///
+/// Changed labels win when they come from the container that defined the jail (re-created
+/// with other labels) or when no container has defined it since logjail started (a jail
+/// restored from the store). Another container's different definition is refused.
+async fn define(
     jails: &mut Vec<JailRuntime>,
     index: &mut HashMap<Arc<str>, usize>,
     config: JailConfig,
+    definition: JailDefinition,
+    effects: &Effects,
+    now: DateTime<Utc>,
 ) -> Result<(), String> {
-    if let Some(&slot) = index.get(config.name.as_str()) {
-        return if jails[slot].config == config {
-            Ok(())
-        } else {
-            Err(format!(
-                "a different jail named \"{}\" already exists (defined in the configuration \
-                 or by another container's labels)",
-                config.name
-            ))
-        };
-    }
+    let rule = crate::firewall::JailRule::from_config(&config);
     let own = jails
         .first()
         .map(|r| r.jail.settings().ignore.own_addresses().to_vec())
         .unwrap_or_else(super::own_addresses);
+    let save = StoreRequest::SaveDefinition {
+        definition: definition.clone(),
+        now,
+    };
+    if let Some(&slot) = index.get(config.name.as_str()) {
+        let runtime = &mut jails[slot];
+        let Definer::Labels { container, seen } = &runtime.definer else {
+            return Err(format!(
+                "a jail named \"{}\" is defined in the configuration file",
+                config.name
+            ));
+        };
+        let same_container = *container == definition.defined_by;
+        if runtime.config == config {
+            if !*seen {
+                tracing::info!(jail = %config.name, container = %definition.defined_by, "restored jail defined again by container labels");
+                runtime.definer = Definer::Labels {
+                    container: definition.defined_by.clone(),
+                    seen: true,
+                };
+                effects.store.send(save).await;
+            }
+            // Identical: the same container again, or another one sharing the definition.
+            return Ok(());
+        }
+        if *seen && !same_container {
+            return Err(format!(
+                "a different jail named \"{}\" already exists (defined in the configuration \
+                 or by another container's labels)",
+                config.name
+            ));
+        }
+        let settings = jail_settings(&config, &own).map_err(|e| e.to_string())?;
+        runtime
+            .jail
+            .update_settings(settings)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            jail = %config.name,
+            container = %definition.defined_by,
+            bans = runtime.jail.banned().count(),
+            "jail redefined by changed container labels; its bans follow the new definition"
+        );
+        runtime.config = config;
+        runtime.definer = Definer::Labels {
+            container: definition.defined_by.clone(),
+            seen: true,
+        };
+        effects.store.send(save).await;
+        effects.enforce(Enforcement::Define(rule)).await;
+        return Ok(());
+    }
     let settings = jail_settings(&config, &own).map_err(|e| e.to_string())?;
     let jail = Jail::new(settings).map_err(|e| e.to_string())?;
-    tracing::info!(jail = %config.name, "jail defined by container labels");
+    tracing::info!(jail = %config.name, container = %definition.defined_by, "jail defined by container labels");
     index.insert(Arc::from(config.name.as_str()), jails.len());
-    let mut runtime = JailRuntime::new(jail, config);
-    runtime.from_labels = true;
-    jails.push(runtime);
+    jails.push(JailRuntime::from_labels(
+        jail,
+        config,
+        definition.defined_by.clone(),
+        true,
+    ));
+    effects.store.send(save).await;
+    effects.enforce(Enforcement::Define(rule)).await;
     Ok(())
+}
+
+/// Retires label-defined jails restored at start that no container has defined again and
+/// whose last ban has ended: nothing is left for them to hold. A container that shows up
+/// later defines its jail anew. Returns whether any went.
+async fn retire_unclaimed(jails: &mut Vec<JailRuntime>, effects: &Effects) -> bool {
+    let (retired, kept): (Vec<JailRuntime>, Vec<JailRuntime>) =
+        std::mem::take(jails).into_iter().partition(|runtime| {
+            matches!(runtime.definer, Definer::Labels { seen: false, .. })
+                && runtime.jail.banned().next().is_none()
+        });
+    *jails = kept;
+    for runtime in &retired {
+        tracing::info!(jail = %runtime.name, "restored label-defined jail retired: its bans ended and no container defines it");
+        effects
+            .store
+            .send(StoreRequest::RemoveDefinition(runtime.name.to_string()))
+            .await;
+        effects
+            .enforce(Enforcement::Remove {
+                jail: runtime.name.to_string(),
+            })
+            .await;
+    }
+    !retired.is_empty()
+}
+
+fn index_of(jails: &[JailRuntime]) -> HashMap<Arc<str>, usize> {
+    jails
+        .iter()
+        .enumerate()
+        .map(|(i, runtime)| (runtime.name.clone(), i))
+        .collect()
 }
 
 fn jail_metrics(runtime: &JailRuntime) -> crate::metrics::JailMetrics {
@@ -613,15 +798,38 @@ fn announce_unban(jail: &str, ban: &ActiveBan, reason: &str) {
     tracing::info!(target: "logjail::ban", jail = %jail, host = %ban.host, reason = %reason, "unban");
 }
 
-/// Puts bans read from the store back into their jails (with their remaining time); bans of
-/// jails that no longer exist are reported and left to expire in the store.
-pub fn restore_bans(jails: &mut [JailRuntime], bans: &[BanRecord], now: DateTime<Utc>) -> usize {
+/// Puts bans read from the store back into their jails (with their remaining time). Bans of
+/// jails that are not defined now are held (see [`HeldBans`]), and each such jail is logged
+/// once.
+pub fn restore_bans(
+    jails: &mut [JailRuntime],
+    bans: &[BanRecord],
+    now: DateTime<Utc>,
+) -> (usize, HeldBans) {
+    let mut restored = 0;
+    let mut held = HeldBans::default();
+    for ban in bans {
+        match jails.iter_mut().find(|r| *r.name == *ban.jail) {
+            Some(runtime) => restored += restore_into(runtime, std::slice::from_ref(ban), now),
+            None => held.hold(ban.clone()),
+        }
+    }
+    for (jail, bans) in &held.by_jail {
+        tracing::warn!(
+            %jail,
+            bans = bans.len(),
+            "stored bans of a jail that is not defined now (not in the configuration file, no \
+             stored label definition): held, not enforced, until the configuration or a \
+             container's labels define the jail again, or they end"
+        );
+    }
+    (restored, held)
+}
+
+/// Restores `bans` into one jail; returns how many it took.
+fn restore_into(runtime: &mut JailRuntime, bans: &[BanRecord], now: DateTime<Utc>) -> usize {
     let mut restored = 0;
     for ban in bans {
-        let Some(runtime) = jails.iter_mut().find(|r| *r.name == *ban.jail) else {
-            tracing::warn!(jail = %ban.jail, host = %ban.host, "stored ban of a jail that is not configured; not restored");
-            continue;
-        };
         match runtime
             .jail
             .restore_ban(ban.host, ban.start, ban.end, ban.ban_count, now)
@@ -633,4 +841,288 @@ pub fn restore_bans(jails: &mut [JailRuntime], bans: &[BanRecord], now: DateTime
         }
     }
     restored
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use chrono::TimeZone;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::clock::TokioClock;
+    use crate::config::{DefaultsConfig, Ports};
+    use crate::source::docker::labels::{self, LabelContext};
+    use crate::store::Store;
+
+    const HOST: &str = "203.0.113.7";
+
+    fn start_time() -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000, 0).unwrap()
+    }
+
+    /// A label jail `web` of the built-in `wordpress` filter, blocking `port`.
+    fn web_labels(port: &str) -> HashMap<String, String> {
+        [
+            ("logjail.jail.web.filter", "wordpress"),
+            ("logjail.jail.web.port", port),
+            ("logjail.jail.web.bantime", "1h"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn defined(labels: &HashMap<String, String>, container: &str) -> (JailConfig, JailDefinition) {
+        let defaults = DefaultsConfig::default();
+        let parsed = labels::parse(
+            labels,
+            &LabelContext {
+                defaults: &defaults,
+                filters: &["wordpress".to_string()].into(),
+                yaml_jails: &BTreeSet::new(),
+                chain_prefix: "logjail",
+                host_network: false,
+            },
+        );
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let config = parsed.defined.into_iter().next().unwrap();
+        let definition =
+            labels::definition("web", labels, &format!("container {container}"), false);
+        (config, definition)
+    }
+
+    fn stored_ban(jail: &str, start: DateTime<Utc>) -> BanRecord {
+        BanRecord {
+            jail: jail.to_string(),
+            host: HOST.parse().unwrap(),
+            start,
+            end: Some(start + chrono::Duration::hours(1)),
+            ban_count: 2,
+            failures: 5,
+            origin: Some("container web (abc)".to_string()),
+            matches: Vec::new(),
+        }
+    }
+
+    /// The jail task on a real (in-memory) SQLite store, with the firewall's queue captured.
+    struct Harness {
+        events: mpsc::Sender<JailEvent>,
+        firewall: mpsc::Receiver<Enforcement>,
+        store: StoreHandle,
+        task: tokio::task::JoinHandle<Vec<JailRuntime>>,
+        store_thread: std::thread::JoinHandle<()>,
+    }
+
+    impl Harness {
+        fn start(mut jails: Vec<JailRuntime>, bans: &[BanRecord]) -> Harness {
+            let clock: SharedClock = Arc::new(TokioClock::starting_at(start_time()));
+            let (store, _, store_thread) = super::super::store_task::start(
+                Store::in_memory().unwrap(),
+                clock.now(),
+                start_time(),
+            )
+            .unwrap();
+            let (_, held) = restore_bans(&mut jails, bans, clock.now());
+            let (enforcer, firewall) = mpsc::channel(64);
+            let (notifier, _) = crate::action::Notifier::start(CancellationToken::new());
+            let effects = Effects {
+                store: store.clone(),
+                observers: broadcast::channel(16).0,
+                notifier,
+                enforcer: Some(enforcer),
+            };
+            let (events, receiver) = mpsc::channel(16);
+            let task = tokio::spawn(run(
+                jails,
+                held,
+                CountedHistory::default(),
+                receiver,
+                effects,
+                clock,
+                "test".to_string(),
+            ));
+            Harness {
+                events,
+                firewall,
+                store,
+                task,
+                store_thread,
+            }
+        }
+
+        async fn define(
+            &self,
+            config: JailConfig,
+            definition: JailDefinition,
+        ) -> Result<(), String> {
+            let (reply, answer) = oneshot::channel();
+            self.events
+                .send(JailEvent::Define {
+                    config: Box::new(config),
+                    definition: Box::new(definition),
+                    reply,
+                })
+                .await
+                .unwrap();
+            answer.await.unwrap()
+        }
+
+        /// Everything queued for the firewall so far.
+        fn firewall_changes(&mut self) -> Vec<Enforcement> {
+            std::iter::from_fn(|| self.firewall.try_recv().ok()).collect()
+        }
+
+        /// Stops the task; the jails as it left them and the definitions in the store.
+        async fn stop(self) -> (Vec<JailRuntime>, Vec<JailDefinition>) {
+            drop(self.events);
+            let jails = self.task.await.unwrap();
+            self.store.flush().await;
+            let (answer, wait) = oneshot::channel();
+            // The definitions, read through the store thread that owns the connection.
+            self.store
+                .send(super::super::store_task::StoreRequest::Definitions(answer))
+                .await;
+            let definitions = wait.await.unwrap();
+            drop(self.store);
+            self.store_thread.join().unwrap();
+            (jails, definitions)
+        }
+    }
+
+    /// A jail restored from a stored definition, not yet seen in this run.
+    fn restored_web(port: &str) -> JailRuntime {
+        let (config, definition) = defined(&web_labels(port), "web");
+        let rebuilt = labels::restore(&definition, &DefaultsConfig::default(), "logjail").unwrap();
+        assert_eq!(rebuilt, config, "restoring gives what the labels define");
+        let settings = jail_settings(&rebuilt, &[]).unwrap();
+        JailRuntime::from_labels(
+            Jail::new(settings).unwrap(),
+            rebuilt,
+            "container web".to_string(),
+            false,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_same_labels_take_a_restored_jail_over_with_its_ban() {
+        let mut harness =
+            Harness::start(vec![restored_web("80")], &[stored_ban("web", start_time())]);
+        let (config, definition) = defined(&web_labels("80"), "web");
+        harness.define(config, definition.clone()).await.unwrap();
+        // Identical: nothing to lay out again, the ban stays as it was.
+        assert!(harness.firewall_changes().is_empty());
+        let (jails, definitions) = harness.stop().await;
+        assert_eq!(jails.len(), 1);
+        assert_eq!(
+            jails[0].definer,
+            Definer::Labels {
+                container: "container web".into(),
+                seen: true
+            }
+        );
+        let ban = jails[0].jail.banned().next().unwrap();
+        assert_eq!(ban.end, Some(start_time() + chrono::Duration::hours(1)));
+        assert_eq!(ban.ban_count, 2);
+        assert_eq!(definitions, vec![definition]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changed_labels_win_and_the_bans_follow() {
+        let mut harness =
+            Harness::start(vec![restored_web("80")], &[stored_ban("web", start_time())]);
+        let (config, definition) = defined(&web_labels("8080"), "web");
+        harness.define(config, definition.clone()).await.unwrap();
+        let changes = harness.firewall_changes();
+        assert!(
+            matches!(&changes[..], [Enforcement::Define(rule)]
+                if rule.name == "web" && rule.ports == Ports::List(vec![crate::config::PortRange { first: 8080, last: 8080 }])),
+            "{changes:?}"
+        );
+        // The same container, re-created with yet other labels later in the run: they win too.
+        let (config, _) = defined(&web_labels("8081"), "web");
+        let (_, other_definition) = defined(&web_labels("8081"), "web");
+        harness
+            .define(config, other_definition.clone())
+            .await
+            .unwrap();
+        assert_eq!(harness.firewall_changes().len(), 1);
+        let (jails, definitions) = harness.stop().await;
+        assert_eq!(jails[0].jail.banned().count(), 1, "the ban stays");
+        assert_eq!(definitions, vec![other_definition]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn another_containers_different_definition_is_refused() {
+        let harness = Harness::start(Vec::new(), &[]);
+        let (config, definition) = defined(&web_labels("80"), "web");
+        harness.define(config.clone(), definition).await.unwrap();
+        let (other, other_definition) = defined(&web_labels("8080"), "intruder");
+        let refused = harness.define(other, other_definition).await.unwrap_err();
+        assert!(
+            refused.contains("a different jail named \"web\""),
+            "{refused}"
+        );
+        // The same definition from another container is shared.
+        let (_, shared) = defined(&web_labels("80"), "replica");
+        harness.define(config, shared).await.unwrap();
+        let (jails, definitions) = harness.stop().await;
+        assert_eq!(
+            jails[0].config.ports,
+            Ports::List(vec![crate::config::PortRange {
+                first: 80,
+                last: 80
+            }])
+        );
+        assert_eq!(definitions.len(), 1);
+        assert_eq!(definitions[0].defined_by, "container web");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_bans_go_to_the_jail_defined_again() {
+        // A ban stored by a logjail that kept no definitions: nothing to restore it into.
+        let mut harness = Harness::start(Vec::new(), &[stored_ban("web", start_time())]);
+        let (config, definition) = defined(&web_labels("80"), "web");
+        harness.define(config, definition).await.unwrap();
+        let changes = harness.firewall_changes();
+        assert!(
+            matches!(&changes[0], Enforcement::Define(rule) if rule.name == "web"),
+            "{changes:?}"
+        );
+        assert!(
+            matches!(&changes[1..], [Enforcement::Ban { jail, host, end }]
+                if jail == "web" && host.to_string() == HOST
+                    && *end == Some(start_time() + chrono::Duration::hours(1))),
+            "{changes:?}"
+        );
+        let (jails, _) = harness.stop().await;
+        assert_eq!(jails[0].jail.banned().next().unwrap().ban_count, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restored_jail_nobody_defines_goes_when_its_bans_end() {
+        let mut harness =
+            Harness::start(vec![restored_web("80")], &[stored_ban("web", start_time())]);
+        // Still banned: the jail stays through purges.
+        tokio::time::advance(Duration::from_secs(30 * 60)).await;
+        tokio::task::yield_now().await;
+        assert!(harness.firewall_changes().is_empty());
+        // The ban ends after an hour; a purge (every minute) after that retires the jail.
+        for _ in 0..32 {
+            tokio::time::advance(Duration::from_secs(60)).await;
+            for _ in 0..5 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let changes = harness.firewall_changes();
+        assert!(
+            matches!(&changes[..], [Enforcement::Unban { jail, .. }, Enforcement::Remove { jail: removed }]
+                if jail == "web" && removed == "web"),
+            "{changes:?}"
+        );
+        let (jails, definitions) = harness.stop().await;
+        assert!(jails.is_empty());
+        assert!(definitions.is_empty());
+    }
 }

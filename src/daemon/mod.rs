@@ -128,13 +128,42 @@ pub async fn run_with(
     let (store_handle, recovered, store_thread) =
         store_task::start(store, now, chrono::DateTime::<chrono::Utc>::MIN_UTC)?;
 
-    // Chains and sets first: bans restored below must have somewhere to go.
+    // The jails: the configuration file's, then those that container labels defined in
+    // earlier runs and that still hold bans, rebuilt from their stored definitions.
+    let own = options.own_addresses.clone().unwrap_or_else(own_addresses);
+    let mut runtimes = Vec::new();
+    for jail_config in config.jails.iter().filter(|j| j.enabled) {
+        let settings = jails::jail_settings(jail_config, &own).map_err(|e| DaemonError::Jail {
+            jail: jail_config.name.clone(),
+            message: e.to_string(),
+        })?;
+        let jail = Jail::new(settings).map_err(|e| DaemonError::Jail {
+            jail: jail_config.name.clone(),
+            message: e.to_string(),
+        })?;
+        runtimes.push(JailRuntime::new(jail, jail_config.clone()));
+    }
+    runtimes.extend(
+        restored_label_jails(
+            &config,
+            &recovered.definitions,
+            &recovered.bans,
+            &own,
+            &store_handle,
+        )
+        .await,
+    );
+    let (restored, held) = jails::restore_bans(&mut runtimes, &recovered.bans, now);
+    if restored > 0 {
+        tracing::info!(restored, "bans restored from the store");
+    }
+
+    // Chains and sets first, for every jail that holds bans (label-defined ones included):
+    // the bans re-applied below must have somewhere to go before any source starts.
     let firewall = if options.manage_firewall {
-        let rules = config
-            .jails
+        let rules = runtimes
             .iter()
-            .filter(|j| j.enabled)
-            .map(crate::firewall::JailRule::from_config)
+            .map(|runtime| crate::firewall::JailRule::from_config(&runtime.config))
             .collect();
         let firewall_options = crate::firewall::FirewallOptions {
             clock: clock.clone(),
@@ -164,23 +193,6 @@ pub async fn run_with(
         None => "none (not managed)".to_string(),
     };
 
-    let own = options.own_addresses.clone().unwrap_or_else(own_addresses);
-    let mut runtimes = Vec::new();
-    for jail_config in config.jails.iter().filter(|j| j.enabled) {
-        let settings = jails::jail_settings(jail_config, &own).map_err(|e| DaemonError::Jail {
-            jail: jail_config.name.clone(),
-            message: e.to_string(),
-        })?;
-        let jail = Jail::new(settings).map_err(|e| DaemonError::Jail {
-            jail: jail_config.name.clone(),
-            message: e.to_string(),
-        })?;
-        runtimes.push(JailRuntime::new(jail, jail_config.clone()));
-    }
-    let restored = jails::restore_bans(&mut runtimes, &recovered.bans, now);
-    if restored > 0 {
-        tracing::info!(restored, "bans restored from the store");
-    }
     let firewall_errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let docker_connected = Arc::new(tokio::sync::Notify::new());
     let enforcer_stop = CancellationToken::new();
@@ -242,6 +254,7 @@ pub async fn run_with(
     };
     let jail_task = tokio::spawn(jails::run(
         runtimes,
+        held,
         CountedHistory::from_store(recovered.history),
         failure_receiver,
         effects,
@@ -423,6 +436,65 @@ async fn recv_hangup(hangups: &mut Option<Signal>) -> Option<()> {
         Some(signal) => signal.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// Jails that container labels defined in earlier runs and that still hold bans in force,
+/// rebuilt from their stored definitions (as the same labels would define them now), so that
+/// their bans are back in the firewall before any source starts, whether or not the container
+/// is still there. Definitions that the configuration file now takes over, or whose bans have
+/// all ended, are forgotten: a container that still carries the labels defines its jail again
+/// when it is seen. One that no longer parses is kept, its bans held (see `HeldBans`).
+async fn restored_label_jails(
+    config: &Config,
+    definitions: &[crate::store::JailDefinition],
+    bans: &[crate::store::BanRecord],
+    own: &[IpAddr],
+    store: &StoreHandle,
+) -> Vec<JailRuntime> {
+    let mut restored = Vec::new();
+    for definition in definitions {
+        let name = &definition.jail;
+        let forget = if config.jails.iter().any(|jail| &jail.name == name) {
+            tracing::info!(jail = %name, defined_by = %definition.defined_by, "jail now defined in the configuration file; its stored label definition is dropped");
+            true
+        } else {
+            !bans.iter().any(|ban| &ban.jail == name)
+        };
+        if forget {
+            store
+                .send(store_task::StoreRequest::RemoveDefinition(name.clone()))
+                .await;
+            continue;
+        }
+        let rebuilt = crate::source::docker::labels::restore(
+            definition,
+            &config.defaults,
+            &config.firewall.chain_prefix,
+        )
+        .and_then(|jail_config| {
+            let settings = jails::jail_settings(&jail_config, own).map_err(|e| e.to_string())?;
+            let jail = Jail::new(settings).map_err(|e| e.to_string())?;
+            Ok((jail, jail_config))
+        });
+        match rebuilt {
+            Ok((jail, jail_config)) => {
+                tracing::info!(jail = %name, defined_by = %definition.defined_by, "label-defined jail restored from the store");
+                restored.push(JailRuntime::from_labels(
+                    jail,
+                    jail_config,
+                    definition.defined_by.clone(),
+                    false,
+                ));
+            }
+            Err(error) => tracing::warn!(
+                jail = %name,
+                defined_by = %definition.defined_by,
+                %error,
+                "stored label definition no longer defines a jail; its bans are held until labels define it again"
+            ),
+        }
+    }
+    restored
 }
 
 /// Routes of `jail`, the jail name with its compiled filter; `None` for a manual jail.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::source::Position;
-use crate::store::{BanRecord, Store, StoreError};
+use crate::store::{BanRecord, JailDefinition, Store, StoreError};
 
 /// What the store thread is asked to do.
 #[derive(Debug)]
@@ -25,11 +25,20 @@ pub enum StoreRequest {
         now: DateTime<Utc>,
     },
     ForgetPosition(String),
+    /// A jail defined at run time (by labels), kept so its bans can be restored at start.
+    SaveDefinition {
+        definition: JailDefinition,
+        now: DateTime<Utc>,
+    },
+    /// A run-time jail that is gone, or that the configuration file took over.
+    RemoveDefinition(String),
     PurgeExpired(DateTime<Utc>),
     /// Answered once every request sent before it is written.
     Flush(oneshot::Sender<()>),
     /// The stored read positions (for sources started after a reload).
     Positions(oneshot::Sender<HashMap<String, Position>>),
+    /// The stored jail definitions.
+    Definitions(oneshot::Sender<Vec<JailDefinition>>),
 }
 
 /// Sends requests to the store thread; cheap to clone.
@@ -79,6 +88,8 @@ pub struct Recovered {
     pub bans: Vec<BanRecord>,
     pub positions: HashMap<String, Position>,
     pub history: HashMap<(String, IpAddr), u32>,
+    /// Jails defined at run time by an earlier run.
+    pub definitions: Vec<JailDefinition>,
 }
 
 /// Reads what the daemon needs to resume, then moves the store to its own thread.
@@ -91,6 +102,7 @@ pub fn start(
         bans: store.active_bans(now)?,
         positions: store.load_positions()?,
         history: store.ban_history(history_since)?,
+        definitions: store.definitions()?,
     };
     // Expired rows go only after the active ones were read (and will be re-applied).
     store.purge_expired(now)?;
@@ -117,6 +129,8 @@ fn apply(store: &mut Store, request: StoreRequest) -> Result<(), StoreError> {
         StoreRequest::RemoveBan { jail, host } => store.remove_ban(&jail, host).map(|_| ()),
         StoreRequest::SavePositions { positions, now } => store.save_positions(&positions, now),
         StoreRequest::ForgetPosition(source) => store.forget_position(&source),
+        StoreRequest::SaveDefinition { definition, now } => store.save_definition(&definition, now),
+        StoreRequest::RemoveDefinition(jail) => store.remove_definition(&jail),
         StoreRequest::PurgeExpired(now) => store.purge_expired(now).map(|_| ()),
         StoreRequest::Flush(done) => {
             let _ = done.send(());
@@ -125,6 +139,11 @@ fn apply(store: &mut Store, request: StoreRequest) -> Result<(), StoreError> {
         StoreRequest::Positions(answer) => {
             let positions = store.load_positions()?;
             let _ = answer.send(positions);
+            Ok(())
+        }
+        StoreRequest::Definitions(answer) => {
+            let definitions = store.definitions()?;
+            let _ = answer.send(definitions);
             Ok(())
         }
     }

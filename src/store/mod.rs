@@ -4,7 +4,7 @@
 //! reported as stored survives `kill -9` and power loss alike. One owner (the store task) holds
 //! the connection; nothing else opens the file while logjail runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +15,8 @@ use crate::source::Position;
 
 /// Bumped whenever the schema changes; older files are migrated on open.
 /// 2: `positions.cursor` (journal sources resume by cursor).
-const SCHEMA_VERSION: i64 = 2;
+/// 3: `jail_definitions` (jails defined by container labels keep their bans across restarts).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -53,6 +54,18 @@ CREATE TABLE IF NOT EXISTS positions (
     updated_ms   INTEGER NOT NULL,
     cursor       TEXT,
     head         BLOB
+);
+-- Jails defined at run time rather than in the configuration file (by a container's labels),
+-- as the labels that defined them: at start their bans are put back in the firewall before
+-- any source runs, with the same chains, ports and verdict, whether or not the container is
+-- still there.
+CREATE TABLE IF NOT EXISTS jail_definitions (
+    jail         TEXT PRIMARY KEY,
+    kind         TEXT    NOT NULL,
+    defined_by   TEXT    NOT NULL,
+    host_network INTEGER NOT NULL,
+    labels       TEXT    NOT NULL,
+    updated_ms   INTEGER NOT NULL
 );
 "#;
 
@@ -96,6 +109,43 @@ pub struct BanRecord {
     pub origin: Option<String>,
     /// The log lines that led to the ban.
     pub matches: Vec<String>,
+}
+
+/// What defined a jail at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DefinitionKind {
+    /// `logjail.jail.NAME.*` labels of a Docker container.
+    ContainerLabels,
+}
+
+impl DefinitionKind {
+    /// The name stored in the `kind` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            DefinitionKind::ContainerLabels => "container-labels",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<DefinitionKind> {
+        match name {
+            "container-labels" => Some(DefinitionKind::ContainerLabels),
+            _ => None,
+        }
+    }
+}
+
+/// A jail defined at run time, stored as what defined it, so that the same parser rebuilds it
+/// at the next start (with the chains, ports, protocol and verdict its bans need).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailDefinition {
+    pub jail: String,
+    pub kind: DefinitionKind,
+    /// Who defined it, for `status` and the log (`container web`).
+    pub defined_by: String,
+    /// The container used the host's network: its jail bans in `INPUT`, not `DOCKER-USER`.
+    pub host_network: bool,
+    /// The labels (keys and values as given) that define this jail, and only those.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The SQLite store. Not `Sync`: one task owns it.
@@ -189,6 +239,9 @@ impl Store {
             if from < 2 {
                 transaction.execute_batch(MIGRATE_1_TO_2)?;
             }
+            // Version 3 only added `jail_definitions`, which `SCHEMA` has just made. Bans of
+            // label-defined jails written before it have no definition: the daemon holds them
+            // until the container's labels define their jail again.
             transaction.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
                 params![SCHEMA_VERSION.to_string()],
@@ -425,6 +478,82 @@ impl Store {
             }
         }
         transaction.commit().map_err(wrap)
+    }
+
+    /// Records (or replaces) the definition of a jail defined at run time.
+    pub fn save_definition(
+        &mut self,
+        definition: &JailDefinition,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let labels = serde_json::to_string(&definition.labels).unwrap_or_else(|_| "{}".into());
+        self.sqlite(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO jail_definitions
+                 (jail, kind, defined_by, host_network, labels, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    definition.jail,
+                    definition.kind.name(),
+                    definition.defined_by,
+                    definition.host_network,
+                    labels,
+                    millis(now)
+                ],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// Forgets a jail's definition (the jail is gone, or the configuration file took it over).
+    pub fn remove_definition(&mut self, jail: &str) -> Result<(), StoreError> {
+        self.sqlite(|c| {
+            c.execute(
+                "DELETE FROM jail_definitions WHERE jail = ?1",
+                params![jail],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// Every stored jail definition, by jail name. A row of a kind this logjail does not know
+    /// (written by a newer one) or with unreadable labels is skipped with a warning.
+    pub fn definitions(&self) -> Result<Vec<JailDefinition>, StoreError> {
+        let rows = self.sqlite(|c| {
+            let mut statement = c.prepare(
+                "SELECT jail, kind, defined_by, host_network, labels FROM jail_definitions
+                 ORDER BY jail",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, bool>(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let mut definitions = Vec::new();
+        for (jail, kind, defined_by, host_network, labels) in rows {
+            let Some(kind) = DefinitionKind::from_name(&kind) else {
+                tracing::warn!(%jail, %kind, "stored jail definition of an unknown kind; skipped");
+                continue;
+            };
+            let Ok(labels) = serde_json::from_str(&labels) else {
+                tracing::warn!(%jail, "stored jail definition with unreadable labels; skipped");
+                continue;
+            };
+            definitions.push(JailDefinition {
+                jail,
+                kind,
+                defined_by,
+                host_network,
+                labels,
+            });
+        }
+        Ok(definitions)
     }
 
     /// All stored read positions by source key.
@@ -689,6 +818,101 @@ INSERT INTO meta (key, value) VALUES ('schema_version', '1');
             cursor
         );
         assert_eq!(store.load_positions().unwrap().len(), 2);
+    }
+
+    /// The schema of version 2, as logjail wrote it before it kept jail definitions.
+    const SCHEMA_V2: &str = r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE bans (
+    jail TEXT NOT NULL, host TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER,
+    ban_count INTEGER NOT NULL, failures INTEGER NOT NULL, origin TEXT,
+    matches TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (jail, host)
+);
+CREATE TABLE ban_history (jail TEXT NOT NULL, host TEXT NOT NULL, start_ms INTEGER NOT NULL);
+CREATE INDEX ban_history_host ON ban_history (host, jail);
+CREATE TABLE positions (
+    source TEXT PRIMARY KEY, device INTEGER, inode INTEGER, offset INTEGER, time_ns INTEGER,
+    seen_at_time INTEGER, updated_ms INTEGER NOT NULL, cursor TEXT, head BLOB
+);
+INSERT INTO meta (key, value) VALUES ('schema_version', '2');
+"#;
+
+    fn web_definition(port: &str) -> JailDefinition {
+        JailDefinition {
+            jail: "web".to_string(),
+            kind: DefinitionKind::ContainerLabels,
+            defined_by: "container shop".to_string(),
+            host_network: false,
+            labels: [
+                (
+                    "logjail.jail.web.filter".to_string(),
+                    "wordpress".to_string(),
+                ),
+                ("logjail.jail.web.port".to_string(), port.to_string()),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn a_version_2_store_is_migrated_and_keeps_jail_definitions_from_then_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logjail.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(SCHEMA_V2).unwrap();
+            // A label jail's ban, written when definitions were not kept.
+            old.execute(
+                "INSERT INTO bans (jail, host, start_ms, end_ms, ban_count, failures, origin, matches)
+                 VALUES ('web', '198.51.100.9', ?1, ?2, 1, 3, 'container shop (0123)', '[]')",
+                params![millis(at(0)), millis(at(3600))],
+            )
+            .unwrap();
+            old.execute(
+                "INSERT INTO ban_history (jail, host, start_ms) VALUES ('web', '198.51.100.9', ?1)",
+                params![millis(at(0))],
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.active_bans(at(1)).unwrap().len(), 1);
+        assert_eq!(store.ban_history(at(0)).unwrap().len(), 1);
+        assert!(store.definitions().unwrap().is_empty());
+        store.save_definition(&web_definition("80"), at(1)).unwrap();
+        drop(store);
+
+        let mut store = Store::open(&path).unwrap();
+        let version: String = store
+            .connection
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, "3");
+        assert_eq!(store.definitions().unwrap(), vec![web_definition("80")]);
+        // Redefined with other labels: replaced, not added.
+        store
+            .save_definition(&web_definition("8080"), at(2))
+            .unwrap();
+        assert_eq!(store.definitions().unwrap(), vec![web_definition("8080")]);
+        store.remove_definition("web").unwrap();
+        assert!(store.definitions().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_definition_of_an_unknown_kind_is_skipped() {
+        let mut store = Store::in_memory().unwrap();
+        store.save_definition(&web_definition("80"), at(0)).unwrap();
+        store
+            .connection
+            .execute(
+                "INSERT INTO jail_definitions VALUES ('pod', 'from-the-future', 'x', 0, '{}', 0)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(store.definitions().unwrap(), vec![web_definition("80")]);
     }
 
     #[test]

@@ -508,7 +508,9 @@ impl Discovery {
             self.ignored.insert(id.to_string());
             return;
         }
-        let routes = self.routes_for(&origin, &facts, &parsed).await;
+        let routes = self
+            .routes_for(&origin, &facts, &parsed, host_network)
+            .await;
         if routes.is_empty() {
             self.ignored.insert(id.to_string());
             return;
@@ -568,6 +570,7 @@ impl Discovery {
         origin: &Arc<Origin>,
         facts: &ContainerFacts<'_>,
         parsed: &ContainerLabels,
+        host_network: bool,
     ) -> Vec<Route> {
         let mut problems: Vec<String> = parsed.errors.iter().map(ToString::to_string).collect();
         let mut routes: Vec<Route> = Vec::new();
@@ -626,7 +629,15 @@ impl Discovery {
                     ));
                     continue;
                 };
-                match self.define(jail.clone()).await {
+                // Known by name, which outlives the id when compose re-creates the container.
+                let defined_by = match &**origin {
+                    Origin::Container { name, id } if name.is_empty() => format!("container {id}"),
+                    Origin::Container { name, .. } => format!("container {name}"),
+                    other => other.to_string(),
+                };
+                let definition =
+                    labels::definition(&jail.name, facts.labels, &defined_by, host_network);
+                match self.define(jail.clone(), definition).await {
                     Ok(()) => add(&mut routes, &jail.name, filter),
                     Err(message) => problems.push(format!(
                         "labels `{}{}.*`: {message} (jail \"{}\" skipped)",
@@ -704,7 +715,8 @@ impl Discovery {
             let routes = if parsed.opted_out() {
                 Vec::new()
             } else {
-                self.routes_for(&origin, &facts, &parsed).await
+                self.routes_for(&origin, &facts, &parsed, host_network)
+                    .await
             };
             if routes.is_empty() {
                 tracing::info!(%origin, "no jail wants this container any more: not watching it");
@@ -758,12 +770,17 @@ impl Discovery {
     }
 
     /// Asks the jail task to create a label-defined jail (or to confirm an identical one).
-    async fn define(&self, config: crate::config::JailConfig) -> Result<(), String> {
+    async fn define(
+        &self,
+        config: crate::config::JailConfig,
+        definition: crate::store::JailDefinition,
+    ) -> Result<(), String> {
         let (reply, answer) = oneshot::channel();
         self.wiring
             .jails
             .send(JailEvent::Define {
                 config: Box::new(config),
+                definition: Box::new(definition),
                 reply,
             })
             .await

@@ -40,6 +40,7 @@ use crate::config::{
     Chain, DefaultsConfig, FirewallAction, JailConfig, Ports, Protocol, RejectWith,
 };
 use crate::duration::{BanTime, parse_bantime, parse_duration};
+use crate::store::{DefinitionKind, JailDefinition};
 
 /// Every logjail label starts with this; a container without any costs one prefix check.
 pub const PREFIX: &str = "logjail.";
@@ -215,6 +216,80 @@ pub fn parse(labels: &HashMap<String, String>, context: &LabelContext<'_>) -> Co
         }
     }
     result
+}
+
+/// The labels that define jail `name` (`logjail.jail.NAME.*`, as given), to be stored so that
+/// the jail and its bans come back at the next start; see [`restore`].
+pub fn definition(
+    name: &str,
+    labels: &HashMap<String, String>,
+    defined_by: &str,
+    host_network: bool,
+) -> JailDefinition {
+    let defining = labels
+        .iter()
+        .filter(|(key, _)| defining_jail(key) == Some(name))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    JailDefinition {
+        jail: name.to_string(),
+        kind: DefinitionKind::ContainerLabels,
+        defined_by: defined_by.to_string(),
+        host_network,
+        labels: defining,
+    }
+}
+
+/// The jail a `logjail.jail.NAME.KEY` label belongs to, split as [`parse`] splits it.
+fn defining_jail(key: &str) -> Option<&str> {
+    let (name, jail_key) = key.strip_prefix(JAIL_PREFIX)?.rsplit_once('.')?;
+    (!name.is_empty() && !jail_key.is_empty()).then_some(name)
+}
+
+/// Rebuilds a jail that labels defined in an earlier run from its stored definition, with the
+/// configuration's current `defaults:`, exactly as the same labels would define it now.
+///
+/// Its filter need not exist any more: a restored jail reads nothing until a container's
+/// labels define it again (when the filter is checked as usual); until then it holds its
+/// bans, which belong to the attackers, not to the container.
+pub fn restore(
+    definition: &JailDefinition,
+    defaults: &DefaultsConfig,
+    chain_prefix: &str,
+) -> Result<JailConfig, String> {
+    let labels: HashMap<String, String> = definition
+        .labels
+        .iter()
+        .filter(|(key, _)| defining_jail(key) == Some(definition.jail.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let filter = labels
+        .iter()
+        .find(|(key, _)| key.ends_with(".filter"))
+        .map(|(_, value)| clean_value(value).to_string())
+        .unwrap_or_else(|| definition.jail.clone());
+    let context = LabelContext {
+        defaults,
+        filters: &BTreeSet::from([filter]),
+        yaml_jails: &BTreeSet::new(),
+        chain_prefix,
+        host_network: definition.host_network,
+    };
+    let mut parsed = parse(&labels, &context);
+    match parsed
+        .defined
+        .iter()
+        .position(|jail| jail.name == definition.jail)
+    {
+        Some(found) => Ok(parsed.defined.swap_remove(found)),
+        None if parsed.errors.is_empty() => Err("no label defines it".to_string()),
+        None => Err(parsed
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")),
+    }
 }
 
 /// Builds one label-defined jail from its `(label, key, cleaned value)` entries; every bad
@@ -699,5 +774,61 @@ mod tests {
         assert_eq!(labels.defined[0].ports, Ports::All);
         assert_eq!(labels.defined[0].protocol, Protocol::Tcp);
         assert!(labels.errors[0].message.contains("too long"), "{labels:?}");
+    }
+
+    #[test]
+    fn a_stored_definition_rebuilds_the_same_jail_even_without_its_filter() {
+        let mut fixture = Fixture::new();
+        fixture.host_network = true;
+        let given = [
+            ("logjail.jail.shop.filter", "wordpress"),
+            ("logjail.jail.shop.port", "443"),
+            ("logjail.jail.shop.action", "reject"),
+            ("logjail.jail.other.filter", "sshd"),
+            ("logjail.jails", "shop"),
+            ("com.docker.compose.service", "shop"),
+        ];
+        let parsed = fixture.parse(&given);
+        let shop = parsed.defined.iter().find(|j| j.name == "shop").unwrap();
+        let labels: HashMap<String, String> = given
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let stored = definition("shop", &labels, "container shop", true);
+        // Only the labels that define this jail are kept.
+        assert_eq!(
+            stored.labels.keys().collect::<Vec<_>>(),
+            [
+                "logjail.jail.shop.action",
+                "logjail.jail.shop.filter",
+                "logjail.jail.shop.port"
+            ]
+        );
+        let rebuilt = restore(&stored, &fixture.defaults, "logjail").unwrap();
+        assert_eq!(&rebuilt, shop);
+        assert_eq!(
+            rebuilt.chains,
+            vec![Chain::Input],
+            "host network: INPUT, as defined"
+        );
+        // A filter the configuration no longer has does not lose the jail (and its bans).
+        let mut renamed = stored.clone();
+        renamed
+            .labels
+            .insert("logjail.jail.shop.filter".into(), "gone-filter".into());
+        assert_eq!(
+            restore(&renamed, &fixture.defaults, "logjail")
+                .unwrap()
+                .filter
+                .as_deref(),
+            Some("gone-filter")
+        );
+        // Labels that no longer define a jail say why.
+        let mut broken = stored;
+        broken
+            .labels
+            .insert("logjail.jail.shop.maxretry".into(), "many".into());
+        let error = restore(&broken, &fixture.defaults, "logjail").unwrap_err();
+        assert!(error.contains("logjail.jail.shop.maxretry"), "{error}");
     }
 }
