@@ -32,116 +32,20 @@
 mod firewall_support;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
 
 use firewall_support::docker_host::{
-    Client, PUBLISHED, WAIT, assert_docker_user_ban_layout, rules_of, set_holds, tail, wait_until,
+    Client, HostLogjail as Logjail, PUBLISHED, assert_docker_user_ban_layout, rules_of, set_holds,
+    tail, wait_until,
 };
 use firewall_support::{Netns, Reach, unique};
 use logjail::firewall::Family;
 use support::dockerd::PrivateDockerd;
 use support::{Containers, docker_cli};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
 const IMAGE: &str = "logjail-host/busybox:local";
-
-/// The real daemon, run inside the host namespace; killed if the test ends without
-/// stopping it.
-struct Logjail {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Logjail {
-    fn start(host: &Netns, config: &Path, dir: &Path) -> Logjail {
-        let log = dir.join("logjail.log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &host.name, BINARY, "run", "-c"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut logjail = Logjail {
-            child,
-            socket: dir.join("lj.sock"),
-            log,
-        };
-        let deadline = Instant::now() + WAIT;
-        while !logjail.cli(&["ping"]).status.success() {
-            assert!(
-                logjail.child.try_wait().unwrap().is_none(),
-                "logjail exited at start:\n{}",
-                logjail.log()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "logjail never answered:\n{}",
-                logjail.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        logjail
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BINARY)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// A CLI command that must succeed; its output.
-    fn must(&self, args: &[&str]) -> String {
-        let output = self.cli(args);
-        assert!(
-            output.status.success(),
-            "logjail {args:?}: {}{}",
-            String::from_utf8_lossy(&output.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// SIGTERM, as `docker stop` or systemd would; waits for the exit.
-    fn stop(&mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "logjail did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Logjail {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// Both logs, for failure messages.
 fn context(logjail: &Logjail, engine: &PrivateDockerd) -> String {
