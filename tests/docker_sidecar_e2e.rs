@@ -16,6 +16,9 @@
 //! on `/wp-login.php` as WordPress does to a failed login. The example's jail rejects with
 //! `tcp-reset`: the attacker must be refused at once on the published port.
 //!
+//! `examples/labels`: the same stand-in, its jail defined by its labels alone; the ban holds
+//! across `docker-compose restart`, `docker kill` + `start` and a re-created sidecar.
+//!
 //! And the image itself: every program in it runs with the plugins and libraries it loads,
 //! and its journalctl reads a journal written on the host.
 //!
@@ -570,6 +573,135 @@ fn the_wordpress_example_refuses_a_login_guesser_at_once() {
     );
 
     let unban = project.logjail(&["unban", "wordpress", &clients.attacker_ip().to_string()]);
+    assert!(unban.status.success(), "{}", text(&unban));
+    assert_eq!(clients.attacker_reaches(port), Reach::Connected);
+}
+
+/// `examples/labels`: the jail is defined by the web container's labels alone. Its ban must
+/// hold across every way the sidecar goes down and comes back.
+#[test]
+fn the_label_example_keeps_its_ban_across_sidecar_restarts_crashes_and_recreation() {
+    let _guard = PrefixGuard {
+        prefix: PREFIX.to_string(),
+    };
+    let clients = Clients::new();
+    let port = free_port();
+    let project = Project::new(
+        "labels",
+        &[
+            (
+                "WORDPRESS_IMAGE",
+                "logjail-test/wp-stand-in:{name}".to_string(),
+            ),
+            ("WORDPRESS_PORT", port.to_string()),
+            ("WORDPRESS_DB_PASSWORD", "test-only".to_string()),
+        ],
+    );
+    build_wordpress_stand_in(project.var("WORDPRESS_IMAGE"));
+    project.compose_ok(&[
+        "up",
+        "--detach",
+        "--no-build",
+        "--no-deps",
+        "web",
+        "logjail",
+    ]);
+    let answering = |project: &Project| {
+        wait_for(
+            "the sidecar's control socket",
+            Duration::from_secs(30),
+            || project.logjail(&["ping"]).status.success(),
+        );
+    };
+    answering(&project);
+    wait_for(
+        "the sidecar to watch the web container",
+        Duration::from_secs(30),
+        || project.logs().contains("watching container"),
+    );
+    let target = SocketAddr::new(clients.host_ip(), port);
+    wait_for("nginx to answer", Duration::from_secs(30), || {
+        clients.bystander_reaches(port) == Reach::Connected
+    });
+    let login = "log=admin&pwd=guess";
+    for _ in 0..5 {
+        let status = http(
+            clients.attacker(),
+            target,
+            format!(
+                "POST /wp-login.php HTTP/1.1\r\nHost: blog\r\nContent-Type: \
+                 application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{login}",
+                login.len()
+            ),
+        );
+        assert_eq!(status, "HTTP/1.1 200 OK");
+    }
+    let set = format!("{PREFIX}-s-wp-4");
+    let attacker = clients.attacker_ip();
+    let still_banned = |project: &Project, when: &str| {
+        wait_for(
+            &format!("{when}: the ban in the kernel's set"),
+            Duration::from_secs(30),
+            || set_holds(&set, attacker),
+        );
+        let reach = clients.attacker_reaches(port);
+        assert!(
+            reach.refused_fast(),
+            "{when}: the banned client got {reach:?}\n{}",
+            project.logs()
+        );
+        let page = http(
+            clients.bystander(),
+            target,
+            "GET / HTTP/1.1\r\nHost: blog\r\nConnection: close\r\n\r\n".to_string(),
+        );
+        assert_eq!(page, "HTTP/1.1 200 OK", "{when}: the bystander is served");
+        let members = text(&Command::new("ipset").args(["list", &set]).output().unwrap());
+        let entries = members
+            .lines()
+            .skip_while(|line| !line.starts_with("Members:"))
+            .skip(1)
+            .filter(|line| !line.trim().is_empty())
+            .count();
+        assert_eq!(entries, 1, "{when}: one entry\n{members}");
+        let banned = text(&project.logjail(&["banned"]));
+        assert_eq!(banned.lines().count(), 1, "{when}: {banned}");
+        assert!(
+            banned.starts_with(&format!("wp\t{attacker}\t")),
+            "{when}: {banned}"
+        );
+    };
+    still_banned(&project, "banned by the labels' jail");
+
+    // A clean restart of the sidecar: its stop takes the rules out, its start puts them back.
+    project.compose_ok(&["restart", "logjail"]);
+    answering(&project);
+    still_banned(&project, "after `docker-compose restart logjail`");
+
+    // A crash: SIGKILL to the whole container (tini and logjail), then a start.
+    sh(&docker(), &["kill", project.sidecar()]);
+    sh(&docker(), &["start", project.sidecar()]);
+    answering(&project);
+    still_banned(&project, "after `docker kill` and `docker start`");
+
+    // A new sidecar container (an upgrade does this): only the state volume carries over.
+    project.compose_ok(&[
+        "up",
+        "--detach",
+        "--no-build",
+        "--no-deps",
+        "--force-recreate",
+        "logjail",
+    ]);
+    answering(&project);
+    still_banned(&project, "after the sidecar was re-created");
+    let status = text(&project.logjail(&["status", "wp"]));
+    assert!(
+        status.contains("Defined by:\t\tlabels of container"),
+        "{status}"
+    );
+
+    let unban = project.logjail(&["unban", "wp", &attacker.to_string()]);
     assert!(unban.status.success(), "{}", text(&unban));
     assert_eq!(clients.attacker_reaches(port), Reach::Connected);
 }
