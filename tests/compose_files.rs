@@ -25,7 +25,34 @@ fn compose_files() -> Vec<PathBuf> {
     files
 }
 
+/// A label value as compose hands it to Docker when the variable is unset: `${NAME:-default}`
+/// becomes `default` (the files use no other form of interpolation in labels).
+fn interpolated(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').expect("unclosed ${");
+        let default = after[..end]
+            .split_once(":-")
+            .map(|(_, default)| default)
+            .expect("labels use ${NAME:-default} only");
+        out.push_str(default);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn service_labels(service: &Value) -> HashMap<String, String> {
+    raw_service_labels(service)
+        .into_iter()
+        .map(|(key, value)| (key, interpolated(&value)))
+        .collect()
+}
+
+fn raw_service_labels(service: &Value) -> HashMap<String, String> {
     match service.get("labels") {
         Some(Value::Mapping(map)) => map
             .iter()
@@ -119,7 +146,13 @@ fn every_container_label_joins_a_jail_of_its_configuration() {
         let compose: Value =
             serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         let config = Config::load(&file.with_file_name("logjail.yaml")).unwrap();
-        let filters: BTreeSet<String> = config.filters.keys().cloned().collect();
+        // What the daemon offers labels: the configuration's filters and the built-in ones.
+        let filters: BTreeSet<String> = config
+            .filters
+            .keys()
+            .cloned()
+            .chain(logjail::filter::builtin::names().map(String::from))
+            .collect();
         let yaml_jails: BTreeSet<String> = config.jails.iter().map(|j| j.name.clone()).collect();
         let context = LabelContext {
             defaults: &config.defaults,
