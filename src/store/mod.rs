@@ -1,4 +1,5 @@
-//! The store: active bans, ban history and sources' read positions in one SQLite file.
+//! The store: active bans, ban history, sources' read positions and the definitions of jails
+//! defined at run time (by container labels), in one SQLite file.
 //!
 //! Every write is its own transaction in WAL mode with `synchronous=FULL`, so a ban that was
 //! reported as stored survives `kill -9` and power loss alike. One owner (the store task) holds
