@@ -85,6 +85,9 @@ pub struct Effects {
     pub notifier: NotifierHandle,
     /// The firewall's queue; `None` when the daemon manages no firewall (tests, dry runs).
     pub enforcer: Option<mpsc::Sender<Enforcement>>,
+    /// Why the daemon runs without the firewall it should manage (only log-only jails were
+    /// configured and iptables does not work): label jails that block are refused then.
+    pub no_firewall: Option<Arc<str>>,
 }
 
 /// A change for the firewall, applied in order by the enforcer task.
@@ -381,7 +384,14 @@ pub async fn run(
                     }
                     JailEvent::Define { config, reply } => {
                         let rule = crate::firewall::JailRule::from_config(&config);
-                        let answer = define(&mut jails, &mut index, *config);
+                        let answer = match &effects.no_firewall {
+                            Some(reason) if rule.acts() => Err(format!(
+                                "it blocks addresses but logjail runs without a firewall \
+                                 ({reason}); use action: log, or make the firewall work and \
+                                 restart logjail"
+                            )),
+                            _ => define(&mut jails, &mut index, *config),
+                        };
                         if answer.is_ok() {
                             effects.enforce(Enforcement::Define(rule)).await;
                         }
