@@ -9,11 +9,22 @@
 
 mod firewall_support;
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use firewall_support::Netns;
+use logjail::action::Notifier;
+use logjail::clock::SystemClock;
+use logjail::config::Config;
+use logjail::daemon::jails::{self, CountedHistory, Effects, JailEvent};
+use logjail::daemon::store_task;
+use logjail::source::docker::labels::{self, LabelContext};
+use logjail::store::Store;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/logjail.yaml");
@@ -357,4 +368,99 @@ fn without_iptables_log_only_jails_run_and_blocking_ones_are_refused() {
         "{log}"
     );
     assert!(!socket.exists() || !cli(&socket, &["ping"]).status.success());
+}
+
+/// Label-defined jails (Docker containers define them at any time) go through the jail
+/// task's definition, the real one here with a real store: without a firewall those that
+/// would block are refused with the reason, log-only ones are taken; with a firewall (or
+/// none managed, as embedded daemons run) all are.
+#[tokio::test]
+async fn without_a_firewall_label_jails_that_block_are_refused() {
+    let config = Config::from_yaml_str("docker: {enabled: false}\n", "labels.yaml").unwrap();
+    let filters: BTreeSet<String> = ["sshd".to_string()].into();
+    let yaml_jails = BTreeSet::new();
+    let context = LabelContext {
+        defaults: &config.defaults,
+        filters: &filters,
+        yaml_jails: &yaml_jails,
+        chain_prefix: &config.firewall.chain_prefix,
+        host_network: false,
+    };
+    let reason: Arc<str> = Arc::from("iptables-nft is not installed");
+    for no_firewall in [Some(reason), None] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let (store_handle, recovered, store_thread) = store_task::start(
+            store,
+            chrono::Utc::now(),
+            chrono::DateTime::<chrono::Utc>::MIN_UTC,
+        )
+        .unwrap();
+        let stop = CancellationToken::new();
+        let (notifier, notifier_task) = Notifier::start(stop.clone());
+        let effects = Effects {
+            store: store_handle.clone(),
+            observers: broadcast::channel(16).0,
+            notifier,
+            enforcer: None,
+            no_firewall: no_firewall.clone(),
+        };
+        let (events, receiver) = mpsc::channel(16);
+        let task = tokio::spawn(jails::run(
+            Vec::new(),
+            CountedHistory::from_store(recovered.history),
+            receiver,
+            effects,
+            Arc::new(SystemClock),
+            "none".to_string(),
+        ));
+        // No `action` label: a label jail blocks by default, like any jail.
+        for (name, action) in [
+            ("web-default", None),
+            ("web-drop", Some("drop")),
+            ("web-reject", Some("reject")),
+            ("web-log", Some("log")),
+        ] {
+            let mut labels =
+                HashMap::from([(format!("logjail.jail.{name}.filter"), "sshd".to_string())]);
+            if let Some(action) = action {
+                labels.insert(format!("logjail.jail.{name}.action"), action.to_string());
+            }
+            let parsed = labels::parse(&labels, &context);
+            assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+            let jail = parsed.defined.into_iter().next().unwrap();
+            let (reply, answer) = oneshot::channel();
+            events
+                .send(JailEvent::Define {
+                    config: Box::new(jail),
+                    reply,
+                })
+                .await
+                .unwrap();
+            let answer = answer.await.unwrap();
+            match (&no_firewall, action) {
+                (Some(_), Some("log")) | (None, _) => {
+                    assert_eq!(answer, Ok(()), "{name} with {no_firewall:?}")
+                }
+                (Some(reason), _) => {
+                    let message = answer.unwrap_err();
+                    assert!(
+                        message.contains("blocks addresses but logjail runs without a firewall")
+                            && message.contains(&**reason),
+                        "{name}: {message}"
+                    );
+                }
+            }
+        }
+        drop(events);
+        task.await.unwrap();
+        stop.cancel();
+        notifier_task.await.unwrap();
+        store_handle.flush().await;
+        drop(store_handle);
+        tokio::task::spawn_blocking(move || store_thread.join())
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }
