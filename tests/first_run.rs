@@ -174,13 +174,14 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// `examples/logjail.yaml` with its store, control socket and Docker endpoint moved into
-/// `dir` (no engine answers there: Docker is absent), everything else as shipped.
+/// `dir` (no engine answers there: Docker is absent), everything else as shipped. The store's
+/// and the socket's folders do not exist yet, as on a fresh host.
 fn example_config(dir: &Path) -> String {
     let mut text = std::fs::read_to_string(EXAMPLE).unwrap();
     for (from, to) in [
         (
             "/var/lib/logjail/logjail.db",
-            format!("{}/logjail.db", dir.display()),
+            format!("{}/lib/logjail.db", dir.display()),
         ),
         (
             "/run/logjail/logjail.sock",
@@ -209,7 +210,6 @@ fn the_example_runs_without_ipset_and_bans_with_rules() {
     let path = host_path(dir.path(), true);
     let config = dir.path().join("logjail.yaml");
     std::fs::write(&config, example_config(dir.path())).unwrap();
-    // The store's and the socket's folders do not exist yet, as on a fresh host.
     let socket = dir.path().join("run/logjail.sock");
 
     let mut daemon = Daemon::spawn(&netns, &path, &config, &dir.path().join("daemon.log"));
@@ -263,6 +263,10 @@ fn the_example_runs_without_ipset_and_bans_with_rules() {
     );
     let log = daemon.log();
     assert_eq!(log.matches(FALLBACK_WARNING).count(), 1, "{log}");
+    assert!(
+        dir.path().join("lib/logjail.db").is_file(),
+        "the store's folder was made"
+    );
 }
 
 #[test]
