@@ -150,6 +150,7 @@ pub async fn run_with(
         (None, Some(reason)) => format!("none ({reason}; every jail only logs)"),
         (None, None) => "none (not managed)".to_string(),
     };
+
     let own = options.own_addresses.clone().unwrap_or_else(own_addresses);
     let mut runtimes = Vec::new();
     for jail_config in config.jails.iter().filter(|j| j.enabled) {
