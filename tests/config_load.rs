@@ -375,7 +375,7 @@ fn daemon_sections_default_and_override() {
         Path::new("/var/lib/logjail/logjail.db")
     );
     assert_eq!(defaults.firewall.backend, FirewallBackend::Auto);
-    assert_eq!(defaults.firewall.mode, FirewallMode::Ipset);
+    assert_eq!(defaults.firewall.mode, FirewallMode::Auto);
     assert!(!defaults.firewall.keep_bans_on_exit);
     assert_eq!(defaults.firewall.chain_prefix, "logjail");
     assert_eq!(
@@ -403,6 +403,15 @@ log: {format: json, level: debug}
     assert_eq!(custom.store.path, Path::new("/srv/logjail.db"));
     assert_eq!(custom.firewall.backend, FirewallBackend::Legacy);
     assert_eq!(custom.firewall.mode, FirewallMode::Rules);
+    // Every spelling of the mode loads, the older explicit ones included.
+    for (text, mode) in [
+        ("auto", FirewallMode::Auto),
+        ("ipset", FirewallMode::Ipset),
+        ("rules", FirewallMode::Rules),
+    ] {
+        let loaded = load(&format!("firewall: {{mode: {text}}}\n"));
+        assert_eq!(loaded.firewall.mode, mode, "{text}");
+    }
     assert!(custom.firewall.keep_bans_on_exit);
     assert_eq!(custom.firewall.chain_prefix, "lj");
     assert_eq!(custom.control.socket, Path::new("/tmp/lj.sock"));

@@ -49,7 +49,7 @@
 //!     failregex: ['^login failed for .* from <HOST>$']
 //! docker:   {enabled: true, host: "unix:///var/run/docker.sock", read_mode: auto}
 //! store:    {path: /var/lib/logjail/logjail.db}
-//! firewall: {backend: auto, mode: ipset, keep_bans_on_exit: false, chain_prefix: logjail}
+//! firewall: {backend: auto, mode: auto, keep_bans_on_exit: false, chain_prefix: logjail}
 //! control:  {socket: /run/logjail/logjail.sock}
 //! metrics:  {enabled: false, listen: "127.0.0.1:9191"}
 //! log:      {format: text, level: info}

@@ -132,7 +132,8 @@ impl Default for StoreConfig {
 pub struct FirewallConfig {
     /// Which iptables flavour to drive.
     pub backend: FirewallBackend,
-    /// One ipset per jail, or one rule per banned host.
+    /// One ipset per jail, one rule per banned host, or (`auto`, the default) sets when ipset
+    /// works and rules otherwise.
     pub mode: FirewallMode,
     /// Leave bans in the kernel when the daemon stops (they are restored from the store on
     /// start either way).
@@ -146,7 +147,7 @@ impl Default for FirewallConfig {
     fn default() -> Self {
         FirewallConfig {
             backend: FirewallBackend::Auto,
-            mode: FirewallMode::Ipset,
+            mode: FirewallMode::Auto,
             keep_bans_on_exit: false,
             chain_prefix: DEFAULT_CHAIN_PREFIX.to_string(),
         }
@@ -169,7 +170,11 @@ pub enum FirewallBackend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FirewallMode {
-    /// One set per jail and one rule matching it: cheap with many bans.
+    /// Ipset when it works on this host, else rules (with a warning): what a fresh host
+    /// without the ipset package gets, so that the first run works.
+    Auto,
+    /// One set per jail and one rule matching it: cheap with many bans. Refuses to start
+    /// without a working ipset.
     Ipset,
     /// One rule per banned host, for hosts without ipset.
     Rules,
@@ -179,6 +184,7 @@ impl std::fmt::Display for FirewallMode {
     /// As written in the configuration.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            FirewallMode::Auto => "auto",
             FirewallMode::Ipset => "ipset",
             FirewallMode::Rules => "rules",
         })

@@ -87,6 +87,9 @@ pub struct Effects {
     pub notifier: NotifierHandle,
     /// The firewall's queue; `None` when the daemon manages no firewall (tests, dry runs).
     pub enforcer: Option<mpsc::Sender<Enforcement>>,
+    /// Why the daemon runs without the firewall it should manage (only log-only jails were
+    /// configured and iptables does not work): label jails that block are refused then.
+    pub no_firewall: Option<Arc<str>>,
 }
 
 /// A change for the firewall, applied in order by the enforcer task.
@@ -464,7 +467,15 @@ pub async fn run(
                     }
                     JailEvent::Define { config, definition, reply } => {
                         let name = Arc::<str>::from(config.name.as_str());
-                        let answer = define(&mut jails, &mut index, *config, *definition, &effects, clock.now()).await;
+                        let blocks = crate::firewall::JailRule::from_config(&config).acts();
+                        let answer = match &effects.no_firewall {
+                            Some(reason) if blocks => Err(format!(
+                                "it blocks addresses but logjail runs without a firewall \
+                                 ({reason}); use action: log, or make the firewall work and \
+                                 restart logjail"
+                            )),
+                            _ => define(&mut jails, &mut index, *config, *definition, &effects, clock.now()).await,
+                        };
                         if answer.is_ok()
                             && let Some(&slot) = index.get(&name)
                         {
@@ -932,6 +943,7 @@ mod tests {
                 observers: broadcast::channel(16).0,
                 notifier,
                 enforcer: Some(enforcer),
+                no_firewall: None,
             };
             let (events, receiver) = mpsc::channel(16);
             let task = tokio::spawn(run(

@@ -160,37 +160,30 @@ pub async fn run_with(
 
     // Chains and sets first, for every jail that holds bans (label-defined ones included):
     // the bans re-applied below must have somewhere to go before any source starts.
-    let firewall = if options.manage_firewall {
+    let (firewall, no_firewall) = if options.manage_firewall {
         let rules = runtimes
             .iter()
             .map(|runtime| crate::firewall::JailRule::from_config(&runtime.config))
             .collect();
-        let firewall_options = crate::firewall::FirewallOptions {
-            clock: clock.clone(),
-            ..crate::firewall::FirewallOptions::default()
-        };
-        let (handle, thread) =
-            crate::firewall::Firewall::start(config.firewall.clone(), rules, firewall_options)
-                .await
-                .map_err(|e| DaemonError::Firewall(e.to_string()))?;
-        Some((handle, thread))
+        start_firewall(&config, rules, &clock).await?
     } else {
         tracing::warn!("firewall not managed: bans are decided and recorded, not enforced");
-        None
+        (None, None)
     };
-    let firewall_summary = match &firewall {
-        Some((handle, _)) => match handle.status().await {
+    let firewall_summary = match (&firewall, &no_firewall) {
+        (Some((handle, _)), _) => match handle.status().await {
             Ok(status) => {
                 let summary = format!(
-                    "{} ({}), {} mode",
-                    status.backend, status.backend_reason, status.mode
+                    "{} ({}), {} mode ({})",
+                    status.backend, status.backend_reason, status.mode, status.mode_reason
                 );
                 tracing::info!(firewall = %summary, "firewall ready");
                 summary
             }
             Err(e) => return Err(DaemonError::Firewall(e.to_string())),
         },
-        None => "none (not managed)".to_string(),
+        (None, Some(reason)) => format!("none ({reason}; every jail only logs)"),
+        (None, None) => "none (not managed)".to_string(),
     };
 
     let firewall_errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -251,6 +244,7 @@ pub async fn run_with(
         observers: options.events.clone(),
         notifier: notifier.clone(),
         enforcer: enforcer.clone(),
+        no_firewall: no_firewall.clone(),
     };
     let jail_task = tokio::spawn(jails::run(
         runtimes,
@@ -347,6 +341,7 @@ pub async fn run_with(
                     docker: docker.as_ref(),
                     store: &store_handle,
                     firewall_queue: enforcer.as_ref(),
+                    no_firewall: no_firewall.as_deref(),
                 }).await {
                     Ok((config, message)) => {
                         current = config;
@@ -366,6 +361,7 @@ pub async fn run_with(
                     docker: docker.as_ref(),
                     store: &store_handle,
                     firewall_queue: enforcer.as_ref(),
+                    no_firewall: no_firewall.as_deref(),
                 }).await {
                     Ok((config, message)) => {
                         current = config;
@@ -430,6 +426,47 @@ pub async fn run_with(
     tracing::info!("logjail stopped");
     Ok(())
 }
+
+/// Starts the firewall with the rules of the jails that run (label-defined ones restored from the
+/// store included). Without a working firewall the daemon still
+/// runs when no jail needs one (all only log): then the reason comes back instead, and
+/// jails that block are refused until a restart. Otherwise the error names the blocking jails.
+async fn start_firewall(
+    config: &Config,
+    rules: Vec<crate::firewall::JailRule>,
+    clock: &SharedClock,
+) -> Result<(Option<RunningFirewall>, Option<Arc<str>>), DaemonError> {
+    let blocking: Vec<String> = rules
+        .iter()
+        .filter(|rule| rule.acts())
+        .map(|rule| rule.name.clone())
+        .collect();
+    let firewall_options = crate::firewall::FirewallOptions {
+        clock: clock.clone(),
+        ..crate::firewall::FirewallOptions::default()
+    };
+    match crate::firewall::Firewall::start(config.firewall.clone(), rules, firewall_options).await {
+        Ok(started) => Ok((Some(started), None)),
+        Err(error) if blocking.is_empty() => {
+            tracing::warn!(
+                %error,
+                "firewall: not available, and every enabled jail only logs (action: log): \
+                 running without a firewall. Bans are logged and recorded, nothing is blocked; \
+                 a reload or a container label that adds a blocking jail is refused until \
+                 logjail restarts with a working firewall"
+            );
+            Ok((None, Some(Arc::from(error.to_string()))))
+        }
+        Err(error) => Err(DaemonError::Firewall(format!(
+            "{error} (needed by the jails that block addresses: {}; jails with action: log run \
+             without a firewall)",
+            blocking.join(", ")
+        ))),
+    }
+}
+
+/// The firewall's handle and its thread.
+type RunningFirewall = (crate::firewall::FirewallHandle, std::thread::JoinHandle<()>);
 
 async fn recv_hangup(hangups: &mut Option<Signal>) -> Option<()> {
     match hangups {
@@ -534,6 +571,8 @@ struct Targets<'a> {
     docker: Option<&'a crate::source::docker::DockerSource>,
     store: &'a StoreHandle,
     firewall_queue: Option<&'a mpsc::Sender<jails::Enforcement>>,
+    /// Why the daemon runs without the firewall it should manage: jails that block are refused.
+    no_firewall: Option<&'a str>,
 }
 
 /// Re-reads the configuration from where it came from and applies it. A configuration that
@@ -547,6 +586,7 @@ async fn reload(current: &Config, targets: Targets<'_>) -> Result<(Config, Strin
         docker,
         store,
         firewall_queue,
+        no_firewall,
     } = targets;
     let loaded = match &current.origin {
         ConfigOrigin::File(path) => Config::load(path),
@@ -564,6 +604,22 @@ async fn reload(current: &Config, targets: Targets<'_>) -> Result<(Config, Strin
             if errors.len() == 1 { "" } else { "s" }
         )
     })?;
+    if let Some(reason) = no_firewall {
+        let blocking: Vec<&str> = config
+            .jails
+            .iter()
+            .filter(|j| j.enabled && crate::firewall::JailRule::from_config(j).acts())
+            .map(|j| j.name.as_str())
+            .collect();
+        if !blocking.is_empty() {
+            return Err(format!(
+                "reload refused, the running configuration stays: the jails that block \
+                 addresses ({}) need a firewall, but logjail runs without one ({reason}); \
+                 restart logjail once the firewall works",
+                blocking.join(", ")
+            ));
+        }
+    }
     let daemon_wide_changes = daemon_wide_differences(current, &config);
     let (reply, answer) = oneshot::channel();
     jails

@@ -93,7 +93,8 @@ fn family_index(family: Family) -> usize {
     }
 }
 
-fn on_path(program: &str) -> bool {
+/// Whether `program` is a file in one of `PATH`'s directories, as a spawn would find it.
+pub(super) fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
         .unwrap_or(false)
@@ -168,7 +169,7 @@ fn system_default() -> Result<Backend, FirewallError> {
         return Ok(Backend::Legacy);
     }
     Err(FirewallError::Backend(
-        "no iptables program found on PATH (install the iptables package)".to_string(),
+        "no iptables program found on PATH; install it: apt-get install iptables".to_string(),
     ))
 }
 

@@ -43,9 +43,7 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{
-    Chain, FirewallAction, FirewallConfig, FirewallMode, JailConfig, Ports, Protocol,
-};
+use crate::config::{Chain, FirewallAction, FirewallConfig, JailConfig, Ports, Protocol};
 
 pub use backend::{Backend, BackendChoice};
 pub use ipset::MAX_TIMEOUT_SECS as IPSET_MAX_TIMEOUT_SECS;
@@ -109,6 +107,12 @@ pub struct JailRule {
 }
 
 impl JailRule {
+    /// Whether the jail's bans reach the kernel: `action: log` and an empty `chains` touch
+    /// no firewall.
+    pub fn acts(&self) -> bool {
+        self.action != FirewallAction::Log && !self.chains.is_empty()
+    }
+
     pub fn from_config(jail: &JailConfig) -> JailRule {
         JailRule {
             name: jail.name.clone(),
@@ -189,14 +193,35 @@ pub struct FirewallStatus {
     pub backend: Backend,
     /// Why that backend (configured, or where Docker's chains were found).
     pub backend_reason: String,
-    /// Sets or per-address rules.
-    pub mode: FirewallMode,
+    /// Sets or per-address rules, as in use (`auto` resolved).
+    pub mode: ActiveMode,
+    /// Why that mode: configured, or what `auto` found.
+    pub mode_reason: String,
     /// Prefix of every chain and set logjail owns.
     pub prefix: String,
     /// Families with a working iptables (IPv6 may be missing on some hosts).
     pub families: Vec<Family>,
     /// Per jail, in name order.
     pub jails: Vec<JailFirewallStatus>,
+}
+
+/// How bans are expressed in the kernel once `firewall.mode` is resolved at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActiveMode {
+    /// A `hash:ip` set per jail and family.
+    Ipset,
+    /// One rule per banned address.
+    Rules,
+}
+
+impl std::fmt::Display for ActiveMode {
+    /// As `firewall.mode` spells it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ActiveMode::Ipset => "ipset",
+            ActiveMode::Rules => "rules",
+        })
+    }
 }
 
 /// One jail's firewall state.

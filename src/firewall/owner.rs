@@ -20,11 +20,12 @@ use super::names::{Family, Hook, Names};
 use super::rules;
 use super::safety::{self, OwnAddress};
 use super::{
-    BanOutcome, BanRequest, BatchOutcome, Command, FirewallBan, FirewallError, FirewallOptions,
-    FirewallStatus, HookStatus, JailFirewallStatus, JailRule, LayoutReport, SetStatus,
+    ActiveMode, BanOutcome, BanRequest, BatchOutcome, Command, FirewallBan, FirewallError,
+    FirewallOptions, FirewallStatus, HookStatus, JailFirewallStatus, JailRule, LayoutReport,
+    SetStatus,
 };
 use crate::clock::SharedClock;
-use crate::config::{FirewallAction, FirewallConfig, FirewallMode};
+use crate::config::{FirewallConfig, FirewallMode};
 
 const TABLE: &str = "filter";
 /// How long a reading of the host's addresses is trusted before a ban reads them again.
@@ -45,7 +46,7 @@ struct JailState {
 
 impl JailState {
     fn acts(&self) -> bool {
-        self.rule.action != FirewallAction::Log && !self.rule.chains.is_empty()
+        self.rule.acts()
     }
 
     fn hooks(&self) -> BTreeSet<Hook> {
@@ -101,7 +102,9 @@ impl Snapshot {
 
 pub(super) struct Owner {
     choice: BackendChoice,
-    mode: FirewallMode,
+    mode: ActiveMode,
+    /// Why `mode`: configured, or what `auto` found (for `status`).
+    mode_reason: String,
     names: Names,
     clock: SharedClock,
     fixed_own: Option<Vec<OwnAddress>>,
@@ -142,6 +145,57 @@ pub(super) fn run(
     tracing::warn!("firewall: every handle was dropped; leaving bans in place");
 }
 
+/// Resolves `firewall.mode`. `auto` takes sets when `ipset` works and otherwise one rule per
+/// address, warning once, so that a host without the ipset package still enforces bans; an
+/// explicit `ipset` is a promise of set performance and fails instead.
+fn resolve_mode(configured: FirewallMode) -> Result<(ActiveMode, String), FirewallError> {
+    match configured {
+        FirewallMode::Rules => Ok((
+            ActiveMode::Rules,
+            "configured (firewall.mode: rules)".to_string(),
+        )),
+        FirewallMode::Ipset => match ipset::list_headers() {
+            Ok(_) => Ok((
+                ActiveMode::Ipset,
+                "configured (firewall.mode: ipset)".to_string(),
+            )),
+            Err(error) => Err(FirewallError::Backend(format!(
+                "firewall.mode is ipset but ipset does not work ({error}); {}, or set \
+                 firewall.mode: auto (or rules) to use one rule per banned address",
+                ipset_remedy()
+            ))),
+        },
+        FirewallMode::Auto => match ipset::list_headers() {
+            Ok(_) => Ok((ActiveMode::Ipset, "auto: ipset works".to_string())),
+            Err(error) => {
+                let remedy = ipset_remedy();
+                tracing::warn!(
+                    %error,
+                    "firewall: ipset does not work here, so each ban is one iptables rule \
+                     (firewall.mode: auto falls back to rules). Fine for a few thousand bans; \
+                     beyond, every unban and layout check lists the whole chain (0.1-0.2 s per \
+                     unban at 10,000 bans, seconds at 100,000, where a set takes 0.1 ms). To \
+                     get sets back: {remedy}"
+                );
+                Ok((
+                    ActiveMode::Rules,
+                    format!("auto: ipset does not work here; {remedy}"),
+                ))
+            }
+        },
+    }
+}
+
+/// What to do about a failing ipset: install it, or (when it is installed) find out why.
+fn ipset_remedy() -> &'static str {
+    if backend::on_path("ipset") {
+        "ipset is installed but fails: check that the kernel has the ip_set module, then \
+         restart logjail"
+    } else {
+        "install ipset (apt-get install ipset) and restart logjail"
+    }
+}
+
 fn jail_error(jail: &str, message: impl Into<String>) -> FirewallError {
     FirewallError::Jail {
         jail: jail.to_string(),
@@ -156,6 +210,12 @@ impl Owner {
         options: FirewallOptions,
     ) -> Result<Owner, FirewallError> {
         let choice = backend::choose(config.backend)?;
+        let v4 = choice.iptables(Family::V4);
+        if !backend::on_path(v4) {
+            return Err(FirewallError::Backend(format!(
+                "{v4} is not installed (not found on PATH); install it: apt-get install iptables"
+            )));
+        }
         let tables = [
             backend::iptables_handle(&choice, Family::V4),
             backend::iptables_handle(&choice, Family::V6),
@@ -170,17 +230,12 @@ impl Owner {
                 Err(error) => return Err(error),
             }
         }
-        if config.mode == FirewallMode::Ipset {
-            ipset::list_headers().map_err(|error| {
-                FirewallError::Backend(format!(
-                    "ipset does not work ({error}); install ipset or set firewall.mode: rules"
-                ))
-            })?;
-        }
+        let (mode, mode_reason) = resolve_mode(config.mode)?;
         tracing::info!(
             backend = %choice.backend,
             reason = %choice.reason,
-            mode = %config.mode,
+            mode = %mode,
+            mode_reason = %mode_reason,
             prefix = %config.chain_prefix,
             "firewall: using iptables-{}", choice.backend
         );
@@ -190,7 +245,8 @@ impl Owner {
             .unwrap_or_else(safety::system_addresses);
         let mut owner = Owner {
             choice,
-            mode: config.mode,
+            mode,
+            mode_reason,
             names: Names::new(&config.chain_prefix),
             clock: options.clock,
             fixed_own: options.own_addresses,
@@ -376,7 +432,7 @@ impl Owner {
     }
 
     fn advise_on_size(&mut self) {
-        if self.mode != FirewallMode::Rules {
+        if self.mode != ActiveMode::Rules {
             return;
         }
         for (name, jail) in &mut self.jails {
@@ -386,8 +442,8 @@ impl Owner {
                     jail = %name,
                     bans = jail.bans.len(),
                     "firewall: many bans in rules mode; each unban and layout check now lists \
-                     the whole chain (seconds at 100,000 bans): install ipset and set \
-                     firewall.mode: ipset"
+                     the whole chain (seconds at 100,000 bans): install ipset (apt-get install \
+                     ipset) and restart logjail with firewall.mode auto or ipset"
                 );
             }
         }
@@ -418,7 +474,7 @@ impl Owner {
             return Ok(BanOutcome::LogOnly);
         }
         let applied = match self.mode {
-            FirewallMode::Ipset => {
+            ActiveMode::Ipset => {
                 let set = self.names.jail_set(&jail_name, Family::of(&host));
                 let timeout = ipset::timeout_for(remaining).to_string();
                 self.ipset_command(&[
@@ -430,7 +486,7 @@ impl Owner {
                     &timeout,
                 ])
             }
-            FirewallMode::Rules => {
+            ActiveMode::Rules => {
                 if previous == Some(request.end) {
                     Ok(())
                 } else {
@@ -530,12 +586,12 @@ impl Owner {
                 continue;
             }
             match self.mode {
-                FirewallMode::Ipset => batch.add(
+                ActiveMode::Ipset => batch.add(
                     &self.names.jail_set(&request.jail, Family::of(&host)),
                     host,
                     ipset::timeout_for(remaining),
                 ),
-                FirewallMode::Rules => {
+                ActiveMode::Rules => {
                     if previous != Some(request.end) {
                         touched.insert((request.jail.clone(), Family::of(&host)));
                     }
@@ -544,8 +600,8 @@ impl Owner {
         }
         self.advise_on_size();
         let applied = match self.mode {
-            FirewallMode::Ipset => batch.apply(),
-            FirewallMode::Rules => self.rebuild_jail_chains(&touched),
+            ActiveMode::Ipset => batch.apply(),
+            ActiveMode::Rules => self.rebuild_jail_chains(&touched),
         };
         if let Err(error) = applied {
             tracing::warn!(%error, "firewall: batch failed, repairing the layout");
@@ -593,11 +649,11 @@ impl Owner {
         }
         let family = Family::of(&host);
         match self.mode {
-            FirewallMode::Ipset => {
+            ActiveMode::Ipset => {
                 let set = self.names.jail_set(jail_name, family);
                 self.ipset_command(&["del", "-exist", &set, &host.to_string()])?;
             }
-            FirewallMode::Rules => {
+            ActiveMode::Rules => {
                 let state = self.jail(jail_name)?;
                 let table = self.table(family);
                 for hook in state.hooks() {
@@ -622,12 +678,12 @@ impl Owner {
             return Ok(count);
         }
         match self.mode {
-            FirewallMode::Ipset => {
+            ActiveMode::Ipset => {
                 for family in self.families.clone() {
                     ipset::flush(&self.names.jail_set(jail_name, family))?;
                 }
             }
-            FirewallMode::Rules => {
+            ActiveMode::Rules => {
                 let touched = self
                     .families
                     .iter()
@@ -690,8 +746,8 @@ impl Owner {
     fn status(&mut self) -> Result<FirewallStatus, FirewallError> {
         self.sweep(self.clock.now())?;
         let headers = match self.mode {
-            FirewallMode::Ipset => ipset::list_headers()?,
-            FirewallMode::Rules => HashMap::new(),
+            ActiveMode::Ipset => ipset::list_headers()?,
+            ActiveMode::Rules => HashMap::new(),
         };
         let jails = self
             .jails
@@ -713,7 +769,7 @@ impl Owner {
                 } else {
                     Vec::new()
                 };
-                let sets = if self.mode == FirewallMode::Ipset && jail.acts() {
+                let sets = if self.mode == ActiveMode::Ipset && jail.acts() {
                     self.families
                         .iter()
                         .map(|family| {
@@ -742,6 +798,7 @@ impl Owner {
             backend: self.choice.backend,
             backend_reason: self.choice.reason.clone(),
             mode: self.mode,
+            mode_reason: self.mode_reason.clone(),
             prefix: self.names.prefix().to_string(),
             families: self.families.clone(),
             jails,
@@ -765,7 +822,7 @@ impl Owner {
             return Ok(0);
         }
         match self.mode {
-            FirewallMode::Ipset => {
+            ActiveMode::Ipset => {
                 let mut batch = Batch::default();
                 for (jail, host, _) in &expired {
                     if self.jails.get(jail).is_some_and(JailState::acts) {
@@ -774,7 +831,7 @@ impl Owner {
                 }
                 batch.apply()?;
             }
-            FirewallMode::Rules if expired.len() > REBUILD_THRESHOLD => {
+            ActiveMode::Rules if expired.len() > REBUILD_THRESHOLD => {
                 let touched = expired
                     .iter()
                     .filter(|(jail, _, _)| self.jails.get(jail).is_some_and(JailState::acts))
@@ -782,7 +839,7 @@ impl Owner {
                     .collect();
                 self.rebuild_jail_chains(&touched)?;
             }
-            FirewallMode::Rules => {
+            ActiveMode::Rules => {
                 for (jail_name, host, end) in &expired {
                     let Some(jail) = self.jails.get(jail_name).filter(|jail| jail.acts()) else {
                         continue;
@@ -804,13 +861,13 @@ impl Owner {
     fn jail_chain_rules(&self, jail: &JailState, hook: Hook, family: Family) -> Vec<String> {
         let verdicts = rules::verdicts(jail.rule.action, hook, family);
         match self.mode {
-            FirewallMode::Ipset => {
+            ActiveMode::Ipset => {
                 rules::set_rules(&self.names.jail_set(&jail.rule.name, family), &verdicts)
                     .iter()
                     .map(|rule| rules::listing_text(rule))
                     .collect()
             }
-            FirewallMode::Rules => {
+            ActiveMode::Rules => {
                 let mut bans: Vec<(&IpAddr, &Option<DateTime<Utc>>)> = jail
                     .bans
                     .iter()
@@ -855,7 +912,7 @@ impl Owner {
 
     fn expected_sets(&self) -> BTreeMap<String, (String, Family)> {
         let mut sets = BTreeMap::new();
-        if self.mode == FirewallMode::Ipset {
+        if self.mode == ActiveMode::Ipset {
             for jail in self.jails.values().filter(|jail| jail.acts()) {
                 for family in &self.families {
                     sets.insert(
@@ -895,15 +952,15 @@ impl Owner {
         }
         let expected_sets = self.expected_sets();
         let headers = match self.mode {
-            FirewallMode::Ipset => ipset::list_headers()?,
-            FirewallMode::Rules => HashMap::new(),
+            ActiveMode::Ipset => ipset::list_headers()?,
+            ActiveMode::Rules => HashMap::new(),
         };
-        if self.mode == FirewallMode::Ipset {
+        if self.mode == ActiveMode::Ipset {
             self.ensure_sets(&expected_sets, &headers, adopt, now, &mut report)?;
         }
         for family in self.families.clone() {
             let snapshot = self.snapshot(family)?;
-            if adopt && self.mode == FirewallMode::Rules {
+            if adopt && self.mode == ActiveMode::Rules {
                 self.adopt_rules(family, &snapshot, now);
             }
             self.ensure_family(family, &snapshot, &mut report)?;
@@ -1070,7 +1127,7 @@ impl Owner {
             let is_hook_chain = Hook::ALL
                 .iter()
                 .any(|hook| self.names.hook_chain(*hook) == *chain);
-            let same = if self.mode == FirewallMode::Rules && !is_hook_chain {
+            let same = if self.mode == ActiveMode::Rules && !is_hook_chain {
                 // Per-address rules are appended as bans come: compare as sets.
                 let mut a: Vec<&String> = current.iter().collect();
                 let mut b: Vec<&String> = wanted.iter().collect();
@@ -1226,7 +1283,7 @@ impl Owner {
                 first_error.get_or_insert(error);
             }
         }
-        if self.mode == FirewallMode::Ipset {
+        if self.mode == ActiveMode::Ipset {
             match ipset::list_headers() {
                 Ok(headers) => {
                     for name in headers.keys().filter(|name| self.names.owns(name)) {
