@@ -117,6 +117,9 @@ pub struct Tally {
     pub matched: u64,
     pub ignored: u64,
     pub missed: u64,
+    /// Lines a failregex matched whose address is never a client (`0.0.0.0`, multicast, …);
+    /// also counted in `missed`, since they are no failure.
+    pub not_a_client: u64,
     pub failregex_hits: Vec<u64>,
     pub ignoreregex_hits: Vec<u64>,
     /// Hits per kind of date found, in a stable order for printing.
@@ -260,6 +263,20 @@ pub fn run<W: Write>(
                         .map_err(write_error)?;
                 }
             }
+            Verdict::NotAClient {
+                address, reason, ..
+            } => {
+                tally.missed += 1;
+                tally.not_a_client += 1;
+                if mode == OutputMode::Verbose {
+                    writeln!(
+                        out,
+                        "refused  line {line_number}: {address} is {reason} | {}",
+                        record.text
+                    )
+                    .map_err(write_error)?;
+                }
+            }
             Verdict::Missed => {
                 tally.missed += 1;
                 if mode == OutputMode::Verbose && missed_lines.len() < MAX_MISSED_SHOWN {
@@ -275,6 +292,14 @@ pub fn run<W: Write>(
         writeln!(
             out,
             "note: {long_lines_dropped} line(s) longer than {MAX_LINE_BYTES} bytes were not judged, as the daemon drops them"
+        )
+        .map_err(write_error)?;
+    }
+    if tally.not_a_client > 0 && mode != OutputMode::Json {
+        writeln!(
+            out,
+            "note: {} matched line(s) name an address that is never a client (unspecified, multicast, broadcast); counted as missed, as the daemon does",
+            tally.not_a_client
         )
         .map_err(write_error)?;
     }
