@@ -134,7 +134,8 @@ const TEMPLATES: &[Template] = &[
         "sshd",
         "error: maximum authentication attempts exceeded for invalid user {A} from {H} port 22 ssh2 [preauth]",
     ),
-    t(
+    // The second line of the same MaxAuthTries event: never counted, whatever the user name.
+    other(
         "sshd",
         "sshd",
         "Disconnecting invalid user {A} {H} port 22: Too many authentication failures [preauth]",

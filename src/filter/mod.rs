@@ -852,6 +852,7 @@ type Found = (usize, Captured, IpAddr);
 type Refusal = (usize, IpAddr, NotAClient);
 
 /// What one failregex made of a text.
+#[derive(Debug, PartialEq, Eq)]
 enum Attempt {
     Found(Found),
     /// It matched, but what it captured is not an address (`Unusable(None)`) or never a
@@ -991,6 +992,63 @@ mod tests {
     }
 
     #[test]
+    fn addresses_that_are_never_a_client_are_refused_with_the_reason() {
+        let filter = sshd_like();
+        for (line, address, reason) in [
+            (
+                "Failed password for root from 0.0.0.0 port 1 ssh2",
+                "0.0.0.0",
+                NotAClient::Unspecified,
+            ),
+            (
+                "Failed password for root from ::ffff:224.0.0.5 port 1 ssh2",
+                "224.0.0.5",
+                NotAClient::Multicast,
+            ),
+            (
+                "Invalid user x from 255.255.255.255 port 1",
+                "255.255.255.255",
+                NotAClient::Broadcast,
+            ),
+        ] {
+            assert_eq!(
+                judge(&filter, line),
+                Verdict::NotAClient {
+                    failregex_index: usize::from(line.starts_with("Invalid")),
+                    address: address.parse().unwrap(),
+                    reason,
+                },
+                "{line}"
+            );
+        }
+        // An ignoreregex still wins: the line is ignored, not refused.
+        assert!(matches!(
+            judge(
+                &filter,
+                "Failed password for ignored-user from 0.0.0.0 port 1 ssh2"
+            ),
+            Verdict::Ignored { .. }
+        ));
+        // A later failregex that captures a client is the failure.
+        let filter = Filter::compile(
+            "t",
+            &spec(&[r"^from <HOST> via \S+$", r"^from \S+ via <HOST>$"], &[]),
+        )
+        .unwrap();
+        assert_eq!(
+            host(&filter, "from 0.0.0.0 via 10.0.0.1"),
+            Some("10.0.0.1".parse().unwrap())
+        );
+        assert!(matches!(
+            judge(&filter, "from ff02::1 via 0.0.0.0"),
+            Verdict::NotAClient {
+                failregex_index: 0,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn program_restricts_only_tagged_lines() {
         let mut with_program = spec(
             &[r"^Failed password for \S+ from <HOST> port \d+ ssh2$"],
@@ -1041,6 +1099,9 @@ mod tests {
         // Addresses that match <HOST> but do not parse: the next failregex must get its turn.
         messages.push("Failed password for root from 300.1.1.1 port 1 ssh2".to_string());
         messages.push("Invalid user x from 999.2.3.4 port 1".to_string());
+        // Addresses that are never a client: refused, and the next failregex gets its turn.
+        messages.push("Failed password for root from 0.0.0.0 port 1 ssh2".to_string());
+        messages.push("Invalid user x from ff02::1 port 1".to_string());
         let mut with_first = 0;
         for name in builtin::names() {
             let filter = Filter::compile(name, &builtin::spec(name).unwrap()).unwrap();
@@ -1051,8 +1112,9 @@ mod tests {
             for message in &messages {
                 let by_set = filter.first_by_set(message, None);
                 let answer = match filter.first_by_priority(message, None) {
-                    Some(settled) => settled,
-                    None => filter.first_by_set(message, None),
+                    Some(Attempt::Found(found)) => Ok(found),
+                    Some(Attempt::NoMatch) => Err(None),
+                    Some(Attempt::Unusable(_)) | None => filter.first_by_set(message, None),
                 };
                 assert_eq!(answer, by_set, "{name}: {message}");
             }

@@ -1043,6 +1043,42 @@ mod tests {
     }
 
     #[test]
+    fn addresses_that_are_never_a_client_are_neither_counted_nor_banned() {
+        use crate::address::NotAClient;
+        let mut bench = Bench::new(JailSettings {
+            ignore: IgnoreList::new(false, vec![]),
+            ..settings("sshd", 1)
+        });
+        for (host, reason) in [
+            ("0.0.0.0", NotAClient::Unspecified),
+            ("::", NotAClient::Unspecified),
+            ("::ffff:0.0.0.0", NotAClient::Unspecified),
+            ("224.0.0.1", NotAClient::Multicast),
+            ("ff02::1", NotAClient::Multicast),
+            ("255.255.255.255", NotAClient::Broadcast),
+        ] {
+            let reason = IgnoreReason::NotAClient(reason);
+            // maxretry 1: a counted failure would have banned at once.
+            assert_eq!(bench.fail(host, 0), Decision::Ignored { reason }, "{host}");
+            assert_eq!(
+                bench.ban(host, 0, None),
+                Err(BanRefused::Ignored {
+                    jail: "sshd".into(),
+                    host: crate::address::canonical(ip(host)),
+                    reason
+                }),
+                "{host}"
+            );
+            assert!(matches!(
+                bench.jail.restore_ban(ip(host), at(0), None, 1, at(0)),
+                Err(BanRefused::Ignored { reason: r, .. }) if r == reason
+            ));
+        }
+        assert_eq!(bench.jail.status().total_failed, 0);
+        assert_eq!(bench.jail.banned().count(), 0);
+    }
+
+    #[test]
     fn own_addresses_and_ignore_entries_change_at_runtime() {
         let mut bench = Bench::new(settings("sshd", 3));
         bench.fail("192.0.2.1", 0);
