@@ -315,13 +315,11 @@ pub fn run<W: Write>(
         for (line_number, text) in &missed_lines {
             writeln!(out, "missed   line {line_number}: {text}").map_err(write_error)?;
         }
-        if tally.missed > missed_lines.len() as u64 {
-            writeln!(
-                out,
-                "missed   ({} more missed lines not shown)",
-                tally.missed - missed_lines.len() as u64
-            )
-            .map_err(write_error)?;
+        // Refused lines were printed as they came.
+        let not_shown = tally.missed - tally.not_a_client - missed_lines.len() as u64;
+        if not_shown > 0 {
+            writeln!(out, "missed   ({not_shown} more missed lines not shown)")
+                .map_err(write_error)?;
         }
     }
     if mode != OutputMode::Json {
