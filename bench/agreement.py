@@ -34,10 +34,12 @@ REASONS = {
     "closed_invalid_user": "fail2ban's multi-line state (see pam_unix_auth_failure)",
     "closed_authenticating_user": "disconnect before auth: fail2ban counts it only in ddos/aggressive mode",
     "disconnected_invalid_user": "disconnect before auth: fail2ban counts it only in ddos/aggressive mode",
-    "too_many_failures_with_host": "fail2ban's pattern expects the OpenSSH < 7.5 wording "
-    "(`Disconnecting: Too many authentication failures`), not `Disconnecting authenticating user U ADDR port N: ...`",
+    "too_many_failures_with_host": "the second line of a MaxAuthTries event (after `maximum "
+    "authentication attempts exceeded`); neither tool should count it",
     "hostless_failure": "no address on the line: fail2ban takes it from an earlier line of the same "
-    "pid (multi-line state); logjail judges each line alone",
+    "pid (multi-line state); logjail judges each line alone. After `maximum authentication attempts "
+    "exceeded` (OpenSSH 7.3-7.4, and the mixed log) it is the same event again, which fail2ban "
+    "counts twice",
     "noise_other_program": "not written by sshd",
 }
 FORGED = " (forged user name)"

@@ -150,7 +150,8 @@ class AddressBook:
 
 
 class Generator:
-    def __init__(self, seed: int, start: datetime):
+    def __init__(self, seed: int, start: datetime, openssh: str = "mixed"):
+        self.openssh = openssh
         self.rng = random.Random(seed)
         self.book = AddressBook(self.rng, attackers_v4=4000, attackers_v6=1200)
         self.clock = start
@@ -215,12 +216,18 @@ class Generator:
                     "failed_password",
                 )
         if attempts == 6:
-            yield sshd(
-                f"error: maximum authentication attempts exceeded for "
-                f"{'invalid user ' if invalid else ''}{user} from {shown} port {port} ssh2 [preauth]",
-                "max_auth_attempts",
-            )
-            if rng.random() < 0.5:
+            # MaxAuthTries reached: one event, which OpenSSH 7.3+ reports with an error line
+            # and then the disconnect (7.5+ names the address there; 7.3 and 7.4 do not);
+            # before 7.3 only the disconnect, naming the user but not the address.
+            if self.openssh != "6":
+                yield sshd(
+                    f"error: maximum authentication attempts exceeded for "
+                    f"{'invalid user ' if invalid else ''}{user} from {shown} port {port} ssh2 [preauth]",
+                    "max_auth_attempts",
+                )
+            # Drawn in every mode, so that the rest of the log is the same whatever --openssh.
+            with_host = rng.random() < 0.5
+            if self.openssh == "7.5" or (self.openssh == "mixed" and with_host):
                 who = "invalid user" if invalid else "authenticating user"
                 yield sshd(
                     f"Disconnecting {who} {user} {shown} port {port}: "
@@ -228,12 +235,13 @@ class Generator:
                     "too_many_failures_with_host",
                 )
             else:
-                # Older sshd: the address is only on other lines of the same pid. The label
-                # still names the connection's client, to check tools that follow the pid.
+                # The address is only on other lines of the same pid. The label still names
+                # the connection's client, to check tools that follow the pid.
+                wording = "" if self.openssh == "7.3" else f" for {user}"
                 yield Line(
                     "sshd",
                     pid,
-                    f"Disconnecting: Too many authentication failures for {user} [preauth]",
+                    f"Disconnecting: Too many authentication failures{wording} [preauth]",
                     "hostless_failure",
                     host,
                 )
@@ -539,9 +547,20 @@ def main() -> int:
         "failure line without an address, the connection's client), 1 when the user name "
         "carries a forged address",
     )
+    parser.add_argument(
+        "--openssh",
+        choices=["mixed", "7.5", "7.3", "6"],
+        default="mixed",
+        help="how the server reports a client reaching MaxAuthTries: as OpenSSH 7.5 and later "
+        "(error line, then a disconnect naming the address), 7.3-7.4 (error line, then a "
+        "disconnect without address), before 7.3 (only a disconnect naming the user), or mixed: "
+        "the error line, then either a 7.5 disconnect or a host-less one naming the user, half "
+        "and half (a coverage mix no single sshd writes; the default, and the log of the "
+        "earlier benchmarks)",
+    )
     args = parser.parse_args()
 
-    generator = Generator(args.seed, datetime.fromisoformat(args.start))
+    generator = Generator(args.seed, datetime.fromisoformat(args.start), args.openssh)
     truth = Truth()
     labels = open(args.labels, "w", encoding="utf-8") if args.labels else None
     with open(args.path, "w", encoding="utf-8") as out:

@@ -28,8 +28,11 @@
 //! - [`metrics`]: Prometheus text on `/metrics`, `/healthz`.
 //! - [`cli`]: the commands behind the `logjail` binary (`run`, `check`, `regex`, `status`, …).
 //! - [`clock`], [`duration`]: time sources and Fail2Ban-style durations (`10m`, `3d`, `-1`).
+//! - [`address`]: the one rule for addresses entering logjail (canonical form, never-a-client
+//!   addresses refused), used by filters, the control requests, jails and the firewall.
 
 pub mod action;
+pub mod address;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -75,7 +75,9 @@ fn every_fixture_line_gives_the_expected_host_and_user() {
             let verdict = judge(&filter, &sample.line);
             let (host, user) = match &verdict {
                 Verdict::Failure(failure) => (Some(failure.host), failure.user.clone()),
-                Verdict::Ignored { .. } | Verdict::Missed => (None, None),
+                Verdict::Ignored { .. } | Verdict::NotAClient { .. } | Verdict::Missed => {
+                    (None, None)
+                }
             };
             if host != sample.host {
                 problems.push(format!(
@@ -128,7 +130,7 @@ fn every_failregex_is_exercised_by_a_fixture() {
                 Verdict::Ignored {
                     failregex_index, ..
                 } => Some(failregex_index),
-                Verdict::Missed => None,
+                Verdict::NotAClient { .. } | Verdict::Missed => None,
             })
             .collect();
         let unused: Vec<usize> = (0..filter.failregex_count())
@@ -139,6 +141,72 @@ fn every_failregex_is_exercised_by_a_fixture() {
             "{name}: failregex {unused:?} matched by no fixture line"
         );
     }
+}
+
+/// Where `host` is written in `line` as a whole address (not inside a longer one).
+fn address_spans(line: &str, host: &str) -> Vec<usize> {
+    let part_of_address = |c: char| c.is_ascii_hexdigit() || c == '.' || c == ':';
+    line.match_indices(host)
+        .map(|(start, _)| start)
+        .filter(|&start| {
+            let before = line[..start].chars().next_back();
+            let after = line[start + host.len()..].chars().next();
+            // A port after the address (`1.2.3.4:5060`) is fine; more address is not.
+            let after_ok = match after {
+                None => true,
+                Some(':') => line[start + host.len() + 1..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| !c.is_ascii_hexdigit() || host.contains('.')),
+                Some(c) => !part_of_address(c),
+            };
+            before.is_none_or(|c| !part_of_address(c)) && after_ok
+        })
+        .collect()
+}
+
+#[test]
+fn fixture_failures_with_a_non_client_address_are_refused() {
+    // Each fixture failure whose address is written once, with that address replaced by one
+    // that is never a client of the same family: no failure, and the filter names the
+    // address it refused.
+    let replacements = |host: IpAddr| -> &'static [&'static str] {
+        if host.is_ipv4() {
+            &["0.0.0.0", "224.0.0.1", "239.255.255.250", "255.255.255.255"]
+        } else {
+            &["::", "ff02::1", "ff0e::fb"]
+        }
+    };
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for name in builtin::names() {
+        let filter = compile(name);
+        for sample in load(name) {
+            let Some(host) = sample.host else { continue };
+            let written = host.to_string();
+            let spans = address_spans(&sample.line, &written);
+            let [start] = spans.as_slice() else { continue };
+            for replacement in replacements(host) {
+                let line = format!(
+                    "{}{replacement}{}",
+                    &sample.line[..*start],
+                    &sample.line[start + written.len()..]
+                );
+                let expected: IpAddr = replacement.parse().unwrap();
+                match judge(&filter, &line) {
+                    Verdict::NotAClient { address, .. } if address == expected => checked += 1,
+                    other => problems.push(format!("{name}: got {other:?}\n    {line}")),
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} line(s) not refused:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    assert!(checked > 300, "only {checked} lines checked");
 }
 
 #[test]

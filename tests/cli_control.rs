@@ -202,6 +202,78 @@ async fn every_command_in_text_and_json() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_that_are_never_a_client_are_refused_and_mapped_ones_are_one_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("logjail.sock");
+    let stop = CancellationToken::new();
+    let options = DaemonOptions {
+        own_addresses: Some(Vec::new()),
+        ..DaemonOptions::default()
+    };
+    let daemon = tokio::spawn(daemon::run_with(config(dir.path()), options, stop.clone()));
+    wait_for_socket(&socket).await;
+
+    for (address, why) in [
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("::ffff:0.0.0.0", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("255.255.255.255", "broadcast"),
+    ] {
+        for args in [
+            vec!["ban", "blacklist", address],
+            vec!["set", "sshd", "banip", address],
+            vec!["unban", "blacklist", address],
+        ] {
+            let out = cli(&socket, &args).await;
+            assert!(!out.status.success(), "{args:?} should fail");
+            assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+            let message = stderr(&out);
+            assert_eq!(message.lines().count(), 1, "{args:?}: {message}");
+            let shown = address.strip_prefix("::ffff:").unwrap_or(address);
+            assert!(
+                message.starts_with(&format!("logjail: {shown} is not a client address: it is ")),
+                "{args:?}: {message}"
+            );
+            assert!(message.contains(why), "{args:?}: {message}");
+        }
+    }
+    let out = cli(&socket, &["--json", "ban", "blacklist", "0.0.0.0"]).await;
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["ok"], false);
+    assert!(json["error"].as_str().unwrap().contains("0.0.0.0"));
+    let out = cli(&socket, &["--json", "banned"]).await;
+    assert_eq!(stdout(&out).trim(), "[]", "nothing was banned");
+
+    // An IPv4 client seen through a dual-stack socket is the same host as its IPv4 address:
+    // one ban, shown in IPv4 form, found and lifted by either spelling.
+    let out = cli(&socket, &["ban", "blacklist", "::ffff:203.0.113.5"]).await;
+    assert_eq!(stdout(&out), "banned 203.0.113.5 in blacklist for 30d\n");
+    let out = cli(&socket, &["ban", "blacklist", "203.0.113.5"]).await;
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(
+        message.contains("203.0.113.5 is already banned"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+    let out = cli(&socket, &["get", "blacklist", "banned"]).await;
+    assert_eq!(stdout(&out), "203.0.113.5\n");
+    let out = cli(&socket, &["--json", "banned", "::ffff:203.0.113.5"]).await;
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(json[0]["ip"], "203.0.113.5");
+    let out = cli(&socket, &["unban", "::ffff:203.0.113.5"]).await;
+    assert_eq!(stdout(&out), "lifted 1 ban\n");
+    let out = cli(&socket, &["--json", "get", "blacklist", "banned"]).await;
+    assert_eq!(stdout(&out).trim(), "[]");
+
+    stop.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bans_made_from_the_cli_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("logjail.sock");

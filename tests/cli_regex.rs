@@ -239,3 +239,60 @@ fn bad_filter_argument_is_one_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn lines_naming_a_non_client_address_are_refused_and_said_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    let mut file = std::fs::File::create(&log).unwrap();
+    for host in [
+        "0.0.0.0",
+        "::",
+        "224.0.0.1",
+        "ff02::1",
+        "255.255.255.255",
+        "198.51.100.7",
+    ] {
+        writeln!(
+            file,
+            "Nov 26 07:00:01 web sshd[1]: Failed password for root from {host} port 22 ssh2"
+        )
+        .unwrap();
+    }
+    drop(file);
+    let out = Command::new(BINARY)
+        .args(["regex", "--json"])
+        .arg(&log)
+        .arg("sshd")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hosts: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["host"].to_string())
+        .collect();
+    assert_eq!(hosts, ["\"198.51.100.7\""], "{text}");
+
+    let out = Command::new(BINARY)
+        .args(["regex", "-v"])
+        .arg(&log)
+        .arg("sshd")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("refused  line 1: 0.0.0.0 is the unspecified address"),
+        "{text}"
+    );
+    assert!(
+        text.contains("refused  line 4: ff02::1 is a multicast address"),
+        "{text}"
+    );
+    assert!(text.contains("note: 5 matched line(s) name an address that is never a client"));
+    assert!(
+        text.contains("Lines: 6 lines, 0 ignored, 1 matched, 5 missed"),
+        "{text}"
+    );
+    assert!(!text.contains("more missed lines"), "{text}");
+}

@@ -422,7 +422,7 @@ fn run(filter: &Filter, sample: &Sample) -> Outcome {
             host: Some(failure.host),
             user: failure.user,
         },
-        Verdict::Ignored { .. } | Verdict::Missed => Outcome {
+        Verdict::Ignored { .. } | Verdict::NotAClient { .. } | Verdict::Missed => Outcome {
             host: None,
             user: None,
         },

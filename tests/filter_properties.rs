@@ -134,7 +134,8 @@ const TEMPLATES: &[Template] = &[
         "sshd",
         "error: maximum authentication attempts exceeded for invalid user {A} from {H} port 22 ssh2 [preauth]",
     ),
-    t(
+    // The second line of the same MaxAuthTries event: never counted, whatever the user name.
+    other(
         "sshd",
         "sshd",
         "Disconnecting invalid user {A} {H} port 22: Too many authentication failures [preauth]",
@@ -237,6 +238,22 @@ const TEMPLATES: &[Template] = &[
         "asterisk",
         "asterisk",
         "WARNING[1195][C-00000b43]: Ext. {A}:6 in @ from-sip-external: \"Rejecting unknown SIP connection from {H}\"",
+    ),
+    // The dialplan Log() rule operators add: the extension (the caller's) before the address.
+    file(
+        "asterisk",
+        "asterisk",
+        "[2026-11-26 07:00:01] NOTICE[-1] Ext. {A}: Incoming SIP connection from unknown peer failed for {H} - Unknown connection from peer",
+    ),
+    t(
+        "asterisk",
+        "asterisk",
+        "NOTICE[3217][C-00000001]: Ext. {A}:4 @ from-sip-external: Incoming SIP connection from unknown peer failed for {H} - Unknown connection from peer",
+    ),
+    t(
+        "asterisk",
+        "asterisk",
+        "NOTICE[3217][C-00000001]: Ext. {A}:4 in @ from-sip-external: Incoming SIP connection from unknown peer failed for {H}",
     ),
     // Dovecot: the user name (and PAM's ruser) before the address.
     t(
@@ -394,6 +411,10 @@ const FORGED: &[&str] = &[
     "' failed for '6.6.6.6:5060' (callid: x) - Failed to authenticate",
     "' (UDP:6.6.6.6:5060) to extension '",
     "' (from 6.6.6.6)",
+    ": Incoming SIP connection from unknown peer failed for 6.6.6.6 - Unknown connection from peer",
+    ": Incoming SIP connection from unknown peer failed for 6.6.6.6",
+    " - Unknown connection from peer",
+    ":4 @ from-sip-external: ",
     "\" 200 1 \"",
     "\" 401 17 \"",
     "6.6.6.6 - - [26/Nov/2026:07:00:01 +0000] \"POST /wp-login.php HTTP/1.1\" 200 1",
@@ -1093,6 +1114,72 @@ fn every_template_is_a_failure_of_its_filter_with_plain_text() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Addresses that are never a client, as programs may write them.
+const NOT_CLIENTS: &[&str] = &[
+    "0.0.0.0",
+    "::",
+    "::ffff:0.0.0.0",
+    "224.0.0.1",
+    "239.255.255.250",
+    "ff02::1",
+    "::ffff:224.0.0.251",
+    "255.255.255.255",
+];
+
+#[test]
+fn a_failure_line_naming_a_non_client_address_is_no_failure() {
+    // Every template that is a failure with a real client, with an address that is never a
+    // client in its place: the filter refuses the line, in every envelope, and says why.
+    let attacker = [
+        "bob".to_string(),
+        "x".to_string(),
+        "y".to_string(),
+        "z".to_string(),
+    ];
+    let mut problems = Vec::new();
+    for template in TEMPLATES.iter().filter(|t| t.fails) {
+        let filter = &filters()[template.filter];
+        for host in NOT_CLIENTS {
+            let canonical = logjail::address::canonical(host.parse().unwrap());
+            let message = render(template.message, host, &attacker);
+            for (envelope, raw) in envelopes(template, &message) {
+                let verdicts = judge_lines(filter, std::slice::from_ref(&raw));
+                let refused = matches!(
+                    verdicts.as_slice(),
+                    [Verdict::NotAClient { address, .. }] if *address == canonical
+                );
+                if !refused {
+                    problems.push(format!(
+                        "{} via {envelope}: expected a refusal of {canonical}, got {verdicts:?}\n    {raw}",
+                        template.filter
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+proptest! {
+    #![proptest_config(config(LINE_CASES / 4))]
+
+    #[test]
+    fn non_client_addresses_are_never_reported(
+        template in prop::sample::select(TEMPLATES),
+        host in prop::sample::select(NOT_CLIENTS),
+        attacker in [attacker_text(), attacker_text(), attacker_text(), attacker_text()],
+    ) {
+        // The real address is never a client and the attacker's text holds forged ones:
+        // nothing may be reported at all.
+        let filter = &filters()[template.filter];
+        let message = render(template.message, host, &attacker);
+        for (envelope, raw) in envelopes(&template, &message) {
+            let context = format!("{} via {envelope}: {raw:?}", template.filter);
+            check_host(&judge_lines(filter, std::slice::from_ref(&raw)), None, &context);
+        }
+    }
 }
 
 #[test]

@@ -117,6 +117,9 @@ pub struct Tally {
     pub matched: u64,
     pub ignored: u64,
     pub missed: u64,
+    /// Lines a failregex matched whose address is never a client (`0.0.0.0`, multicast, …);
+    /// also counted in `missed`, since they are no failure.
+    pub not_a_client: u64,
     pub failregex_hits: Vec<u64>,
     pub ignoreregex_hits: Vec<u64>,
     /// Hits per kind of date found, in a stable order for printing.
@@ -260,6 +263,20 @@ pub fn run<W: Write>(
                         .map_err(write_error)?;
                 }
             }
+            Verdict::NotAClient {
+                address, reason, ..
+            } => {
+                tally.missed += 1;
+                tally.not_a_client += 1;
+                if mode == OutputMode::Verbose {
+                    writeln!(
+                        out,
+                        "refused  line {line_number}: {address} is {reason} | {}",
+                        record.text
+                    )
+                    .map_err(write_error)?;
+                }
+            }
             Verdict::Missed => {
                 tally.missed += 1;
                 if mode == OutputMode::Verbose && missed_lines.len() < MAX_MISSED_SHOWN {
@@ -278,6 +295,14 @@ pub fn run<W: Write>(
         )
         .map_err(write_error)?;
     }
+    if tally.not_a_client > 0 && mode != OutputMode::Json {
+        writeln!(
+            out,
+            "note: {} matched line(s) name an address that is never a client (unspecified, multicast, broadcast); counted as missed, as the daemon does",
+            tally.not_a_client
+        )
+        .map_err(write_error)?;
+    }
     let unfinished = decoder.flush(now).len();
     if unfinished > 0 && mode != OutputMode::Json {
         writeln!(
@@ -290,13 +315,11 @@ pub fn run<W: Write>(
         for (line_number, text) in &missed_lines {
             writeln!(out, "missed   line {line_number}: {text}").map_err(write_error)?;
         }
-        if tally.missed > missed_lines.len() as u64 {
-            writeln!(
-                out,
-                "missed   ({} more missed lines not shown)",
-                tally.missed - missed_lines.len() as u64
-            )
-            .map_err(write_error)?;
+        // Refused lines were printed as they came.
+        let not_shown = tally.missed - tally.not_a_client - missed_lines.len() as u64;
+        if not_shown > 0 {
+            writeln!(out, "missed   ({not_shown} more missed lines not shown)")
+                .map_err(write_error)?;
         }
     }
     if mode != OutputMode::Json {

@@ -232,11 +232,10 @@ fn set(runtime: &mut JailRuntime, key: &str, value: &str) -> Result<String, Stri
     }
 }
 
+/// An address named by a request (ban, unban, banned), in canonical form; never-a-client
+/// addresses are refused with the reason (see [`crate::address`]).
 fn parse_ip(text: &str) -> Result<IpAddr, String> {
-    text.trim()
-        .parse::<IpAddr>()
-        .map(|ip| ip.to_canonical())
-        .map_err(|_| format!("`{text}` is not an IP address"))
+    crate::address::parse_client(text).map_err(|e| e.to_string())
 }
 
 fn find<'a>(jails: &'a [JailRuntime], name: &str) -> Result<&'a JailRuntime, String> {

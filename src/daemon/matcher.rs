@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::address::RefusalWarnings;
 use crate::clock::SharedClock;
 use crate::filter::envelope::{Decoder, Record};
 use crate::filter::{Filter, Verdict};
@@ -72,6 +73,7 @@ pub async fn run(
     let mut flush_timer = tokio::time::interval(POSITION_FLUSH);
     flush_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut control_open = true;
+    let mut refusals = RefusalWarnings::new();
     loop {
         tokio::select! {
             // Routes first: a source is attached before its follower starts sending.
@@ -89,7 +91,15 @@ pub async fn run(
                 while let Ok(request) = control.try_recv() {
                     apply_control(request, &mut origins, &store).await;
                 }
-                match_batch(batch, &mut origins, &mut dirty_positions, &failures, &clock).await;
+                match_batch(
+                    batch,
+                    &mut origins,
+                    &mut dirty_positions,
+                    &failures,
+                    &clock,
+                    &mut refusals,
+                )
+                .await;
             }
         }
     }
@@ -149,6 +159,7 @@ async fn match_batch(
     dirty_positions: &mut HashMap<String, Position>,
     failures: &mpsc::Sender<JailEvent>,
     clock: &SharedClock,
+    refusals: &mut RefusalWarnings,
 ) {
     let Some(state) = origins.get_mut(&batch.origin) else {
         tracing::debug!(origin = %batch.origin, "lines from a source with no jail; dropped");
@@ -175,6 +186,7 @@ async fn match_batch(
             now,
             line_index,
             &mut found,
+            refusals,
         );
     }
     // Lines, not failures: one line failing in two jails counts once.
@@ -200,10 +212,11 @@ fn judge(
     now: chrono::DateTime<chrono::Utc>,
     line_index: usize,
     found: &mut Vec<(usize, FailureEvent)>,
+    refusals: &mut RefusalWarnings,
 ) {
     for route in routes {
-        if let Verdict::Failure(failure) = route.filter.evaluate_at(record, now) {
-            found.push((
+        match route.filter.evaluate_at(record, now) {
+            Verdict::Failure(failure) => found.push((
                 line_index,
                 FailureEvent {
                     jail: route.jail.clone(),
@@ -212,7 +225,30 @@ fn judge(
                     line: record.text.to_string(),
                     origin: origin.clone(),
                 },
-            ));
+            )),
+            // Whoever wrote the line chose the address and how often it comes: warnings are
+            // rate-limited per jail, the rest goes to debug.
+            Verdict::NotAClient {
+                address, reason, ..
+            } => match refusals.record(&route.jail, now) {
+                Some(refused) => tracing::warn!(
+                    jail = %route.jail,
+                    host = %address,
+                    origin = %origin,
+                    refused_since_last_warning = refused,
+                    "a failure line names {address}, {reason}; not counted (the next such \
+                     lines of this jail are logged at debug level, with a warning at most every \
+                     {} minutes)",
+                    crate::address::REFUSAL_WARNING_INTERVAL.num_minutes()
+                ),
+                None => tracing::debug!(
+                    jail = %route.jail,
+                    host = %address,
+                    origin = %origin,
+                    "a failure line names {address}, {reason}; not counted"
+                ),
+            },
+            Verdict::Ignored { .. } | Verdict::Missed => {}
         }
     }
 }

@@ -18,6 +18,8 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::address::{self, NotAClient};
+
 use date::DatePattern;
 use envelope::Record;
 use pattern::{CONTENT_GROUP, HOST_GROUP, ID_GROUP, USER_GROUP};
@@ -446,22 +448,25 @@ fn skip_class_opening(bytes: &[u8], mut index: usize) -> usize {
     index
 }
 
-/// Parses a captured address: brackets dropped, IPv4-mapped IPv6 reported as IPv4, and the
-/// unspecified address refused (nothing sends from it).
+/// Parses a captured address as a failure's host: brackets dropped, IPv4-mapped IPv6 reported
+/// as IPv4, and addresses that are never a client (unspecified, multicast, broadcast; see
+/// [`crate::address`]) refused.
 pub fn parse_host(captured: &str) -> Option<IpAddr> {
+    parse_captured(captured)?.ok()
+}
+
+/// A captured address in canonical form, `Err` with the reason when it is never a client;
+/// `None` when the capture is not an address at all.
+fn parse_captured(captured: &str) -> Option<Result<IpAddr, (IpAddr, NotAClient)>> {
     let bare = captured
         .strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
         .unwrap_or(captured);
-    let address: IpAddr = bare.parse().ok()?;
-    let address = match address {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
-    (!address.is_unspecified()).then_some(address)
+    let address = address::canonical(bare.parse().ok()?);
+    Some(match address::not_a_client(address) {
+        None => Ok(address),
+        Some(reason) => Err((address, reason)),
+    })
 }
 
 /// The filter's `program`, matched against the whole program name of a syslog tag.
@@ -506,6 +511,16 @@ pub enum Verdict {
     Ignored {
         failregex_index: usize,
         ignoreregex_index: usize,
+    },
+    /// A failregex matched, but the address it captured is never a client (`0.0.0.0`, `::`,
+    /// multicast, broadcast): no failure. Whoever wrote the line may have put it there to
+    /// have it banned; the daemon warns about such lines (rate-limited, see
+    /// [`crate::address::RefusalWarnings`]).
+    NotAClient {
+        failregex_index: usize,
+        /// The captured address, canonical.
+        address: IpAddr,
+        reason: NotAClient,
     },
     Missed,
 }
@@ -719,11 +734,30 @@ impl Filter {
         }
 
         let found = match self.first_by_priority(text, prefix_host) {
-            Some(settled) => settled,
-            None => self.first_by_set(text, prefix_host),
+            Some(Attempt::Found(found)) => Ok(found),
+            Some(Attempt::NoMatch) => Err(None),
+            // The first failregex's address did not parse or is never a client: a later one
+            // may still capture a client, which the set search finds out.
+            Some(Attempt::Unusable(_)) | None => self.first_by_set(text, prefix_host),
         };
-        let Some((failregex_index, captured, host)) = found else {
-            return Verdict::Missed;
+        let (failregex_index, captured, host) = match found {
+            Ok(found) => found,
+            Err(None) => return Verdict::Missed,
+            Err(Some((failregex_index, address, reason))) => {
+                if let Some(ignoreregex_index) =
+                    self.ignoreregex.iter().position(|m| m.is_match(text))
+                {
+                    return Verdict::Ignored {
+                        failregex_index,
+                        ignoreregex_index,
+                    };
+                }
+                return Verdict::NotAClient {
+                    failregex_index,
+                    address,
+                    reason,
+                };
+            }
         };
         if let Some(ignoreregex_index) = self.ignoreregex.iter().position(|m| m.is_match(text)) {
             return Verdict::Ignored {
@@ -743,13 +777,19 @@ impl Filter {
 }
 
 impl Filter {
-    /// The failregex a line counts under: the first, in order, that matches and captures an
-    /// address that parses.
-    fn first_by_set<'t>(&self, text: &'t str, prefix_host: Option<&'t str>) -> Option<Found> {
+    /// The failregex a line counts under: the first, in order, that matches and captures a
+    /// client address. When none does, `Err` carries the first match whose address is never
+    /// a client (`Err(None)`: no match with an address at all).
+    fn first_by_set<'t>(
+        &self,
+        text: &'t str,
+        prefix_host: Option<&'t str>,
+    ) -> Result<Found, Option<Refusal>> {
         let set_matches = self.fail_set.matches(text);
         if !set_matches.matched_any() && !self.has_fancy_failregex {
-            return None;
+            return Err(None);
         }
+        let mut refused = None;
         let mut set_position = 0;
         for (index, matcher) in self.failregex.iter().enumerate() {
             if let Matcher::Fast(_) = matcher {
@@ -760,27 +800,31 @@ impl Filter {
                     continue;
                 }
             }
-            if let Some(found) = self.try_failregex(index, text, prefix_host) {
-                return Some(found);
+            match self.try_failregex(index, text, prefix_host) {
+                Attempt::Found(found) => return Ok(found),
+                Attempt::Unusable(refusal) => refused = refused.or(refusal),
+                Attempt::NoMatch => {}
             }
         }
-        None
+        Err(refused)
     }
 
     /// The same answer as [`Filter::first_by_set`] in one search, when the filter has a
-    /// [`Filter::first_failregex`]: `Some(None)` when no failregex matches, `None` when the
-    /// first one's address does not parse and the others must be tried.
+    /// [`Filter::first_failregex`]: `None` when the filter has none or when the first
+    /// matching failregex's address is unusable (the others must then be tried).
     fn first_by_priority<'t>(
         &self,
         text: &'t str,
         prefix_host: Option<&'t str>,
-    ) -> Option<Option<Found>> {
+    ) -> Option<Attempt> {
         let first = self.first_failregex.as_ref()?;
         let Some(end) = first.search_half(&regex_automata::Input::new(text)) else {
-            return Some(None);
+            return Some(Attempt::NoMatch);
         };
-        self.try_failregex(end.pattern().as_usize(), text, prefix_host)
-            .map(Some)
+        match self.try_failregex(end.pattern().as_usize(), text, prefix_host) {
+            Attempt::Found(found) => Some(Attempt::Found(found)),
+            Attempt::Unusable(_) | Attempt::NoMatch => None,
+        }
     }
 
     fn try_failregex<'t>(
@@ -788,16 +832,34 @@ impl Filter {
         index: usize,
         text: &'t str,
         prefix_host: Option<&'t str>,
-    ) -> Option<Found> {
-        let captured = self.failregex.get(index)?.captures(text)?;
+    ) -> Attempt {
+        let Some(captured) = self.failregex.get(index).and_then(|m| m.captures(text)) else {
+            return Attempt::NoMatch;
+        };
         let host_text = captured.host.clone().map(|r| &text[r]).or(prefix_host);
-        let host = host_text.and_then(parse_host)?;
-        Some((index, captured, host))
+        match host_text.and_then(parse_captured) {
+            Some(Ok(host)) => Attempt::Found((index, captured, host)),
+            Some(Err((address, reason))) => Attempt::Unusable(Some((index, address, reason))),
+            None => Attempt::Unusable(None),
+        }
     }
 }
 
 /// A failregex that matched: its index, what it captured, and the address.
 type Found = (usize, Captured, IpAddr);
+
+/// A failregex that matched an address that is never a client: its index, the address, why.
+type Refusal = (usize, IpAddr, NotAClient);
+
+/// What one failregex made of a text.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt {
+    Found(Found),
+    /// It matched, but what it captured is not an address (`Unusable(None)`) or never a
+    /// client's.
+    Unusable(Option<Refusal>),
+    NoMatch,
+}
 
 /// All failregexes as one multi-pattern regex, when every one of them is anchored at the start
 /// of the text. Their matches then all start at 0, where leftmost-first search prefers the
@@ -930,6 +992,63 @@ mod tests {
     }
 
     #[test]
+    fn addresses_that_are_never_a_client_are_refused_with_the_reason() {
+        let filter = sshd_like();
+        for (line, address, reason) in [
+            (
+                "Failed password for root from 0.0.0.0 port 1 ssh2",
+                "0.0.0.0",
+                NotAClient::Unspecified,
+            ),
+            (
+                "Failed password for root from ::ffff:224.0.0.5 port 1 ssh2",
+                "224.0.0.5",
+                NotAClient::Multicast,
+            ),
+            (
+                "Invalid user x from 255.255.255.255 port 1",
+                "255.255.255.255",
+                NotAClient::Broadcast,
+            ),
+        ] {
+            assert_eq!(
+                judge(&filter, line),
+                Verdict::NotAClient {
+                    failregex_index: usize::from(line.starts_with("Invalid")),
+                    address: address.parse().unwrap(),
+                    reason,
+                },
+                "{line}"
+            );
+        }
+        // An ignoreregex still wins: the line is ignored, not refused.
+        assert!(matches!(
+            judge(
+                &filter,
+                "Failed password for ignored-user from 0.0.0.0 port 1 ssh2"
+            ),
+            Verdict::Ignored { .. }
+        ));
+        // A later failregex that captures a client is the failure.
+        let filter = Filter::compile(
+            "t",
+            &spec(&[r"^from <HOST> via \S+$", r"^from \S+ via <HOST>$"], &[]),
+        )
+        .unwrap();
+        assert_eq!(
+            host(&filter, "from 0.0.0.0 via 10.0.0.1"),
+            Some("10.0.0.1".parse().unwrap())
+        );
+        assert!(matches!(
+            judge(&filter, "from ff02::1 via 0.0.0.0"),
+            Verdict::NotAClient {
+                failregex_index: 0,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn program_restricts_only_tagged_lines() {
         let mut with_program = spec(
             &[r"^Failed password for \S+ from <HOST> port \d+ ssh2$"],
@@ -980,6 +1099,9 @@ mod tests {
         // Addresses that match <HOST> but do not parse: the next failregex must get its turn.
         messages.push("Failed password for root from 300.1.1.1 port 1 ssh2".to_string());
         messages.push("Invalid user x from 999.2.3.4 port 1".to_string());
+        // Addresses that are never a client: refused, and the next failregex gets its turn.
+        messages.push("Failed password for root from 0.0.0.0 port 1 ssh2".to_string());
+        messages.push("Invalid user x from ff02::1 port 1".to_string());
         let mut with_first = 0;
         for name in builtin::names() {
             let filter = Filter::compile(name, &builtin::spec(name).unwrap()).unwrap();
@@ -990,8 +1112,9 @@ mod tests {
             for message in &messages {
                 let by_set = filter.first_by_set(message, None);
                 let answer = match filter.first_by_priority(message, None) {
-                    Some(settled) => settled,
-                    None => filter.first_by_set(message, None),
+                    Some(Attempt::Found(found)) => Ok(found),
+                    Some(Attempt::NoMatch) => Err(None),
+                    Some(Attempt::Unusable(_)) | None => filter.first_by_set(message, None),
                 };
                 assert_eq!(answer, by_set, "{name}: {message}");
             }

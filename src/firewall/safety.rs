@@ -35,15 +35,9 @@ pub fn system_addresses() -> Vec<OwnAddress> {
 }
 
 /// IPv4-mapped IPv6 (`::ffff:1.2.3.4`) as the IPv4 address it is: that is what the kernel
-/// matches for an IPv4 client.
+/// matches for an IPv4 client. The rule lives in [`crate::address::canonical`].
 pub fn canonical(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
+    crate::address::canonical(address)
 }
 
 fn is_docker_bridge(interface: &str) -> bool {
@@ -55,13 +49,8 @@ pub fn refusal(address: IpAddr, ignoreip: &[IpNet], own: &[OwnAddress]) -> Optio
     if address.is_loopback() {
         return Some("is a loopback address".to_string());
     }
-    if address.is_unspecified() || address.is_multicast() {
-        return Some("is not a unicast address".to_string());
-    }
-    if let IpAddr::V4(v4) = address
-        && v4.is_broadcast()
-    {
-        return Some("is the broadcast address".to_string());
+    if let Some(reason) = crate::address::not_a_client(address) {
+        return Some(format!("is not a client address: it is {reason}"));
     }
     if let Some(network) = ignoreip.iter().find(|network| network.contains(&address)) {
         return Some(format!("is in the jail's ignoreip ({network})"));

@@ -69,7 +69,7 @@ impl MemoryBanHistory {
 
 impl BanHistory for MemoryBanHistory {
     fn previous_bans(&self, host: IpAddr, jail: Option<&str>, since: Option<DateTime<Utc>>) -> u32 {
-        let Some(bans) = self.hosts.get(&host.to_canonical()) else {
+        let Some(bans) = self.hosts.get(&crate::address::canonical(host)) else {
             return 0;
         };
         let count = bans
@@ -81,7 +81,10 @@ impl BanHistory for MemoryBanHistory {
     }
 
     fn record_ban(&mut self, order: &BanOrder) {
-        let bans = self.hosts.entry(order.host.to_canonical()).or_default();
+        let bans = self
+            .hosts
+            .entry(crate::address::canonical(order.host))
+            .or_default();
         if bans.len() >= REMEMBERED_BANS_PER_HOST {
             bans.pop_front();
         }

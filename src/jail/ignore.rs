@@ -1,4 +1,5 @@
-//! Which hosts a jail must never ban: `ignoreip` networks, loopback and the host's own addresses.
+//! Which hosts a jail must never ban: `ignoreip` networks, loopback and the host's own
+//! addresses, and addresses that are never a client (see [`crate::address`]).
 //!
 //! Addresses are compared in canonical form: an IPv4-mapped IPv6 address (`::ffff:192.0.2.7`) is
 //! the IPv4 address it carries, both in the list (`::ffff:10.0.0.0/104` is `10.0.0.0/8`) and in
@@ -10,6 +11,8 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use ipnet::{IpNet, Ipv4Net};
+
+use crate::address::{self, NotAClient};
 
 /// Why an `ignoreip` entry was refused; each message names the entry as written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +38,9 @@ pub enum IgnoreReason {
     Loopback,
     /// One of this machine's own addresses, ignored while `ignoreself` is on.
     OwnAddress,
+    /// Unspecified, multicast or broadcast: never the source of a connection, whatever the
+    /// lists say.
+    NotAClient(NotAClient),
 }
 
 impl fmt::Display for IgnoreReason {
@@ -45,6 +51,7 @@ impl fmt::Display for IgnoreReason {
             IgnoreReason::OwnAddress => {
                 f.write_str("one of this host's own addresses (ignoreself)")
             }
+            IgnoreReason::NotAClient(reason) => write!(f, "not a client address: {reason}"),
         }
     }
 }
@@ -116,10 +123,7 @@ impl IgnoreList {
         IgnoreList {
             networks: Vec::new(),
             ignore_self,
-            own_addresses: own_addresses
-                .into_iter()
-                .map(|a| a.to_canonical())
-                .collect(),
+            own_addresses: own_addresses.into_iter().map(address::canonical).collect(),
         }
     }
 
@@ -191,15 +195,15 @@ impl IgnoreList {
 
     /// Replaces the machine's own addresses (they can change while running, e.g. DHCP).
     pub fn set_own_addresses(&mut self, own_addresses: Vec<IpAddr>) {
-        self.own_addresses = own_addresses
-            .into_iter()
-            .map(|a| a.to_canonical())
-            .collect();
+        self.own_addresses = own_addresses.into_iter().map(address::canonical).collect();
     }
 
     /// Why `host` must not be banned by failures, if it must not.
     pub fn check(&self, host: IpAddr) -> Option<IgnoreReason> {
-        let host = host.to_canonical();
+        let host = address::canonical(host);
+        if let Some(reason) = address::not_a_client(host) {
+            return Some(IgnoreReason::NotAClient(reason));
+        }
         if let Some(net) = self.networks.iter().find(|net| net.contains(&host)) {
             return Some(IgnoreReason::Listed(*net));
         }
@@ -212,7 +216,7 @@ impl IgnoreList {
     /// Whether `host` is loopback or this machine, whatever `ignoreself` says. Manual bans
     /// refuse these always: banning yourself locks out the admin and local services.
     pub fn check_self(&self, host: IpAddr) -> Option<IgnoreReason> {
-        let host = host.to_canonical();
+        let host = address::canonical(host);
         if host.is_loopback() {
             Some(IgnoreReason::Loopback)
         } else if self.own_addresses.contains(&host) {

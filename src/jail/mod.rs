@@ -7,8 +7,11 @@
 //! [`Jail::next_expiry`] to call [`Jail::expire`].
 //!
 //! Rules, in the order [`Jail::on_failure`] applies them:
-//! 1. Hosts are compared in canonical form (`::ffff:a.b.c.d` is `a.b.c.d`).
-//! 2. A host on the [`IgnoreList`] is reported [`Decision::Ignored`] and not counted.
+//! 1. Hosts are compared in canonical form (`::ffff:a.b.c.d` is `a.b.c.d`, see
+//!    [`crate::address`]).
+//! 2. A host on the [`IgnoreList`] is reported [`Decision::Ignored`] and not counted; so is an
+//!    address that is never a client (unspecified, multicast, broadcast), which manual and
+//!    restored bans refuse as well.
 //! 3. A banned host is reported [`Decision::AlreadyBanned`] and not counted, until
 //!    [`Jail::expire`] or [`Jail::unban`] lifts the ban.
 //! 4. A failure time later than `now` counts as `now` (a skewed clock or a misread time zone
@@ -194,7 +197,7 @@ impl Jail {
         history: &mut dyn BanHistory,
         rng: &mut R,
     ) -> Decision {
-        let host = host.to_canonical();
+        let host = crate::address::canonical(host);
         if let Some(reason) = self.settings.ignore.check(host) {
             return Decision::Ignored { reason };
         }
@@ -244,7 +247,7 @@ impl Jail {
         history: &mut dyn BanHistory,
         rng: &mut R,
     ) -> Result<BanOrder, BanRefused> {
-        let host = host.to_canonical();
+        let host = crate::address::canonical(host);
         self.check_bannable(host)?;
         if bantime == Some(BanTime::Finite(Duration::ZERO)) {
             return Err(BanRefused::ZeroBantime {
@@ -276,7 +279,7 @@ impl Jail {
         ban_count: u32,
         now: DateTime<Utc>,
     ) -> Result<(), BanRefused> {
-        let host = host.to_canonical();
+        let host = crate::address::canonical(host);
         if let Some(reason) = self.settings.ignore.check_manual(host) {
             return Err(BanRefused::Ignored {
                 jail: self.settings.name.clone(),
@@ -324,7 +327,7 @@ impl Jail {
 
     /// Lifts a ban (`logjail unban`); returns it, or `None` when `host` was not banned.
     pub fn unban(&mut self, host: IpAddr) -> Option<ActiveBan> {
-        self.lift(host.to_canonical())
+        self.lift(crate::address::canonical(host))
     }
 
     /// Lifts every ban (`logjail unban --all`), in host order.
@@ -361,12 +364,12 @@ impl Jail {
 
     /// `host`'s ban, if it is banned.
     pub fn ban_of(&self, host: IpAddr) -> Option<&ActiveBan> {
-        self.bans.get(&host.to_canonical())
+        self.bans.get(&crate::address::canonical(host))
     }
 
     /// Failures `host` has in its window (as of its last failure or the last purge).
     pub fn failures_of(&self, host: IpAddr) -> u32 {
-        u32::try_from(self.failures.count(host.to_canonical())).unwrap_or(u32::MAX)
+        u32::try_from(self.failures.count(crate::address::canonical(host))).unwrap_or(u32::MAX)
     }
 
     /// Drops failure windows that ended before `now - findtime`. Failures call this already;
@@ -1037,6 +1040,42 @@ mod tests {
                 "{host}"
             );
         }
+    }
+
+    #[test]
+    fn addresses_that_are_never_a_client_are_neither_counted_nor_banned() {
+        use crate::address::NotAClient;
+        let mut bench = Bench::new(JailSettings {
+            ignore: IgnoreList::new(false, vec![]),
+            ..settings("sshd", 1)
+        });
+        for (host, reason) in [
+            ("0.0.0.0", NotAClient::Unspecified),
+            ("::", NotAClient::Unspecified),
+            ("::ffff:0.0.0.0", NotAClient::Unspecified),
+            ("224.0.0.1", NotAClient::Multicast),
+            ("ff02::1", NotAClient::Multicast),
+            ("255.255.255.255", NotAClient::Broadcast),
+        ] {
+            let reason = IgnoreReason::NotAClient(reason);
+            // maxretry 1: a counted failure would have banned at once.
+            assert_eq!(bench.fail(host, 0), Decision::Ignored { reason }, "{host}");
+            assert_eq!(
+                bench.ban(host, 0, None),
+                Err(BanRefused::Ignored {
+                    jail: "sshd".into(),
+                    host: crate::address::canonical(ip(host)),
+                    reason
+                }),
+                "{host}"
+            );
+            assert!(matches!(
+                bench.jail.restore_ban(ip(host), at(0), None, 1, at(0)),
+                Err(BanRefused::Ignored { reason: r, .. }) if r == reason
+            ));
+        }
+        assert_eq!(bench.jail.status().total_failed, 0);
+        assert_eq!(bench.jail.banned().count(), 0);
     }
 
     #[test]
