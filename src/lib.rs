@@ -43,5 +43,6 @@ pub mod filter;
 pub mod firewall;
 pub mod jail;
 pub mod metrics;
+pub mod routing;
 pub mod source;
 pub mod store;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use logjail::config::Config;
-use logjail::source::docker::labels::{self, LabelContext};
+use logjail::routing::labels::{self, LabelContext};
 use serde_yaml::Value;
 
 fn compose_files() -> Vec<PathBuf> {

@@ -20,7 +20,7 @@ use logjail::config::{Config, DefaultsConfig};
 use logjail::filter::date::{self, DatePattern};
 use logjail::filter::envelope::{Decoder, Record};
 use logjail::filter::{Filter, Verdict, builtin, parse_host};
-use logjail::source::docker::labels::{self, LabelContext};
+use logjail::routing::labels::{self, LabelContext};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 

@@ -21,7 +21,7 @@ use logjail::clock::SystemClock;
 use logjail::config::Config;
 use logjail::daemon::jails::{self, CountedHistory, Effects, JailEvent};
 use logjail::daemon::store_task;
-use logjail::source::docker::labels::{self, LabelContext};
+use logjail::routing::labels::{self, LabelContext};
 use logjail::store::Store;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;

@@ -166,6 +166,22 @@ pub struct JournalSelector {
     pub directory: Option<PathBuf>,
 }
 
+impl JournalSelector {
+    /// The same selection written alike: matches sorted and without repeats (journalctl's
+    /// meaning does not depend on their order), so that two jails reading the same entries
+    /// share one follower and one stored position.
+    pub fn canonical(&self) -> JournalSelector {
+        let mut canonical = self.clone();
+        canonical
+            .matches
+            .sort_by(|a, b| (&a.field, &a.value).cmp(&(&b.field, &b.value)));
+        canonical
+            .matches
+            .dedup_by(|a, b| a.field == b.field && a.value == b.value);
+        canonical
+    }
+}
+
 /// A `FIELD=value` journal match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalMatch {

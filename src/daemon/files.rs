@@ -3,21 +3,21 @@
 //! the followers whose files came or went, so no line is read twice or skipped.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{JailConfig, SourceConfig};
-use crate::filter::Filter;
+use crate::config::JailConfig;
+use crate::routing::{Filters, file_routes};
 use crate::source::file::{self, FollowConfig};
 use crate::source::watch::FileWatcher;
 use crate::source::{LineBatch, Origin, Position};
 
 use super::DaemonError;
 use super::followers::Followers;
-use super::matcher::{MatcherControl, Route};
+use super::matcher::MatcherControl;
 
 struct Follower {
     stop: CancellationToken,
@@ -50,7 +50,7 @@ impl FileSources {
     pub async fn apply(
         &mut self,
         jails: &[JailConfig],
-        filters: &BTreeMap<String, Arc<Filter>>,
+        filters: &Filters,
         positions: &HashMap<String, Position>,
     ) -> Result<(), DaemonError> {
         let wanted = file_routes(jails, filters)?;
@@ -92,66 +92,4 @@ impl FileSources {
     pub async fn stop(self) {
         self.runner.stop().await;
     }
-}
-
-/// Every file to follow, each with the jails that read it.
-fn file_routes(
-    jails: &[JailConfig],
-    filters: &BTreeMap<String, Arc<Filter>>,
-) -> Result<BTreeMap<PathBuf, Vec<Route>>, DaemonError> {
-    let mut routes: BTreeMap<PathBuf, Vec<Route>> = BTreeMap::new();
-    for jail in jails.iter().filter(|j| j.enabled) {
-        let Some(route) = super::jail_route(jail, filters)? else {
-            continue;
-        };
-        for source in &jail.sources {
-            let SourceConfig::File { path, optional } = source else {
-                continue;
-            };
-            let mut paths = expand_file_glob(path.as_str(), path.has_wildcards());
-            if paths.is_empty() && !path.has_wildcards() {
-                if *optional {
-                    tracing::info!(jail = %jail.name, file = path.as_str(), "optional file absent; not watched");
-                } else {
-                    tracing::warn!(jail = %jail.name, file = path.as_str(), "no such file yet; waiting for it");
-                    paths.push(PathBuf::from(path.as_str()));
-                }
-            }
-            for file in paths {
-                routes.entry(file).or_default().push(route.clone());
-            }
-        }
-    }
-    Ok(routes)
-}
-
-/// The files a `file:` source names now: the path itself, or what a glob matches in its
-/// directory (wildcards in the file name only).
-fn expand_file_glob(pattern: &str, has_wildcards: bool) -> Vec<PathBuf> {
-    let path = Path::new(pattern);
-    if !has_wildcards {
-        return if path.exists() {
-            vec![path.to_path_buf()]
-        } else {
-            Vec::new()
-        };
-    }
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Vec::new();
-    };
-    let Ok(glob) = crate::config::Glob::new(&name.to_string_lossy()) else {
-        return Vec::new();
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        tracing::warn!(pattern, "cannot read the directory of a file pattern");
-        return Vec::new();
-    };
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
-        .filter(|entry| glob.matches(&entry.file_name().to_string_lossy()))
-        .map(|entry| entry.path())
-        .collect();
-    found.sort();
-    found
 }

@@ -864,7 +864,7 @@ mod tests {
     use super::*;
     use crate::clock::TokioClock;
     use crate::config::{DefaultsConfig, Ports};
-    use crate::source::docker::labels::{self, LabelContext};
+    use crate::routing::labels::{self, LabelContext};
     use crate::store::Store;
 
     const HOST: &str = "203.0.113.7";

@@ -2,23 +2,23 @@
 //! it, and the routes that send its entries to those jails. A reload re-routes in place and
 //! starts or stops only the selections that came or went.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{JailConfig, JournalSelector, SourceConfig};
-use crate::filter::Filter;
+use crate::config::{JailConfig, JournalSelector};
+use crate::routing::{Filters, journal_routes};
 use crate::source::journal::{self, JournalFollowConfig};
 use crate::source::{LineBatch, Origin, Position};
 
 use super::DaemonError;
 use super::followers::Followers;
-use super::matcher::{MatcherControl, Route};
+use super::matcher::MatcherControl;
 
 struct Follower {
-    /// Canonical (see [`journal::canonical_selector`]): equal selections compare equal.
+    /// Canonical (see [`JournalSelector::canonical`]): equal selections compare equal.
     selector: JournalSelector,
     origin: Arc<Origin>,
     stop: CancellationToken,
@@ -48,7 +48,7 @@ impl JournalSources {
     pub async fn apply(
         &mut self,
         jails: &[JailConfig],
-        filters: &BTreeMap<String, Arc<Filter>>,
+        filters: &Filters,
         positions: &HashMap<String, Position>,
     ) -> Result<(), DaemonError> {
         let mut wanted = journal_routes(jails, filters)?;
@@ -91,31 +91,4 @@ impl JournalSources {
     pub async fn stop(self) {
         self.runner.stop().await;
     }
-}
-
-/// Every distinct journal selection, each with the jails that read it.
-fn journal_routes(
-    jails: &[JailConfig],
-    filters: &BTreeMap<String, Arc<Filter>>,
-) -> Result<Vec<(JournalSelector, Vec<Route>)>, DaemonError> {
-    let mut routes: Vec<(JournalSelector, Vec<Route>)> = Vec::new();
-    for jail in jails.iter().filter(|j| j.enabled) {
-        let Some(route) = super::jail_route(jail, filters)? else {
-            continue;
-        };
-        for source in &jail.sources {
-            let SourceConfig::Journal(selector) = source else {
-                continue;
-            };
-            let selector = journal::canonical_selector(selector);
-            let route = route.clone();
-            match routes.iter_mut().find(|(known, _)| *known == selector) {
-                // The same selection twice in one jail counts its entries once.
-                Some((_, jail_routes)) if jail_routes.iter().any(|r| r.jail == route.jail) => {}
-                Some((_, jail_routes)) => jail_routes.push(route),
-                None => routes.push((selector, vec![route])),
-            }
-        }
-    }
-    Ok(routes)
 }

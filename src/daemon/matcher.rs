@@ -10,19 +10,13 @@ use tokio::sync::mpsc;
 
 use crate::address::RefusalWarnings;
 use crate::clock::SharedClock;
+use crate::filter::Verdict;
 use crate::filter::envelope::{Decoder, Record};
-use crate::filter::{Filter, Verdict};
+pub use crate::routing::Route;
 use crate::source::{LineBatch, Origin, Position};
 
 use super::jails::{FailureEvent, JailEvent};
 use super::store_task::{StoreHandle, StoreRequest};
-
-/// One jail an origin feeds, with the filter that jail runs.
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub jail: Arc<str>,
-    pub filter: Arc<Filter>,
-}
 
 /// Changes to which origins feed which jails, sent by whoever starts the sources.
 #[derive(Debug)]

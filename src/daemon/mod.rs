@@ -19,7 +19,6 @@ pub mod journal;
 pub mod matcher;
 pub mod store_task;
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -64,8 +63,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("jail \"{jail}\": {message}")]
     Jail { jail: String, message: String },
-    #[error("filter \"{filter}\" of jail \"{jail}\" is not compiled")]
-    MissingFilter { jail: String, filter: String },
+    #[error(transparent)]
+    Routing(#[from] crate::routing::RoutingError),
     #[error("cannot watch files: {0}")]
     Watch(String),
     #[error("{0}")]
@@ -287,7 +286,7 @@ pub async fn run_with(
     let watcher =
         FileWatcher::start(sources_stop.clone()).map_err(|e| DaemonError::Watch(e.to_string()))?;
     // Every source routes to the same compiled filters: share them, built once.
-    let filters = compiled_filters(&config);
+    let filters = crate::routing::Filters::of(&config);
     let docker = crate::source::docker::DockerSource::start(
         &config,
         &filters,
@@ -503,7 +502,7 @@ async fn restored_label_jails(
                 .await;
             continue;
         }
-        let rebuilt = crate::source::docker::labels::restore(
+        let rebuilt = crate::routing::labels::restore(
             definition,
             &config.defaults,
             &config.firewall.chain_prefix,
@@ -532,34 +531,6 @@ async fn restored_label_jails(
         }
     }
     restored
-}
-
-/// Routes of `jail`, the jail name with its compiled filter; `None` for a manual jail.
-fn jail_route(
-    jail: &crate::config::JailConfig,
-    filters: &BTreeMap<String, Arc<crate::filter::Filter>>,
-) -> Result<Option<matcher::Route>, DaemonError> {
-    let Some(filter_name) = &jail.filter else {
-        return Ok(None);
-    };
-    let filter = filters
-        .get(filter_name)
-        .ok_or_else(|| DaemonError::MissingFilter {
-            jail: jail.name.clone(),
-            filter: filter_name.clone(),
-        })?;
-    Ok(Some(matcher::Route {
-        jail: Arc::from(jail.name.as_str()),
-        filter: filter.clone(),
-    }))
-}
-
-fn compiled_filters(config: &Config) -> BTreeMap<String, Arc<crate::filter::Filter>> {
-    config
-        .filters
-        .iter()
-        .map(|(name, filter)| (name.clone(), Arc::new(filter.clone())))
-        .collect()
 }
 
 /// What a reload changes: the jails, the sources, the firewall layout.
@@ -656,7 +627,7 @@ async fn reload(current: &Config, targets: Targets<'_>) -> Result<(Config, Strin
     // Positions for files that start being followed now: the store has what earlier runs
     // (or this one, before it stopped following) wrote.
     let positions = store.positions().await;
-    let filters = compiled_filters(&config);
+    let filters = crate::routing::Filters::of(&config);
     files
         .apply(&config.jails, &filters, &positions)
         .await

@@ -112,7 +112,7 @@ pub struct JournalFollowConfig {
 impl JournalFollowConfig {
     /// Follows `selector` with the `journalctl` on `PATH`, from the end of the journal.
     pub fn new(selector: JournalSelector) -> JournalFollowConfig {
-        let selector = canonical_selector(&selector);
+        let selector = selector.canonical();
         JournalFollowConfig {
             origin: Arc::new(journal_origin(&selector)),
             selector,
@@ -142,26 +142,12 @@ pub enum JournalSourceError {
     },
 }
 
-/// Selectors that read the same entries, written alike: matches sorted and without repeats
-/// (journalctl's meaning does not depend on their order), so that two jails reading the same
-/// entries share one follower and one stored position.
-pub fn canonical_selector(selector: &JournalSelector) -> JournalSelector {
-    let mut canonical = selector.clone();
-    canonical
-        .matches
-        .sort_by(|a, b| (&a.field, &a.value).cmp(&(&b.field, &b.value)));
-    canonical
-        .matches
-        .dedup_by(|a, b| a.field == b.field && a.value == b.value);
-    canonical
-}
-
 /// The origin of a journal source. `Origin::Journal` has room for a unit only, so the
 /// matches and the directory are written into it after the unit: two selectors that differ
 /// in them then get different origins (and stored positions) — the matcher keeps one route
 /// table per origin. A plain unit stays `ssh.service`, the whole journal `None`.
 pub fn journal_origin(selector: &JournalSelector) -> Origin {
-    let selector = canonical_selector(selector);
+    let selector = selector.canonical();
     let mut parts: Vec<String> = Vec::new();
     if let Some(unit) = &selector.unit {
         parts.push(unit.clone());

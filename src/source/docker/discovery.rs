@@ -7,7 +7,7 @@
 //! follower needs to resume (its last position) is kept here between its runs, so that a
 //! container that restarts, or a daemon that comes back, continues where reading stopped.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,14 +25,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::container::{self, FollowEnv, FollowSpec, Outcome, ReadPlan, Signals};
-use super::labels::{self, ContainerLabels, LabelContext};
 use super::own::OwnContainer;
-use super::select::{ContainerFacts, any_selector, jail_selects};
 use super::{Backoff, Settings, Wiring};
 use crate::config::ReadMode;
 use crate::daemon::jails::JailEvent;
 use crate::daemon::matcher::{MatcherControl, Route};
-use crate::filter::Filter;
+use crate::routing::labels::{self, ContainerLabels, LabelContext};
+use crate::routing::select::{ContainerFacts, any_selector, jail_selects};
+use crate::routing::{Filters, add_route};
 use crate::source::{Origin, Position};
 
 /// How long after a container is removed (or renamed) its old origin is detached from the
@@ -77,7 +77,7 @@ pub(super) struct Discovery {
     own: OwnContainer,
     /// Compiled filters by name: the configuration's, and built-ins compiled when a label
     /// asks for one.
-    filters: BTreeMap<String, Arc<Filter>>,
+    filters: Filters,
     /// Where each container's reading stopped, by container id: from the store at start,
     /// then from every follower that ends.
     positions: HashMap<String, Position>,
@@ -563,8 +563,8 @@ impl Discovery {
         }
     }
 
-    /// The jails a container feeds: YAML jails whose selectors match it, jails its labels
-    /// name, and jails its labels define. Problems are reported once, here.
+    /// The jails a container feeds (decided by [`crate::routing::container_routes`]), once
+    /// the jail task has created the jails its labels define. Problems are reported once, here.
     async fn routes_for(
         &mut self,
         origin: &Arc<Origin>,
@@ -572,93 +572,37 @@ impl Discovery {
         parsed: &ContainerLabels,
         host_network: bool,
     ) -> Vec<Route> {
-        let mut problems: Vec<String> = parsed.errors.iter().map(ToString::to_string).collect();
-        let mut routes: Vec<Route> = Vec::new();
-        let add = |routes: &mut Vec<Route>, jail: &str, filter: Arc<Filter>| {
-            if !routes.iter().any(|route| &*route.jail == jail) {
-                routes.push(Route {
-                    jail: Arc::from(jail),
-                    filter,
-                });
-            }
-        };
-        for jail in &self.settings.jails {
-            if jail_selects(jail, facts)
-                && let Some(filter) = jail.filter.as_ref().and_then(|f| self.filters.get(f))
-            {
-                add(&mut routes, &jail.name, filter.clone());
+        let planned = crate::routing::container_routes(
+            &self.settings.jails,
+            &mut self.filters,
+            origin,
+            facts,
+            parsed,
+            host_network,
+        );
+        let mut routes = planned.routes;
+        let mut problems = planned.problems;
+        for jail in planned.defined {
+            let name = jail.config.name.clone();
+            match self.define(jail.config, jail.definition).await {
+                Ok(()) => add_route(&mut routes, jail.route),
+                Err(message) => problems.push(format!(
+                    "labels `{}{name}.*`: {message} (jail \"{name}\" skipped)",
+                    labels::JAIL_PREFIX,
+                )),
             }
         }
-        if parsed.wants_watching() {
-            let jails_label = facts.labels.get(labels::JAILS).cloned().unwrap_or_default();
-            for name in &parsed.jails {
-                if parsed.defined.iter().any(|jail| &jail.name == name) {
-                    continue;
-                }
-                match self.settings.jails.iter().find(|jail| &jail.name == name) {
-                    Some(jail) if jail.is_manual() => problems.push(format!(
-                        "label `{}={jails_label}`: jail \"{name}\" is manual (it bans from the \
-                         command line only and reads no logs)",
-                        labels::JAILS
-                    )),
-                    Some(jail) if !jail.enabled => problems.push(format!(
-                        "label `{}={jails_label}`: jail \"{name}\" is disabled in the configuration",
-                        labels::JAILS
-                    )),
-                    Some(jail) => {
-                        if let Some(filter) = jail.filter.as_ref().and_then(|f| self.filters.get(f)) {
-                            add(&mut routes, &jail.name, filter.clone());
-                        }
-                    }
-                    None => problems.push(format!(
-                        "label `{}={jails_label}`: no jail \"{name}\" in the configuration or in \
-                         this container's `{}NAME.*` labels",
-                        labels::JAILS,
-                        labels::JAIL_PREFIX
-                    )),
-                }
-            }
-            for jail in &parsed.defined {
-                let filter_name = jail.filter.clone().unwrap_or_default();
-                let Some(filter) = self.filter(&filter_name) else {
-                    problems.push(format!(
-                        "label `{}{}.filter`: filter \"{filter_name}\" does not compile (jail \"{}\" skipped)",
-                        labels::JAIL_PREFIX,
-                        jail.name,
-                        jail.name
-                    ));
-                    continue;
-                };
-                // Known by name, which outlives the id when compose re-creates the container.
-                let defined_by = match &**origin {
-                    Origin::Container { name, id } if name.is_empty() => format!("container {id}"),
-                    Origin::Container { name, .. } => format!("container {name}"),
-                    other => other.to_string(),
-                };
-                let definition =
-                    labels::definition(&jail.name, facts.labels, &defined_by, host_network);
-                match self.define(jail.clone(), definition).await {
-                    Ok(()) => add(&mut routes, &jail.name, filter),
-                    Err(message) => problems.push(format!(
-                        "labels `{}{}.*`: {message} (jail \"{}\" skipped)",
-                        labels::JAIL_PREFIX,
-                        jail.name,
-                        jail.name
-                    )),
-                }
-            }
-            if parsed.enable == Some(true)
-                && parsed.jails.is_empty()
-                && parsed.defined.is_empty()
-                && routes.is_empty()
-                && problems.is_empty()
-            {
-                tracing::info!(
-                    %origin,
-                    "logjail.enable=true but no jail: add logjail.jails=NAME or \
-                     logjail.jail.NAME.filter=FILTER (or a YAML `container:` source)"
-                );
-            }
+        if parsed.enable == Some(true)
+            && parsed.jails.is_empty()
+            && parsed.defined.is_empty()
+            && routes.is_empty()
+            && problems.is_empty()
+        {
+            tracing::info!(
+                %origin,
+                "logjail.enable=true but no jail: add logjail.jails=NAME or \
+                 logjail.jail.NAME.filter=FILTER (or a YAML `container:` source)"
+            );
         }
         let id = match &**origin {
             Origin::Container { id, .. } => id.clone(),
@@ -746,25 +690,6 @@ impl Discovery {
                 Ok(listed) => self.reconcile(docker, listed).await,
                 // The connection is failing: the next one lists the containers anyway.
                 Err(error) => tracing::debug!(%error, "cannot list containers after a reload"),
-            }
-        }
-    }
-
-    /// A compiled filter by name: the configuration's, else a built-in compiled now.
-    fn filter(&mut self, name: &str) -> Option<Arc<Filter>> {
-        if let Some(filter) = self.filters.get(name) {
-            return Some(filter.clone());
-        }
-        let spec = crate::filter::builtin::spec(name)?;
-        match Filter::compile(name, &spec) {
-            Ok(filter) => {
-                let filter = Arc::new(filter);
-                self.filters.insert(name.to_string(), filter.clone());
-                Some(filter)
-            }
-            Err(errors) => {
-                tracing::error!(filter = name, ?errors, "built-in filter does not compile");
-                None
             }
         }
     }
@@ -1016,14 +941,6 @@ fn read_plan(mode: ReadMode, inspect: &ContainerInspectResponse, origin: &Origin
 }
 
 /// Names a label may use as a filter: the configuration's and the built-ins.
-pub(super) fn filter_names(filters: &BTreeMap<String, Arc<Filter>>) -> BTreeSet<String> {
-    filters
-        .keys()
-        .cloned()
-        .chain(crate::filter::builtin::names().map(String::from))
-        .collect()
-}
-
 /// Whether any YAML jail selects containers (otherwise only labels make one interesting).
 pub(super) fn has_selectors(jails: &[crate::config::JailConfig]) -> bool {
     any_selector(jails)

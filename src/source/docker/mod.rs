@@ -18,7 +18,7 @@
 //! - every enabled YAML jail whose `container:` source selects it;
 //! - the jails named by `logjail.jails=a,b` (YAML jails, or jails defined by the same
 //!   container's labels);
-//! - the jails its labels define, `logjail.jail.NAME.KEY=VALUE` (see [`labels`]).
+//! - the jails its labels define, `logjail.jail.NAME.KEY=VALUE` (see [`crate::routing::labels`]).
 //!
 //! `logjail.jails` and `logjail.jail.*` imply `logjail.enable=true`. `logjail.enable=true`
 //! alone names no jail, so it adds none: the container feeds the YAML jails that select it, and
@@ -54,12 +54,9 @@
 pub mod api_lines;
 mod container;
 mod discovery;
-pub mod labels;
 pub mod own;
-pub mod select;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -70,7 +67,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, DefaultsConfig, DockerConfig, JailConfig};
 use crate::daemon::jails::JailEvent;
 use crate::daemon::matcher::MatcherControl;
-use crate::filter::Filter;
+use crate::routing::Filters;
 use crate::source::watch::FileWatcher;
 use crate::source::{LineBatch, Position};
 
@@ -119,21 +116,21 @@ pub(crate) struct Settings {
     jails: Vec<JailConfig>,
     defaults: DefaultsConfig,
     chain_prefix: String,
-    filters: BTreeMap<String, Arc<Filter>>,
+    filters: Filters,
     filter_names: BTreeSet<String>,
     yaml_jails: BTreeSet<String>,
     any_selector: bool,
 }
 
 impl Settings {
-    fn new(config: &Config, filters: &BTreeMap<String, Arc<Filter>>) -> Settings {
+    fn new(config: &Config, filters: &Filters) -> Settings {
         Settings {
             docker: config.docker.clone(),
             jails: config.jails.clone(),
             defaults: config.defaults.clone(),
             chain_prefix: config.firewall.chain_prefix.clone(),
             filters: filters.clone(),
-            filter_names: discovery::filter_names(filters),
+            filter_names: filters.label_choices(),
             yaml_jails: config.jails.iter().map(|jail| jail.name.clone()).collect(),
             any_selector: discovery::has_selectors(&config.jails),
         }
@@ -153,7 +150,7 @@ impl DockerSource {
     /// positions (the `container:ID` ones are used).
     pub fn start(
         config: &Config,
-        filters: &BTreeMap<String, Arc<Filter>>,
+        filters: &Filters,
         positions: &HashMap<String, Position>,
         wiring: Wiring,
     ) -> Option<DockerSource> {
@@ -186,7 +183,7 @@ impl DockerSource {
     /// Applies a reloaded configuration's jails and filters: containers are matched against
     /// the new selectors and jails. (A changed `docker:` section takes a restart.)
     /// Returns once the containers are matched again.
-    pub async fn apply(&self, config: &Config, filters: &BTreeMap<String, Arc<Filter>>) {
+    pub async fn apply(&self, config: &Config, filters: &Filters) {
         let (done, applied) = oneshot::channel();
         if self
             .reconfigure
