@@ -18,8 +18,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use logjail::config::Config;
-use logjail::daemon::{DaemonEvent, DaemonOptions};
-use logjail::source::Origin;
+use logjail::daemon::DaemonOptions;
+use logjail::messages::DaemonEvent;
+use logjail::messages::Origin;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;

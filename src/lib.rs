@@ -42,6 +42,7 @@ pub mod duration;
 pub mod filter;
 pub mod firewall;
 pub mod jail;
+pub mod messages;
 pub mod metrics;
 pub mod routing;
 pub mod source;

@@ -8,8 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use logjail::config::Config;
-use logjail::daemon::{self, DaemonEvent, DaemonOptions};
+use logjail::daemon::{self, DaemonOptions};
 use logjail::jail::Decision;
+use logjail::messages::DaemonEvent;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use logjail::config::Config;
-use logjail::daemon::{self, DaemonEvent, DaemonOptions};
+use logjail::daemon::{self, DaemonOptions};
+use logjail::messages::DaemonEvent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 

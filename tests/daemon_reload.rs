@@ -9,8 +9,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use logjail::config::Config;
-use logjail::daemon::{self, DaemonEvent, DaemonOptions};
+use logjail::daemon::{self, DaemonOptions};
 use logjail::jail::Decision;
+use logjail::messages::DaemonEvent;
 use tokio_util::sync::CancellationToken;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_logjail");

@@ -12,7 +12,7 @@
 mod support;
 
 use logjail::jail::Decision;
-use logjail::source::Origin;
+use logjail::messages::Origin;
 use support::{
     Containers, Stream, TestDaemon, captured_log, docker, ip, scratch, unique_name, write_line,
 };

@@ -7,7 +7,7 @@ mod support;
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 
-use logjail::daemon::DaemonEvent;
+use logjail::messages::DaemonEvent;
 use support::{Containers, TestDaemon, WAIT, container_logs, scratch, unique_name};
 
 const SSHD_IMAGE: &str = "logjail-test/sshd:local";

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use logjail::messages::{LineBatch, Origin, Position, RawLine};
+use logjail::source::MAX_BATCH_LINES;
 use logjail::source::file::{FileSourceError, FollowConfig, RotatedName, follow};
 use logjail::source::watch::FileWatcher;
-use logjail::source::{LineBatch, MAX_BATCH_LINES, Origin, Position, RawLine};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;

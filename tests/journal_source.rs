@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use logjail::config::{Config, JournalMatch, JournalSelector, SourceConfig};
-use logjail::daemon::{self, DaemonEvent, DaemonOptions};
+use logjail::daemon::{self, DaemonOptions};
 use logjail::filter::envelope::Decoder;
+use logjail::messages::DaemonEvent;
+use logjail::messages::{LineBatch, Origin, Position, RawLine};
 use logjail::source::journal::{self, JournalFollowConfig, JournalSourceError};
-use logjail::source::{LineBatch, Origin, Position, RawLine};
 use logjail::store::Store;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;

@@ -27,7 +27,7 @@ use crate::config::action::{ActionConfig, FirewallAction};
 pub use crate::config::action::{NotifyConfig, NotifyEvent, NotifyKind};
 use crate::duration::BanTime;
 use crate::jail::{ActiveBan, BanOrder};
-use crate::source::Origin;
+use crate::messages::Origin;
 
 /// Notices waiting for the dispatcher; past this, new ones are dropped (and counted).
 pub const DEFAULT_QUEUE: usize = 1024;

@@ -10,16 +10,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{
-    MAX_REQUEST_BYTES, PROTOCOL_VERSION, Request, RequestEnvelope, ResponseEnvelope,
-};
-
-/// A request waiting for its answer, as the daemon receives it.
-#[derive(Debug)]
-pub struct ControlCall {
-    pub request: Request,
-    pub reply: oneshot::Sender<ResponseEnvelope>,
-}
+use super::protocol::{MAX_REQUEST_BYTES, PROTOCOL_VERSION, RequestEnvelope, ResponseEnvelope};
+use crate::messages::ControlCall;
 
 /// Why the socket could not be opened.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::firewall::{BanOutcome, FirewallHandle};
 
-use super::jails::Enforcement;
+use crate::messages::Enforcement;
 
 /// How often the layout is checked and repaired.
 pub const LAYOUT_CHECK_EVERY: Duration = Duration::from_secs(5);

@@ -10,14 +10,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::JailConfig;
+use crate::messages::{LineBatch, Origin, Position};
 use crate::routing::{Filters, file_routes};
 use crate::source::file::{self, FollowConfig};
 use crate::source::watch::FileWatcher;
-use crate::source::{LineBatch, Origin, Position};
 
 use super::DaemonError;
 use super::followers::Followers;
-use super::matcher::MatcherControl;
+use crate::messages::MatcherControl;
 
 struct Follower {
     stop: CancellationToken,

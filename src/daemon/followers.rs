@@ -10,10 +10,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::source::{LineBatch, Origin};
+use crate::messages::{LineBatch, Origin};
 
 use super::DaemonError;
-use super::matcher::{MatcherControl, Route};
+use super::matcher::Route;
+use crate::messages::MatcherControl;
 
 /// Runs followers and keeps the matcher's routes in step with them.
 pub struct Followers {

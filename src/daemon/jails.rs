@@ -16,66 +16,12 @@ use crate::jail::{
     ActiveBan, BanHistory, BanOrder, Decision, IgnoreList, IncrementSettings, Jail, JailSettings,
     SettingsError,
 };
-use crate::source::Origin;
+use crate::messages::Origin;
 use crate::store::{BanRecord, JailDefinition};
 
-use super::store_task::{StoreHandle, StoreRequest};
-
-/// A failure found by the matcher, on its way to one jail.
-#[derive(Debug, Clone)]
-pub struct FailureEvent {
-    pub jail: Arc<str>,
-    pub host: IpAddr,
-    /// The line's own time, or when it was read if it carries none.
-    pub time: DateTime<Utc>,
-    /// The message, kept as evidence with the ban.
-    pub line: String,
-    pub origin: Arc<Origin>,
-}
-
-/// What the jail task receives.
-#[derive(Debug)]
-pub enum JailEvent {
-    Failure(FailureEvent),
-    /// A control request about jails (status, ban, unban, get, set).
-    Control(crate::control::server::ControlCall),
-    /// Per-jail figures for `/metrics`.
-    Metrics(oneshot::Sender<Vec<crate::metrics::JailMetrics>>),
-    /// A reload: make the configured jails these (label-defined jails are kept).
-    Reconfigure {
-        jails: Vec<JailConfig>,
-        own_addresses: Vec<IpAddr>,
-        reply: oneshot::Sender<Result<ReloadSummary, String>>,
-    },
-    /// Makes sure a jail defined at run time (by container labels) exists with these
-    /// settings; answers why not when a different jail of that name exists. `definition` is
-    /// what defined it, stored so that the jail and its bans come back after a restart.
-    Define {
-        config: Box<JailConfig>,
-        definition: Box<JailDefinition>,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-}
-
-/// What the daemon tells observers (tests, metrics, webhooks) about its decisions.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DaemonEvent {
-    /// A failure was judged by a jail (counted, ignored, stale, already banned or banned).
-    Failure {
-        jail: Arc<str>,
-        host: IpAddr,
-        origin: Arc<Origin>,
-        decision: Decision,
-    },
-    Banned {
-        order: BanOrder,
-        origin: Option<Arc<Origin>>,
-    },
-    Unbanned {
-        jail: Arc<str>,
-        host: IpAddr,
-    },
-}
+use super::store_task::StoreHandle;
+use crate::messages::StoreRequest;
+use crate::messages::{DaemonEvent, Enforcement, FailureEvent, JailEvent, ReloadSummary};
 
 /// Everything a ban or an unban sets in motion besides the jail itself: the log event, the
 /// store, notifications, the firewall and observers. One place, so that automatic, manual,
@@ -90,29 +36,6 @@ pub struct Effects {
     /// Why the daemon runs without the firewall it should manage (only log-only jails were
     /// configured and iptables does not work): label jails that block are refused then.
     pub no_firewall: Option<Arc<str>>,
-}
-
-/// A change for the firewall, applied in order by the enforcer task.
-#[derive(Debug)]
-pub enum Enforcement {
-    Ban {
-        jail: String,
-        host: IpAddr,
-        end: Option<DateTime<Utc>>,
-    },
-    Unban {
-        jail: String,
-        host: IpAddr,
-    },
-    /// A jail to lay out (or update, keeping its bans): at reload or from container labels.
-    Define(crate::firewall::JailRule),
-    /// A jail gone at reload: its chains and sets go too.
-    Remove {
-        jail: String,
-    },
-    /// Answered once every change queued before it has been applied (or has failed): an
-    /// operator's `ban` or `unban` returns when the kernel has it, not merely the decision.
-    Barrier(oneshot::Sender<()>),
 }
 
 impl Effects {
@@ -356,15 +279,6 @@ impl HeldBans {
                 .await;
         }
     }
-}
-
-/// What a reload changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReloadSummary {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    pub changed: Vec<String>,
-    pub unchanged: Vec<String>,
 }
 
 /// Most origins listed per jail in `status`; a jail fed by thousands of short-lived
@@ -994,7 +908,7 @@ mod tests {
             let (answer, wait) = oneshot::channel();
             // The definitions, read through the store thread that owns the connection.
             self.store
-                .send(super::super::store_task::StoreRequest::Definitions(answer))
+                .send(crate::messages::StoreRequest::Definitions(answer))
                 .await;
             let definitions = wait.await.unwrap();
             drop(self.store);

@@ -9,13 +9,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{JailConfig, JournalSelector};
+use crate::messages::{LineBatch, Origin, Position};
 use crate::routing::{Filters, journal_routes};
 use crate::source::journal::{self, JournalFollowConfig};
-use crate::source::{LineBatch, Origin, Position};
 
 use super::DaemonError;
 use super::followers::Followers;
-use super::matcher::MatcherControl;
+use crate::messages::MatcherControl;
 
 struct Follower {
     /// Canonical (see [`JournalSelector::canonical`]): equal selections compare equal.

@@ -12,29 +12,13 @@ use crate::address::RefusalWarnings;
 use crate::clock::SharedClock;
 use crate::filter::Verdict;
 use crate::filter::envelope::{Decoder, Record};
+use crate::messages::{LineBatch, Origin, Position};
 pub use crate::routing::Route;
-use crate::source::{LineBatch, Origin, Position};
 
-use super::jails::{FailureEvent, JailEvent};
-use super::store_task::{StoreHandle, StoreRequest};
-
-/// Changes to which origins feed which jails, sent by whoever starts the sources.
-#[derive(Debug)]
-pub enum MatcherControl {
-    /// Lines of `origin` go to these jails (replacing an earlier route).
-    Attach {
-        origin: Arc<Origin>,
-        routes: Arc<[Route]>,
-    },
-    /// `origin` is gone (container removed): drop its state; `forget_position` also drops
-    /// its stored position.
-    Detach {
-        origin: Arc<Origin>,
-        forget_position: bool,
-    },
-    /// Per-source figures for `/metrics`.
-    Stats(tokio::sync::oneshot::Sender<Vec<crate::metrics::SourceMetrics>>),
-}
+use super::store_task::StoreHandle;
+use crate::messages::MatcherControl;
+use crate::messages::StoreRequest;
+use crate::messages::{FailureEvent, JailEvent};
 
 /// Line counts per origin, for status and metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

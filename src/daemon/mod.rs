@@ -31,17 +31,17 @@ use crate::action::Notifier;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigOrigin};
 use crate::control::ResponseEnvelope;
-use crate::control::server::ControlCall;
 use crate::jail::Jail;
-use crate::source::LineBatch;
+use crate::messages::ControlCall;
+use crate::messages::LineBatch;
 use crate::source::watch::FileWatcher;
 use crate::store::{Store, StoreError};
 
+pub use crate::messages::DaemonEvent;
+use crate::messages::MatcherControl;
 use files::FileSources;
-pub use jails::DaemonEvent;
 use jails::{CountedHistory, JailRuntime};
 use journal::JournalSources;
-use matcher::MatcherControl;
 use store_task::StoreHandle;
 
 /// Batches in flight from all sources to the matcher; a full channel makes sources wait
@@ -498,7 +498,9 @@ async fn restored_label_jails(
         };
         if forget {
             store
-                .send(store_task::StoreRequest::RemoveDefinition(name.clone()))
+                .send(crate::messages::StoreRequest::RemoveDefinition(
+                    name.clone(),
+                ))
                 .await;
             continue;
         }
@@ -536,12 +538,12 @@ async fn restored_label_jails(
 /// What a reload changes: the jails, the sources, the firewall layout.
 struct Targets<'a> {
     own: &'a [IpAddr],
-    jails: &'a mpsc::Sender<jails::JailEvent>,
+    jails: &'a mpsc::Sender<crate::messages::JailEvent>,
     files: &'a mut FileSources,
     journals: &'a mut JournalSources,
     docker: Option<&'a crate::source::docker::DockerSource>,
     store: &'a StoreHandle,
-    firewall_queue: Option<&'a mpsc::Sender<jails::Enforcement>>,
+    firewall_queue: Option<&'a mpsc::Sender<crate::messages::Enforcement>>,
     /// Why the daemon runs without the firewall it should manage: jails that block are refused.
     no_firewall: Option<&'a str>,
 }
@@ -594,7 +596,7 @@ async fn reload(current: &Config, targets: Targets<'_>) -> Result<(Config, Strin
     let daemon_wide_changes = daemon_wide_differences(current, &config);
     let (reply, answer) = oneshot::channel();
     jails
-        .send(jails::JailEvent::Reconfigure {
+        .send(crate::messages::JailEvent::Reconfigure {
             jails: config.jails.clone(),
             own_addresses: own.to_vec(),
             reply,
@@ -606,18 +608,14 @@ async fn reload(current: &Config, targets: Targets<'_>) -> Result<(Config, Strin
         .map_err(|_| "the daemon is shutting down".to_string())??;
     if let Some(queue) = firewall_queue {
         // After the jails lifted the removed jails' bans (queued first), lay out the rest.
-        let mut changes: Vec<jails::Enforcement> = summary
+        let mut changes: Vec<crate::messages::Enforcement> = summary
             .removed
             .iter()
-            .map(|jail| jails::Enforcement::Remove { jail: jail.clone() })
+            .map(|jail| crate::messages::Enforcement::Remove { jail: jail.clone() })
             .collect();
-        changes.extend(
-            config
-                .jails
-                .iter()
-                .filter(|j| j.enabled)
-                .map(|j| jails::Enforcement::Define(crate::firewall::JailRule::from_config(j))),
-        );
+        changes.extend(config.jails.iter().filter(|j| j.enabled).map(|j| {
+            crate::messages::Enforcement::Define(crate::firewall::JailRule::from_config(j))
+        }));
         for change in changes {
             if queue.send(change).await.is_err() {
                 return Err("the firewall is gone".to_string());
@@ -695,7 +693,7 @@ fn daemon_wide_differences(old: &Config, new: &Config) -> Vec<&'static str> {
 /// jail task.
 async fn start_control(
     config: &Config,
-    jails: mpsc::Sender<jails::JailEvent>,
+    jails: mpsc::Sender<crate::messages::JailEvent>,
     reloads: mpsc::Sender<ControlCall>,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
@@ -719,7 +717,11 @@ async fn start_control(
                 }
                 continue;
             }
-            if jails.send(jails::JailEvent::Control(call)).await.is_err() {
+            if jails
+                .send(crate::messages::JailEvent::Control(call))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -731,7 +733,7 @@ async fn start_control(
 /// matcher for their figures.
 async fn start_metrics(
     config: &Config,
-    jails: mpsc::Sender<jails::JailEvent>,
+    jails: mpsc::Sender<crate::messages::JailEvent>,
     matcher: mpsc::Sender<MatcherControl>,
     actions: crate::action::NotifierStats,
     firewall_errors: Arc<std::sync::atomic::AtomicU64>,
@@ -751,7 +753,7 @@ async fn start_metrics(
             let (jail_answer, jail_figures) = oneshot::channel();
             let (source_answer, source_figures) = oneshot::channel();
             if jails
-                .send(jails::JailEvent::Metrics(jail_answer))
+                .send(crate::messages::JailEvent::Metrics(jail_answer))
                 .await
                 .is_err()
                 || matcher

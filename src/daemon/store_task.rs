@@ -9,37 +9,9 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::source::Position;
+use crate::messages::Position;
+use crate::messages::StoreRequest;
 use crate::store::{BanRecord, JailDefinition, Store, StoreError};
-
-/// What the store thread is asked to do.
-#[derive(Debug)]
-pub enum StoreRequest {
-    SaveBan(BanRecord),
-    RemoveBan {
-        jail: String,
-        host: IpAddr,
-    },
-    SavePositions {
-        positions: Vec<(String, Position)>,
-        now: DateTime<Utc>,
-    },
-    ForgetPosition(String),
-    /// A jail defined at run time (by labels), kept so its bans can be restored at start.
-    SaveDefinition {
-        definition: JailDefinition,
-        now: DateTime<Utc>,
-    },
-    /// A run-time jail that is gone, or that the configuration file took over.
-    RemoveDefinition(String),
-    PurgeExpired(DateTime<Utc>),
-    /// Answered once every request sent before it is written.
-    Flush(oneshot::Sender<()>),
-    /// The stored read positions (for sources started after a reload).
-    Positions(oneshot::Sender<HashMap<String, Position>>),
-    /// The stored jail definitions.
-    Definitions(oneshot::Sender<Vec<JailDefinition>>),
-}
 
 /// Sends requests to the store thread; cheap to clone.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, JailConfig, JournalSelector, SourceConfig};
 use crate::filter::Filter;
-use crate::source::Origin;
+use crate::messages::Origin;
 use crate::store::JailDefinition;
 
 use labels::ContainerLabels;

@@ -25,7 +25,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::watch::FileWatcher;
-use super::{FILE_HEAD_BYTES, LineBatch, MAX_BATCH_LINES, Origin, Position, RawLine};
+use super::{FILE_HEAD_BYTES, MAX_BATCH_LINES};
+use crate::messages::{LineBatch, Origin, Position, RawLine};
 
 /// Longest line handed on. A longer line is dropped whole: cutting it would hand on a prefix
 /// whose end an attacker chose (a forged `from <ip> port 22 ssh2` right before the cut), so

@@ -59,9 +59,10 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::MAX_BATCH_LINES;
 use super::file::MAX_LINE_BYTES;
-use super::{LineBatch, MAX_BATCH_LINES, Origin, Position, RawLine};
 use crate::config::JournalSelector;
+use crate::messages::{LineBatch, Origin, Position, RawLine};
 
 /// The command run when none is configured: found on `PATH`.
 pub const DEFAULT_JOURNALCTL: &str = "journalctl";

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::source::Position;
+use crate::messages::Position;
 
 /// Bumped whenever the schema changes; older files are migrated on open.
 /// 2: `positions.cursor` (journal sources resume by cursor).

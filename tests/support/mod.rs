@@ -13,9 +13,10 @@ pub mod dockerd;
 pub mod sidecar_image;
 
 use logjail::config::Config;
-use logjail::daemon::{DaemonError, DaemonEvent, DaemonOptions};
+use logjail::daemon::{DaemonError, DaemonOptions};
 use logjail::jail::Decision;
-use logjail::source::Origin;
+use logjail::messages::DaemonEvent;
+use logjail::messages::Origin;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -21,8 +21,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::filter::envelope::Stream;
+use crate::messages::{Position, RawLine};
 use crate::source::file::MAX_LINE_BYTES;
-use crate::source::{Position, RawLine};
 
 /// A line being put together from frames of one stream.
 #[derive(Debug, Default)]

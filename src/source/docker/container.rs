@@ -20,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 use super::Backoff;
 use super::api_lines::ApiLines;
 use crate::filter::envelope::Stream;
+use crate::messages::{LineBatch, Origin, Position, RawLine};
+use crate::source::MAX_BATCH_LINES;
 use crate::source::file::{self, FileSourceError, FollowConfig};
 use crate::source::watch::FileWatcher;
-use crate::source::{LineBatch, MAX_BATCH_LINES, Origin, Position, RawLine};
 
 /// After `die`, how long the log may keep growing: Docker's log copier can write the last
 /// lines a moment after the event.

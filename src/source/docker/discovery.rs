@@ -28,12 +28,13 @@ use super::container::{self, FollowEnv, FollowSpec, Outcome, ReadPlan, Signals};
 use super::own::OwnContainer;
 use super::{Backoff, Settings, Wiring};
 use crate::config::ReadMode;
-use crate::daemon::jails::JailEvent;
-use crate::daemon::matcher::{MatcherControl, Route};
+use crate::daemon::matcher::Route;
+use crate::messages::JailEvent;
+use crate::messages::MatcherControl;
+use crate::messages::{Origin, Position};
 use crate::routing::labels::{self, ContainerLabels, LabelContext};
 use crate::routing::select::{ContainerFacts, any_selector, jail_selects};
 use crate::routing::{Filters, add_route};
-use crate::source::{Origin, Position};
 
 /// How long after a container is removed (or renamed) its old origin is detached from the
 /// matcher: lines it handed on just before may still wait in the queue, and the matcher

@@ -65,11 +65,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DefaultsConfig, DockerConfig, JailConfig};
-use crate::daemon::jails::JailEvent;
-use crate::daemon::matcher::MatcherControl;
+use crate::messages::JailEvent;
+use crate::messages::MatcherControl;
+use crate::messages::{LineBatch, Position};
 use crate::routing::Filters;
 use crate::source::watch::FileWatcher;
-use crate::source::{LineBatch, Position};
 
 /// The standard socket, when neither the configuration nor `DOCKER_HOST` names one.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";

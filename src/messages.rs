@@ -1,0 +1,272 @@
+//! The messages between logjail's tasks, all in one place: what each stage hands the next.
+//!
+//! ```text
+//!  sources ──LineBatch──► matcher ──JailEvent::Failure──► jail task ──StoreRequest──► store thread
+//!     │         ▲                                            │  ▲
+//!     │   MatcherControl                                     │  └── JailEvent::{Control, Define,
+//!     │   (routes per origin)                                │       Reconfigure, Metrics}
+//!     └── JailEvent::Define (label jails) ───────────────────┤
+//!                                                            ├──Enforcement──► enforcer ──► firewall thread
+//!                                                            └──DaemonEvent──► observers (tests, metrics)
+//!  control socket ──ControlCall──► daemon (reload) / jail task (everything else)
+//! ```
+//!
+//! Every channel that carries them is bounded; the owner of each piece of state is named in
+//! `ARCHITECTURE.md`. This module sits low: it holds data only, and the stages import it,
+//! never one another, to talk.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+
+use crate::config::JailConfig;
+use crate::control::protocol::{Request, ResponseEnvelope};
+use crate::jail::{BanOrder, Decision};
+use crate::routing::Route;
+use crate::store::{BanRecord, JailDefinition};
+
+// ---- sources → matcher ------------------------------------------------------------------
+
+/// Where a line was read, kept with every failure for status output and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A host log file, by the path configured.
+    File { path: PathBuf },
+    /// A container, by id (stable) and name (what people read).
+    Container { id: String, name: String },
+    /// The systemd journal, optionally one unit.
+    Journal { unit: Option<String> },
+}
+
+impl Origin {
+    /// The key under which the source's read position is stored.
+    pub fn position_key(&self) -> String {
+        match self {
+            Origin::File { path } => format!("file:{}", path.display()),
+            Origin::Container { id, .. } => format!("container:{id}"),
+            Origin::Journal { unit } => format!("journal:{}", unit.as_deref().unwrap_or("*")),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path } => write!(f, "file {}", path.display()),
+            Origin::Container { name, id } => {
+                write!(f, "container {name} ({})", id.get(..12).unwrap_or(id))
+            }
+            Origin::Journal { unit: Some(unit) } => write!(f, "journal unit {unit}"),
+            Origin::Journal { unit: None } => f.write_str("journal"),
+        }
+    }
+}
+
+/// How far a source has read, stored so that a restart resumes there: no line counted twice,
+/// none skipped.
+///
+/// Not `Copy` (a journal cursor is a string): sources that read many lines attach it only to
+/// the lines where it is needed (see [`RawLine::position`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    /// A file, by identity (a rotated file keeps its inode, a new file gets another) and the
+    /// offset just past the last line handed on.
+    File {
+        device: u64,
+        inode: u64,
+        offset: u64,
+        /// The file's first bytes (up to [`crate::source::FILE_HEAD_BYTES`]; empty when unknown, as in
+        /// stores written before they were kept). A file deleted while logjail was down can
+        /// leave its inode number to a new file; a different beginning tells them apart.
+        head: Arc<[u8]>,
+    },
+    /// A stream with timestamps (the Docker API; the journal, as stored before cursors, or
+    /// when a cursor was refused): the time of the last line handed on, and how many lines
+    /// carried exactly that time (they are skipped on resume).
+    Time {
+        time: DateTime<Utc>,
+        seen_at_time: u32,
+    },
+    /// The journal: the cursor of the last entry handed on, which `journalctl` resumes right
+    /// after whatever the entries' time stamps say. The time and count are those of
+    /// [`Position::Time`], kept to resume by time should `journalctl` refuse the cursor.
+    Cursor {
+        cursor: String,
+        time: DateTime<Utc>,
+        seen_at_time: u32,
+    },
+}
+
+/// One raw line, as read: envelope (json-file, CRI, syslog) still on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawLine {
+    pub text: String,
+    /// The source's position just after this line. `None` on a line that has none (a Docker
+    /// API line without a time) or whose position a later line of the same batch carries:
+    /// what is stored is the last position of a batch, so a source may give only its last
+    /// line one (the journal does: a cursor is a string).
+    pub position: Option<Position>,
+}
+
+/// Lines travel in batches: one channel send per batch keeps the per-line cost low when a
+/// container floods, and a batch never waits for more lines to come.
+#[derive(Debug, Clone)]
+pub struct LineBatch {
+    pub origin: Arc<Origin>,
+    pub lines: Vec<RawLine>,
+}
+
+// ---- routing → matcher ------------------------------------------------------------------
+
+/// Changes to which origins feed which jails, sent by whoever starts the sources.
+#[derive(Debug)]
+pub enum MatcherControl {
+    /// Lines of `origin` go to these jails (replacing an earlier route).
+    Attach {
+        origin: Arc<Origin>,
+        routes: Arc<[Route]>,
+    },
+    /// `origin` is gone (container removed): drop its state; `forget_position` also drops
+    /// its stored position.
+    Detach {
+        origin: Arc<Origin>,
+        forget_position: bool,
+    },
+    /// Per-source figures for `/metrics`.
+    Stats(tokio::sync::oneshot::Sender<Vec<crate::metrics::SourceMetrics>>),
+}
+
+// ---- matcher, sources, control → jail task; jail task → observers, firewall ------------
+
+/// A failure found by the matcher, on its way to one jail.
+#[derive(Debug, Clone)]
+pub struct FailureEvent {
+    pub jail: Arc<str>,
+    pub host: IpAddr,
+    /// The line's own time, or when it was read if it carries none.
+    pub time: DateTime<Utc>,
+    /// The message, kept as evidence with the ban.
+    pub line: String,
+    pub origin: Arc<Origin>,
+}
+
+/// What the jail task receives.
+#[derive(Debug)]
+pub enum JailEvent {
+    Failure(FailureEvent),
+    /// A control request about jails (status, ban, unban, get, set).
+    Control(crate::messages::ControlCall),
+    /// Per-jail figures for `/metrics`.
+    Metrics(oneshot::Sender<Vec<crate::metrics::JailMetrics>>),
+    /// A reload: make the configured jails these (label-defined jails are kept).
+    Reconfigure {
+        jails: Vec<JailConfig>,
+        own_addresses: Vec<IpAddr>,
+        reply: oneshot::Sender<Result<ReloadSummary, String>>,
+    },
+    /// Makes sure a jail defined at run time (by container labels) exists with these
+    /// settings; answers why not when a different jail of that name exists. `definition` is
+    /// what defined it, stored so that the jail and its bans come back after a restart.
+    Define {
+        config: Box<JailConfig>,
+        definition: Box<JailDefinition>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// What the daemon tells observers (tests, metrics, webhooks) about its decisions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DaemonEvent {
+    /// A failure was judged by a jail (counted, ignored, stale, already banned or banned).
+    Failure {
+        jail: Arc<str>,
+        host: IpAddr,
+        origin: Arc<Origin>,
+        decision: Decision,
+    },
+    Banned {
+        order: BanOrder,
+        origin: Option<Arc<Origin>>,
+    },
+    Unbanned {
+        jail: Arc<str>,
+        host: IpAddr,
+    },
+}
+
+/// A change for the firewall, applied in order by the enforcer task.
+#[derive(Debug)]
+pub enum Enforcement {
+    Ban {
+        jail: String,
+        host: IpAddr,
+        end: Option<DateTime<Utc>>,
+    },
+    Unban {
+        jail: String,
+        host: IpAddr,
+    },
+    /// A jail to lay out (or update, keeping its bans): at reload or from container labels.
+    Define(crate::firewall::JailRule),
+    /// A jail gone at reload: its chains and sets go too.
+    Remove {
+        jail: String,
+    },
+    /// Answered once every change queued before it has been applied (or has failed): an
+    /// operator's `ban` or `unban` returns when the kernel has it, not merely the decision.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+// ---- jail task, matcher → store thread --------------------------------------------------
+
+/// What the store thread is asked to do.
+#[derive(Debug)]
+pub enum StoreRequest {
+    SaveBan(BanRecord),
+    RemoveBan {
+        jail: String,
+        host: IpAddr,
+    },
+    SavePositions {
+        positions: Vec<(String, Position)>,
+        now: DateTime<Utc>,
+    },
+    ForgetPosition(String),
+    /// A jail defined at run time (by labels), kept so its bans can be restored at start.
+    SaveDefinition {
+        definition: JailDefinition,
+        now: DateTime<Utc>,
+    },
+    /// A run-time jail that is gone, or that the configuration file took over.
+    RemoveDefinition(String),
+    PurgeExpired(DateTime<Utc>),
+    /// Answered once every request sent before it is written.
+    Flush(oneshot::Sender<()>),
+    /// The stored read positions (for sources started after a reload).
+    Positions(oneshot::Sender<HashMap<String, Position>>),
+    /// The stored jail definitions.
+    Definitions(oneshot::Sender<Vec<JailDefinition>>),
+}
+
+// ---- control socket → daemon ------------------------------------------------------------
+
+/// A request waiting for its answer, as the daemon receives it.
+#[derive(Debug)]
+pub struct ControlCall {
+    pub request: Request,
+    pub reply: oneshot::Sender<ResponseEnvelope>,
+}
