@@ -16,6 +16,16 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
 /// How long `logjail run` gets to answer, to exit by itself, or to stop on SIGTERM.
 pub const PROCESS_WAIT: Duration = Duration::from_secs(30);
 
+/// A program on the test's own PATH (or in the sbin folders, which a root PATH has).
+pub fn find_program(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed"))
+}
+
 /// `logjail --socket SOCKET ARGS…`, waited for.
 pub fn cli(socket: &Path, args: &[&str]) -> Output {
     Command::new(BINARY)
@@ -100,7 +110,8 @@ impl LogjailRun {
         });
         let mut command = match &self.netns {
             Some(name) => {
-                let mut command = Command::new("ip");
+                // Found here: a PATH of the test's would be searched for it otherwise.
+                let mut command = Command::new(find_program("ip"));
                 command.args(["netns", "exec", name, BINARY]);
                 command
             }
