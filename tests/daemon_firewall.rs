@@ -7,9 +7,8 @@ mod support;
 
 use std::io::Write;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-use support::process::{LogjailRun, cli};
+use support::process::{LogjailRun, cli, wait_until};
 
 /// A network namespace deleted when the test ends, even on failure.
 struct Namespace(String);
@@ -38,17 +37,6 @@ impl Namespace {
 impl Drop for Namespace {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -14,7 +14,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use firewall_support::Netns;
 use logjail::action::Notifier;
@@ -24,7 +23,7 @@ use logjail::daemon::jails::{self, CountedHistory, Effects, JailEvent};
 use logjail::daemon::store_task;
 use logjail::source::docker::labels::{self, LabelContext};
 use logjail::store::Store;
-use support::process::{LogjailProcess, LogjailRun, cli, find_program};
+use support::process::{LogjailProcess, LogjailRun, cli, find_program, wait_until};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -69,17 +68,6 @@ fn spawn(netns: &Netns, path: &Path, config: &Path, log: &Path) -> LogjailProces
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `examples/logjail.yaml` with its store, control socket and Docker endpoint moved into

@@ -47,6 +47,19 @@ pub async fn cli_async(socket: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Polls until `done`, at most 20 s (what a running daemon does in moments: a socket, a ban
+/// in the kernel, a rule put back).
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// How `logjail run -c CONFIG` is started, builder style.
 pub struct LogjailRun {
     config: PathBuf,
@@ -162,16 +175,18 @@ impl LogjailProcess {
 
     /// Waits for it to exit by itself (a start-up failure).
     pub fn wait_exit(&mut self) -> ExitStatus {
+        self.exit_within("logjail kept running")
+    }
+
+    /// The exit status once the process ends; panics with `failure` and the log after
+    /// [`PROCESS_WAIT`].
+    fn exit_within(&mut self, failure: &str) -> ExitStatus {
         let deadline = Instant::now() + PROCESS_WAIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "logjail kept running:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "{failure}:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -212,18 +227,7 @@ impl LogjailProcess {
             .status()
             .unwrap();
         assert!(sent.success(), "kill -TERM {}", self.child.id());
-        let deadline = Instant::now() + PROCESS_WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "logjail did not stop on SIGTERM:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.exit_within("logjail did not stop on SIGTERM")
     }
 
     /// SIGKILL, as a crash or an OOM kill would: nothing is cleaned up.
