@@ -2,25 +2,14 @@
 //! control socket of a daemon running in this test, in text and `--json`, errors included.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
 
 use logjail::config::Config;
-use logjail::daemon::{self, DaemonOptions};
-use tokio_util::sync::CancellationToken;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
-
-async fn cli(socket: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(BINARY)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .await
-        .unwrap()
-}
+use support::TestDaemon;
+use support::process::{BINARY, cli_async as cli};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
@@ -28,16 +17,6 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).unwrap()
-}
-
-async fn wait_for_socket(socket: &Path) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !socket.exists() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("control socket appears");
 }
 
 fn config(dir: &Path) -> Config {
@@ -60,20 +39,21 @@ jails:
 "#,
         dir = dir.display()
     );
-    Config::from_yaml_str(&text, "test.yaml").unwrap_or_else(|e| panic!("{e}"))
+    support::config_from_yaml(&text)
+}
+
+/// The daemon on [`config`], ready for commands.
+async fn start(dir: &Path) -> TestDaemon {
+    let daemon = TestDaemon::builder(config(dir)).start();
+    daemon.wait_for_socket().await;
+    daemon
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_in_text_and_json() {
     let dir = tempfile::tempdir().unwrap();
     let socket: PathBuf = dir.path().join("logjail.sock");
-    let stop = CancellationToken::new();
-    let options = DaemonOptions {
-        own_addresses: Some(Vec::new()),
-        ..DaemonOptions::default()
-    };
-    let daemon = tokio::spawn(daemon::run_with(config(dir.path()), options, stop.clone()));
-    wait_for_socket(&socket).await;
+    let daemon = start(dir.path()).await;
 
     let mode = std::fs::metadata(&socket).unwrap();
     assert_eq!(
@@ -187,8 +167,7 @@ async fn every_command_in_text_and_json() {
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(json["ok"], false);
 
-    stop.cancel();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
     assert!(!socket.exists(), "the socket is removed on stop");
 
     let out = cli(&socket, &["status"]).await;
@@ -205,13 +184,7 @@ async fn every_command_in_text_and_json() {
 async fn addresses_that_are_never_a_client_are_refused_and_mapped_ones_are_one_host() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("logjail.sock");
-    let stop = CancellationToken::new();
-    let options = DaemonOptions {
-        own_addresses: Some(Vec::new()),
-        ..DaemonOptions::default()
-    };
-    let daemon = tokio::spawn(daemon::run_with(config(dir.path()), options, stop.clone()));
-    wait_for_socket(&socket).await;
+    let daemon = start(dir.path()).await;
 
     for (address, why) in [
         ("0.0.0.0", "unspecified"),
@@ -269,8 +242,7 @@ async fn addresses_that_are_never_a_client_are_refused_and_mapped_ones_are_one_h
     let out = cli(&socket, &["--json", "get", "blacklist", "banned"]).await;
     assert_eq!(stdout(&out).trim(), "[]");
 
-    stop.cancel();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,13 +250,7 @@ async fn bans_made_from_the_cli_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("logjail.sock");
     for round in 0..2 {
-        let stop = CancellationToken::new();
-        let options = DaemonOptions {
-            own_addresses: Some(Vec::new()),
-            ..DaemonOptions::default()
-        };
-        let daemon = tokio::spawn(daemon::run_with(config(dir.path()), options, stop.clone()));
-        wait_for_socket(&socket).await;
+        let daemon = start(dir.path()).await;
         if round == 0 {
             let out = cli(&socket, &["ban", "blacklist", "203.0.113.66"]).await;
             assert!(out.status.success(), "{}", stderr(&out));
@@ -292,8 +258,7 @@ async fn bans_made_from_the_cli_survive_a_restart() {
             let out = cli(&socket, &["get", "blacklist", "banned"]).await;
             assert_eq!(stdout(&out), "203.0.113.66\n");
         }
-        stop.cancel();
-        daemon.await.unwrap().unwrap();
+        daemon.stop().await;
     }
 }
 
@@ -301,13 +266,7 @@ async fn bans_made_from_the_cli_survive_a_restart() {
 async fn a_user_other_than_root_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("logjail.sock");
-    let stop = CancellationToken::new();
-    let options = DaemonOptions {
-        own_addresses: Some(Vec::new()),
-        ..DaemonOptions::default()
-    };
-    let daemon = tokio::spawn(daemon::run_with(config(dir.path()), options, stop.clone()));
-    wait_for_socket(&socket).await;
+    let daemon = start(dir.path()).await;
     // Let "nobody" reach the socket's directory, so that the socket's own mode decides.
     std::fs::set_permissions(
         dir.path(),
@@ -333,6 +292,5 @@ async fn a_user_other_than_root_is_refused() {
         "{}",
         stderr(&out)
     );
-    stop.cancel();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
 }

@@ -2,12 +2,12 @@
 //! command, with the address as one argument, while the jail only logs (dry run).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::Write;
 use std::time::Duration;
 
-use logjail::config::Config;
-use logjail::daemon::{self, DaemonOptions};
-use tokio_util::sync::CancellationToken;
+use support::TestDaemon;
 
 async fn wait_for(path: &std::path::Path) {
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -42,28 +42,15 @@ jails:
 "#,
         dir = dir.path().display()
     );
-    let config = Config::from_yaml_str(&text, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
-    let options = DaemonOptions {
-        own_addresses: Some(Vec::new()),
-        ..DaemonOptions::default()
-    };
-    let stop = CancellationToken::new();
-    let daemon = tokio::spawn(daemon::run_with(config, options, stop.clone()));
+    let daemon = TestDaemon::builder(support::config_from_yaml(&text)).start();
     let mut log = std::fs::File::create(dir.path().join("app.log")).unwrap();
     writeln!(log, "login failed from 192.0.2.31").unwrap();
     writeln!(log, "login failed from 192.0.2.31").unwrap();
     drop(log);
     wait_for(&dir.path().join("ban-app-192.0.2.31")).await;
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_logjail"))
-        .arg("--socket")
-        .arg(dir.path().join("logjail.sock"))
-        .args(["unban", "app", "192.0.2.31"])
-        .output()
-        .await
-        .unwrap();
+    let output = daemon.cli(&["unban", "app", "192.0.2.31"]).await;
     assert!(output.status.success(), "{output:?}");
     wait_for(&dir.path().join("unban-app-192.0.2.31")).await;
-    stop.cancel();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
 }

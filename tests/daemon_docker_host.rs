@@ -37,18 +37,18 @@ use std::process::Command;
 use std::time::Instant;
 
 use firewall_support::docker_host::{
-    Client, HostLogjail as Logjail, PUBLISHED, assert_docker_user_ban_layout, rules_of, set_holds,
-    tail, wait_until,
+    Client, PUBLISHED, assert_docker_user_ban_layout, rules_of, set_holds, tail, wait_until,
 };
 use firewall_support::{Netns, Reach, unique};
 use logjail::firewall::Family;
 use support::dockerd::PrivateDockerd;
+use support::process::{LogjailProcess, LogjailRun};
 use support::{Containers, docker_cli};
 
 const IMAGE: &str = "logjail-host/busybox:local";
 
 /// Both logs, for failure messages.
-fn context(logjail: &Logjail, engine: &PrivateDockerd) -> String {
+fn context(logjail: &LogjailProcess, engine: &PrivateDockerd) -> String {
     format!(
         "logjail:\n{}\nengine:\n{}",
         logjail.log(),
@@ -174,7 +174,7 @@ fn published_ports_stay_banned_over_ipv6_and_ipv4_across_an_engine_restart() {
         config(dir.path(), &engine.host, &prefix, &container),
     )
     .unwrap();
-    let mut logjail = Logjail::start(&host, &config_path, dir.path());
+    let mut logjail = LogjailRun::new(&config_path).netns(&host.name).start();
     let set = |jail: &str, family: Family| {
         let tag = match family {
             Family::V4 => "4",

@@ -2,18 +2,17 @@
 //! real tasks. Lines in, ban decisions out; a restart neither double counts nor misses lines.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use logjail::config::Config;
-use logjail::daemon::{self, DaemonOptions};
 use logjail::jail::Decision;
 use logjail::messages::DaemonEvent;
-use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use support::TestDaemon;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -48,63 +47,11 @@ jails:
 "#,
         dir = dir.display()
     );
-    Config::from_yaml_str(&text, "test.yaml").unwrap_or_else(|e| panic!("{e}"))
+    support::config_from_yaml(&text)
 }
 
-struct Running {
-    stop: CancellationToken,
-    task: JoinHandle<Result<(), daemon::DaemonError>>,
-    events: broadcast::Receiver<DaemonEvent>,
-}
-
-fn start(config: Config) -> Running {
-    let options = DaemonOptions {
-        own_addresses: Some(Vec::new()),
-        ..DaemonOptions::default()
-    };
-    let events = options.events.subscribe();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(daemon::run_with(config, options, stop.clone()));
-    Running { stop, task, events }
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("daemon stops within its grace period")
-            .unwrap()
-            .unwrap();
-    }
-
-    /// Waits for the next event matching `want`, failing after a while.
-    async fn next(&mut self, mut want: impl FnMut(&DaemonEvent) -> bool) -> DaemonEvent {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                let event = self.events.recv().await.unwrap();
-                if want(&event) {
-                    return event;
-                }
-            }
-        })
-        .await
-        .expect("expected event")
-    }
-
-    /// Waits for `count` failures judged by any jail, returning their decisions in order.
-    async fn failures(&mut self, count: usize) -> Vec<(IpAddr, Decision)> {
-        let mut out = Vec::new();
-        while out.len() < count {
-            if let DaemonEvent::Failure { host, decision, .. } = self
-                .next(|e| matches!(e, DaemonEvent::Failure { .. }))
-                .await
-            {
-                out.push((host, decision));
-            }
-        }
-        out
-    }
+fn start(config: Config) -> TestDaemon {
+    TestDaemon::builder(config).patience(WAIT).start()
 }
 
 fn append(path: &Path, lines: &[String]) {
@@ -137,9 +84,7 @@ async fn failures_in_a_file_lead_to_a_ban() {
             failed("192.0.2.1"),
         ],
     );
-    let event = running
-        .next(|e| matches!(e, DaemonEvent::Banned { .. }))
-        .await;
+    let event = running.next_ban().await;
     let DaemonEvent::Banned { order, origin } = event else {
         unreachable!()
     };
@@ -167,10 +112,7 @@ async fn a_builtin_filter_reads_syslog_lines() {
         &dir.path().join("auth.log"),
         &[line("198.51.100.9"), line("198.51.100.9")],
     );
-    let DaemonEvent::Banned { order, .. } = running
-        .next(|e| matches!(e, DaemonEvent::Banned { .. }))
-        .await
-    else {
+    let DaemonEvent::Banned { order, .. } = running.next_ban().await else {
         unreachable!()
     };
     // The address in the attacker-chosen user name never counts.
@@ -231,10 +173,7 @@ async fn a_restart_resumes_without_double_counting_or_missing_lines() {
         )
     );
     append(&log, &[failed("192.0.2.11")]);
-    let DaemonEvent::Banned { order, .. } = running
-        .next(|e| matches!(e, DaemonEvent::Banned { .. }))
-        .await
-    else {
+    let DaemonEvent::Banned { order, .. } = running.next_ban().await else {
         unreachable!()
     };
     assert_eq!(order.host, host_b);
@@ -261,10 +200,7 @@ async fn a_rotated_file_is_followed_into_its_successor() {
     running.failures(2).await;
     std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
     append(&log, &[failed("203.0.113.5")]);
-    let DaemonEvent::Banned { order, .. } = running
-        .next(|e| matches!(e, DaemonEvent::Banned { .. }))
-        .await
-    else {
+    let DaemonEvent::Banned { order, .. } = running.next_ban().await else {
         unreachable!()
     };
     assert_eq!(order.host, "203.0.113.5".parse::<IpAddr>().unwrap());

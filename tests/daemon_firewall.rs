@@ -3,12 +3,12 @@
 //! time and without duplicate rules, and an unban takes it out.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
+use std::io::Write;
+use std::process::{Command, Output};
+
+use support::process::{LogjailRun, cli, wait_until};
 
 /// A network namespace deleted when the test ends, even on failure.
 struct Namespace(String);
@@ -32,41 +32,11 @@ impl Namespace {
             .output()
             .unwrap()
     }
-
-    fn spawn_daemon(&self, config: &Path, log: &Path) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.0, BINARY, "run", "-c"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap()
-    }
 }
 
 impl Drop for Namespace {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn cli(socket: &Path, args: &[&str]) -> Output {
-    Command::new(BINARY)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -105,7 +75,10 @@ jails:
     )
     .unwrap();
 
-    let mut daemon = netns.spawn_daemon(&config, &dir.path().join("daemon1.log"));
+    let mut daemon = LogjailRun::new(&config)
+        .netns(&netns.0)
+        .log(&dir.path().join("daemon1.log"))
+        .spawn();
     wait_until("the control socket", || socket.exists());
     let mut log = std::fs::File::create(dir.path().join("app.log")).unwrap();
     writeln!(log, "login failed from 192.0.2.55").unwrap();
@@ -128,11 +101,13 @@ jails:
     });
 
     // A crash: no chance to clean up or flush anything.
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    daemon.kill();
     std::fs::remove_file(&socket).ok();
 
-    let mut daemon = netns.spawn_daemon(&config, &dir.path().join("daemon2.log"));
+    let mut daemon = LogjailRun::new(&config)
+        .netns(&netns.0)
+        .log(&dir.path().join("daemon2.log"))
+        .spawn();
     wait_until("the control socket again", || {
         socket.exists() && cli(&socket, &["ping"]).status.success()
     });
@@ -176,11 +151,7 @@ jails:
     );
 
     // A clean stop removes logjail's jumps, chains and sets.
-    Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status()
-        .unwrap();
-    daemon.wait().unwrap();
+    daemon.stop();
     let rules = stdout(&netns.run(&["iptables", "-S"]));
     assert!(!rules.contains("ljt-"), "{rules}");
 }

@@ -24,11 +24,12 @@ use std::path::Path;
 use std::process::Command;
 
 use firewall_support::docker_host::{
-    Client, HostLogjail, PUBLISHED, assert_docker_user_ban_verdict, set_holds, tail, wait_until,
+    Client, PUBLISHED, assert_docker_user_ban_verdict, set_holds, tail, wait_until,
 };
 use firewall_support::{Netns, Reach, unique};
 use logjail::firewall::Family;
 use support::dockerd::PrivateDockerd;
+use support::process::{LogjailProcess, LogjailRun};
 use support::{Containers, docker_cli};
 
 const IMAGE: &str = "logjail-labels/busybox:local";
@@ -125,7 +126,7 @@ struct Lab {
 }
 
 impl Lab {
-    fn context(&self, logjail: &HostLogjail) -> String {
+    fn context(&self, logjail: &LogjailProcess) -> String {
         format!(
             "logjail:\n{}\nengine:\n{}",
             logjail.log(),
@@ -135,7 +136,7 @@ impl Lab {
 
     /// A is banned in the label jail exactly once, blocked by `verdict` (as `blocked` says),
     /// and B served.
-    fn assert_banned_once(&self, logjail: &HostLogjail, when: &str, verdict: Verdict) {
+    fn assert_banned_once(&self, logjail: &LogjailProcess, when: &str, verdict: Verdict) {
         let (rule_end, blocked) = verdict;
         wait_until(
             &format!("{when}: A in {}", self.set),
@@ -212,7 +213,7 @@ fn a_label_defined_jail_keeps_its_ban_across_restarts_relabelling_and_removal() 
         config(dir.path(), &lab.engine.host, &lab.prefix),
     )
     .unwrap();
-    let mut logjail = HostLogjail::start(&lab.host, &config_path, dir.path());
+    let mut logjail = LogjailRun::new(&config_path).netns(&lab.host.name).start();
     wait_until(
         "the container to be watched",
         || lab.context(&logjail),
@@ -231,7 +232,7 @@ fn a_label_defined_jail_keeps_its_ban_across_restarts_relabelling_and_removal() 
 
     // A crash: the kernel keeps the chains and the set; the new start adopts them.
     logjail.kill();
-    let mut logjail = HostLogjail::start(&lab.host, &config_path, dir.path());
+    let mut logjail = LogjailRun::new(&config_path).netns(&lab.host.name).start();
     lab.assert_banned_once(&logjail, "after kill -9", DROPPED);
     assert!(
         logjail
@@ -253,7 +254,7 @@ fn a_label_defined_jail_keeps_its_ban_across_restarts_relabelling_and_removal() 
         Reach::Connected,
         "A free while logjail is down"
     );
-    let mut logjail = HostLogjail::start(&lab.host, &config_path, dir.path());
+    let mut logjail = LogjailRun::new(&config_path).netns(&lab.host.name).start();
     lab.assert_banned_once(&logjail, "after a clean restart", DROPPED);
     let log = logjail.log();
     let reapplied = log
@@ -270,7 +271,7 @@ fn a_label_defined_jail_keeps_its_ban_across_restarts_relabelling_and_removal() 
     assert!(logjail.stop().success(), "{}", logjail.log());
     docker(&lab.engine.host, &["rm", "-f", &shop]);
     runtime.block_on(run_shop(&mut containers, &shop, "reject"));
-    let mut logjail = HostLogjail::start(&lab.host, &config_path, dir.path());
+    let mut logjail = LogjailRun::new(&config_path).netns(&lab.host.name).start();
     wait_until(
         "the jail to take the new labels",
         || lab.context(&logjail),
@@ -298,7 +299,7 @@ fn a_label_defined_jail_keeps_its_ban_across_restarts_relabelling_and_removal() 
     // stays, is listed, and can be lifted.
     assert!(logjail.stop().success(), "{}", logjail.log());
     docker(&lab.engine.host, &["rm", "-f", &shop]);
-    let mut logjail = HostLogjail::start(&lab.host, &config_path, dir.path());
+    let mut logjail = LogjailRun::new(&config_path).netns(&lab.host.name).start();
     wait_until(
         &format!("A in {} without its container", lab.set),
         || lab.context(&logjail),
@@ -322,7 +323,7 @@ fn a_label_defined_jail_keeps_its_ban_across_restarts_relabelling_and_removal() 
     assert!(logjail.stop().success(), "{}", logjail.log());
 
     // Nothing is left to restore: the next start has no jail and no rule of logjail's.
-    let mut logjail = HostLogjail::start(&lab.host, &config_path, dir.path());
+    let mut logjail = LogjailRun::new(&config_path).netns(&lab.host.name).start();
     let status = logjail.must(&["status"]);
     assert!(!status.contains(JAIL), "{status}");
     assert!(logjail.stop().success(), "{}", logjail.log());

@@ -1,15 +1,15 @@
 //! `/metrics` and `/healthz` scraped over real HTTP on loopback after real bans.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use logjail::config::Config;
-use logjail::daemon::{self, DaemonOptions};
 use logjail::messages::DaemonEvent;
+use support::TestDaemon;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 /// A loopback port nobody listens on right now.
 fn free_port() -> u16 {
@@ -59,14 +59,7 @@ jails:
 "#,
         dir = dir.path().display()
     );
-    let config = Config::from_yaml_str(&text, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
-    let options = DaemonOptions {
-        own_addresses: Some(Vec::new()),
-        ..DaemonOptions::default()
-    };
-    let mut events = options.events.subscribe();
-    let stop = CancellationToken::new();
-    let daemon = tokio::spawn(daemon::run_with(config, options, stop.clone()));
+    let mut daemon = TestDaemon::builder(support::config_from_yaml(&text)).start();
 
     let mut log = std::fs::File::create(dir.path().join("app.log")).unwrap();
     writeln!(log, "login failed from 192.0.2.77").unwrap();
@@ -75,7 +68,7 @@ jails:
     drop(log);
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if let Ok(DaemonEvent::Banned { .. }) = events.recv().await {
+            if let Ok(DaemonEvent::Banned { .. }) = daemon.events.recv().await {
                 break;
             }
         }
@@ -124,8 +117,7 @@ jails:
     let (status, _) = get(address, "/nope").await;
     assert_eq!(status, 404);
 
-    stop.cancel();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
     assert!(
         tokio::net::TcpStream::connect(address).await.is_err(),
         "closed on stop"

@@ -2,19 +2,18 @@
 //! jails or read positions; a broken one is refused with every error and changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use logjail::config::Config;
-use logjail::daemon::{self, DaemonOptions};
 use logjail::jail::Decision;
 use logjail::messages::DaemonEvent;
-use tokio_util::sync::CancellationToken;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
+use support::TestDaemon;
+use support::process::cli_async as cli;
 
 fn write_config(dir: &Path, app_maxretry: u32, with_extra_jail: bool) {
     let extra = if with_extra_jail {
@@ -45,16 +44,6 @@ jails:
     std::fs::write(dir.join("logjail.yaml"), text).unwrap();
 }
 
-async fn cli(socket: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(BINARY)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .await
-        .unwrap()
-}
-
 fn append(path: &Path, line: &str) {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -71,20 +60,8 @@ async fn reload_keeps_state_and_refuses_broken_files() {
     let log = dir.path().join("app.log");
     write_config(dir.path(), 3, true);
     let config = Config::load(&dir.path().join("logjail.yaml")).unwrap();
-    let options = DaemonOptions {
-        own_addresses: Some(Vec::new()),
-        ..DaemonOptions::default()
-    };
-    let mut events = options.events.subscribe();
-    let stop = CancellationToken::new();
-    let daemon = tokio::spawn(daemon::run_with(config, options, stop.clone()));
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !socket.exists() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
+    let mut daemon = TestDaemon::builder(config).start();
+    daemon.wait_for_socket().await;
 
     let out = cli(&socket, &["ban", "blacklist", "192.0.2.200"]).await;
     assert!(out.status.success());
@@ -95,7 +72,7 @@ async fn reload_keeps_state_and_refuses_broken_files() {
     let mut counted = 0;
     tokio::time::timeout(Duration::from_secs(10), async {
         while counted < 2 {
-            if let Ok(DaemonEvent::Failure { .. }) = events.recv().await {
+            if let Ok(DaemonEvent::Failure { .. }) = daemon.events.recv().await {
                 counted += 1;
             }
         }
@@ -144,7 +121,7 @@ async fn reload_keeps_state_and_refuses_broken_files() {
     let banned = tokio::time::timeout(Duration::from_secs(10), async {
         let mut decisions = Vec::new();
         loop {
-            match events.recv().await.unwrap() {
+            match daemon.events.recv().await.unwrap() {
                 DaemonEvent::Failure { decision, .. } => decisions.push(decision),
                 DaemonEvent::Banned { order, .. } if order.host == host => {
                     return (order, decisions);
@@ -164,6 +141,5 @@ async fn reload_keeps_state_and_refuses_broken_files() {
         }
     );
 
-    stop.cancel();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
 }

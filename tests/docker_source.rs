@@ -928,13 +928,7 @@ async fn a_reload_matches_containers_against_the_new_jails() {
     write_config(&format!(
         "  t22b:\n    filter: testauth\n    sources:\n      - container: {{name: \"lj-test-reload-*-{pid}\"}}\n"
     ));
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_logjail"))
-        .arg("--socket")
-        .arg(&socket)
-        .arg("reload")
-        .output()
-        .await
-        .unwrap();
+    let out = daemon.cli(&["reload"]).await;
     assert!(
         out.status.success(),
         "{}",

@@ -8,12 +8,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod firewall_support;
+mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use firewall_support::Netns;
 use logjail::action::Notifier;
@@ -24,23 +24,13 @@ use logjail::daemon::store_task;
 use logjail::messages::JailEvent;
 use logjail::routing::labels::{self, LabelContext};
 use logjail::store::Store;
+use support::process::{LogjailProcess, LogjailRun, cli, find_program, wait_until};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/logjail.yaml");
 /// What `firewall.mode: auto` warns when it falls back to rules.
 const FALLBACK_WARNING: &str = "ipset does not work here, so each ban is one iptables rule";
-
-/// A program on the test's own PATH (or in the sbin folders, which a root PATH has).
-fn find_program(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("{name} is not installed"))
-}
 
 /// A folder to be the daemon's whole PATH: links to journalctl (every systemd host has it)
 /// and, with `iptables`, to every program of the iptables package (`iptables*`,
@@ -69,109 +59,16 @@ fn host_path(dir: &Path, iptables: bool) -> PathBuf {
 }
 
 /// `logjail run -c CONFIG` in the namespace with only `path` as PATH, stderr to `log`.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn spawn(netns: &Netns, path: &Path, config: &Path, log: &Path) -> Daemon {
-        let child = Command::new(find_program("ip"))
-            .args(["netns", "exec", &netns.name, BINARY, "run", "-c"])
-            .arg(config)
-            .env("PATH", path)
-            .env_remove("DOCKER_HOST")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon {
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Waits for the daemon to answer on `socket`; panics with its log if it exits first.
-    fn wait_ready(&mut self, socket: &Path) {
-        let start = Instant::now();
-        loop {
-            assert!(self.running(), "the daemon exited:\n{}", self.log());
-            if socket.exists() && cli(socket, &["ping"]).status.success() {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "the daemon did not answer:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for the daemon to exit by itself (a start-up failure).
-    fn wait_exit(&mut self) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "the daemon kept running:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM, and the exit status of the clean stop.
-    fn stop(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.running() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn cli(socket: &Path, args: &[&str]) -> Output {
-    Command::new(BINARY)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap()
+fn spawn(netns: &Netns, path: &Path, config: &Path, log: &Path) -> LogjailProcess {
+    LogjailRun::new(config)
+        .netns(&netns.name)
+        .path(path)
+        .log(log)
+        .spawn()
 }
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `examples/logjail.yaml` with its store, control socket and Docker endpoint moved into
@@ -213,8 +110,8 @@ fn the_example_runs_without_ipset_and_bans_with_rules() {
     std::fs::write(&config, example_config(dir.path())).unwrap();
     let socket = dir.path().join("run/logjail.sock");
 
-    let mut daemon = Daemon::spawn(&netns, &path, &config, &dir.path().join("daemon.log"));
-    daemon.wait_ready(&socket);
+    let mut daemon = spawn(&netns, &path, &config, &dir.path().join("daemon.log"));
+    daemon.wait_ready();
 
     let log = daemon.log();
     assert_eq!(log.matches(FALLBACK_WARNING).count(), 1, "{log}");
@@ -282,7 +179,7 @@ fn an_explicit_ipset_mode_still_needs_ipset() {
     let config = dir.path().join("logjail.yaml");
     std::fs::write(&config, text).unwrap();
 
-    let mut daemon = Daemon::spawn(&netns, &path, &config, &dir.path().join("daemon.log"));
+    let mut daemon = spawn(&netns, &path, &config, &dir.path().join("daemon.log"));
     let status = daemon.wait_exit();
     let log = daemon.log();
     assert!(!status.success(), "{log}");
@@ -329,8 +226,8 @@ fn without_iptables_log_only_jails_run_and_blocking_ones_are_refused() {
     std::fs::write(&config, two_jails(dir.path(), "log")).unwrap();
     std::fs::write(dir.path().join("app.log"), "").unwrap();
 
-    let mut daemon = Daemon::spawn(&netns, &path, &config, &dir.path().join("daemon.log"));
-    daemon.wait_ready(&socket);
+    let mut daemon = spawn(&netns, &path, &config, &dir.path().join("daemon.log"));
+    daemon.wait_ready();
     let log = daemon.log();
     assert!(log.contains("running without a firewall"), "{log}");
     let status = stdout(&cli(&socket, &["status"]));
@@ -363,7 +260,7 @@ fn without_iptables_log_only_jails_run_and_blocking_ones_are_refused() {
     assert!(daemon.stop().success(), "{}", daemon.log());
 
     // Started so, the daemon refuses at once and names the package and the jail.
-    let mut daemon = Daemon::spawn(&netns, &path, &config, &dir.path().join("daemon2.log"));
+    let mut daemon = spawn(&netns, &path, &config, &dir.path().join("daemon2.log"));
     let status = daemon.wait_exit();
     let log = daemon.log();
     assert!(!status.success(), "{log}");

@@ -5,6 +5,8 @@
 //! byte-array messages, a restart of journalctl, and the daemon end to end up to a ban.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -14,13 +16,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use logjail::config::{Config, JournalMatch, JournalSelector, SourceConfig};
-use logjail::daemon::{self, DaemonOptions};
 use logjail::filter::envelope::Decoder;
 use logjail::messages::DaemonEvent;
 use logjail::messages::{LineBatch, Origin, Position, RawLine};
 use logjail::source::journal::{self, JournalFollowConfig, JournalSourceError};
 use logjail::store::Store;
-use tokio::sync::{broadcast, mpsc};
+use support::{TestDaemon, ip};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -729,12 +731,6 @@ fn the_directory_must_be_absolute() {
 
 // ---- The daemon end to end ----
 
-struct Daemon {
-    stop: CancellationToken,
-    task: JoinHandle<Result<(), daemon::DaemonError>>,
-    events: broadcast::Receiver<DaemonEvent>,
-}
-
 fn daemon_config(state: &Path, journal: &Path) -> Config {
     let text = format!(
         r#"
@@ -758,59 +754,39 @@ jails:
         state = state.display(),
         journal = journal.display()
     );
-    Config::from_yaml_str(&text, "test.yaml").unwrap_or_else(|e| panic!("{e}"))
+    support::config_from_yaml(&text)
 }
 
-fn start_daemon(config: Config) -> Daemon {
-    let options = DaemonOptions {
-        own_addresses: Some(Vec::new()),
-        ..DaemonOptions::default()
-    };
-    let events = options.events.subscribe();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(daemon::run_with(config, options, stop.clone()));
-    Daemon { stop, task, events }
+fn start_daemon(config: Config) -> TestDaemon {
+    TestDaemon::builder(config).patience(WAIT).start()
 }
 
-impl Daemon {
-    async fn stop(self) {
-        self.stop.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("daemon stops")
-            .unwrap()
-            .unwrap();
-    }
-
-    /// Failures (host) seen until `host` is banned, the banning one included (its event
-    /// follows the ban's); returns them, the ban's failure count and origin.
-    async fn until_banned(&mut self, host: IpAddr) -> (Vec<IpAddr>, u32, Option<Arc<Origin>>) {
-        let mut failures = Vec::new();
-        let banned = tokio::time::timeout(WAIT, async {
-            loop {
-                match self.events.recv().await.unwrap() {
-                    DaemonEvent::Failure { host, .. } => failures.push(host),
-                    DaemonEvent::Banned { order, origin } if order.host == host => loop {
-                        if let DaemonEvent::Failure { host, .. } = self.events.recv().await.unwrap()
-                        {
-                            failures.push(host);
-                            return (order.failures, origin);
-                        }
-                    },
-                    _ => {}
-                }
+/// Failures (host) seen until `host` is banned, the banning one included (its event follows
+/// the ban's); returns them, the ban's failure count and origin.
+async fn until_banned(
+    daemon: &mut TestDaemon,
+    host: IpAddr,
+) -> (Vec<IpAddr>, u32, Option<Arc<Origin>>) {
+    let mut failures = Vec::new();
+    let banned = tokio::time::timeout(WAIT, async {
+        loop {
+            match daemon.events.recv().await.unwrap() {
+                DaemonEvent::Failure { host, .. } => failures.push(host),
+                DaemonEvent::Banned { order, origin } if order.host == host => loop {
+                    if let DaemonEvent::Failure { host, .. } = daemon.events.recv().await.unwrap() {
+                        failures.push(host);
+                        return (order.failures, origin);
+                    }
+                },
+                _ => {}
             }
-        })
-        .await;
-        let Ok((count, origin)) = banned else {
-            panic!("{host} not banned; failures seen: {failures:?}");
-        };
-        (failures, count, origin)
-    }
-}
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().unwrap()
+        }
+    })
+    .await;
+    let Ok((count, origin)) = banned else {
+        panic!("{host} not banned; failures seen: {failures:?}");
+    };
+    (failures, count, origin)
 }
 
 fn failed(host: &str) -> String {
@@ -869,7 +845,7 @@ async fn daemon_bans_from_the_journal_and_resumes_after_restart() {
             ),
         ],
     );
-    let (failures, count, origin) = running.until_banned(ip("192.0.2.5")).await;
+    let (failures, count, origin) = until_banned(&mut running, ip("192.0.2.5")).await;
     assert_eq!(count, 2);
     let after_probes: Vec<IpAddr> = failures
         .into_iter()
@@ -891,7 +867,7 @@ async fn daemon_bans_from_the_journal_and_resumes_after_restart() {
         ],
     );
     let mut running = start_daemon(config);
-    let (failures, count, _) = running.until_banned(ip("192.0.2.6")).await;
+    let (failures, count, _) = until_banned(&mut running, ip("192.0.2.6")).await;
     assert_eq!(count, 2);
     assert_eq!(failures, [ip("192.0.2.6"), ip("192.0.2.6")]);
     running.stop().await;
@@ -934,7 +910,7 @@ async fn daemon_with_a_refused_cursor_resumes_by_time() {
         ],
     );
     let mut running = start_daemon(config);
-    let (failures, count, _) = running.until_banned(ip("192.0.2.10")).await;
+    let (failures, count, _) = until_banned(&mut running, ip("192.0.2.10")).await;
     assert_eq!(count, 2);
     assert_eq!(failures, [ip("192.0.2.10"), ip("192.0.2.10")]);
     running.stop().await;
@@ -1048,13 +1024,7 @@ jails:
     write_config(&format!(
         "  ssh2:\n    filter: sshd\n    maxretry: 1\n    sources:\n      - journal: {{unit: ssh.service, directory: {journal_dir}}}\n"
     ));
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_logjail"))
-        .arg("--socket")
-        .arg(&socket)
-        .arg("reload")
-        .output()
-        .await
-        .unwrap();
+    let out = running.cli(&["reload"]).await;
     assert!(
         out.status.success(),
         "{}",

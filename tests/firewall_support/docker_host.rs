@@ -5,8 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use logjail::firewall::Family;
@@ -161,108 +159,4 @@ pub fn assert_docker_user_ban_verdict(
         }),
         "no `{verdict}` on {set} in {jail_chain}:\n{listing}"
     );
-}
-
-const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
-
-/// The real daemon, run inside the host namespace; killed if the test ends without
-/// stopping it.
-pub struct HostLogjail {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl HostLogjail {
-    pub fn start(host: &Netns, config: &Path, dir: &Path) -> HostLogjail {
-        let log = dir.join("logjail.log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &host.name, BINARY, "run", "-c"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut logjail = HostLogjail {
-            child,
-            socket: dir.join("lj.sock"),
-            log,
-        };
-        let deadline = Instant::now() + WAIT;
-        while !logjail.cli(&["ping"]).status.success() {
-            assert!(
-                logjail.child.try_wait().unwrap().is_none(),
-                "logjail exited at start:\n{}",
-                logjail.log()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "logjail never answered:\n{}",
-                logjail.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        logjail
-    }
-
-    pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BINARY)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// A CLI command that must succeed; its output.
-    pub fn must(&self, args: &[&str]) -> String {
-        let output = self.cli(args);
-        assert!(
-            output.status.success(),
-            "logjail {args:?}: {}{}",
-            String::from_utf8_lossy(&output.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// SIGTERM, as `docker stop` or systemd would; waits for the exit.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "logjail did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL, as a crash or an OOM kill would: nothing is cleaned up.
-    pub fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for HostLogjail {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }

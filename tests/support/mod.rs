@@ -1,25 +1,25 @@
-//! Helpers for tests against a real Docker engine: containers cleaned up by name, a daemon run
-//! in-process on a temporary store, waits on its decisions, and its log captured.
+//! What the integration tests share: the one in-process daemon harness ([`daemon`]), the real
+//! binary as a process and its CLI ([`process`]), and helpers for tests against a real Docker
+//! engine: containers cleaned up by name, lines written into them, and the daemon's log
+//! captured.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::VecDeque;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+pub mod daemon;
 pub mod dockerd;
+pub mod process;
 pub mod sidecar_image;
 
-use logjail::config::Config;
-use logjail::daemon::{DaemonError, DaemonOptions};
-use logjail::jail::Decision;
-use logjail::messages::DaemonEvent;
+// Each test uses a part of what is re-exported.
+#[allow(unused_imports)]
+pub use daemon::{DaemonBuilder, Judged, TestDaemon, config_from_yaml, config_with_store};
+
 use logjail::messages::Origin;
-use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// Longest wait for something a real engine does in a second or two.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -225,191 +225,6 @@ pub fn log_tail() -> String {
     let log = captured_log();
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
-}
-
-/// A daemon running in this process on a store under `dir`.
-pub struct TestDaemon {
-    pub events: broadcast::Receiver<DaemonEvent>,
-    /// Events received but not asked for yet.
-    backlog: VecDeque<DaemonEvent>,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<Result<(), DaemonError>>>,
-}
-
-/// `config` with `store:` and `control:` sections pointing into `dir` added, and metrics off
-/// (tests run side by side; each would want the same port).
-pub fn config_with_store(yaml: &str, dir: &Path) -> Config {
-    let text = format!(
-        "{yaml}\nstore:\n  path: {}\ncontrol:\n  socket: {}\nmetrics:\n  enabled: false\n",
-        dir.join("logjail.db").display(),
-        dir.join("logjail.sock").display()
-    );
-    Config::from_yaml_str(&text, "test.yaml").unwrap_or_else(|errors| panic!("{errors}"))
-}
-
-impl TestDaemon {
-    /// Starts the daemon with `yaml` (which must have no `store:`, `control:` or `metrics:`).
-    pub fn start(yaml: &str, dir: &Path) -> TestDaemon {
-        TestDaemon::start_config(config_with_store(yaml, dir))
-    }
-
-    /// Starts the daemon with a configuration made by the test (one read from a file can be
-    /// reloaded).
-    pub fn start_config(config: Config) -> TestDaemon {
-        capture_log();
-        reap_leftovers();
-        let (events, receiver) = broadcast::channel(65_536);
-        let options = DaemonOptions {
-            events,
-            // The test lines use documentation addresses; nothing of this host is among them.
-            own_addresses: Some(Vec::new()),
-            ..DaemonOptions::default()
-        };
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(logjail::daemon::run_with(config, options, shutdown.clone()));
-        TestDaemon {
-            events: receiver,
-            backlog: VecDeque::new(),
-            shutdown,
-            task: Some(task),
-        }
-    }
-
-    /// Stops the daemon and waits for it (positions and bans flushed).
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(WAIT, task)
-            .await
-            .expect("daemon stops")
-            .unwrap()
-            .unwrap();
-    }
-
-    /// The next event that `wanted` picks, from those kept back first: events for other
-    /// containers are kept for later calls, not lost.
-    async fn next_event<T>(
-        &mut self,
-        what: &str,
-        mut wanted: impl FnMut(&DaemonEvent) -> Option<T>,
-    ) -> T {
-        if let Some(index) = self
-            .backlog
-            .iter()
-            .position(|event| wanted(event).is_some())
-        {
-            let event = self.backlog.remove(index).unwrap();
-            return wanted(&event).unwrap();
-        }
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let event = tokio::time::timeout_at(deadline, self.events.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}; log:\n{}", log_tail()))
-                .expect("event channel open and not lagging");
-            match wanted(&event) {
-                Some(found) => return found,
-                None => self.backlog.push_back(event),
-            }
-        }
-    }
-
-    /// The next failure judged for a line of container `name`.
-    pub async fn next_failure(&mut self, name: &str) -> Judged {
-        let what = format!("failure from container {name}");
-        self.next_event(&what, |event| match event {
-            DaemonEvent::Failure {
-                jail,
-                host,
-                origin,
-                decision,
-            } if origin_name(origin) == Some(name) => Some(Judged {
-                jail: jail.to_string(),
-                host: *host,
-                origin: origin.clone(),
-                decision: decision.clone(),
-            }),
-            _ => None,
-        })
-        .await
-    }
-
-    /// The failures of container `name` up to and including the first one from `marker`.
-    pub async fn failures_until(&mut self, name: &str, marker: IpAddr) -> Vec<Judged> {
-        let mut judged = Vec::new();
-        loop {
-            let next = self.next_failure(name).await;
-            let done = next.host == marker;
-            judged.push(next);
-            if done {
-                return judged;
-            }
-        }
-    }
-
-    /// The failures of container `name` judged so far and not asked for yet (no waiting).
-    pub fn failures_so_far(&mut self, name: &str) -> Vec<Judged> {
-        while let Ok(event) = self.events.try_recv() {
-            self.backlog.push_back(event);
-        }
-        let mut judged = Vec::new();
-        self.backlog.retain(|event| match event {
-            DaemonEvent::Failure {
-                jail,
-                host,
-                origin,
-                decision,
-            } if origin_name(origin) == Some(name) => {
-                judged.push(Judged {
-                    jail: jail.to_string(),
-                    host: *host,
-                    origin: origin.clone(),
-                    decision: decision.clone(),
-                });
-                false
-            }
-            _ => true,
-        });
-        judged
-    }
-
-    /// Waits for a ban of `host` by `jail`.
-    pub async fn banned(&mut self, jail: &str, host: IpAddr) -> DaemonEvent {
-        let what = format!("ban of {host} in {jail}");
-        self.next_event(&what, |event| match event {
-            DaemonEvent::Banned { order, .. } if order.jail == jail && order.host == host => {
-                Some(event.clone())
-            }
-            _ => None,
-        })
-        .await
-    }
-}
-
-impl Drop for TestDaemon {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-/// A failure as a jail judged it.
-#[derive(Debug, Clone)]
-pub struct Judged {
-    pub jail: String,
-    pub host: IpAddr,
-    pub origin: Arc<Origin>,
-    pub decision: Decision,
-}
-
-impl Judged {
-    /// The failure count after this one, for a counted failure or a ban.
-    pub fn count(&self) -> Option<u32> {
-        match &self.decision {
-            Decision::Counted { failures, .. } => Some(*failures),
-            Decision::Ban(order) => Some(order.failures),
-            _ => None,
-        }
-    }
 }
 
 pub fn origin_name(origin: &Origin) -> Option<&str> {
