@@ -9,10 +9,14 @@
 //!   journal)      journal)    syslog)      <HOST>)                    ignoreip)
 //! ```
 //!
+//! Every message between the stages is a type in [`messages`]; which origin feeds which jail
+//! (and the jails container labels define) is decided in [`routing`]. `ARCHITECTURE.md` names
+//! the tasks, their messages, who owns which state, and the start and stop order.
+//!
 //! In data-flow order:
 //!
 //! - [`source`]: followers of host files (inotify, rotation, resume), the journal and Docker
-//!   containers; they only read and remember where they are.
+//!   containers; they only read, remember where they are, and follow what [`routing`] says.
 //! - [`filter`]: envelopes (json-file, CRI, syslog), dates, failregex/ignoreregex with Fail2Ban's
 //!   tags, and the built-in filter library.
 //! - [`jail`]: pure per-host failure counting and ban decisions, with ban-time increments.
@@ -24,6 +28,8 @@
 //! Around them:
 //!
 //! - [`config`]: the YAML file, parsed strictly and validated with every error reported at once.
+//! - [`messages`]: the typed messages the tasks exchange, and the data they carry.
+//! - [`routing`]: routes (origin → jail, filter) from the configuration and container labels.
 //! - [`control`]: the Unix-socket protocol between the CLI and the daemon.
 //! - [`metrics`]: Prometheus text on `/metrics`, `/healthz`.
 //! - [`cli`]: the commands behind the `logjail` binary (`run`, `check`, `regex`, `status`, …).
