@@ -1432,7 +1432,12 @@ mod tests {
         assert_eq!((slow_order.host, slow_order.failures), (slow_attacker, 3));
         assert!(!slow_order.matches.is_empty());
         let status = bench.jail.status();
-        assert_eq!(status.currently_failed, cap, "probation full, nobody protected");
+        // Probation full; protected holds only the few one-off hosts the ghost filter
+        // wrongly recognised (false answers run at about 0.005% here).
+        assert!(
+            (cap..cap + cap / 100).contains(&status.currently_failed),
+            "{status:?}"
+        );
         assert_eq!(status.currently_banned, 2);
         assert!(status.evicted_hosts >= 1_000_000 - cap as u64);
     }
