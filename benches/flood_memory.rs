@@ -195,7 +195,11 @@ jails:
                 syslog_line(&mut out, &stamp, i, ATTACKER);
             }
         }
-        writeln!(out, "{stamp} bench benchd[1]: bench over from {CLOSING_HOST}").unwrap();
+        writeln!(
+            out,
+            "{stamp} bench benchd[1]: bench over from {CLOSING_HOST}"
+        )
+        .unwrap();
         out.flush().unwrap();
     }
     let written = begun.elapsed();
@@ -209,7 +213,10 @@ jails:
         {
             break begun.elapsed();
         }
-        assert!(begun.elapsed() < Duration::from_secs(600), "flood processed");
+        assert!(
+            begun.elapsed() < Duration::from_secs(600),
+            "flood processed"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let (after_rss, peak) = memory_kib(pid);
@@ -219,18 +226,30 @@ jails:
         .any(|(jail, host)| jail == "sshd" && host == ATTACKER);
     let tracked = status(&socket, "sshd");
 
-    println!("flood: {lines} distinct addresses, 1 attacker x {ATTACKER_FAILURES} failures (maxretry {MAXRETRY}), findtime 60s");
-    println!("written in {:.2} s; processed in {:.2} s ({:.0} lines/s)",
+    println!(
+        "flood: {lines} distinct addresses, 1 attacker x {ATTACKER_FAILURES} failures (maxretry {MAXRETRY}), findtime 60s"
+    );
+    println!(
+        "written in {:.2} s; processed in {:.2} s ({:.0} lines/s)",
         written.as_secs_f64(),
         processed.as_secs_f64(),
         (lines + ATTACKER_FAILURES) as f64 / processed.as_secs_f64()
     );
-    println!("RSS idle {}; peak (VmHWM) {}; right after {}", mib(idle_rss), mib(peak), mib(after_rss));
+    println!(
+        "RSS idle {}; peak (VmHWM) {}; right after {}",
+        mib(idle_rss),
+        mib(peak),
+        mib(after_rss)
+    );
     println!("attacker banned: {attacker_banned}");
     println!(
         "sshd jail right after: currently_failed {} total_failed {}",
-        tracked.get("currently_failed").unwrap_or(&serde_json::Value::Null),
-        tracked.get("total_failed").unwrap_or(&serde_json::Value::Null)
+        tracked
+            .get("currently_failed")
+            .unwrap_or(&serde_json::Value::Null),
+        tracked
+            .get("total_failed")
+            .unwrap_or(&serde_json::Value::Null)
     );
     let watch = Instant::now();
     while watch.elapsed() < settle {

@@ -304,7 +304,9 @@ async fn an_attacker_hidden_in_a_flood_of_one_off_addresses_is_banned() {
     }
     let mut lines = Vec::with_capacity(FLOOD as usize + 10);
     for i in 0..FLOOD {
-        lines.push(failed(&std::net::Ipv4Addr::from(0x6440_0000 + i).to_string()));
+        lines.push(failed(
+            &std::net::Ipv4Addr::from(0x6440_0000 + i).to_string(),
+        ));
         if i % 20_000 == 10_000 {
             lines.push(failed(ATTACKER));
         }

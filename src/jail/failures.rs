@@ -182,10 +182,7 @@ impl FailureTracker {
         if self.protected.contains_key(&host) {
             return self.count_again(host, time, matched_line, cutoff, maxretry);
         }
-        let earlier = self
-            .probation
-            .take(host)
-            .filter(|slot| slot.time >= cutoff);
+        let earlier = self.probation.take(host).filter(|slot| slot.time >= cutoff);
         if let Some(slot) = earlier {
             let mut times = VecDeque::with_capacity(maxretry.min(KEPT_MATCHES).max(2));
             times.push_back(slot.time);
@@ -200,7 +197,14 @@ impl FailureTracker {
         if self.ghosts.contains(host) {
             let mut times = VecDeque::with_capacity(maxretry.min(KEPT_MATCHES).max(2));
             times.push_back(time);
-            return self.admit(host, times, Kept::default(), matched_line, maxretry, max_hosts);
+            return self.admit(
+                host,
+                times,
+                Kept::default(),
+                matched_line,
+                maxretry,
+                max_hosts,
+            );
         }
         self.put_on_probation(host, time, matched_line, max_hosts);
         1
@@ -305,7 +309,8 @@ impl FailureTracker {
         let Some(watched) = self.protected.get_mut(&host) else {
             return 0;
         };
-        self.order.remove(&(watched.times.len(), watched.stamp, host));
+        self.order
+            .remove(&(watched.times.len(), watched.stamp, host));
         // Replayed or multi-source logs can deliver a failure older than the newest one.
         let position = watched.times.partition_point(|t| *t <= time);
         watched.times.insert(position, time);
@@ -722,15 +727,17 @@ impl Ghosts {
     }
 
     fn contains(&self, host: IpAddr) -> bool {
-        [&self.current, &self.previous].into_iter().any(|generation| {
-            !generation.bits.is_empty()
-                && ghost_positions(&self.key, host).all(|position| {
-                    generation
-                        .bits
-                        .get(position / 64)
-                        .is_some_and(|word| word & (1 << (position % 64)) != 0)
-                })
-        })
+        [&self.current, &self.previous]
+            .into_iter()
+            .any(|generation| {
+                !generation.bits.is_empty()
+                    && ghost_positions(&self.key, host).all(|position| {
+                        generation
+                            .bits
+                            .get(position / 64)
+                            .is_some_and(|word| word & (1 << (position % 64)) != 0)
+                    })
+            })
     }
 
     /// Starts a new generation once the current one holds a failure older than `cutoff`
@@ -858,10 +865,7 @@ mod tests {
         assert_eq!(tracker.evicted(), 1);
         tracker.record(host(5), at(5), "x", at(EARLY), 5, 3);
         assert_eq!(tracker.evicted(), 1, "the empty slot of host 2 made room");
-        assert_eq!(
-            (tracker.count(host(3)), tracker.count(host(4))),
-            (1, 1)
-        );
+        assert_eq!((tracker.count(host(3)), tracker.count(host(4))), (1, 1));
         assert_eq!(tracker.host_count(), 3);
     }
 
@@ -880,7 +884,11 @@ mod tests {
                 tracker.record(attacker, at(1), "a", at(EARLY), 5, cap);
             }
         }
-        assert_eq!(tracker.count(attacker), 5, "2 + 4 failures, at most maxretry kept");
+        assert_eq!(
+            tracker.count(attacker),
+            5,
+            "2 + 4 failures, at most maxretry kept"
+        );
         assert!(tracker.host_count() <= 2 * cap);
         assert!(
             tracker.evicted() >= 900_000,
@@ -888,7 +896,11 @@ mod tests {
             tracker.evicted()
         );
         let matches = tracker.take(attacker).unwrap().into_matches();
-        assert_eq!(matches.len(), 5, "protected evidence is not churned by probation");
+        assert_eq!(
+            matches.len(),
+            5,
+            "protected evidence is not churned by probation"
+        );
     }
 
     /// Failures further apart than probation's capacity: the first is pushed out, the
@@ -903,7 +915,14 @@ mod tests {
         for round in 0..6 {
             counts.push(tracker.record(attacker, at(round), "attack", at(EARLY), 5, cap));
             for n in 0..10 * cap as u32 {
-                tracker.record(host(round as u32 * 100_000 + n), at(round), "x", at(EARLY), 5, cap);
+                tracker.record(
+                    host(round as u32 * 100_000 + n),
+                    at(round),
+                    "x",
+                    at(EARLY),
+                    5,
+                    cap,
+                );
             }
         }
         assert_eq!(counts, [1, 1, 2, 3, 4, 5]);
@@ -928,8 +947,16 @@ mod tests {
             tracker.record(host(n), at(1), "x", at(EARLY), 5, cap);
             tracker.record(host(n), at(1), "x", at(EARLY), 5, cap);
         }
-        assert_eq!(tracker.count(three), 3, "only hosts with 3+ could push it out");
-        assert_eq!(tracker.count(two), 0, "pushed out by newer hosts with as many");
+        assert_eq!(
+            tracker.count(three),
+            3,
+            "only hosts with 3+ could push it out"
+        );
+        assert_eq!(
+            tracker.count(two),
+            0,
+            "pushed out by newer hosts with as many"
+        );
         assert_eq!(tracker.protected.len(), cap);
 
         // Fill protected with hosts of four failures: a new host with two is not let in.
@@ -940,7 +967,11 @@ mod tests {
         }
         // They pushed out the hosts with two, but each had to come in with two: once only
         // `three` was weaker than they would become, the last of them was kept out.
-        assert_eq!(tracker.count(three), 3, "never pushed out by hosts with two");
+        assert_eq!(
+            tracker.count(three),
+            3,
+            "never pushed out by hosts with two"
+        );
         assert_eq!(tracker.count(host(2_000_000 + cap as u32 - 1)), 1);
         assert_eq!(tracker.protected.len(), cap);
         let newcomer = host(3_000_000);
@@ -1000,7 +1031,10 @@ mod tests {
         assert_eq!(ring.get(last).as_deref(), Some("line number 9"));
         // A line across the end of the buffer reads back whole.
         let across = ring.push("wrapping around the end!");
-        assert_eq!(ring.get(across).as_deref(), Some("wrapping around the end!"));
+        assert_eq!(
+            ring.get(across).as_deref(),
+            Some("wrapping around the end!")
+        );
         assert_eq!(ring.buffer.len(), 64);
     }
 
@@ -1009,7 +1043,14 @@ mod tests {
     fn memory_is_released_once_the_window_empties() {
         let mut tracker = FailureTracker::new();
         for n in 0..300_000 {
-            tracker.record(host(n), at(0), "a flood line of some length", at(EARLY), 5, 100_000);
+            tracker.record(
+                host(n),
+                at(0),
+                "a flood line of some length",
+                at(EARLY),
+                5,
+                100_000,
+            );
             if n % 3 == 0 {
                 tracker.record(host(n), at(0), "again", at(EARLY), 5, 100_000);
             }

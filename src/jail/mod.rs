@@ -1425,7 +1425,10 @@ mod tests {
         assert_eq!((order.host, order.failures), (attacker, 3));
         assert_eq!(order.matches, vec!["attack".to_string(); 3]);
         assert_eq!(slow_decisions.len(), 4);
-        assert_eq!(slow_decisions[..3], [counted(1, 3), counted(1, 3), counted(2, 3)]);
+        assert_eq!(
+            slow_decisions[..3],
+            [counted(1, 3), counted(1, 3), counted(2, 3)]
+        );
         let Decision::Ban(slow_order) = &slow_decisions[3] else {
             panic!("the slow attacker is banned at its fourth failure: {slow_decisions:?}");
         };
