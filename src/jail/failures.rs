@@ -184,7 +184,7 @@ impl FailureTracker {
         }
         let earlier = self.probation.take(host).filter(|slot| slot.time >= cutoff);
         if let Some(slot) = earlier {
-            let mut times = VecDeque::with_capacity(maxretry.min(KEPT_MATCHES).max(2));
+            let mut times = VecDeque::with_capacity(maxretry.clamp(2, KEPT_MATCHES));
             times.push_back(slot.time);
             let position = times.partition_point(|t| *t <= time);
             times.insert(position, time);
@@ -195,7 +195,7 @@ impl FailureTracker {
             return self.admit(host, times, lines, matched_line, maxretry, max_hosts);
         }
         if self.ghosts.contains(host) {
-            let mut times = VecDeque::with_capacity(maxretry.min(KEPT_MATCHES).max(2));
+            let mut times = VecDeque::with_capacity(maxretry.clamp(2, KEPT_MATCHES));
             times.push_back(time);
             return self.admit(
                 host,
