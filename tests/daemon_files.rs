@@ -206,3 +206,74 @@ async fn a_rotated_file_is_followed_into_its_successor() {
     assert_eq!(order.host, "203.0.113.5".parse::<IpAddr>().unwrap());
     running.stop().await;
 }
+
+/// The `app` jail's figures through the control socket, as `logjail status app` gets them.
+async fn jail_status(socket: &Path) -> serde_json::Value {
+    let socket = socket.to_path_buf();
+    let request = logjail::control::protocol::Request::Status {
+        jail: Some("app".to_string()),
+    };
+    tokio::task::spawn_blocking(move || logjail::control::client::call(&socket, request))
+        .await
+        .unwrap()
+        .ok()
+        .and_then(|response| response.result)
+        .unwrap_or_default()
+}
+
+/// 200,000 one-off addresses fill the jail to its cap of tracked one-failure hosts (100,000),
+/// which pushes out 100,000 of them. An attacker's 10 failures spread through the flood, 20,000
+/// new addresses apart, keep their count: the flood only churns the probation tier, so the
+/// attacker is banned at exactly maxretry (5), with all five lines as evidence in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attacker_hidden_in_a_flood_of_one_off_addresses_is_banned() {
+    const FLOOD: u32 = 200_000;
+    const ATTACKER: &str = "203.0.113.66";
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, &[]);
+    let running = start(config(dir.path(), 5));
+    let socket = dir.path().join("logjail.sock");
+    let started = std::time::Instant::now();
+    while jail_status(&socket).await.get("name").is_none() {
+        assert!(started.elapsed() < WAIT, "control socket up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lines = Vec::with_capacity(FLOOD as usize + 10);
+    for i in 0..FLOOD {
+        lines.push(failed(
+            &std::net::Ipv4Addr::from(0x6440_0000 + i).to_string(),
+        ));
+        if i % 20_000 == 10_000 {
+            lines.push(failed(ATTACKER));
+        }
+    }
+    append(&log, &lines);
+    // Every flood line is counted once; the attacker's are counted until its ban.
+    let counted = u64::from(FLOOD) + 5;
+    let status = loop {
+        let status = jail_status(&socket).await;
+        if status["total_failed"].as_u64().unwrap_or(0) >= counted {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "flood processed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status["total_failed"].as_u64(), Some(counted), "{status}");
+    assert_eq!(status["banned"], serde_json::json!([ATTACKER]), "{status}");
+    assert_eq!(
+        status["currently_failed"].as_u64(),
+        Some(100_000),
+        "the cap was reached: {status}"
+    );
+    running.stop().await;
+    let store = logjail::store::Store::open(&dir.path().join("state.db")).unwrap();
+    let bans = store.active_bans(chrono::Utc::now()).unwrap();
+    assert_eq!(bans.len(), 1);
+    assert_eq!(bans[0].host, ATTACKER.parse::<IpAddr>().unwrap());
+    assert_eq!(bans[0].failures, 5);
+    assert_eq!(bans[0].matches, vec![failed(ATTACKER); 5]);
+}

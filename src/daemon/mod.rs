@@ -45,8 +45,11 @@ use journal::JournalSources;
 use store_task::StoreHandle;
 
 /// Batches in flight from all sources to the matcher; a full channel makes sources wait
-/// (back-pressure) instead of growing memory.
-const LINE_QUEUE: usize = 256;
+/// (back-pressure) instead of growing memory. A full batch of short lines holds about
+/// 90 KiB, so 16 of them (8,192 lines, tens of milliseconds of matching) keep the matcher
+/// busy while a flood stays within 1.5 MiB; 256 held 23 MiB at the peak of a flood. Waiting
+/// senders are served in turn, so one flooding source cannot starve the others.
+const LINE_QUEUE: usize = 16;
 /// Failures in flight from the matcher to the jails.
 const FAILURE_QUEUE: usize = 4096;
 /// Firewall changes in flight from the jails to the enforcer.

@@ -21,11 +21,11 @@
 //!    included) are its count; at `maxretry` the host is banned from `now`, its window is
 //!    cleared and the order carries its recent matched lines.
 //!
-//! Memory is bounded whatever the number of source addresses; see [`failures`] for the
-//! bounds, and [`JailSettings::max_tracked_hosts`] for the eviction trade-off: when more
-//! distinct hosts fail within `findtime` than the cap, the host whose last failure is oldest is
-//! forgotten, so an attacker whose failures are spaced further apart than `max_tracked_hosts`
-//! other hosts' first failures escapes counting. Raising the cap trades memory for that.
+//! Memory is bounded whatever the number of source addresses, and a flood of one-off
+//! addresses cannot push a repeat offender's count out: hosts seen once wait on a bounded
+//! probation ring that the flood churns, hosts with two or more failures are protected and
+//! evicted fewest-failures-first. [`failures`] states the policy, its guarantees and its
+//! limits; [`JailSettings::max_tracked_hosts`] caps each tier.
 
 pub mod failures;
 pub mod history;
@@ -1410,9 +1410,10 @@ mod tests {
     }
 
     /// A million distinct addresses inside one findtime: the tracked-host count never exceeds
-    /// the cap, and an attacker failing often enough among them is still banned. One whose
-    /// failures are further apart than the cap is evicted in between and escapes: the
-    /// documented price of bounded memory.
+    /// the caps, an attacker failing often enough among them is banned at maxretry, and one
+    /// whose failures are further apart than probation's capacity (150,000 new addresses in
+    /// between) still is: its second failure is recognised in the ghost filter and from then on
+    /// the flood cannot touch its count, so it is banned one failure late, never early.
     #[test]
     fn flood_of_distinct_hosts_stays_under_the_cap() {
         let cap = DEFAULT_MAX_TRACKED_HOSTS;
@@ -1447,29 +1448,39 @@ mod tests {
                     attacker_ban = Some(order);
                 }
             }
-            if i % 150_000 == 0 && (450_000..=750_000).contains(&i) {
+            if i % 150_000 == 0 && (300_000..=750_000).contains(&i) {
                 slow_decisions.push(bench.jail.on_failure(
                     slow_attacker,
                     now,
-                    "attack",
+                    "slow",
                     now,
                     &mut bench.history,
                     &mut bench.rng,
                 ));
             }
-            assert!(bench.jail.status().currently_failed <= cap);
+            assert!(bench.jail.status().currently_failed <= 2 * cap);
         }
         let order = attacker_ban.expect("the attacker was banned");
         assert_eq!((order.host, order.failures), (attacker, 3));
         assert_eq!(order.matches, vec!["attack".to_string(); 3]);
+        assert_eq!(slow_decisions.len(), 4);
         assert_eq!(
-            slow_decisions,
-            vec![counted(1, 3); 3],
-            "evicted between failures"
+            slow_decisions[..3],
+            [counted(1, 3), counted(1, 3), counted(2, 3)]
         );
+        let Decision::Ban(slow_order) = &slow_decisions[3] else {
+            panic!("the slow attacker is banned at its fourth failure: {slow_decisions:?}");
+        };
+        assert_eq!((slow_order.host, slow_order.failures), (slow_attacker, 3));
+        assert!(!slow_order.matches.is_empty());
         let status = bench.jail.status();
-        assert_eq!(status.currently_failed, cap);
-        assert_eq!(status.currently_banned, 1);
-        assert!(status.evicted_hosts >= 1_000_000 - cap as u64);
+        // Probation full; protected holds only the few one-off hosts the ghost filter
+        // wrongly recognised (false answers run at about 0.005% here).
+        assert!(
+            (cap..cap + cap / 100).contains(&status.currently_failed),
+            "{status:?}"
+        );
+        assert_eq!(status.currently_banned, 2);
+        assert!(status.evicted_hosts >= 1_000_000 - (cap + cap / 100) as u64);
     }
 }

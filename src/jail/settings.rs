@@ -6,8 +6,9 @@ use crate::duration::BanTime;
 
 use super::ignore::IgnoreList;
 
-/// How many hosts with failures a jail tracks at most before evicting the stalest ones.
-/// At this size, with short log lines, a jail stays in the tens of megabytes.
+/// How many hosts a jail tracks at most in each of its two tiers (hosts with one failure,
+/// hosts with more; see [`failures`](super::failures)). At this size a flood of one-off
+/// addresses costs about 12 MB, and a flood of hosts failing twice each about 30 MB.
 pub const DEFAULT_MAX_TRACKED_HOSTS: usize = 100_000;
 
 /// Everything a [`Jail`](super::Jail) needs to decide; built by the config module.
@@ -25,8 +26,8 @@ pub struct JailSettings {
     pub increment: Option<IncrementSettings>,
     /// Hosts that are never counted nor banned.
     pub ignore: IgnoreList,
-    /// Cap on hosts with failures held in memory, so a flood of distinct (spoofed or
-    /// botnet) addresses cannot grow the jail without bound.
+    /// Cap on hosts with failures held in memory, per tier (one failure / more), so a flood
+    /// of distinct (botnet or IPv6) addresses cannot grow the jail without bound.
     pub max_tracked_hosts: usize,
 }
 
