@@ -27,10 +27,12 @@
 //! the network namespace of the thread that called [`Firewall::start`], which is how the
 //! tests run the whole firewall inside a namespace of their own.
 
+mod apply;
 pub mod backend;
 mod ipset;
 pub mod names;
 mod owner;
+mod plan;
 pub mod rules;
 pub mod safety;
 
