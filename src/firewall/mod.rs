@@ -26,11 +26,17 @@
 //! [`FirewallHandle`] over a bounded channel with one-shot replies. Child processes inherit
 //! the network namespace of the thread that called [`Firewall::start`], which is how the
 //! tests run the whole firewall inside a namespace of their own.
+//!
+//! On that thread `owner` keeps the jails and their bans; a layout check reads a snapshot
+//! (`iptables -S`, `ipset list -t`), `plan` works out the operations that make it match the
+//! bans and jails (a pure function, unit tested), and `apply` runs them.
 
+mod apply;
 pub mod backend;
 mod ipset;
 pub mod names;
 mod owner;
+mod plan;
 pub mod rules;
 pub mod safety;
 

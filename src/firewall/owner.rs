@@ -1,7 +1,8 @@
-//! The firewall thread: the only code that changes iptables and ipset, and the state it
-//! keeps so that it can always rebuild what should be there.
+//! The firewall thread: its command loop and the ban bookkeeping from which the kernel
+//! side can always be rebuilt.
 //!
-//! Everything kernel-side is derived from `jails` (rules and bans) by [`Owner::ensure`]:
+//! Everything kernel-side is derived from `jails` (rules and bans) by [`Owner::ensure`],
+//! which takes a snapshot, asks `plan` what to change and has `apply` carry it out:
 //! start-up, repairs after a flush, run-time jails and removals all go through it. Single
 //! bans and unbans take the fast path (one `ipset` or `iptables` call) and fall back to
 //! `ensure` when the kernel side turns out to be missing.
@@ -11,12 +12,13 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use iptables::IPTables;
 use tokio::sync::{mpsc, oneshot};
 
-use super::backend::{self, BackendChoice};
+use super::apply::Kernel;
+use super::backend;
 use super::ipset::{self, Batch};
 use super::names::{Family, Hook, Names};
+use super::plan::{self, Bans, JailLayout, Layout, Snapshot};
 use super::rules;
 use super::safety::{self, OwnAddress};
 use super::{
@@ -27,7 +29,6 @@ use super::{
 use crate::clock::SharedClock;
 use crate::config::{FirewallConfig, FirewallMode};
 
-const TABLE: &str = "filter";
 /// How long a reading of the host's addresses is trusted before a ban reads them again.
 const OWN_ADDRESSES_FRESH: Duration = Duration::from_secs(1);
 /// Per-address rules cost more with every ban (each delete lists the chain); past this many
@@ -39,7 +40,7 @@ const REBUILD_THRESHOLD: usize = 32;
 
 struct JailState {
     rule: JailRule,
-    bans: HashMap<IpAddr, Option<DateTime<Utc>>>,
+    bans: Bans,
     /// Whether the log already suggested ipset mode for this jail's size.
     advised: bool,
 }
@@ -65,43 +66,8 @@ impl JailState {
     }
 }
 
-/// One family's iptables as listed by `iptables -S`.
-#[derive(Default)]
-struct Snapshot {
-    chains: BTreeSet<String>,
-    /// Per chain, each rule as listed after `-A CHAIN ` (see [`rules::listing_text`]).
-    rules: HashMap<String, Vec<String>>,
-}
-
-impl Snapshot {
-    fn parse(listing: &str) -> Snapshot {
-        let mut snapshot = Snapshot::default();
-        for line in listing.lines() {
-            if let Some(rest) = line.strip_prefix("-A ") {
-                let (chain, rule) = rest.split_once(' ').unwrap_or((rest, ""));
-                snapshot
-                    .rules
-                    .entry(chain.to_string())
-                    .or_default()
-                    .push(rule.to_string());
-            } else if let Some(rest) = line
-                .strip_prefix("-N ")
-                .or_else(|| line.strip_prefix("-P "))
-            {
-                let chain = rest.split(' ').next().unwrap_or(rest);
-                snapshot.chains.insert(chain.to_string());
-            }
-        }
-        snapshot
-    }
-
-    fn rules_of(&self, chain: &str) -> &[String] {
-        self.rules.get(chain).map(Vec::as_slice).unwrap_or(&[])
-    }
-}
-
 pub(super) struct Owner {
-    choice: BackendChoice,
+    kernel: Kernel,
     mode: ActiveMode,
     /// Why `mode`: configured, or what `auto` found (for `status`).
     mode_reason: String,
@@ -112,12 +78,7 @@ pub(super) struct Owner {
     own_read: Instant,
     own: Vec<OwnAddress>,
     families: Vec<Family>,
-    tables: [IPTables; 2],
     jails: BTreeMap<String, JailState>,
-    /// A running `ipset -` for single bans and unbans (ipset mode).
-    session: Option<ipset::Session>,
-    /// Set once a session could not be started: every command spawns `ipset` then.
-    session_unavailable: bool,
 }
 
 pub(super) fn run(
@@ -216,35 +177,23 @@ impl Owner {
                 "{v4} is not installed (not found on PATH); install it: apt-get install iptables"
             )));
         }
-        let tables = [
-            backend::iptables_handle(&choice, Family::V4),
-            backend::iptables_handle(&choice, Family::V6),
-        ];
-        let mut families = Vec::new();
-        for family in Family::ALL {
-            match backend::run(choice.iptables(family), &["-w", "-t", TABLE, "-S"], None) {
-                Ok(_) => families.push(family),
-                Err(error) if family == Family::V6 => {
-                    tracing::warn!(%error, "firewall: ip6tables does not work here; IPv6 bans are refused");
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        let kernel = Kernel::new(choice);
+        let families = kernel.working_families()?;
         let (mode, mode_reason) = resolve_mode(config.mode)?;
         tracing::info!(
-            backend = %choice.backend,
-            reason = %choice.reason,
+            backend = %kernel.choice().backend,
+            reason = %kernel.choice().reason,
             mode = %mode,
             mode_reason = %mode_reason,
             prefix = %config.chain_prefix,
-            "firewall: using iptables-{}", choice.backend
+            "firewall: using iptables-{}", kernel.choice().backend
         );
         let own = options
             .own_addresses
             .clone()
             .unwrap_or_else(safety::system_addresses);
         let mut owner = Owner {
-            choice,
+            kernel,
             mode,
             mode_reason,
             names: Names::new(&config.chain_prefix),
@@ -253,10 +202,7 @@ impl Owner {
             own_read: Instant::now(),
             own,
             families,
-            tables,
             jails: BTreeMap::new(),
-            session: None,
-            session_unavailable: false,
         };
         for rule in jails {
             owner.check_names(&rule)?;
@@ -317,20 +263,6 @@ impl Owner {
         false
     }
 
-    fn table(&self, family: Family) -> &IPTables {
-        match family {
-            Family::V4 => &self.tables[0],
-            Family::V6 => &self.tables[1],
-        }
-    }
-
-    fn ipt_error(&self, family: Family, error: &dyn std::error::Error) -> FirewallError {
-        FirewallError::Iptables {
-            program: self.choice.iptables(family).to_string(),
-            message: backend::clean_stderr(error.to_string().as_bytes()),
-        }
-    }
-
     fn check_names(&self, rule: &JailRule) -> Result<(), FirewallError> {
         if rule.name.is_empty() {
             return Err(jail_error("", "a jail needs a name"));
@@ -379,26 +311,12 @@ impl Owner {
                 family: family.label(),
                 message: format!(
                     "{} does not work on this host",
-                    self.choice.iptables(family)
+                    self.kernel.choice().iptables(family)
                 ),
             })
         }
     }
 
-    /// Seconds until `end`, rounded up; `None` for a permanent ban, `Some(0)` when passed.
-    fn remaining(&self, end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<u64> {
-        end.map(|end| {
-            let millis = (end - now).num_milliseconds();
-            if millis <= 0 {
-                0
-            } else {
-                u64::try_from(millis).unwrap_or(u64::MAX).div_ceil(1000)
-            }
-        })
-    }
-
-    /// Reads the host's addresses again (`force`), or when the copy is over a second old: a
-    /// netlink dump, cheap next to a ban, and a new Docker bridge is protected at once.
     fn refresh_own(&mut self, force: bool) {
         if self.fixed_own.is_none() && (force || self.own_read.elapsed() > OWN_ADDRESSES_FRESH) {
             self.own = safety::system_addresses();
@@ -421,7 +339,7 @@ impl Owner {
                 reason,
             });
         }
-        let remaining = self.remaining(request.end, now);
+        let remaining = plan::remaining(request.end, now);
         if remaining == Some(0) {
             return Ok(None);
         }
@@ -477,7 +395,7 @@ impl Owner {
             ActiveMode::Ipset => {
                 let set = self.names.jail_set(&jail_name, Family::of(&host));
                 let timeout = ipset::timeout_for(remaining).to_string();
-                self.ipset_command(&[
+                self.kernel.ipset_command(&[
                     "add",
                     "-exist",
                     &set,
@@ -504,32 +422,6 @@ impl Owner {
         Ok(outcome)
     }
 
-    /// One ipset command through the running session, or a process of its own when no
-    /// session works.
-    fn ipset_command(&mut self, args: &[&str]) -> Result<(), FirewallError> {
-        if self.session.is_none() && !self.session_unavailable {
-            match ipset::Session::start() {
-                Ok(session) => self.session = Some(session),
-                Err(reason) => {
-                    tracing::warn!(%reason, "firewall: no ipset session; each ban starts ipset (slower)");
-                    self.session_unavailable = true;
-                }
-            }
-        }
-        if let Some(session) = &mut self.session {
-            match session.run(&args.join(" ")) {
-                Ok(()) => return Ok(()),
-                Err(Ok(error)) => return Err(error),
-                Err(Err(reason)) => {
-                    // Started again on the next command.
-                    tracing::warn!(%reason, "firewall: the ipset session broke");
-                    self.session = None;
-                }
-            }
-        }
-        backend::run("ipset", args, None).map(drop)
-    }
-
     fn replace_ban_rules(
         &self,
         jail: &str,
@@ -539,19 +431,16 @@ impl Owner {
     ) -> Result<(), FirewallError> {
         let state = self.jail(jail)?;
         let family = Family::of(&host);
-        let table = self.table(family);
         for hook in state.hooks() {
             let chain = self.names.jail_chain(jail, hook);
             let verdicts = rules::verdicts(state.rule.action, hook, family);
             for rule in rules::ban_rules(host, end, &verdicts) {
-                table
-                    .append(TABLE, &chain, &rule.join(" "))
-                    .map_err(|error| self.ipt_error(family, error.as_ref()))?;
+                self.kernel.append_rule(family, &chain, &rule.join(" "))?;
             }
             if let Some(old_end) = previous {
                 for rule in rules::ban_rules(host, old_end, &verdicts) {
                     // Gone already is fine: the new rules are in place.
-                    let _ = table.delete(TABLE, &chain, &rule.join(" "));
+                    let _ = self.kernel.delete_rule(family, &chain, &rule.join(" "));
                 }
             }
         }
@@ -600,7 +489,7 @@ impl Owner {
         }
         self.advise_on_size();
         let applied = match self.mode {
-            ActiveMode::Ipset => batch.apply(),
+            ActiveMode::Ipset => self.kernel.set_batch(batch),
             ActiveMode::Rules => self.rebuild_jail_chains(&touched),
         };
         if let Err(error) = applied {
@@ -623,11 +512,18 @@ impl Owner {
                 for hook in state.hooks() {
                     chains.insert(
                         self.names.jail_chain(jail, hook),
-                        self.jail_chain_rules(state, hook, family),
+                        plan::jail_chain_rules(
+                            &self.names,
+                            self.mode,
+                            &state.rule,
+                            &state.bans,
+                            hook,
+                            family,
+                        ),
                     );
                 }
             }
-            self.restore(family, &chains)?;
+            self.kernel.write_chains(family, chains.iter())?;
         }
         Ok(())
     }
@@ -651,17 +547,17 @@ impl Owner {
         match self.mode {
             ActiveMode::Ipset => {
                 let set = self.names.jail_set(jail_name, family);
-                self.ipset_command(&["del", "-exist", &set, &host.to_string()])?;
+                self.kernel
+                    .ipset_command(&["del", "-exist", &set, &host.to_string()])?;
             }
             ActiveMode::Rules => {
                 let state = self.jail(jail_name)?;
-                let table = self.table(family);
                 for hook in state.hooks() {
                     let chain = self.names.jail_chain(jail_name, hook);
                     let verdicts = rules::verdicts(state.rule.action, hook, family);
                     for rule in rules::ban_rules(host, end, &verdicts) {
                         // Missing already (flushed by someone) is what we want anyway.
-                        let _ = table.delete(TABLE, &chain, &rule.join(" "));
+                        let _ = self.kernel.delete_rule(family, &chain, &rule.join(" "));
                     }
                 }
             }
@@ -680,7 +576,8 @@ impl Owner {
         match self.mode {
             ActiveMode::Ipset => {
                 for family in self.families.clone() {
-                    ipset::flush(&self.names.jail_set(jail_name, family))?;
+                    self.kernel
+                        .flush_set(&self.names.jail_set(jail_name, family))?;
                 }
             }
             ActiveMode::Rules => {
@@ -745,10 +642,7 @@ impl Owner {
 
     fn status(&mut self) -> Result<FirewallStatus, FirewallError> {
         self.sweep(self.clock.now())?;
-        let headers = match self.mode {
-            ActiveMode::Ipset => ipset::list_headers()?,
-            ActiveMode::Rules => HashMap::new(),
-        };
+        let headers = self.kernel.set_headers(self.mode)?;
         let jails = self
             .jails
             .values()
@@ -795,8 +689,8 @@ impl Owner {
             })
             .collect();
         Ok(FirewallStatus {
-            backend: self.choice.backend,
-            backend_reason: self.choice.reason.clone(),
+            backend: self.kernel.choice().backend,
+            backend_reason: self.kernel.choice().reason.clone(),
             mode: self.mode,
             mode_reason: self.mode_reason.clone(),
             prefix: self.names.prefix().to_string(),
@@ -829,7 +723,7 @@ impl Owner {
                         batch.del(&self.names.jail_set(jail, Family::of(host)), *host);
                     }
                 }
-                batch.apply()?;
+                self.kernel.set_batch(batch)?;
             }
             ActiveMode::Rules if expired.len() > REBUILD_THRESHOLD => {
                 let touched = expired
@@ -849,7 +743,7 @@ impl Owner {
                         let chain = self.names.jail_chain(jail_name, hook);
                         let verdicts = rules::verdicts(jail.rule.action, hook, family);
                         for rule in rules::ban_rules(*host, *end, &verdicts) {
-                            let _ = self.table(family).delete(TABLE, &chain, &rule.join(" "));
+                            let _ = self.kernel.delete_rule(family, &chain, &rule.join(" "));
                         }
                     }
                 }
@@ -858,86 +752,15 @@ impl Owner {
         Ok(expired.len())
     }
 
-    fn jail_chain_rules(&self, jail: &JailState, hook: Hook, family: Family) -> Vec<String> {
-        let verdicts = rules::verdicts(jail.rule.action, hook, family);
-        match self.mode {
-            ActiveMode::Ipset => {
-                rules::set_rules(&self.names.jail_set(&jail.rule.name, family), &verdicts)
-                    .iter()
-                    .map(|rule| rules::listing_text(rule))
-                    .collect()
-            }
-            ActiveMode::Rules => {
-                let mut bans: Vec<(&IpAddr, &Option<DateTime<Utc>>)> = jail
-                    .bans
-                    .iter()
-                    .filter(|(host, _)| Family::of(host) == family)
-                    .collect();
-                bans.sort();
-                bans.into_iter()
-                    .flat_map(|(host, end)| rules::ban_rules(*host, *end, &verdicts))
-                    .map(|rule| rules::listing_text(&rule))
-                    .collect()
-            }
-        }
-    }
-
-    /// Every chain logjail should have in one family, with its rules in order.
-    fn expected_chains(&self, family: Family) -> BTreeMap<String, Vec<String>> {
-        let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for jail in self.jails.values().filter(|jail| jail.acts()) {
-            for hook in jail.hooks() {
-                let jail_chain = self.names.jail_chain(&jail.rule.name, hook);
-                chains
-                    .entry(self.names.hook_chain(hook))
-                    .or_default()
-                    .extend(
-                        rules::hook_jumps(hook, &jail.rule.ports, jail.rule.protocol, &jail_chain)
-                            .iter()
-                            .map(|rule| rules::listing_text(rule)),
-                    );
-                chains.insert(jail_chain, self.jail_chain_rules(jail, hook, family));
-            }
-        }
-        chains
-    }
-
-    fn needed_hooks(&self) -> BTreeSet<Hook> {
+    /// The layout the state calls for, jails in name order.
+    fn jail_layouts(&self) -> Vec<JailLayout<'_>> {
         self.jails
             .values()
-            .filter(|jail| jail.acts())
-            .flat_map(JailState::hooks)
+            .map(|jail| JailLayout {
+                rule: &jail.rule,
+                bans: &jail.bans,
+            })
             .collect()
-    }
-
-    fn expected_sets(&self) -> BTreeMap<String, (String, Family)> {
-        let mut sets = BTreeMap::new();
-        if self.mode == ActiveMode::Ipset {
-            for jail in self.jails.values().filter(|jail| jail.acts()) {
-                for family in &self.families {
-                    sets.insert(
-                        self.names.jail_set(&jail.rule.name, *family),
-                        (jail.rule.name.clone(), *family),
-                    );
-                }
-            }
-        }
-        sets
-    }
-
-    fn snapshot(&self, family: Family) -> Result<Snapshot, FirewallError> {
-        let output = self
-            .table(family)
-            .execute(TABLE, "-S")
-            .map_err(|error| self.ipt_error(family, error.as_ref()))?;
-        if !output.status.success() {
-            return Err(FirewallError::Command {
-                command: format!("{} -t {TABLE} -S", self.choice.iptables(family)),
-                status: output.status.code(),
-                stderr: backend::clean_stderr(&output.stderr),
-            });
-        }
-        Ok(Snapshot::parse(&String::from_utf8_lossy(&output.stdout)))
     }
 
     /// Makes the kernel match the state: sets, chains, jumps; removes what is ours but no
@@ -945,323 +768,80 @@ impl Owner {
     /// state first (a restart after a crash keeps enforcing them).
     fn ensure(&mut self, adopt: bool) -> Result<LayoutReport, FirewallError> {
         let now = self.clock.now();
-        let mut report = LayoutReport::default();
         self.refresh_own(true);
-        if !adopt {
-            report.expired = self.sweep(now)?;
+        let expired = if adopt { 0 } else { self.sweep(now)? };
+        let snapshot = self.kernel.snapshot(self.mode, &self.families)?;
+        if adopt {
+            self.adopt(&snapshot, now)?;
         }
-        let expected_sets = self.expected_sets();
-        let headers = match self.mode {
-            ActiveMode::Ipset => ipset::list_headers()?,
-            ActiveMode::Rules => HashMap::new(),
+        let jails = self.jail_layouts();
+        let layout = Layout {
+            names: &self.names,
+            mode: self.mode,
+            families: &self.families,
+            jails: &jails,
+            now,
         };
-        if self.mode == ActiveMode::Ipset {
-            self.ensure_sets(&expected_sets, &headers, adopt, now, &mut report)?;
-        }
-        for family in self.families.clone() {
-            let snapshot = self.snapshot(family)?;
-            if adopt && self.mode == ActiveMode::Rules {
-                self.adopt_rules(family, &snapshot, now);
-            }
-            self.ensure_family(family, &snapshot, &mut report)?;
-        }
-        // Sets can only be destroyed once no rule uses them, so after the chains.
-        for name in headers.keys() {
-            if self.names.owns(name) && !expected_sets.contains_key(name) {
-                match ipset::destroy(name) {
-                    Ok(()) => report.removed.push(format!("set {name}")),
-                    Err(error) => {
-                        tracing::warn!(set = %name, %error, "firewall: cannot remove a leftover set")
-                    }
-                }
-            }
-        }
+        let operations = plan::plan(&layout, &snapshot)?;
+        drop(jails);
+        let mut report = self.kernel.apply(&operations)?;
+        report.expired = expired;
         Ok(report)
     }
 
-    fn ensure_sets(
-        &mut self,
-        expected: &BTreeMap<String, (String, Family)>,
-        headers: &HashMap<String, ipset::SetHeader>,
-        adopt: bool,
-        now: DateTime<Utc>,
-        report: &mut LayoutReport,
-    ) -> Result<(), FirewallError> {
-        let mut refill: Vec<(String, Family)> = Vec::new();
-        for (set, (jail, family)) in expected {
-            match headers.get(set) {
-                None => {
-                    ipset::create(set, *family)?;
-                    report.repaired.push(format!("set {set}"));
-                    refill.push((jail.clone(), *family));
-                }
-                Some(header) if !header.fits(*family) => {
-                    return Err(FirewallError::Set {
-                        set: set.clone(),
-                        message: format!(
-                            "exists as {} family {} without the timeout option logjail needs; \
-                             remove it (ipset destroy {set}) or change firewall.chain_prefix",
-                            header.kind, header.family
-                        ),
-                    });
-                }
-                Some(header) => {
-                    if adopt {
-                        let adopted = self.adopt_set(set, jail, now)?;
+    /// Takes into the state the bans the kernel still holds: entries of our sets that can be
+    /// reused (ipset mode), per-address rules whose end has not passed (rules mode).
+    fn adopt(&mut self, snapshot: &Snapshot, now: DateTime<Utc>) -> Result<(), FirewallError> {
+        let names = self.names.clone();
+        let families = self.families.clone();
+        let mode = self.mode;
+        for (name, state) in self.jails.iter_mut().filter(|(_, jail)| jail.acts()) {
+            match mode {
+                ActiveMode::Ipset => {
+                    for family in &families {
+                        let set = names.jail_set(name, *family);
+                        if !snapshot
+                            .sets
+                            .get(&set)
+                            .is_some_and(|header| header.fits(*family))
+                        {
+                            continue;
+                        }
+                        let mut adopted = 0;
+                        for (host, timeout) in self.kernel.set_entries(&set)? {
+                            let end = (timeout > 0).then(|| {
+                                now + chrono::Duration::seconds(
+                                    i64::try_from(timeout).unwrap_or(i64::MAX / 1000),
+                                )
+                            });
+                            if state.bans.insert(host, end).is_none() {
+                                adopted += 1;
+                            }
+                        }
                         if adopted > 0 {
                             tracing::info!(set = %set, bans = adopted, "firewall: kept bans found in an existing set");
                         }
                     }
-                    let known = self.jails.get(jail).map_or(0, |state| state.count(*family));
-                    if header.entries < known {
-                        report.repaired.push(format!(
-                            "set {set} ({} of {known} entries were missing)",
-                            known - header.entries
-                        ));
-                        refill.push((jail.clone(), *family));
+                }
+                ActiveMode::Rules => {
+                    for family in &families {
+                        let listing = snapshot.listing(*family);
+                        for hook in state.hooks() {
+                            for rule in listing.rules_of(&names.jail_chain(name, hook)) {
+                                if let Some((host, end)) =
+                                    rules::parse_ban_rule(&rules::tokenize(rule))
+                                    && Family::of(&host) == *family
+                                    && end.is_none_or(|end| end > now)
+                                {
+                                    state.bans.entry(host).or_insert(end);
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
-        let mut batch = Batch::default();
-        for (jail, family) in refill {
-            let set = self.names.jail_set(&jail, family);
-            if let Some(state) = self.jails.get(&jail) {
-                for (host, end) in state
-                    .bans
-                    .iter()
-                    .filter(|(host, _)| Family::of(host) == family)
-                {
-                    batch.add(&set, *host, ipset::timeout_for(self.remaining(*end, now)));
-                }
-            }
-        }
-        batch.apply()
-    }
-
-    fn adopt_set(
-        &mut self,
-        set: &str,
-        jail: &str,
-        now: DateTime<Utc>,
-    ) -> Result<usize, FirewallError> {
-        let entries = ipset::entries(set)?;
-        let Some(state) = self.jails.get_mut(jail) else {
-            return Ok(0);
-        };
-        let mut adopted = 0;
-        for (host, timeout) in entries {
-            let end = (timeout > 0).then(|| {
-                now + chrono::Duration::seconds(i64::try_from(timeout).unwrap_or(i64::MAX / 1000))
-            });
-            if state.bans.insert(host, end).is_none() {
-                adopted += 1;
-            }
-        }
-        Ok(adopted)
-    }
-
-    fn adopt_rules(&mut self, family: Family, snapshot: &Snapshot, now: DateTime<Utc>) {
-        let names = self.names.clone();
-        for (name, state) in self.jails.iter_mut().filter(|(_, jail)| jail.acts()) {
-            for hook in state.hooks() {
-                for rule in snapshot.rules_of(&names.jail_chain(name, hook)) {
-                    if let Some((host, end)) = rules::parse_ban_rule(&rules::tokenize(rule))
-                        && Family::of(&host) == family
-                        && end.is_none_or(|end| end > now)
-                    {
-                        state.bans.entry(host).or_insert(end);
-                    }
-                }
-            }
-        }
-    }
-
-    fn ensure_family(
-        &self,
-        family: Family,
-        snapshot: &Snapshot,
-        report: &mut LayoutReport,
-    ) -> Result<(), FirewallError> {
-        let table = self.table(family);
-        let err = |error: Box<dyn std::error::Error>| self.ipt_error(family, error.as_ref());
-        let hooks = self.needed_hooks();
-        let label = family.label();
-
-        if hooks.contains(&Hook::DockerUser) {
-            if !snapshot.chains.contains("DOCKER-USER") {
-                // What Docker itself creates; Docker keeps it when it starts later.
-                table.new_chain(TABLE, "DOCKER-USER").map_err(err)?;
-                table
-                    .append(TABLE, "DOCKER-USER", "-j RETURN")
-                    .map_err(err)?;
-                report.repaired.push(format!(
-                    "{label} chain DOCKER-USER (Docker has not made it)"
-                ));
-            }
-            match rules::docker_user_jump(snapshot.rules_of("FORWARD")) {
-                rules::DockerUserJump::Missing => {
-                    table
-                        .insert(TABLE, "FORWARD", rules::DOCKER_USER_JUMP, 1)
-                        .map_err(err)?;
-                    report
-                        .repaired
-                        .push(format!("{label} jump FORWARD -> DOCKER-USER"));
-                }
-                rules::DockerUserJump::BelowDocker => {
-                    self.raise_docker_user_jump(family)?;
-                    report.repaired.push(format!(
-                        "{label} jump FORWARD -> DOCKER-USER (moved above Docker's rules)"
-                    ));
-                }
-                rules::DockerUserJump::InPlace => {}
-            }
-        }
-
-        // Chains whose content differs are rewritten whole, atomically, in one restore.
-        let expected = self.expected_chains(family);
-        let mut rewrite = BTreeMap::new();
-        for (chain, wanted) in &expected {
-            let present = snapshot.chains.contains(chain);
-            let current = snapshot.rules_of(chain);
-            let is_hook_chain = Hook::ALL
-                .iter()
-                .any(|hook| self.names.hook_chain(*hook) == *chain);
-            let same = if self.mode == ActiveMode::Rules && !is_hook_chain {
-                // Per-address rules are appended as bans come: compare as sets.
-                let mut a: Vec<&String> = current.iter().collect();
-                let mut b: Vec<&String> = wanted.iter().collect();
-                a.sort();
-                b.sort();
-                a == b
-            } else {
-                current == wanted.as_slice()
-            };
-            if !present || !same {
-                let what = if present { "rules of" } else { "chain" };
-                report.repaired.push(format!("{label} {what} {chain}"));
-                rewrite.insert(chain.clone(), wanted.clone());
-            }
-        }
-        self.restore(family, &rewrite)?;
-
-        for hook in &hooks {
-            let parent = hook.parent();
-            let hook_chain = self.names.hook_chain(*hook);
-            let jump = format!("-j {hook_chain}");
-            let jumps = snapshot
-                .rules_of(parent)
-                .iter()
-                .filter(|rule| **rule == jump)
-                .count();
-            if jumps == 0 {
-                table.insert(TABLE, parent, &jump, 1).map_err(err)?;
-                report
-                    .repaired
-                    .push(format!("{label} jump {parent} -> {hook_chain}"));
-            }
-            for _ in 1..jumps {
-                table.delete(TABLE, parent, &jump).map_err(err)?;
-                report
-                    .removed
-                    .push(format!("{label} duplicate jump {parent} -> {hook_chain}"));
-            }
-        }
-
-        let stale: Vec<&String> = snapshot
-            .chains
-            .iter()
-            .filter(|chain| self.names.owns(chain) && !expected.contains_key(*chain))
-            .collect();
-        self.remove_chains(family, snapshot, &stale, &expected)?;
-        for chain in stale {
-            report.removed.push(format!("{label} chain {chain}"));
-        }
         Ok(())
-    }
-
-    /// Moves the jump to `DOCKER-USER` to the top of `FORWARD`, as Docker does for IPv4, in
-    /// one transaction, so that no packet ever passes `FORWARD` without it. The delete takes the
-    /// first (only) jump, the one below Docker's rules.
-    fn raise_docker_user_jump(&self, family: Family) -> Result<(), FirewallError> {
-        let script = format!(
-            "*{TABLE}\n-D FORWARD {jump}\n-I FORWARD 1 {jump}\nCOMMIT\n",
-            jump = rules::DOCKER_USER_JUMP
-        );
-        backend::run(
-            self.choice.restore(family),
-            &["--noflush", "--wait"],
-            Some(script.as_bytes()),
-        )
-        .map(drop)
-    }
-
-    /// Deletes chains of ours: first the jumps to them from chains we do not rewrite, then
-    /// their rules, then the chains.
-    fn remove_chains(
-        &self,
-        family: Family,
-        snapshot: &Snapshot,
-        doomed: &[&String],
-        rewritten: &BTreeMap<String, Vec<String>>,
-    ) -> Result<(), FirewallError> {
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        let table = self.table(family);
-        let err = |error: Box<dyn std::error::Error>| self.ipt_error(family, error.as_ref());
-        for (chain, chain_rules) in &snapshot.rules {
-            // Our own chains that stay only ever jump to chains that stay.
-            if self.names.owns(chain) || rewritten.contains_key(chain) {
-                continue;
-            }
-            for rule in chain_rules {
-                let tokens = rules::tokenize(rule);
-                let target = tokens
-                    .iter()
-                    .position(|token| token == "-j" || token == "-g")
-                    .and_then(|at| tokens.get(at + 1));
-                if target.is_some_and(|target| doomed.contains(&target)) {
-                    table.delete(TABLE, chain, rule).map_err(err)?;
-                }
-            }
-        }
-        for chain in doomed {
-            table.flush_chain(TABLE, chain).map_err(err)?;
-        }
-        for chain in doomed {
-            table.delete_chain(TABLE, chain).map_err(err)?;
-        }
-        Ok(())
-    }
-
-    /// Writes chains whole with `iptables-restore --noflush`: declaring a chain empties it
-    /// (or creates it), and the new rules go in within the same transaction.
-    fn restore(
-        &self,
-        family: Family,
-        chains: &BTreeMap<String, Vec<String>>,
-    ) -> Result<(), FirewallError> {
-        if chains.is_empty() {
-            return Ok(());
-        }
-        let mut script = String::from("*filter\n");
-        for chain in chains.keys() {
-            script.push_str(&format!(":{chain} - [0:0]\n"));
-        }
-        for (chain, chain_rules) in chains {
-            for rule in chain_rules {
-                script.push_str(&rules::restore_line(chain, rule));
-                script.push('\n');
-            }
-        }
-        script.push_str("COMMIT\n");
-        backend::run(
-            self.choice.restore(family),
-            &["--noflush", "--wait"],
-            Some(script.as_bytes()),
-        )
-        .map(drop)
     }
 
     fn shutdown(&mut self, keep_bans: bool) -> Result<(), FirewallError> {
@@ -1271,23 +851,22 @@ impl Owner {
         }
         let mut first_error = None;
         for family in self.families.clone() {
-            let result = self.snapshot(family).and_then(|snapshot| {
-                let ours: Vec<&String> = snapshot
-                    .chains
+            // A family's chains go in order and stop at the first failure; the other family
+            // and the sets are still tried.
+            let result = self.kernel.listing(family).and_then(|listing| {
+                plan::teardown(&self.names, family, &listing)
                     .iter()
-                    .filter(|chain| self.names.owns(chain))
-                    .collect();
-                self.remove_chains(family, &snapshot, &ours, &BTreeMap::new())
+                    .try_for_each(|operation| self.kernel.run(operation))
             });
             if let Err(error) = result {
                 first_error.get_or_insert(error);
             }
         }
         if self.mode == ActiveMode::Ipset {
-            match ipset::list_headers() {
+            match self.kernel.set_headers(self.mode) {
                 Ok(headers) => {
-                    for name in headers.keys().filter(|name| self.names.owns(name)) {
-                        if let Err(error) = ipset::destroy(name) {
+                    for operation in plan::teardown_sets(&self.names, &headers) {
+                        if let Err(error) = self.kernel.run(&operation) {
                             first_error.get_or_insert(error);
                         }
                     }
