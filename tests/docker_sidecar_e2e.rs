@@ -493,63 +493,91 @@ fn http(client: &Netns, target: SocketAddr, request: String) -> String {
     })
 }
 
+/// A WordPress example started with the nginx stand-in as its web service (the database is
+/// not needed by the stand-in) and the sidecar, both answering. Dropped in field order: the
+/// project goes down before the clients and the prefix guard.
+struct WordPressRun {
+    project: Project,
+    clients: Clients,
+    port: u16,
+    target: SocketAddr,
+    _guard: PrefixGuard,
+}
+
+impl WordPressRun {
+    fn start(example: &str, service: &str) -> WordPressRun {
+        let guard = PrefixGuard {
+            prefix: PREFIX.to_string(),
+        };
+        let clients = Clients::new();
+        let port = free_port();
+        let project = Project::new(
+            example,
+            &[
+                (
+                    "WORDPRESS_IMAGE",
+                    "logjail-test/wp-stand-in:{name}".to_string(),
+                ),
+                ("WORDPRESS_PORT", port.to_string()),
+                ("WORDPRESS_DB_PASSWORD", "test-only".to_string()),
+            ],
+        );
+        build_wordpress_stand_in(project.var("WORDPRESS_IMAGE"));
+        project.compose_ok(&[
+            "up",
+            "--detach",
+            "--no-build",
+            "--no-deps",
+            service,
+            "logjail",
+        ]);
+        wait_for(
+            "the sidecar's control socket",
+            Duration::from_secs(30),
+            || project.logjail(&["ping"]).status.success(),
+        );
+        wait_for(
+            "the sidecar to watch the web container",
+            Duration::from_secs(30),
+            || project.logs().contains("watching container"),
+        );
+        wait_for("nginx to answer", Duration::from_secs(30), || {
+            clients.bystander_reaches(port) == Reach::Connected
+        });
+        let target = SocketAddr::new(clients.host_ip(), port);
+        WordPressRun {
+            project,
+            clients,
+            port,
+            target,
+            _guard: guard,
+        }
+    }
+
+    /// `count` failed logins from the attacker, each a real POST answered 200.
+    fn fail_logins(&self, count: usize) {
+        let login = "log=admin&pwd=guess";
+        for _ in 0..count {
+            let status = http(
+                self.clients.attacker(),
+                self.target,
+                format!(
+                    "POST /wp-login.php HTTP/1.1\r\nHost: blog\r\nContent-Type: \
+                     application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{login}",
+                    login.len()
+                ),
+            );
+            assert_eq!(status, "HTTP/1.1 200 OK");
+        }
+    }
+}
+
 #[test]
 fn the_wordpress_example_refuses_a_login_guesser_at_once() {
-    let _guard = PrefixGuard {
-        prefix: PREFIX.to_string(),
-    };
-    let clients = Clients::new();
-    let port = free_port();
-    let project = Project::new(
-        "wordpress",
-        &[
-            (
-                "WORDPRESS_IMAGE",
-                "logjail-test/wp-stand-in:{name}".to_string(),
-            ),
-            ("WORDPRESS_PORT", port.to_string()),
-            ("WORDPRESS_DB_PASSWORD", "test-only".to_string()),
-        ],
-    );
-    build_wordpress_stand_in(project.var("WORDPRESS_IMAGE"));
-    // The database is not needed by the stand-in.
-    project.compose_ok(&[
-        "up",
-        "--detach",
-        "--no-build",
-        "--no-deps",
-        "wordpress",
-        "logjail",
-    ]);
-    wait_for(
-        "the sidecar's control socket",
-        Duration::from_secs(30),
-        || project.logjail(&["ping"]).status.success(),
-    );
-    wait_for(
-        "the sidecar to watch the web container",
-        Duration::from_secs(30),
-        || project.logs().contains("watching container"),
-    );
-    let target = SocketAddr::new(clients.host_ip(), port);
-    wait_for("nginx to answer", Duration::from_secs(30), || {
-        clients.bystander_reaches(port) == Reach::Connected
-    });
-
+    let run = WordPressRun::start("wordpress", "wordpress");
+    let (project, clients, port, target) = (&run.project, &run.clients, run.port, run.target);
     // Five failed logins (the example's maxretry), each a real POST answered 200.
-    let login = "log=admin&pwd=guess";
-    for _ in 0..5 {
-        let status = http(
-            clients.attacker(),
-            target,
-            format!(
-                "POST /wp-login.php HTTP/1.1\r\nHost: blog\r\nContent-Type: \
-                 application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{login}",
-                login.len()
-            ),
-        );
-        assert_eq!(status, "HTTP/1.1 200 OK");
-    }
+    run.fail_logins(5);
     let set = format!("{PREFIX}-s-wordpress-4");
     wait_for(
         "the ban in the kernel's set",
@@ -581,31 +609,8 @@ fn the_wordpress_example_refuses_a_login_guesser_at_once() {
 /// hold across every way the sidecar goes down and comes back.
 #[test]
 fn the_label_example_keeps_its_ban_across_sidecar_restarts_crashes_and_recreation() {
-    let _guard = PrefixGuard {
-        prefix: PREFIX.to_string(),
-    };
-    let clients = Clients::new();
-    let port = free_port();
-    let project = Project::new(
-        "labels",
-        &[
-            (
-                "WORDPRESS_IMAGE",
-                "logjail-test/wp-stand-in:{name}".to_string(),
-            ),
-            ("WORDPRESS_PORT", port.to_string()),
-            ("WORDPRESS_DB_PASSWORD", "test-only".to_string()),
-        ],
-    );
-    build_wordpress_stand_in(project.var("WORDPRESS_IMAGE"));
-    project.compose_ok(&[
-        "up",
-        "--detach",
-        "--no-build",
-        "--no-deps",
-        "web",
-        "logjail",
-    ]);
+    let run = WordPressRun::start("labels", "web");
+    let (project, clients, port, target) = (&run.project, &run.clients, run.port, run.target);
     let answering = |project: &Project| {
         wait_for(
             "the sidecar's control socket",
@@ -613,29 +618,7 @@ fn the_label_example_keeps_its_ban_across_sidecar_restarts_crashes_and_recreatio
             || project.logjail(&["ping"]).status.success(),
         );
     };
-    answering(&project);
-    wait_for(
-        "the sidecar to watch the web container",
-        Duration::from_secs(30),
-        || project.logs().contains("watching container"),
-    );
-    let target = SocketAddr::new(clients.host_ip(), port);
-    wait_for("nginx to answer", Duration::from_secs(30), || {
-        clients.bystander_reaches(port) == Reach::Connected
-    });
-    let login = "log=admin&pwd=guess";
-    for _ in 0..5 {
-        let status = http(
-            clients.attacker(),
-            target,
-            format!(
-                "POST /wp-login.php HTTP/1.1\r\nHost: blog\r\nContent-Type: \
-                 application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{login}",
-                login.len()
-            ),
-        );
-        assert_eq!(status, "HTTP/1.1 200 OK");
-    }
+    run.fail_logins(5);
     let set = format!("{PREFIX}-s-wp-4");
     let attacker = clients.attacker_ip();
     let still_banned = |project: &Project, when: &str| {
@@ -671,18 +654,18 @@ fn the_label_example_keeps_its_ban_across_sidecar_restarts_crashes_and_recreatio
             "{when}: {banned}"
         );
     };
-    still_banned(&project, "banned by the labels' jail");
+    still_banned(project, "banned by the labels' jail");
 
     // A clean restart of the sidecar: its stop takes the rules out, its start puts them back.
     project.compose_ok(&["restart", "logjail"]);
-    answering(&project);
-    still_banned(&project, "after `docker-compose restart logjail`");
+    answering(project);
+    still_banned(project, "after `docker-compose restart logjail`");
 
     // A crash: SIGKILL to the whole container (tini and logjail), then a start.
     sh(&docker(), &["kill", project.sidecar()]);
     sh(&docker(), &["start", project.sidecar()]);
-    answering(&project);
-    still_banned(&project, "after `docker kill` and `docker start`");
+    answering(project);
+    still_banned(project, "after `docker kill` and `docker start`");
 
     // A new sidecar container (an upgrade does this): only the state volume carries over.
     project.compose_ok(&[
@@ -693,8 +676,8 @@ fn the_label_example_keeps_its_ban_across_sidecar_restarts_crashes_and_recreatio
         "--force-recreate",
         "logjail",
     ]);
-    answering(&project);
-    still_banned(&project, "after the sidecar was re-created");
+    answering(project);
+    still_banned(project, "after the sidecar was re-created");
     let status = text(&project.logjail(&["status", "wp"]));
     assert!(
         status.contains("Defined by:\t\tlabels of container"),

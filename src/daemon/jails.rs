@@ -255,16 +255,25 @@ impl HeldBans {
     }
 
     /// Gives the jail just defined its held bans, still in force at `now`, and queues them for
-    /// the firewall.
+    /// the firewall. `lay_out` first queues the jail's layout: a jail added by a reload is laid
+    /// out by the daemon only after the jail task answers, too late for these bans.
     async fn hand_over(
         &mut self,
         runtime: &mut JailRuntime,
         effects: &Effects,
         now: DateTime<Utc>,
+        lay_out: bool,
     ) {
         let Some(bans) = self.by_jail.remove(&*runtime.name) else {
             return;
         };
+        if lay_out {
+            effects
+                .enforce(Enforcement::Define(crate::firewall::JailRule::from_config(
+                    &runtime.config,
+                )))
+                .await;
+        }
         let restored = restore_into(runtime, &bans, now);
         if restored > 0 {
             tracing::info!(jail = %runtime.name, restored, "held bans taken over by the jail defined again");
@@ -374,7 +383,7 @@ pub async fn run(
                         index = index_of(&jails);
                         if answer.is_ok() {
                             for runtime in &mut jails {
-                                held.hand_over(runtime, &effects, clock.now()).await;
+                                held.hand_over(runtime, &effects, clock.now(), true).await;
                             }
                         }
                         let _ = reply.send(answer);
@@ -393,7 +402,8 @@ pub async fn run(
                         if answer.is_ok()
                             && let Some(&slot) = index.get(&name)
                         {
-                            held.hand_over(&mut jails[slot], &effects, clock.now()).await;
+                            // `define` queued the layout already.
+                            held.hand_over(&mut jails[slot], &effects, clock.now(), false).await;
                         }
                         let _ = reply.send(answer);
                     }
@@ -1024,6 +1034,33 @@ mod tests {
         );
         let (jails, _) = harness.stop().await;
         assert_eq!(jails[0].jail.banned().next().unwrap().ban_count, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_that_adds_the_jail_lays_it_out_before_its_held_bans() {
+        let mut harness = Harness::start(Vec::new(), &[stored_ban("web", start_time())]);
+        let (config, _) = defined(&web_labels("80"), "web");
+        let (reply, answer) = oneshot::channel();
+        harness
+            .events
+            .send(JailEvent::Reconfigure {
+                jails: vec![config],
+                own_addresses: Vec::new(),
+                reply,
+            })
+            .await
+            .unwrap();
+        let summary = answer.await.unwrap().unwrap();
+        assert_eq!(summary.added, ["web"]);
+        let changes = harness.firewall_changes();
+        assert!(
+            matches!(&changes[..], [Enforcement::Define(rule), Enforcement::Ban { jail, .. }]
+                if rule.name == "web" && jail == "web"),
+            "{changes:?}"
+        );
+        let (jails, _) = harness.stop().await;
+        assert_eq!(jails[0].definer, Definer::Config);
+        assert_eq!(jails[0].jail.banned().count(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -51,18 +51,11 @@ impl JailState {
     }
 
     fn hooks(&self) -> BTreeSet<Hook> {
-        self.rule
-            .chains
-            .iter()
-            .map(|chain| Hook::from(*chain))
-            .collect()
+        super::plan::hooks_of(&self.rule)
     }
 
     fn count(&self, family: Family) -> usize {
-        self.bans
-            .keys()
-            .filter(|host| Family::of(host) == family)
-            .count()
+        super::plan::bans_in(&self.bans, family)
     }
 }
 

@@ -42,19 +42,24 @@ pub struct JailLayout<'a> {
 
 impl JailLayout<'_> {
     fn hooks(&self) -> BTreeSet<Hook> {
-        self.rule
-            .chains
-            .iter()
-            .map(|chain| Hook::from(*chain))
-            .collect()
+        hooks_of(self.rule)
     }
 
     fn count(&self, family: Family) -> usize {
-        self.bans
-            .keys()
-            .filter(|host| Family::of(host) == family)
-            .count()
+        bans_in(self.bans, family)
     }
+}
+
+/// The hooks (INPUT, DOCKER-USER) a jail's rule bans in.
+pub(super) fn hooks_of(rule: &JailRule) -> BTreeSet<Hook> {
+    rule.chains.iter().map(|chain| Hook::from(*chain)).collect()
+}
+
+/// How many of `bans` are addresses of `family`.
+pub(super) fn bans_in(bans: &Bans, family: Family) -> usize {
+    bans.keys()
+        .filter(|host| Family::of(host) == family)
+        .count()
 }
 
 /// One family's iptables as listed by `iptables -S`.
