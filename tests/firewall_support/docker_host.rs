@@ -102,11 +102,17 @@ pub fn wait_until(what: &str, context: impl Fn() -> String, mut done: impl FnMut
     }
 }
 
-/// Whether `address` is an entry of `set` in the host namespace.
+/// Whether `address` is an entry of `set` in the host namespace. A set that does not exist
+/// (yet: logjail may still be laying out its firewall) holds nothing.
 pub fn set_holds(host: &Netns, set: &str, address: IpAddr) -> bool {
-    host.sh("ipset", &["list", set])
-        .lines()
-        .any(|line| line.split_whitespace().next() == Some(address.to_string().as_str()))
+    let output = std::process::Command::new("ip")
+        .args(["netns", "exec", &host.name, "ipset", "list", set])
+        .output()
+        .expect("cannot run ip netns exec");
+    output.status.success()
+        && String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some(address.to_string().as_str()))
 }
 
 /// The rules of `chain`, in order, as `-S` lists them.
