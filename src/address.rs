@@ -263,3 +263,13 @@ mod tests {
         assert_eq!(warnings.record(&sshd, start), Some(2));
     }
 }
+/// This machine's addresses, for `ignoreself`.
+pub fn own_addresses() -> Vec<IpAddr> {
+    match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces.into_iter().map(|i| i.ip()).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot list this machine's addresses; ignoreself covers loopback only");
+            Vec::new()
+        }
+    }
+}

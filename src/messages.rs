@@ -15,7 +15,7 @@
 //! `ARCHITECTURE.md`. This module sits low: it holds data only, and the stages import it,
 //! never one another, to talk.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -26,9 +26,8 @@ use tokio::sync::oneshot;
 
 use crate::config::JailConfig;
 use crate::control::protocol::{Request, ResponseEnvelope};
+use crate::filter::Filter;
 use crate::jail::{BanOrder, Decision};
-use crate::routing::Route;
-use crate::store::{BanRecord, JailDefinition};
 
 // ---- sources → matcher ------------------------------------------------------------------
 
@@ -167,7 +166,7 @@ pub enum JailEvent {
     Reconfigure {
         jails: Vec<JailConfig>,
         own_addresses: Vec<IpAddr>,
-        reply: oneshot::Sender<Result<ReloadSummary, String>>,
+        reply: oneshot::Sender<Result<ReloadSummary, crate::jail::task::JailTaskError>>,
     },
     /// Makes sure a jail defined at run time (by container labels) exists with these
     /// settings; answers why not when a different jail of that name exists. `definition` is
@@ -175,7 +174,7 @@ pub enum JailEvent {
     Define {
         config: Box<JailConfig>,
         definition: Box<JailDefinition>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), crate::jail::task::JailTaskError>>,
     },
 }
 
@@ -269,4 +268,66 @@ pub enum StoreRequest {
 pub struct ControlCall {
     pub request: Request,
     pub reply: oneshot::Sender<ResponseEnvelope>,
+}
+
+/// One jail an origin feeds, with the filter that jail runs.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub jail: Arc<str>,
+    pub filter: Arc<Filter>,
+}
+
+/// A ban as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanRecord {
+    pub jail: String,
+    pub host: IpAddr,
+    pub start: DateTime<Utc>,
+    /// `None` for a permanent ban.
+    pub end: Option<DateTime<Utc>>,
+    /// Which ban of this host this is (1 for the first), for increments.
+    pub ban_count: u32,
+    pub failures: u32,
+    /// Where the failures were seen (container, file), for `status` after a restart.
+    pub origin: Option<String>,
+    /// The log lines that led to the ban.
+    pub matches: Vec<String>,
+}
+
+/// What defined a jail at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DefinitionKind {
+    /// `logjail.jail.NAME.*` labels of a Docker container.
+    ContainerLabels,
+}
+
+impl DefinitionKind {
+    /// The name stored in the `kind` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            DefinitionKind::ContainerLabels => "container-labels",
+        }
+    }
+
+    /// The kind stored under [`name`](Self::name), if this version knows it.
+    pub fn from_name(name: &str) -> Option<DefinitionKind> {
+        match name {
+            "container-labels" => Some(DefinitionKind::ContainerLabels),
+            _ => None,
+        }
+    }
+}
+
+/// A jail defined at run time, stored as what defined it, so that the same parser rebuilds it
+/// at the next start (with the chains, ports, protocol and verdict its bans need).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailDefinition {
+    pub jail: String,
+    pub kind: DefinitionKind,
+    /// Who defined it, for `status` and the log (`container web`).
+    pub defined_by: String,
+    /// The container used the host's network: its jail bans in `INPUT`, not `DOCKER-USER`.
+    pub host_network: bool,
+    /// The labels (keys and values as given) that define this jail, and only those.
+    pub labels: BTreeMap<String, String>,
 }

@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use logjail::daemon::jails::announce_ban;
 use logjail::duration::BanTime;
 use logjail::filter::envelope::Decoder;
 use logjail::filter::{Filter, Verdict, builtin};
 use logjail::jail::BanOrder;
+use logjail::jail::task::announce_ban;
 use serde::Deserialize;
 
 /// One fixture line and what the filter must make of it.

@@ -19,11 +19,11 @@ use firewall_support::Netns;
 use logjail::action::Notifier;
 use logjail::clock::SystemClock;
 use logjail::config::Config;
-use logjail::daemon::jails::{self, CountedHistory, Effects};
-use logjail::daemon::store_task;
+use logjail::jail::task::{self as jails, CountedHistory, Effects};
 use logjail::messages::JailEvent;
 use logjail::routing::labels::{self, LabelContext};
 use logjail::store::Store;
+use logjail::store::task as store_task;
 use support::process::{LogjailProcess, LogjailRun, cli, find_program, wait_until};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -342,7 +342,7 @@ async fn without_a_firewall_label_jails_that_block_are_refused() {
                 })
                 .await
                 .unwrap();
-            let answer = answer.await.unwrap();
+            let answer = answer.await.unwrap().map_err(|refused| refused.to_string());
             match (&no_firewall, action) {
                 (Some(_), Some("log")) | (None, _) => {
                     assert_eq!(answer, Ok(()), "{name} with {no_firewall:?}")

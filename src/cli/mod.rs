@@ -335,7 +335,7 @@ fn replay_settings(args: &RegexArgs) -> Result<crate::jail::JailSettings, String
             // A replay judges the log as it was: this machine's addresses are not special.
             let mut jail = jail.clone();
             jail.ignoreself = false;
-            crate::daemon::jails::jail_settings(&jail, &[]).map_err(|e| e.to_string())?
+            jail.jail_settings(&[]).map_err(|e| e.to_string())?
         }
         None => {
             let mut settings = crate::jail::JailSettings::new("regex");
@@ -432,10 +432,7 @@ fn run(path: Option<PathBuf>, log_json: bool) -> ExitCode {
             () = async {
                 stopping.cancelled().await;
                 tokio::time::sleep(STOP_GRACE).await;
-            } => Err(crate::daemon::DaemonError::Task(format!(
-                "did not stop within {} s; exiting anyway",
-                STOP_GRACE.as_secs()
-            ))),
+            } => Err(crate::daemon::DaemonError::StopTimeout { grace: STOP_GRACE }),
         };
         signals.abort();
         result

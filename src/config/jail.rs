@@ -1,5 +1,6 @@
 //! Validated jail settings: what a jail watches, when it bans, and what a ban blocks.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use super::action::ActionConfig;
 use super::glob::Glob;
 use super::ports::{Ports, Protocol};
 use crate::duration::BanTime;
+use crate::jail::{IgnoreList, IncrementSettings, JailSettings, SettingsError};
 
 /// Fail2Ban's defaults, used when neither the jail nor `defaults:` sets a key.
 pub const DEFAULT_BANTIME: Duration = Duration::from_secs(600);
@@ -57,6 +59,25 @@ impl JailConfig {
     /// Whether the jail bans only from the command line.
     pub fn is_manual(&self) -> bool {
         self.filter.is_none()
+    }
+
+    /// The settings the jail counts and bans with: the one translation from the validated
+    /// configuration, used by the daemon, label-defined jails and `regex --bans` alike.
+    /// `own_addresses` are this machine's, for `ignoreself`. Validation has checked every
+    /// value, so an error here means a configuration built by hand, not from YAML.
+    pub fn jail_settings(&self, own_addresses: &[IpAddr]) -> Result<JailSettings, SettingsError> {
+        let mut settings = JailSettings::new(self.name.clone());
+        settings.maxretry = self.maxretry;
+        settings.findtime = self.findtime;
+        settings.bantime = self.bantime;
+        settings.increment = self.increment.as_ref().map(IncrementConfig::settings);
+        settings.ignore = IgnoreList::from_networks(
+            self.ignoreip.iter().copied(),
+            self.ignoreself,
+            own_addresses.to_vec(),
+        );
+        settings.validate()?;
+        Ok(settings)
     }
 }
 
@@ -108,6 +129,21 @@ pub struct IncrementConfig {
     pub rndtime: Option<Duration>,
     /// Count earlier bans of the host in every jail, not only this one.
     pub overalljails: bool,
+}
+
+impl IncrementConfig {
+    /// The jail's increment settings for this section.
+    fn settings(&self) -> IncrementSettings {
+        IncrementSettings {
+            enabled: true,
+            factor: self.factor,
+            multipliers: (!self.multipliers.is_empty()).then(|| self.multipliers.clone()),
+            maxtime: self.maxtime,
+            rndtime: self.rndtime,
+            overalljails: self.overalljails,
+            lookback: None,
+        }
+    }
 }
 
 /// Fail2Ban's increment factor default.

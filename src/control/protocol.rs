@@ -84,6 +84,25 @@ pub struct ResponseEnvelope {
     pub result: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The class of a failure, for programs; absent from answers of older daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ErrorKind>,
+}
+
+/// What kind of failure an answer reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No such jail, or the address is not banned or listed.
+    NotFound,
+    /// The request names something malformed: an address, a duration, a setting.
+    Invalid,
+    /// The jail will not do it (an ignored address, one already banned).
+    Refused,
+    /// The daemon cannot do it now (shutting down, no firewall, a reload refused).
+    Unavailable,
+    /// A defect in logjail.
+    Internal,
 }
 
 impl ResponseEnvelope {
@@ -93,6 +112,7 @@ impl ResponseEnvelope {
             ok: true,
             result: Some(result),
             error: None,
+            kind: None,
         }
     }
 
@@ -102,6 +122,15 @@ impl ResponseEnvelope {
             ok: false,
             result: None,
             error: Some(error.into()),
+            kind: None,
+        }
+    }
+
+    /// A failure with its kind.
+    pub fn failure_of(kind: ErrorKind, error: impl Into<String>) -> Self {
+        ResponseEnvelope {
+            kind: Some(kind),
+            ..ResponseEnvelope::failure(error)
         }
     }
 }

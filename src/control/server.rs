@@ -10,7 +10,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{MAX_REQUEST_BYTES, PROTOCOL_VERSION, RequestEnvelope, ResponseEnvelope};
+use super::protocol::{
+    ErrorKind, MAX_REQUEST_BYTES, PROTOCOL_VERSION, RequestEnvelope, ResponseEnvelope,
+};
 use crate::messages::ControlCall;
 
 /// Why the socket could not be opened.
@@ -104,7 +106,7 @@ async fn handle(stream: UnixStream, calls: mpsc::Sender<ControlCall>) {
             Ok(_) => {}
         }
         let response = if line.len() > MAX_REQUEST_BYTES {
-            ResponseEnvelope::failure("request too large")
+            ResponseEnvelope::failure_of(ErrorKind::Invalid, "request too large")
         } else {
             answer(&line, &calls).await
         };
@@ -130,18 +132,27 @@ async fn answer(line: &str, calls: &mpsc::Sender<ControlCall>) -> ResponseEnvelo
                 .ok()
                 .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64));
             return match version {
-                Some(v) if v != u64::from(PROTOCOL_VERSION) => ResponseEnvelope::failure(format!(
-                    "protocol version {v} is not supported by this daemon (it speaks {PROTOCOL_VERSION}); use the logjail binary of the same release"
-                )),
-                _ => ResponseEnvelope::failure(format!("bad request: {error}")),
+                Some(v) if v != u64::from(PROTOCOL_VERSION) => ResponseEnvelope::failure_of(
+                    ErrorKind::Invalid,
+                    format!(
+                        "protocol version {v} is not supported by this daemon (it speaks {PROTOCOL_VERSION}); use the logjail binary of the same release"
+                    ),
+                ),
+                _ => ResponseEnvelope::failure_of(
+                    ErrorKind::Invalid,
+                    format!("bad request: {error}"),
+                ),
             };
         }
     };
     if envelope.version != PROTOCOL_VERSION {
-        return ResponseEnvelope::failure(format!(
-            "protocol version {} is not supported by this daemon (it speaks {PROTOCOL_VERSION})",
-            envelope.version
-        ));
+        return ResponseEnvelope::failure_of(
+            ErrorKind::Invalid,
+            format!(
+                "protocol version {} is not supported by this daemon (it speaks {PROTOCOL_VERSION})",
+                envelope.version
+            ),
+        );
     }
     let (reply, response) = oneshot::channel();
     if calls
@@ -152,9 +163,9 @@ async fn answer(line: &str, calls: &mpsc::Sender<ControlCall>) -> ResponseEnvelo
         .await
         .is_err()
     {
-        return ResponseEnvelope::failure("the daemon is shutting down");
+        return ResponseEnvelope::failure_of(ErrorKind::Unavailable, "the daemon is shutting down");
     }
-    response
-        .await
-        .unwrap_or_else(|_| ResponseEnvelope::failure("the daemon is shutting down"))
+    response.await.unwrap_or_else(|_| {
+        ResponseEnvelope::failure_of(ErrorKind::Unavailable, "the daemon is shutting down")
+    })
 }

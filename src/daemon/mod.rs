@@ -1,48 +1,53 @@
-//! The daemon: wires the tasks together in start order and stops them in reverse.
+//! The daemon: wires the stages together. [`Daemon::start`] starts them in order and
+//! [`Daemon::shutdown`] stops them in reverse; nothing else lives here.
 //!
 //! ```text
-//! sources ──LineBatch──► matcher ──JailEvent──► jails ──► store (thread), log, observers
-//!   (file, journal,        (envelope,             (counting,
-//!    docker)                filters, positions)     bans, expiry)
+//!  start                                   shutdown (reverse, so that nothing read is lost)
+//!  1. store        bans, history, positions          8. store        flushed, closed
+//!  2. jails        configured + restored label jails 7. notifier     queued notices get a grace period
+//!  3. firewall     chains, sets, restored bans       6. firewall     chains and sets removed (or kept)
+//!  4. enforcer     the firewall's queue              5. enforcer     drains its queue
+//!  5. notifier     webhooks, commands                4. pipeline     matcher drains lines, jails drain failures
+//!  6. pipeline     jail task, matcher                3. sources      stop, hand on what they read
+//!  7. front        control socket, metrics           2. front        control socket and metrics close
+//!  8. sources      Docker, host files, journal       1. (serve returns on the shutdown token)
 //! ```
 //!
-//! Start: open the store and read what survives a restart (bans, positions, history), set up
-//! the jails and restore their bans, start the matcher, then the sources. Stop: sources first,
-//! then the channels drain in order, positions and bans are flushed, the store closes.
+//! The tasks themselves live next to their domain: the jail task in [`crate::jail::task`], the
+//! matcher in [`crate::filter::matcher`], the store task in [`crate::store::task`], the
+//! firewall's queue in [`crate::firewall::queue`], the source supervisors in
+//! [`crate::source::supervisor`] and [`crate::source::docker`].
 
-pub mod control;
-pub mod enforcer;
-pub mod files;
-mod followers;
-pub mod jails;
-pub mod journal;
-pub mod matcher;
-pub mod store_task;
+mod front;
+mod reload;
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::action::Notifier;
+use crate::action::{Notifier, NotifierHandle};
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Config, ConfigOrigin};
+use crate::config::Config;
 use crate::control::ResponseEnvelope;
-use crate::jail::Jail;
-use crate::messages::ControlCall;
-use crate::messages::LineBatch;
+use crate::firewall::{BanRequest, FirewallError, FirewallHandle, JailRule};
+use crate::jail::task::{self as jails, CountedHistory, HeldBans, JailRuntime};
+use crate::messages::{Enforcement, JailEvent, LineBatch, MatcherControl};
+use crate::routing::Filters;
+use crate::source::docker::DockerSource;
+use crate::source::supervisor::{FileSources, JournalSources, SupervisorError};
 use crate::source::watch::FileWatcher;
+use crate::store::task::{Recovered, StoreHandle};
 use crate::store::{Store, StoreError};
 
 pub use crate::messages::DaemonEvent;
-use crate::messages::MatcherControl;
-use files::FileSources;
-use jails::{CountedHistory, JailRuntime};
-use journal::JournalSources;
-use store_task::StoreHandle;
+pub use reload::ReloadError;
 
 /// Batches in flight from all sources to the matcher; a full channel makes sources wait
 /// (back-pressure) instead of growing memory. A full batch of short lines holds about
@@ -54,28 +59,41 @@ const LINE_QUEUE: usize = 16;
 const FAILURE_QUEUE: usize = 4096;
 /// Firewall changes in flight from the jails to the enforcer.
 const ENFORCE_QUEUE: usize = 4096;
-/// How long queued notifications may take to go out at shutdown.
-const NOTIFIER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long queued notifications, and queued firewall changes, may take at shutdown.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// Events kept for slow observers before they start missing some.
 const EVENT_QUEUE: usize = 4096;
 
-/// Why the daemon could not start.
+/// Why the daemon could not start or stopped with an error. The causes are kept.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error("jail \"{jail}\": {message}")]
-    Jail { jail: String, message: String },
     #[error(transparent)]
-    Routing(#[from] crate::routing::RoutingError),
+    Jail(#[from] crate::jail::task::JailTaskError),
+    #[error(transparent)]
+    Sources(#[from] SupervisorError),
     #[error("cannot watch files: {0}")]
-    Watch(String),
+    Watch(#[source] crate::source::watch::WatchError),
     #[error("{0}")]
-    Control(String),
+    Control(#[from] crate::control::server::ServerError),
+    #[error("{0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("firewall: {0}")]
-    Firewall(String),
+    Firewall(#[from] FirewallError),
+    /// The firewall does not work and some jails need it.
+    #[error("firewall: {error} (needed by the jails that block addresses: {}; jails with action: log run without a firewall)", blocking.join(", "))]
+    FirewallNeeded {
+        error: FirewallError,
+        blocking: Vec<String>,
+    },
+    #[error("cannot listen for SIGHUP: {0}")]
+    Signal(#[source] std::io::Error),
     #[error("a daemon task failed: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
+    /// Stopping took longer than `logjail run` waits.
+    #[error("a daemon task failed: did not stop within {} s; exiting anyway", grace.as_secs())]
+    StopTimeout { grace: Duration },
 }
 
 /// What tests and embedders may change; `Default` is what `logjail run` uses.
@@ -122,353 +140,191 @@ pub async fn run_with(
     options: DaemonOptions,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
-    let clock = options.clock.clone();
-    let now = clock.now();
-    tracing::info!(config = %config.origin, "logjail starting");
+    let mut daemon = Daemon::start(config, options).await?;
+    daemon.serve(&shutdown).await;
+    daemon.shutdown().await
+}
 
-    let store = open_store(&config.store.path).await?;
-    let (store_handle, recovered, store_thread) =
-        store_task::start(store, now, chrono::DateTime::<chrono::Utc>::MIN_UTC)?;
+/// A started daemon: every stage, in start order.
+pub struct Daemon {
+    /// The configuration running now; a reload replaces it only once applied.
+    config: Config,
+    /// This machine's addresses, for `ignoreself` of jails added later.
+    own: Vec<IpAddr>,
+    hangups: Option<Signal>,
+    store: StoreStage,
+    firewall: FirewallStage,
+    enforcer: Option<EnforcerStage>,
+    notifier: NotifierStage,
+    pipeline: Pipeline,
+    front: front::Front,
+    sources: Sources,
+}
 
-    // The jails: the configuration file's, then those that container labels defined in
-    // earlier runs and that still hold bans, rebuilt from their stored definitions.
-    let own = options.own_addresses.clone().unwrap_or_else(own_addresses);
-    let mut runtimes = Vec::new();
-    for jail_config in config.jails.iter().filter(|j| j.enabled) {
-        let settings = jails::jail_settings(jail_config, &own).map_err(|e| DaemonError::Jail {
-            jail: jail_config.name.clone(),
-            message: e.to_string(),
-        })?;
-        let jail = Jail::new(settings).map_err(|e| DaemonError::Jail {
-            jail: jail_config.name.clone(),
-            message: e.to_string(),
-        })?;
-        runtimes.push(JailRuntime::new(jail, jail_config.clone()));
-    }
-    runtimes.extend(
-        restored_label_jails(
+impl Daemon {
+    /// Starts every stage in order. The firewall holds every restored ban before the first
+    /// line is read, and the control socket answers before then too.
+    pub async fn start(config: Config, options: DaemonOptions) -> Result<Daemon, DaemonError> {
+        let clock = options.clock.clone();
+        let now = clock.now();
+        tracing::info!(config = %config.origin, "logjail starting");
+
+        // 1. The store, and what survives a restart.
+        let (store, recovered) = StoreStage::open(&config.store.path, now).await?;
+
+        // 2. The jails: the configuration file's, then those that container labels defined
+        // in earlier runs and that still hold bans; their stored bans restored.
+        let own = options
+            .own_addresses
+            .clone()
+            .unwrap_or_else(crate::address::own_addresses);
+        let mut runtimes = jails::configured_jails(&config, &own)?;
+        runtimes.extend(
+            jails::restored_label_jails(
+                &config,
+                &recovered.definitions,
+                &recovered.bans,
+                &own,
+                &store.handle,
+            )
+            .await,
+        );
+        let (restored, held) = jails::restore_bans(&mut runtimes, &recovered.bans, now);
+        if restored > 0 {
+            tracing::info!(restored, "bans restored from the store");
+        }
+
+        // 3. Chains and sets for every jail that runs, then the restored bans in them.
+        let firewall = if options.manage_firewall {
+            FirewallStage::start(&config, &runtimes, &clock).await?
+        } else {
+            tracing::warn!("firewall not managed: bans are decided and recorded, not enforced");
+            FirewallStage::Unmanaged
+        };
+        let summary = firewall.summary().await?;
+
+        // 4. The firewall's queue: the jails hand it their changes and go on.
+        let docker_connected = Arc::new(Notify::new());
+        let firewall_errors = Arc::new(AtomicU64::new(0));
+        let enforcer = match &firewall {
+            FirewallStage::Running { handle, .. } => Some(
+                EnforcerStage::start(
+                    handle,
+                    &runtimes,
+                    docker_connected.clone(),
+                    firewall_errors.clone(),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+
+        // 5. Notifications.
+        let notifier = NotifierStage::start();
+
+        // 6. The jail task and the matcher.
+        let effects = jails::Effects {
+            store: store.handle.clone(),
+            observers: options.events.clone(),
+            notifier: notifier.handle.clone(),
+            enforcer: enforcer.as_ref().map(|e| e.queue.clone()),
+            no_firewall: firewall.missing_reason(),
+        };
+        let (pipeline, lines) = Pipeline::start(
+            runtimes,
+            held,
+            CountedHistory::from_store(recovered.history.clone()),
+            effects,
+            &store.handle,
+            &clock,
+            summary,
+        );
+
+        // 7. The control socket and metrics answer before the first line is read.
+        let front = front::Front::start(
             &config,
-            &recovered.definitions,
-            &recovered.bans,
-            &own,
-            &store_handle,
+            front::Wiring {
+                jails: pipeline.jails.clone(),
+                matcher: pipeline.matcher.clone(),
+                actions: notifier.handle.stats(),
+                firewall_errors,
+            },
         )
-        .await,
-    );
-    let (restored, held) = jails::restore_bans(&mut runtimes, &recovered.bans, now);
-    if restored > 0 {
-        tracing::info!(restored, "bans restored from the store");
+        .await?;
+
+        // 8. The sources, each resuming from its stored position.
+        let sources =
+            Sources::start(&config, &recovered, lines, &pipeline, docker_connected).await?;
+
+        let hangups = if options.reload_on_sighup {
+            Some(signal(SignalKind::hangup()).map_err(DaemonError::Signal)?)
+        } else {
+            None
+        };
+        tracing::info!("logjail running");
+        Ok(Daemon {
+            config,
+            own,
+            hangups,
+            store,
+            firewall,
+            enforcer,
+            notifier,
+            pipeline,
+            front,
+            sources,
+        })
     }
 
-    // Chains and sets first, for every jail that holds bans (label-defined ones included):
-    // the bans re-applied below must have somewhere to go before any source starts.
-    let (firewall, no_firewall) = if options.manage_firewall {
-        let rules = runtimes
-            .iter()
-            .map(|runtime| crate::firewall::JailRule::from_config(&runtime.config))
-            .collect();
-        start_firewall(&config, rules, &clock).await?
-    } else {
-        tracing::warn!("firewall not managed: bans are decided and recorded, not enforced");
-        (None, None)
-    };
-    let firewall_summary = match (&firewall, &no_firewall) {
-        (Some((handle, _)), _) => match handle.status().await {
-            Ok(status) => {
-                let summary = format!(
-                    "{} ({}), {} mode ({})",
-                    status.backend, status.backend_reason, status.mode, status.mode_reason
-                );
-                tracing::info!(firewall = %summary, "firewall ready");
-                summary
-            }
-            Err(e) => return Err(DaemonError::Firewall(e.to_string())),
-        },
-        (None, Some(reason)) => format!("none ({reason}; every jail only logs)"),
-        (None, None) => "none (not managed)".to_string(),
-    };
-
-    let firewall_errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let docker_connected = Arc::new(tokio::sync::Notify::new());
-    let enforcer_stop = CancellationToken::new();
-    let (enforcer, enforcer_task) = match &firewall {
-        Some((handle, _)) => {
-            // Re-applied with their remaining time; the firewall refreshes bans it still
-            // holds and skips those whose end has passed.
-            let requests: Vec<crate::firewall::BanRequest> = runtimes
-                .iter()
-                .flat_map(|runtime| {
-                    runtime
-                        .jail
-                        .banned()
-                        .map(|ban| crate::firewall::BanRequest {
-                            jail: runtime.name.to_string(),
-                            host: ban.host,
-                            end: ban.end,
-                        })
-                })
-                .collect();
-            if !requests.is_empty() {
-                let outcome = handle
-                    .ban_many(requests)
-                    .await
-                    .map_err(|e| DaemonError::Firewall(e.to_string()))?;
-                for (request, reason) in &outcome.refused {
-                    tracing::warn!(jail = %request.jail, host = %request.host, %reason, "stored ban not re-applied");
+    /// Answers reloads (control socket, SIGHUP) until `shutdown` is cancelled.
+    pub async fn serve(&mut self, shutdown: &CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                Some(call) = self.front.reloads.recv() => {
+                    let answer = match self.reload().await {
+                        Ok(message) => ResponseEnvelope::success(serde_json::json!(message)),
+                        Err(error) => ResponseEnvelope::failure_of(error.kind(), error.to_string()),
+                    };
+                    let _ = call.reply.send(answer);
                 }
-                tracing::info!(applied = outcome.applied, "bans re-applied to the firewall");
-            }
-            let (sender, receiver) = mpsc::channel(ENFORCE_QUEUE);
-            let task = tokio::spawn(enforcer::run(
-                handle.clone(),
-                receiver,
-                docker_connected.clone(),
-                firewall_errors.clone(),
-                enforcer_stop.clone(),
-            ));
-            (Some(sender), Some(task))
-        }
-        None => (None, None),
-    };
-
-    let (line_sender, line_receiver) = mpsc::channel::<LineBatch>(LINE_QUEUE);
-    let (control_sender, control_receiver) = mpsc::channel::<MatcherControl>(LINE_QUEUE);
-    let (failure_sender, failure_receiver) = mpsc::channel(FAILURE_QUEUE);
-    // The control server and reloads talk to the jail task on the matcher's channel.
-    let jail_requests = failure_sender.clone();
-
-    // Notifications outlive the daemon's shutdown signal a little: notices already queued
-    // are sent (each within its timeout) before the notifier is told to stop.
-    let notifier_stop = CancellationToken::new();
-    let (notifier, notifier_task) = Notifier::start(notifier_stop.clone());
-    let effects = jails::Effects {
-        store: store_handle.clone(),
-        observers: options.events.clone(),
-        notifier: notifier.clone(),
-        enforcer: enforcer.clone(),
-        no_firewall: no_firewall.clone(),
-    };
-    let jail_task = tokio::spawn(jails::run(
-        runtimes,
-        held,
-        CountedHistory::from_store(recovered.history),
-        failure_receiver,
-        effects,
-        clock.clone(),
-        firewall_summary,
-    ));
-    let matcher_task = tokio::spawn(matcher::run(
-        line_receiver,
-        control_receiver,
-        failure_sender,
-        store_handle.clone(),
-        clock.clone(),
-    ));
-
-    // The control socket and metrics answer before the first line is read.
-    let control_stop = CancellationToken::new();
-    let (reload_sender, mut reload_requests) = mpsc::channel::<ControlCall>(4);
-    let control_task = start_control(
-        &config,
-        jail_requests.clone(),
-        reload_sender,
-        control_stop.clone(),
-    )
-    .await?;
-    let metrics_task = start_metrics(
-        &config,
-        jail_requests.clone(),
-        control_sender.clone(),
-        notifier.stats(),
-        firewall_errors.clone(),
-        control_stop.clone(),
-    )
-    .await?;
-    // Sources stop on their own token, before anything downstream.
-    let sources_stop = CancellationToken::new();
-    let watcher =
-        FileWatcher::start(sources_stop.clone()).map_err(|e| DaemonError::Watch(e.to_string()))?;
-    // Every source routes to the same compiled filters: share them, built once.
-    let filters = crate::routing::Filters::of(&config);
-    let docker = crate::source::docker::DockerSource::start(
-        &config,
-        &filters,
-        &recovered.positions,
-        crate::source::docker::Wiring {
-            lines: line_sender.clone(),
-            control: control_sender.clone(),
-            jails: jail_requests.clone(),
-            watcher: watcher.clone(),
-            connected: docker_connected.clone(),
-        },
-    );
-    let mut files = FileSources::new(
-        watcher,
-        line_sender.clone(),
-        control_sender.clone(),
-        sources_stop.clone(),
-    );
-    files
-        .apply(&config.jails, &filters, &recovered.positions)
-        .await?;
-    let mut journals = JournalSources::new(
-        line_sender.clone(),
-        control_sender.clone(),
-        sources_stop.clone(),
-    );
-    journals
-        .apply(&config.jails, &filters, &recovered.positions)
-        .await?;
-    drop(line_sender);
-
-    let mut hangups = if options.reload_on_sighup {
-        signal(SignalKind::hangup())
-            .map_err(|e| DaemonError::Task(format!("cannot listen for SIGHUP: {e}")))
-            .map(Some)?
-    } else {
-        None
-    };
-    tracing::info!("logjail running");
-
-    let mut current = config;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            Some(call) = reload_requests.recv() => {
-                let answer = match reload(&current, Targets {
-                    own: &own,
-                    jails: &jail_requests,
-                    files: &mut files,
-                    journals: &mut journals,
-                    docker: docker.as_ref(),
-                    store: &store_handle,
-                    firewall_queue: enforcer.as_ref(),
-                    no_firewall: no_firewall.as_deref(),
-                }).await {
-                    Ok((config, message)) => {
-                        current = config;
-                        ResponseEnvelope::success(serde_json::json!(message))
+                Some(()) = recv_hangup(&mut self.hangups) => {
+                    tracing::info!("SIGHUP received: reloading");
+                    if let Err(error) = self.reload().await {
+                        tracing::error!("reload refused, the running configuration stays:\n{error}");
                     }
-                    Err(message) => ResponseEnvelope::failure(message),
-                };
-                let _ = call.reply.send(answer);
-            }
-            Some(()) = recv_hangup(&mut hangups) => {
-                tracing::info!("SIGHUP received: reloading");
-                match reload(&current, Targets {
-                    own: &own,
-                    jails: &jail_requests,
-                    files: &mut files,
-                    journals: &mut journals,
-                    docker: docker.as_ref(),
-                    store: &store_handle,
-                    firewall_queue: enforcer.as_ref(),
-                    no_firewall: no_firewall.as_deref(),
-                }).await {
-                    Ok((config, message)) => {
-                        current = config;
-                        tracing::info!("{message}");
-                    }
-                    Err(message) => tracing::error!("reload refused, the running configuration stays:\n{message}"),
                 }
             }
         }
     }
 
-    tracing::info!("logjail stopping");
-    control_stop.cancel();
-    let _ = control_task.await;
-    if let Some(task) = metrics_task {
-        let _ = task.await;
-    }
-    files.stop().await;
-    journals.stop().await;
-    if let Some(docker) = docker {
-        docker.stop().await;
-    }
-    drop(control_sender);
-    drop(jail_requests);
-    // With every source gone the line channel closes: the matcher drains it and stops, which
-    // closes the failure channel: the jails drain it and stop.
-    matcher_task
-        .await
-        .map_err(|e| DaemonError::Task(e.to_string()))?;
-    let jails = jail_task
-        .await
-        .map_err(|e| DaemonError::Task(e.to_string()))?;
-    drop(enforcer);
-    if let Some(task) = enforcer_task {
-        // The jails are done: the queue closes once drained.
-        if tokio::time::timeout(NOTIFIER_GRACE, task).await.is_err() {
-            enforcer_stop.cancel();
+    /// Stops every stage in the reverse of the start order.
+    pub async fn shutdown(self) -> Result<(), DaemonError> {
+        tracing::info!("logjail stopping");
+        let Daemon {
+            config,
+            store,
+            firewall,
+            enforcer,
+            notifier,
+            pipeline,
+            front,
+            sources,
+            ..
+        } = self;
+        front.stop().await;
+        sources.stop().await;
+        let jails = pipeline.drain().await?;
+        if let Some(enforcer) = enforcer {
+            enforcer.drain().await;
         }
-    }
-    if let Some((handle, thread)) = firewall {
-        let keep = current.firewall.keep_bans_on_exit;
-        if let Err(error) = handle.shutdown(keep).await {
-            tracing::error!(%error, "firewall shutdown failed");
-        }
-        drop(handle);
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-    }
-    drop(notifier);
-    let mut notifier_task = notifier_task;
-    if tokio::time::timeout(NOTIFIER_GRACE, &mut notifier_task)
-        .await
-        .is_err()
-    {
-        tracing::warn!("notifications still running at shutdown; stopping them");
-        notifier_stop.cancel();
-        let _ = notifier_task.await;
-    }
-    store_handle.flush().await;
-    drop(store_handle);
-    drop(jails);
-    let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
-    tracing::info!("logjail stopped");
-    Ok(())
-}
-
-/// Starts the firewall with the rules of the jails that run (label-defined ones restored from the
-/// store included). Without a working firewall the daemon still
-/// runs when no jail needs one (all only log): then the reason comes back instead, and
-/// jails that block are refused until a restart. Otherwise the error names the blocking jails.
-async fn start_firewall(
-    config: &Config,
-    rules: Vec<crate::firewall::JailRule>,
-    clock: &SharedClock,
-) -> Result<(Option<RunningFirewall>, Option<Arc<str>>), DaemonError> {
-    let blocking: Vec<String> = rules
-        .iter()
-        .filter(|rule| rule.acts())
-        .map(|rule| rule.name.clone())
-        .collect();
-    let firewall_options = crate::firewall::FirewallOptions {
-        clock: clock.clone(),
-        ..crate::firewall::FirewallOptions::default()
-    };
-    match crate::firewall::Firewall::start(config.firewall.clone(), rules, firewall_options).await {
-        Ok(started) => Ok((Some(started), None)),
-        Err(error) if blocking.is_empty() => {
-            tracing::warn!(
-                %error,
-                "firewall: not available, and every enabled jail only logs (action: log): \
-                 running without a firewall. Bans are logged and recorded, nothing is blocked; \
-                 a reload or a container label that adds a blocking jail is refused until \
-                 logjail restarts with a working firewall"
-            );
-            Ok((None, Some(Arc::from(error.to_string()))))
-        }
-        Err(error) => Err(DaemonError::Firewall(format!(
-            "{error} (needed by the jails that block addresses: {}; jails with action: log run \
-             without a firewall)",
-            blocking.join(", ")
-        ))),
+        firewall.stop(config.firewall.keep_bans_on_exit).await;
+        notifier.stop().await;
+        store.close(jails).await;
+        tracing::info!("logjail stopped");
+        Ok(())
     }
 }
-
-/// The firewall's handle and its thread.
-type RunningFirewall = (crate::firewall::FirewallHandle, std::thread::JoinHandle<()>);
 
 async fn recv_hangup(hangups: &mut Option<Signal>) -> Option<()> {
     match hangups {
@@ -477,334 +333,326 @@ async fn recv_hangup(hangups: &mut Option<Signal>) -> Option<()> {
     }
 }
 
-/// Jails that container labels defined in earlier runs and that still hold bans in force,
-/// rebuilt from their stored definitions (as the same labels would define them now), so that
-/// their bans are back in the firewall before any source starts, whether or not the container
-/// is still there. Definitions that the configuration file now takes over, or whose bans have
-/// all ended, are forgotten: a container that still carries the labels defines its jail again
-/// when it is seen. One that no longer parses is kept, its bans held (see `HeldBans`).
-async fn restored_label_jails(
-    config: &Config,
-    definitions: &[crate::store::JailDefinition],
-    bans: &[crate::store::BanRecord],
-    own: &[IpAddr],
-    store: &StoreHandle,
-) -> Vec<JailRuntime> {
-    let mut restored = Vec::new();
-    for definition in definitions {
-        let name = &definition.jail;
-        let forget = if config.jails.iter().any(|jail| &jail.name == name) {
-            tracing::info!(jail = %name, defined_by = %definition.defined_by, "jail now defined in the configuration file; its stored label definition is dropped");
-            true
-        } else {
-            !bans.iter().any(|ban| &ban.jail == name)
+/// 1. The store thread.
+struct StoreStage {
+    handle: StoreHandle,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl StoreStage {
+    async fn open(
+        path: &Path,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(StoreStage, Recovered), DaemonError> {
+        let path = path.to_path_buf();
+        let store = tokio::task::spawn_blocking(move || Store::open(&path)).await??;
+        let (handle, recovered, thread) =
+            crate::store::task::start(store, now, chrono::DateTime::<chrono::Utc>::MIN_UTC)?;
+        Ok((StoreStage { handle, thread }, recovered))
+    }
+
+    /// Flushes and closes once the jails (whose effects hold store handles) are gone.
+    async fn close(self, jails: Vec<JailRuntime>) {
+        self.handle.flush().await;
+        drop(self.handle);
+        drop(jails);
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+/// 3. The firewall thread, or why there is none.
+enum FirewallStage {
+    Running {
+        handle: FirewallHandle,
+        thread: std::thread::JoinHandle<()>,
+    },
+    /// The firewall does not work, and every jail only logs: bans are recorded, not enforced,
+    /// and jails that block are refused until a restart.
+    Missing(Arc<str>),
+    /// The embedder asked for no firewall (tests).
+    Unmanaged,
+}
+
+impl FirewallStage {
+    /// Starts the firewall with the rules of the jails that run (label-defined ones restored
+    /// from the store included). Without a working firewall the daemon still runs when no jail
+    /// needs one; otherwise the error names the blocking jails.
+    async fn start(
+        config: &Config,
+        runtimes: &[JailRuntime],
+        clock: &SharedClock,
+    ) -> Result<FirewallStage, DaemonError> {
+        let rules: Vec<JailRule> = runtimes
+            .iter()
+            .map(|runtime| JailRule::from_config(&runtime.config))
+            .collect();
+        let blocking: Vec<String> = rules
+            .iter()
+            .filter(|rule| rule.acts())
+            .map(|rule| rule.name.clone())
+            .collect();
+        let options = crate::firewall::FirewallOptions {
+            clock: clock.clone(),
+            ..crate::firewall::FirewallOptions::default()
         };
-        if forget {
-            store
-                .send(crate::messages::StoreRequest::RemoveDefinition(
-                    name.clone(),
-                ))
-                .await;
-            continue;
-        }
-        let rebuilt = crate::routing::labels::restore(
-            definition,
-            &config.defaults,
-            &config.firewall.chain_prefix,
-        )
-        .and_then(|jail_config| {
-            let settings = jails::jail_settings(&jail_config, own).map_err(|e| e.to_string())?;
-            let jail = Jail::new(settings).map_err(|e| e.to_string())?;
-            Ok((jail, jail_config))
-        });
-        match rebuilt {
-            Ok((jail, jail_config)) => {
-                tracing::info!(jail = %name, defined_by = %definition.defined_by, "label-defined jail restored from the store");
-                restored.push(JailRuntime::from_labels(
-                    jail,
-                    jail_config,
-                    definition.defined_by.clone(),
-                    false,
-                ));
+        match crate::firewall::Firewall::start(config.firewall.clone(), rules, options).await {
+            Ok((handle, thread)) => Ok(FirewallStage::Running { handle, thread }),
+            Err(error) if blocking.is_empty() => {
+                tracing::warn!(
+                    %error,
+                    "firewall: not available, and every enabled jail only logs (action: log): \
+                     running without a firewall. Bans are logged and recorded, nothing is \
+                     blocked; a reload or a container label that adds a blocking jail is \
+                     refused until logjail restarts with a working firewall"
+                );
+                Ok(FirewallStage::Missing(Arc::from(error.to_string())))
             }
-            Err(error) => tracing::warn!(
-                jail = %name,
-                defined_by = %definition.defined_by,
-                %error,
-                "stored label definition no longer defines a jail; its bans are held until labels define it again"
-            ),
+            Err(error) => Err(DaemonError::FirewallNeeded { error, blocking }),
         }
     }
-    restored
-}
 
-/// What a reload changes: the jails, the sources, the firewall layout.
-struct Targets<'a> {
-    own: &'a [IpAddr],
-    jails: &'a mpsc::Sender<crate::messages::JailEvent>,
-    files: &'a mut FileSources,
-    journals: &'a mut JournalSources,
-    docker: Option<&'a crate::source::docker::DockerSource>,
-    store: &'a StoreHandle,
-    firewall_queue: Option<&'a mpsc::Sender<crate::messages::Enforcement>>,
-    /// Why the daemon runs without the firewall it should manage: jails that block are refused.
-    no_firewall: Option<&'a str>,
-}
-
-/// Re-reads the configuration from where it came from and applies it. A configuration that
-/// does not validate changes nothing: the answer lists every error.
-async fn reload(current: &Config, targets: Targets<'_>) -> Result<(Config, String), String> {
-    let Targets {
-        own,
-        jails,
-        files,
-        journals,
-        docker,
-        store,
-        firewall_queue,
-        no_firewall,
-    } = targets;
-    let loaded = match &current.origin {
-        ConfigOrigin::File(path) => Config::load(path),
-        ConfigOrigin::Embedded => Config::load_or_default(None),
-        ConfigOrigin::Text(name) => {
-            return Err(format!(
-                "the configuration \"{name}\" was not read from a file: nothing to reload"
-            ));
-        }
-    };
-    let config = loaded.map_err(|errors| {
-        format!(
-            "reload refused, the running configuration stays ({} error{}):\n{errors}",
-            errors.len(),
-            if errors.len() == 1 { "" } else { "s" }
-        )
-    })?;
-    if let Some(reason) = no_firewall {
-        let blocking: Vec<&str> = config
-            .jails
-            .iter()
-            .filter(|j| j.enabled && crate::firewall::JailRule::from_config(j).acts())
-            .map(|j| j.name.as_str())
-            .collect();
-        if !blocking.is_empty() {
-            return Err(format!(
-                "reload refused, the running configuration stays: the jails that block \
-                 addresses ({}) need a firewall, but logjail runs without one ({reason}); \
-                 restart logjail once the firewall works",
-                blocking.join(", ")
-            ));
-        }
-    }
-    let daemon_wide_changes = daemon_wide_differences(current, &config);
-    let (reply, answer) = oneshot::channel();
-    jails
-        .send(crate::messages::JailEvent::Reconfigure {
-            jails: config.jails.clone(),
-            own_addresses: own.to_vec(),
-            reply,
+    /// The firewall line of `status`.
+    async fn summary(&self) -> Result<String, DaemonError> {
+        Ok(match self {
+            FirewallStage::Running { handle, .. } => {
+                let status = handle.status().await?;
+                let summary = format!(
+                    "{} ({}), {} mode ({})",
+                    status.backend, status.backend_reason, status.mode, status.mode_reason
+                );
+                tracing::info!(firewall = %summary, "firewall ready");
+                summary
+            }
+            FirewallStage::Missing(reason) => {
+                format!("none ({reason}; every jail only logs)")
+            }
+            FirewallStage::Unmanaged => "none (not managed)".to_string(),
         })
-        .await
-        .map_err(|_| "the daemon is shutting down".to_string())?;
-    let summary = answer
-        .await
-        .map_err(|_| "the daemon is shutting down".to_string())??;
-    if let Some(queue) = firewall_queue {
-        // After the jails lifted the removed jails' bans (queued first), lay out the rest.
-        let mut changes: Vec<crate::messages::Enforcement> = summary
-            .removed
+    }
+
+    fn missing_reason(&self) -> Option<Arc<str>> {
+        match self {
+            FirewallStage::Missing(reason) => Some(reason.clone()),
+            _ => None,
+        }
+    }
+
+    /// Removes logjail's chains and sets (unless `keep`) and ends the thread.
+    async fn stop(self, keep: bool) {
+        if let FirewallStage::Running { handle, thread } = self {
+            if let Err(error) = handle.shutdown(keep).await {
+                tracing::error!(%error, "firewall shutdown failed");
+            }
+            drop(handle);
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// 4. The enforcer task between the jails and the firewall thread.
+struct EnforcerStage {
+    queue: mpsc::Sender<Enforcement>,
+    task: JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl EnforcerStage {
+    /// Re-applies the restored bans with their remaining time (the firewall refreshes those it
+    /// still holds and skips those whose end has passed), then starts the queue.
+    async fn start(
+        firewall: &FirewallHandle,
+        runtimes: &[JailRuntime],
+        docker_connected: Arc<Notify>,
+        errors: Arc<AtomicU64>,
+    ) -> Result<EnforcerStage, DaemonError> {
+        let requests: Vec<BanRequest> = runtimes
             .iter()
-            .map(|jail| crate::messages::Enforcement::Remove { jail: jail.clone() })
-            .collect();
-        changes.extend(config.jails.iter().filter(|j| j.enabled).map(|j| {
-            crate::messages::Enforcement::Define(crate::firewall::JailRule::from_config(j))
-        }));
-        for change in changes {
-            if queue.send(change).await.is_err() {
-                return Err("the firewall is gone".to_string());
-            }
-        }
-    }
-    // Positions for files that start being followed now: the store has what earlier runs
-    // (or this one, before it stopped following) wrote.
-    let positions = store.positions().await;
-    let filters = crate::routing::Filters::of(&config);
-    files
-        .apply(&config.jails, &filters, &positions)
-        .await
-        .map_err(|e| e.to_string())?;
-    journals
-        .apply(&config.jails, &filters, &positions)
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Some(docker) = docker {
-        docker.apply(&config, &filters).await;
-    }
-    let mut message = format!(
-        "reloaded {}: {} jails ({} added, {} removed, {} changed, {} unchanged)",
-        config.origin,
-        summary.added.len() + summary.changed.len() + summary.unchanged.len(),
-        summary.added.len(),
-        summary.removed.len(),
-        summary.changed.len(),
-        summary.unchanged.len()
-    );
-    for (list, label) in [
-        (&summary.added, "added"),
-        (&summary.removed, "removed"),
-        (&summary.changed, "changed"),
-    ] {
-        if !list.is_empty() {
-            message.push_str(&format!("; {label}: {}", list.join(", ")));
-        }
-    }
-    if !daemon_wide_changes.is_empty() {
-        message.push_str(&format!(
-            "; restart logjail to apply the changed {}",
-            daemon_wide_changes.join(", ")
-        ));
-    }
-    tracing::info!("{message}");
-    Ok((config, message))
-}
-
-/// Sections a reload cannot apply to a running daemon (sockets, paths, backends).
-fn daemon_wide_differences(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    if old.store != new.store {
-        changed.push("store");
-    }
-    if old.control != new.control {
-        changed.push("control");
-    }
-    if old.firewall != new.firewall {
-        changed.push("firewall");
-    }
-    if old.docker != new.docker {
-        changed.push("docker");
-    }
-    if old.metrics != new.metrics {
-        changed.push("metrics");
-    }
-    if old.log != new.log {
-        changed.push("log");
-    }
-    changed
-}
-
-/// Opens the control socket and forwards its requests: reload to the daemon, the rest to the
-/// jail task.
-async fn start_control(
-    config: &Config,
-    jails: mpsc::Sender<crate::messages::JailEvent>,
-    reloads: mpsc::Sender<ControlCall>,
-    stop: CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
-    let path = config.control.socket.clone();
-    let listener = crate::control::server::bind(&path)
-        .await
-        .map_err(|e| DaemonError::Control(e.to_string()))?;
-    tracing::info!(socket = %path.display(), "control socket open");
-    let (calls, mut incoming) = mpsc::channel::<ControlCall>(64);
-    let server = tokio::spawn(crate::control::server::serve(
-        listener,
-        path,
-        calls,
-        stop.clone(),
-    ));
-    Ok(tokio::spawn(async move {
-        while let Some(call) = incoming.recv().await {
-            if matches!(call.request, crate::control::Request::Reload) {
-                if reloads.send(call).await.is_err() {
-                    break;
-                }
-                continue;
-            }
-            if jails
-                .send(crate::messages::JailEvent::Control(call))
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-        let _ = server.await;
-    }))
-}
-
-/// Serves `/metrics` and `/healthz` when enabled; each scrape asks the jail task and the
-/// matcher for their figures.
-async fn start_metrics(
-    config: &Config,
-    jails: mpsc::Sender<crate::messages::JailEvent>,
-    matcher: mpsc::Sender<MatcherControl>,
-    actions: crate::action::NotifierStats,
-    firewall_errors: Arc<std::sync::atomic::AtomicU64>,
-    stop: CancellationToken,
-) -> Result<Option<tokio::task::JoinHandle<()>>, DaemonError> {
-    if !config.metrics.enabled {
-        return Ok(None);
-    }
-    let listener = crate::metrics::bind(config.metrics.listen)
-        .await
-        .map_err(|e| DaemonError::Control(e.to_string()))?;
-    tracing::info!(listen = %config.metrics.listen, "metrics on /metrics and /healthz");
-    let (requests, mut incoming) = mpsc::channel::<crate::metrics::SnapshotRequest>(16);
-    let server = tokio::spawn(crate::metrics::serve(listener, requests, stop));
-    Ok(Some(tokio::spawn(async move {
-        while let Some(answer) = incoming.recv().await {
-            let (jail_answer, jail_figures) = oneshot::channel();
-            let (source_answer, source_figures) = oneshot::channel();
-            if jails
-                .send(crate::messages::JailEvent::Metrics(jail_answer))
-                .await
-                .is_err()
-                || matcher
-                    .send(MatcherControl::Stats(source_answer))
-                    .await
-                    .is_err()
-            {
-                break;
-            }
-            let (Ok(jails), Ok(sources)) = (jail_figures.await, source_figures.await) else {
-                break;
-            };
-            let actions = actions
-                .counts()
-                .into_iter()
-                .map(|counts| crate::metrics::ActionMetrics {
-                    action: counts.kind.name(),
-                    sent: counts.sent,
-                    failed: counts.failed,
-                    dropped: counts.dropped,
+            .flat_map(|runtime| {
+                runtime.jail.banned().map(|ban| BanRequest {
+                    jail: runtime.name.to_string(),
+                    host: ban.host,
+                    end: ban.end,
                 })
-                .collect();
-            let _ = answer.send(crate::metrics::Snapshot {
-                jails,
-                sources,
-                actions,
-                firewall_errors: firewall_errors.load(std::sync::atomic::Ordering::Relaxed),
-            });
+            })
+            .collect();
+        if !requests.is_empty() {
+            let outcome = firewall.ban_many(requests).await?;
+            for (request, reason) in &outcome.refused {
+                tracing::warn!(jail = %request.jail, host = %request.host, %reason, "stored ban not re-applied");
+            }
+            tracing::info!(applied = outcome.applied, "bans re-applied to the firewall");
         }
-        let _ = server.await;
-    })))
+        let (queue, changes) = mpsc::channel(ENFORCE_QUEUE);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(crate::firewall::queue::run(
+            firewall.clone(),
+            changes,
+            docker_connected,
+            errors,
+            stop.clone(),
+        ));
+        Ok(EnforcerStage { queue, task, stop })
+    }
+
+    /// The jails are done: the queue closes once drained, within the grace period.
+    async fn drain(self) {
+        drop(self.queue);
+        let mut task = self.task;
+        if tokio::time::timeout(DRAIN_GRACE, &mut task).await.is_err() {
+            self.stop.cancel();
+            let _ = task.await;
+        }
+    }
 }
 
-async fn open_store(path: &Path) -> Result<Store, DaemonError> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || Store::open(&path))
-        .await
-        .map_err(|e| DaemonError::Task(e.to_string()))?
-        .map_err(DaemonError::from)
+/// 5. The notifier. Notifications outlive the daemon's shutdown signal a little: notices
+/// already queued are sent (each within its timeout) before the notifier is told to stop.
+struct NotifierStage {
+    handle: NotifierHandle,
+    task: JoinHandle<()>,
+    stop: CancellationToken,
 }
 
-/// This machine's addresses, for `ignoreself`.
-pub fn own_addresses() -> Vec<IpAddr> {
-    match if_addrs::get_if_addrs() {
-        Ok(interfaces) => interfaces.into_iter().map(|i| i.ip()).collect(),
-        Err(error) => {
-            tracing::warn!(%error, "cannot list this machine's addresses; ignoreself covers loopback only");
-            Vec::new()
+impl NotifierStage {
+    fn start() -> NotifierStage {
+        let stop = CancellationToken::new();
+        let (handle, task) = Notifier::start(stop.clone());
+        NotifierStage { handle, task, stop }
+    }
+
+    async fn stop(self) {
+        drop(self.handle);
+        let mut task = self.task;
+        if tokio::time::timeout(DRAIN_GRACE, &mut task).await.is_err() {
+            tracing::warn!("notifications still running at shutdown; stopping them");
+            self.stop.cancel();
+            let _ = task.await;
+        }
+    }
+}
+
+/// 6. The jail task and the matcher, and the senders that reach them.
+struct Pipeline {
+    /// The jail task's queue: failures from the matcher, and requests from control, metrics,
+    /// reloads and the Docker source (label jails).
+    jails: mpsc::Sender<JailEvent>,
+    /// The matcher's control queue: routes per origin, stats.
+    matcher: mpsc::Sender<MatcherControl>,
+    matcher_task: JoinHandle<()>,
+    jail_task: JoinHandle<Vec<JailRuntime>>,
+}
+
+impl Pipeline {
+    /// Starts both tasks; the line queue's sender goes to the sources.
+    fn start(
+        runtimes: Vec<JailRuntime>,
+        held: HeldBans,
+        history: CountedHistory,
+        effects: jails::Effects,
+        store: &StoreHandle,
+        clock: &SharedClock,
+        firewall_summary: String,
+    ) -> (Pipeline, mpsc::Sender<LineBatch>) {
+        let (lines, line_queue) = mpsc::channel::<LineBatch>(LINE_QUEUE);
+        let (matcher, matcher_queue) = mpsc::channel::<MatcherControl>(LINE_QUEUE);
+        let (jails, jail_queue) = mpsc::channel(FAILURE_QUEUE);
+        let jail_task = tokio::spawn(jails::run(
+            runtimes,
+            held,
+            history,
+            jail_queue,
+            effects,
+            clock.clone(),
+            firewall_summary,
+        ));
+        let matcher_task = tokio::spawn(crate::filter::matcher::run(
+            line_queue,
+            matcher_queue,
+            jails.clone(),
+            store.clone(),
+            clock.clone(),
+        ));
+        let pipeline = Pipeline {
+            jails,
+            matcher,
+            matcher_task,
+            jail_task,
+        };
+        (pipeline, lines)
+    }
+
+    /// With every source gone the line queue closes: the matcher drains it and stops, which
+    /// closes the failure queue: the jails drain it and stop, handing their state back.
+    async fn drain(self) -> Result<Vec<JailRuntime>, DaemonError> {
+        drop(self.matcher);
+        drop(self.jails);
+        self.matcher_task.await?;
+        Ok(self.jail_task.await?)
+    }
+}
+
+/// 8. The sources: Docker discovery, host files, journal.
+struct Sources {
+    /// Stops every follower, before anything downstream.
+    stop: CancellationToken,
+    docker: Option<DockerSource>,
+    files: FileSources,
+    journals: JournalSources,
+}
+
+impl Sources {
+    async fn start(
+        config: &Config,
+        recovered: &Recovered,
+        lines: mpsc::Sender<LineBatch>,
+        pipeline: &Pipeline,
+        docker_connected: Arc<Notify>,
+    ) -> Result<Sources, DaemonError> {
+        let stop = CancellationToken::new();
+        let watcher = FileWatcher::start(stop.clone()).map_err(DaemonError::Watch)?;
+        // Every source routes to the same compiled filters: share them, built once.
+        let filters = Filters::of(config);
+        let docker = DockerSource::start(
+            config,
+            &filters,
+            &recovered.positions,
+            crate::source::docker::Wiring {
+                lines: lines.clone(),
+                control: pipeline.matcher.clone(),
+                jails: pipeline.jails.clone(),
+                watcher: watcher.clone(),
+                connected: docker_connected,
+            },
+        );
+        let mut files = FileSources::new(
+            watcher,
+            lines.clone(),
+            pipeline.matcher.clone(),
+            stop.clone(),
+        );
+        files
+            .apply(&config.jails, &filters, &recovered.positions)
+            .await?;
+        let mut journals = JournalSources::new(lines, pipeline.matcher.clone(), stop.clone());
+        journals
+            .apply(&config.jails, &filters, &recovered.positions)
+            .await?;
+        Ok(Sources {
+            stop,
+            docker,
+            files,
+            journals,
+        })
+    }
+
+    /// Stops every follower and waits for them: what they read is in the line queue.
+    async fn stop(self) {
+        self.stop.cancel();
+        self.files.stop().await;
+        self.journals.stop().await;
+        if let Some(docker) = self.docker {
+            docker.stop().await;
         }
     }
 }

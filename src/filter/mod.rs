@@ -8,6 +8,7 @@
 pub mod builtin;
 pub mod date;
 pub mod envelope;
+pub mod matcher;
 pub mod pattern;
 
 use std::fmt;

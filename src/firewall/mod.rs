@@ -37,6 +37,7 @@ mod ipset;
 pub mod names;
 mod owner;
 mod plan;
+pub mod queue;
 pub mod rules;
 pub mod safety;
 

@@ -32,6 +32,7 @@ pub mod history;
 pub mod ignore;
 pub mod increment;
 pub mod settings;
+pub mod task;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

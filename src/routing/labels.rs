@@ -40,7 +40,7 @@ use crate::config::{
     Chain, DefaultsConfig, FirewallAction, JailConfig, Ports, Protocol, RejectWith,
 };
 use crate::duration::{BanTime, parse_bantime, parse_duration};
-use crate::store::{DefinitionKind, JailDefinition};
+use crate::messages::{DefinitionKind, JailDefinition};
 
 /// Every logjail label starts with this; a container without any costs one prefix check.
 pub const PREFIX: &str = "logjail.";

@@ -21,18 +21,13 @@ use std::sync::Arc;
 
 use crate::config::{Config, JailConfig, JournalSelector, SourceConfig};
 use crate::filter::Filter;
+use crate::messages::JailDefinition;
 use crate::messages::Origin;
-use crate::store::JailDefinition;
 
 use labels::ContainerLabels;
 use select::{ContainerFacts, jail_selects};
 
-/// One jail an origin feeds, with the filter that jail runs.
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub jail: Arc<str>,
-    pub filter: Arc<Filter>,
-}
+pub use crate::messages::Route;
 
 /// Why routes could not be worked out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

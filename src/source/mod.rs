@@ -7,6 +7,7 @@
 pub mod docker;
 pub mod file;
 pub mod journal;
+pub mod supervisor;
 pub mod watch;
 
 /// How many bytes of a file's beginning its position keeps: enough to hold a log line's time

@@ -5,14 +5,18 @@
 //! reported as stored survives `kill -9` and power loss alike. One owner (the store task) holds
 //! the connection; nothing else opens the file while logjail runs.
 
-use std::collections::{BTreeMap, HashMap};
+pub mod task;
+
+pub use task::StoreHandle;
+
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::messages::Position;
+pub use crate::messages::{BanRecord, DefinitionKind, JailDefinition, Position};
 
 /// Bumped whenever the schema changes; older files are migrated on open.
 /// 2: `positions.cursor` (journal sources resume by cursor).
@@ -93,60 +97,6 @@ pub enum StoreError {
         "{path}: schema version {found} is newer than this logjail understands ({SCHEMA_VERSION})"
     )]
     TooNew { path: PathBuf, found: i64 },
-}
-
-/// A ban as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BanRecord {
-    pub jail: String,
-    pub host: IpAddr,
-    pub start: DateTime<Utc>,
-    /// `None` for a permanent ban.
-    pub end: Option<DateTime<Utc>>,
-    /// Which ban of this host this is (1 for the first), for increments.
-    pub ban_count: u32,
-    pub failures: u32,
-    /// Where the failures were seen (container, file), for `status` after a restart.
-    pub origin: Option<String>,
-    /// The log lines that led to the ban.
-    pub matches: Vec<String>,
-}
-
-/// What defined a jail at run time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DefinitionKind {
-    /// `logjail.jail.NAME.*` labels of a Docker container.
-    ContainerLabels,
-}
-
-impl DefinitionKind {
-    /// The name stored in the `kind` column.
-    pub fn name(self) -> &'static str {
-        match self {
-            DefinitionKind::ContainerLabels => "container-labels",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<DefinitionKind> {
-        match name {
-            "container-labels" => Some(DefinitionKind::ContainerLabels),
-            _ => None,
-        }
-    }
-}
-
-/// A jail defined at run time, stored as what defined it, so that the same parser rebuilds it
-/// at the next start (with the chains, ports, protocol and verdict its bans need).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JailDefinition {
-    pub jail: String,
-    pub kind: DefinitionKind,
-    /// Who defined it, for `status` and the log (`container web`).
-    pub defined_by: String,
-    /// The container used the host's network: its jail bans in `INPUT`, not `DOCKER-USER`.
-    pub host_network: bool,
-    /// The labels (keys and values as given) that define this jail, and only those.
-    pub labels: BTreeMap<String, String>,
 }
 
 /// The SQLite store. Not `Sync`: one task owns it.

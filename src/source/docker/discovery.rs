@@ -28,10 +28,10 @@ use super::container::{self, FollowEnv, FollowSpec, Outcome, ReadPlan, Signals};
 use super::own::OwnContainer;
 use super::{Backoff, Settings, Wiring};
 use crate::config::ReadMode;
-use crate::daemon::matcher::Route;
 use crate::messages::JailEvent;
 use crate::messages::MatcherControl;
 use crate::messages::{Origin, Position};
+use crate::routing::Route;
 use crate::routing::labels::{self, ContainerLabels, LabelContext};
 use crate::routing::select::{ContainerFacts, any_selector, jail_selects};
 use crate::routing::{Filters, add_route};
@@ -714,6 +714,7 @@ impl Discovery {
         answer
             .await
             .map_err(|_| "the jails are stopping".to_string())?
+            .map_err(|refused| refused.to_string())
     }
 
     /// Starts (or restarts) the follower of a watched container, from where reading stopped.

@@ -13,7 +13,7 @@ use crate::messages::{LineBatch, Origin, Position};
 use crate::routing::{Filters, journal_routes};
 use crate::source::journal::{self, JournalFollowConfig};
 
-use super::DaemonError;
+use super::SupervisorError;
 use super::followers::Followers;
 use crate::messages::MatcherControl;
 
@@ -50,7 +50,7 @@ impl JournalSources {
         jails: &[JailConfig],
         filters: &Filters,
         positions: &HashMap<String, Position>,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<(), SupervisorError> {
         let mut wanted = journal_routes(jails, filters)?;
         let mut kept = Vec::new();
         for follower in std::mem::take(&mut self.followers) {

@@ -7,13 +7,16 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
+use crate::address::AddressError;
 use crate::control::protocol::{
-    BanView, ChangeOutcome, DaemonStatus, JailDetail, JailSummary, Request, ResponseEnvelope,
+    BanView, ChangeOutcome, DaemonStatus, ErrorKind, JailDetail, JailSummary, Request,
+    ResponseEnvelope,
 };
-use crate::duration::{format_duration, parse_bantime, parse_duration};
-use crate::jail::{ActiveBan, JailSettings};
+use crate::duration::{DurationError, format_duration, parse_bantime, parse_duration};
+use crate::jail::ignore::IgnoreEntryError;
+use crate::jail::{ActiveBan, BanRefused, JailSettings, SettingsError};
 
-use super::jails::{CountedHistory, Effects, JailRuntime};
+use super::{CountedHistory, Effects, JailRuntime};
 
 /// What the handlers need besides the jails.
 pub struct Context<'a> {
@@ -24,6 +27,61 @@ pub struct Context<'a> {
     pub firewall: &'a str,
 }
 
+/// Why a request was refused. The wording is what the CLI prints; [`kind`](Self::kind) is
+/// what the protocol carries for programs.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("no jail named \"{name}\" (jails: {})", jails.join(", "))]
+    UnknownJail { name: String, jails: Vec<String> },
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    /// A duration given for `setting` (`duration` for `ban --duration`).
+    #[error("{setting}: {source}")]
+    Duration {
+        setting: &'static str,
+        source: DurationError,
+    },
+    #[error("maxretry: `{0}` is not a whole number")]
+    NotANumber(String),
+    #[error("say which address to unban, or --all")]
+    UnbanWhat,
+    #[error("{host} is not banned{}", jail.as_ref().map(|j| format!(" in {j}")).unwrap_or_default())]
+    NotBanned { host: IpAddr, jail: Option<String> },
+    #[error("unknown setting \"{key}\" ({known})")]
+    UnknownSetting { key: String, known: &'static str },
+    #[error("{jail}: {value} is not in ignoreip")]
+    NotIgnored { jail: String, value: String },
+    #[error(transparent)]
+    Ignore(#[from] IgnoreEntryError),
+    #[error(transparent)]
+    Refused(#[from] BanRefused),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("reload is handled by the daemon, not the jails")]
+    Misrouted,
+    #[error("cannot encode the answer: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl AnswerError {
+    /// The class of error, for programs reading the protocol.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AnswerError::UnknownJail { .. } | AnswerError::NotBanned { .. } => ErrorKind::NotFound,
+            AnswerError::NotIgnored { .. } => ErrorKind::NotFound,
+            AnswerError::Refused(_) => ErrorKind::Refused,
+            AnswerError::Misrouted | AnswerError::Encode(_) => ErrorKind::Internal,
+            AnswerError::Address(_)
+            | AnswerError::Duration { .. }
+            | AnswerError::NotANumber(_)
+            | AnswerError::UnbanWhat
+            | AnswerError::UnknownSetting { .. }
+            | AnswerError::Ignore(_)
+            | AnswerError::Settings(_) => ErrorKind::Invalid,
+        }
+    }
+}
+
 /// Answers one request.
 pub async fn answer(
     jails: &mut [JailRuntime],
@@ -32,24 +90,24 @@ pub async fn answer(
 ) -> ResponseEnvelope {
     match handle(jails, request, context).await {
         Ok(value) => ResponseEnvelope::success(value),
-        Err(message) => ResponseEnvelope::failure(message),
+        Err(error) => ResponseEnvelope::failure_of(error.kind(), error.to_string()),
     }
 }
 
-fn to_value<T: serde::Serialize>(value: T) -> Result<serde_json::Value, String> {
-    serde_json::to_value(value).map_err(|e| e.to_string())
+fn to_value<T: serde::Serialize>(value: T) -> Result<serde_json::Value, AnswerError> {
+    Ok(serde_json::to_value(value)?)
 }
 
 async fn handle(
     jails: &mut [JailRuntime],
     request: Request,
     context: Context<'_>,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, AnswerError> {
     match request {
         Request::Ping => Ok(json!("pong")),
         Request::Version => Ok(json!(env!("CARGO_PKG_VERSION"))),
         Request::Filters => Ok(json!(crate::filter::builtin::names().collect::<Vec<_>>())),
-        Request::Reload => Err("reload is handled by the daemon, not the jails".to_string()),
+        Request::Reload => Err(AnswerError::Misrouted),
         Request::Status { jail: None } => to_value(DaemonStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
             jails: jails.iter().map(summary).collect(),
@@ -82,18 +140,18 @@ async fn handle(
                 .as_deref()
                 .map(parse_bantime)
                 .transpose()
-                .map_err(|e| format!("duration: {e}"))?;
+                .map_err(|source| AnswerError::Duration {
+                    setting: "duration",
+                    source,
+                })?;
             let runtime = find_mut(jails, &jail)?;
-            let order = runtime
-                .jail
-                .ban_manually(
-                    host,
-                    context.now,
-                    bantime,
-                    context.history,
-                    &mut rand::rng(),
-                )
-                .map_err(|refused| refused.to_string())?;
+            let order = runtime.jail.ban_manually(
+                host,
+                context.now,
+                bantime,
+                context.history,
+                &mut rand::rng(),
+            )?;
             context.effects.banned(&order, None, &runtime.config).await;
             let message = format!("banned {host} in {jail} for {}", order.bantime);
             to_value(ChangeOutcome {
@@ -105,7 +163,7 @@ async fn handle(
         Request::Unban { jail, ip, all } => {
             let host = ip.as_deref().map(parse_ip).transpose()?;
             if host.is_none() && !all {
-                return Err("say which address to unban, or --all".to_string());
+                return Err(AnswerError::UnbanWhat);
             }
             if let Some(name) = &jail {
                 find(jails, name)?;
@@ -130,10 +188,7 @@ async fn handle(
             if lifted == 0
                 && let Some(host) = host
             {
-                return Err(format!(
-                    "{host} is not banned{}",
-                    jail.map(|j| format!(" in {j}")).unwrap_or_default()
-                ));
+                return Err(AnswerError::NotBanned { host, jail });
             }
             to_value(ChangeOutcome {
                 message: format!("lifted {lifted} ban{}", if lifted == 1 { "" } else { "s" }),
@@ -163,9 +218,10 @@ async fn handle(
                         .map(|b| b.host.to_string())
                         .collect::<Vec<_>>()
                 )),
-                other => Err(format!(
-                    "unknown setting \"{other}\" (ignoreip, bantime, findtime, maxretry, banned)"
-                )),
+                other => Err(AnswerError::UnknownSetting {
+                    key: other.to_string(),
+                    known: "ignoreip, bantime, findtime, maxretry, banned",
+                }),
             }
         }
         Request::Set { jail, key, value } => {
@@ -182,11 +238,11 @@ async fn handle(
     }
 }
 
-fn set(runtime: &mut JailRuntime, key: &str, value: &str) -> Result<String, String> {
+fn set(runtime: &mut JailRuntime, key: &str, value: &str) -> Result<String, AnswerError> {
     let jail = &runtime.name;
     match key {
         "addignoreip" => {
-            let added = runtime.jail.add_ignore(value).map_err(|e| e.to_string())?;
+            let added = runtime.jail.add_ignore(value)?;
             Ok(if added {
                 format!("{jail}: {value} added to ignoreip")
             } else {
@@ -194,70 +250,77 @@ fn set(runtime: &mut JailRuntime, key: &str, value: &str) -> Result<String, Stri
             })
         }
         "delignoreip" => {
-            let removed = runtime
-                .jail
-                .remove_ignore(value)
-                .map_err(|e| e.to_string())?;
+            let removed = runtime.jail.remove_ignore(value)?;
             if removed {
                 Ok(format!("{jail}: {value} removed from ignoreip"))
             } else {
-                Err(format!("{jail}: {value} is not in ignoreip"))
+                Err(AnswerError::NotIgnored {
+                    jail: jail.to_string(),
+                    value: value.to_string(),
+                })
             }
         }
         "bantime" | "findtime" | "maxretry" => {
             let mut settings: JailSettings = runtime.jail.settings().clone();
             match key {
                 "bantime" => {
-                    settings.bantime = parse_bantime(value).map_err(|e| format!("bantime: {e}"))?
+                    settings.bantime =
+                        parse_bantime(value).map_err(|source| AnswerError::Duration {
+                            setting: "bantime",
+                            source,
+                        })?
                 }
                 "findtime" => {
                     settings.findtime =
-                        parse_duration(value).map_err(|e| format!("findtime: {e}"))?
+                        parse_duration(value).map_err(|source| AnswerError::Duration {
+                            setting: "findtime",
+                            source,
+                        })?
                 }
                 _ => {
                     settings.maxretry = value
                         .parse()
-                        .map_err(|_| format!("maxretry: `{value}` is not a whole number"))?
+                        .map_err(|_| AnswerError::NotANumber(value.to_string()))?
                 }
             }
-            runtime
-                .jail
-                .update_settings(settings)
-                .map_err(|e| e.to_string())?;
+            runtime.jail.update_settings(settings)?;
             Ok(format!("{jail}: {key} set to {value}"))
         }
-        other => Err(format!(
-            "unknown setting \"{other}\" (addignoreip, delignoreip, bantime, findtime, maxretry)"
-        )),
+        other => Err(AnswerError::UnknownSetting {
+            key: other.to_string(),
+            known: "addignoreip, delignoreip, bantime, findtime, maxretry",
+        }),
     }
 }
 
 /// An address named by a request (ban, unban, banned), in canonical form; never-a-client
 /// addresses are refused with the reason (see [`crate::address`]).
-fn parse_ip(text: &str) -> Result<IpAddr, String> {
-    crate::address::parse_client(text).map_err(|e| e.to_string())
+fn parse_ip(text: &str) -> Result<IpAddr, AnswerError> {
+    Ok(crate::address::parse_client(text)?)
 }
 
-fn find<'a>(jails: &'a [JailRuntime], name: &str) -> Result<&'a JailRuntime, String> {
+fn find<'a>(jails: &'a [JailRuntime], name: &str) -> Result<&'a JailRuntime, AnswerError> {
     jails
         .iter()
         .find(|r| &*r.name == name)
         .ok_or_else(|| unknown_jail(jails, name))
 }
 
-fn find_mut<'a>(jails: &'a mut [JailRuntime], name: &str) -> Result<&'a mut JailRuntime, String> {
-    if !jails.iter().any(|r| &*r.name == name) {
-        return Err(unknown_jail(jails, name));
+fn find_mut<'a>(
+    jails: &'a mut [JailRuntime],
+    name: &str,
+) -> Result<&'a mut JailRuntime, AnswerError> {
+    match jails.iter().position(|r| &*r.name == name) {
+        Some(slot) => Ok(&mut jails[slot]),
+        None => Err(unknown_jail(jails, name)),
     }
-    jails
-        .iter_mut()
-        .find(|r| &*r.name == name)
-        .ok_or_else(|| format!("no jail named \"{name}\""))
 }
 
-fn unknown_jail(jails: &[JailRuntime], name: &str) -> String {
-    let names: Vec<&str> = jails.iter().map(|r| &*r.name).collect();
-    format!("no jail named \"{name}\" (jails: {})", names.join(", "))
+fn unknown_jail(jails: &[JailRuntime], name: &str) -> AnswerError {
+    AnswerError::UnknownJail {
+        name: name.to_string(),
+        jails: jails.iter().map(|r| r.name.to_string()).collect(),
+    }
 }
 
 fn summary(runtime: &JailRuntime) -> JailSummary {

@@ -15,10 +15,10 @@ use crate::filter::envelope::{Decoder, Record};
 use crate::messages::{LineBatch, Origin, Position};
 pub use crate::routing::Route;
 
-use super::store_task::StoreHandle;
 use crate::messages::MatcherControl;
 use crate::messages::StoreRequest;
 use crate::messages::{FailureEvent, JailEvent};
+use crate::store::task::StoreHandle;
 
 /// Line counts per origin, for status and metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,8 @@
 //! The jail task: owns every jail, turns failures into ban decisions, lifts bans when they end,
 //! and hands decisions to the store, the log and whoever listens for events.
 
+mod control;
+
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,17 +13,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::action::{Notice, NotifierHandle};
 use crate::clock::SharedClock;
-use crate::config::{IncrementConfig, JailConfig};
-use crate::jail::{
-    ActiveBan, BanHistory, BanOrder, Decision, IgnoreList, IncrementSettings, Jail, JailSettings,
-    SettingsError,
-};
+use crate::config::JailConfig;
+use crate::jail::{ActiveBan, BanHistory, BanOrder, Decision, Jail, SettingsError};
 use crate::messages::Origin;
 use crate::store::{BanRecord, JailDefinition};
 
-use super::store_task::StoreHandle;
 use crate::messages::StoreRequest;
 use crate::messages::{DaemonEvent, Enforcement, FailureEvent, JailEvent, ReloadSummary};
+use crate::store::task::StoreHandle;
 
 /// Everything a ban or an unban sets in motion besides the jail itself: the log event, the
 /// store, notifications, the firewall and observers. One place, so that automatic, manual,
@@ -123,35 +122,51 @@ async fn reply_when_applied(
     });
 }
 
-/// Builds a jail's runtime settings from its validated configuration.
-pub fn jail_settings(
-    config: &JailConfig,
-    own_addresses: &[IpAddr],
-) -> Result<JailSettings, SettingsError> {
-    let mut settings = JailSettings::new(config.name.clone());
-    settings.maxretry = config.maxretry;
-    settings.findtime = config.findtime;
-    settings.bantime = config.bantime;
-    settings.increment = config.increment.as_ref().map(increment_settings);
-    settings.ignore = IgnoreList::from_networks(
-        config.ignoreip.iter().copied(),
-        config.ignoreself,
-        own_addresses.to_vec(),
-    );
-    settings.validate()?;
-    Ok(settings)
+/// Why the jail task refused a change (a reload, a label-defined jail).
+#[derive(Debug, thiserror::Error)]
+pub enum JailTaskError {
+    /// A jail of the new configuration has settings a jail cannot run with.
+    #[error("jail \"{jail}\": {source}")]
+    Settings {
+        jail: String,
+        #[source]
+        source: SettingsError,
+    },
+    #[error(transparent)]
+    Invalid(#[from] SettingsError),
+    #[error("a jail named \"{jail}\" is defined in the configuration file")]
+    DefinedInConfig { jail: String },
+    #[error(
+        "a different jail named \"{jail}\" already exists (defined in the configuration or by \
+         another container's labels)"
+    )]
+    DefinedElsewhere { jail: String },
+    #[error(
+        "it blocks addresses but logjail runs without a firewall ({reason}); use action: log, \
+         or make the firewall work and restart logjail"
+    )]
+    NoFirewall { reason: Arc<str> },
 }
 
-fn increment_settings(config: &IncrementConfig) -> IncrementSettings {
-    IncrementSettings {
-        enabled: true,
-        factor: config.factor,
-        multipliers: (!config.multipliers.is_empty()).then(|| config.multipliers.clone()),
-        maxtime: config.maxtime,
-        rndtime: config.rndtime,
-        overalljails: config.overalljails,
-        lookback: None,
-    }
+/// The configuration file's enabled jails, ready to run.
+pub fn configured_jails(
+    config: &crate::config::Config,
+    own_addresses: &[IpAddr],
+) -> Result<Vec<JailRuntime>, JailTaskError> {
+    config
+        .jails
+        .iter()
+        .filter(|jail| jail.enabled)
+        .map(|jail_config| {
+            let settings = |source| JailTaskError::Settings {
+                jail: jail_config.name.clone(),
+                source,
+            };
+            let jail = Jail::new(jail_config.jail_settings(own_addresses).map_err(settings)?)
+                .map_err(settings)?;
+            Ok(JailRuntime::new(jail, jail_config.clone()))
+        })
+        .collect()
 }
 
 /// Ban counts per (jail, host), seeded from the store's history at start.
@@ -357,14 +372,14 @@ pub async fn run(
                         on_failure(&mut jails[slot], failure, &mut history, &effects, &clock).await;
                     }
                     JailEvent::Control(call) => {
-                        let context = super::control::Context {
+                        let context = control::Context {
                             history: &mut history,
                             effects: &effects,
                             now: clock.now(),
                             firewall: &firewall,
                         };
                         let changes_bans = call.request.changes_bans();
-                        let response = super::control::answer(&mut jails, call.request, context).await;
+                        let response = control::answer(&mut jails, call.request, context).await;
                         reply_when_applied(&effects, changes_bans, call.reply, response).await;
                     }
                     JailEvent::Metrics(answer) => {
@@ -392,11 +407,7 @@ pub async fn run(
                         let name = Arc::<str>::from(config.name.as_str());
                         let blocks = crate::firewall::JailRule::from_config(&config).acts();
                         let answer = match &effects.no_firewall {
-                            Some(reason) if blocks => Err(format!(
-                                "it blocks addresses but logjail runs without a firewall \
-                                 ({reason}); use action: log, or make the firewall work and \
-                                 restart logjail"
-                            )),
+                            Some(reason) if blocks => Err(JailTaskError::NoFirewall { reason: reason.clone() }),
                             _ => define(&mut jails, &mut index, *config, *definition, &effects, clock.now()).await,
                         };
                         if answer.is_ok()
@@ -435,11 +446,16 @@ async fn reconfigure(
     own_addresses: &[IpAddr],
     effects: &Effects,
     now: DateTime<Utc>,
-) -> Result<ReloadSummary, String> {
+) -> Result<ReloadSummary, JailTaskError> {
     let mut prepared = Vec::new();
     for config in configs.into_iter().filter(|c| c.enabled) {
-        let settings = jail_settings(&config, own_addresses)
-            .map_err(|e| format!("jail \"{}\": {e}", config.name))?;
+        let settings =
+            config
+                .jail_settings(own_addresses)
+                .map_err(|source| JailTaskError::Settings {
+                    jail: config.name.clone(),
+                    source,
+                })?;
         prepared.push((config, settings));
     }
     let mut summary = ReloadSummary::default();
@@ -466,10 +482,7 @@ async fn reconfigure(
                 } else {
                     summary.changed.push(config.name.clone());
                 }
-                runtime
-                    .jail
-                    .update_settings(settings)
-                    .map_err(|e| e.to_string())?;
+                runtime.jail.update_settings(settings)?;
                 runtime.config = config;
                 if runtime.definer.is_labels() {
                     // The configuration file took the name over: its definition wins, and
@@ -482,7 +495,7 @@ async fn reconfigure(
                 runtime.definer = Definer::Config;
             }
             None => {
-                let jail = Jail::new(settings).map_err(|e| e.to_string())?;
+                let jail = Jail::new(settings)?;
                 summary.added.push(config.name.clone());
                 kept.push(JailRuntime::new(jail, config));
             }
@@ -506,12 +519,12 @@ async fn define(
     definition: JailDefinition,
     effects: &Effects,
     now: DateTime<Utc>,
-) -> Result<(), String> {
+) -> Result<(), JailTaskError> {
     let rule = crate::firewall::JailRule::from_config(&config);
     let own = jails
         .first()
         .map(|r| r.jail.settings().ignore.own_addresses().to_vec())
-        .unwrap_or_else(super::own_addresses);
+        .unwrap_or_else(crate::address::own_addresses);
     let save = StoreRequest::SaveDefinition {
         definition: definition.clone(),
         now,
@@ -519,10 +532,7 @@ async fn define(
     if let Some(&slot) = index.get(config.name.as_str()) {
         let runtime = &mut jails[slot];
         let Definer::Labels { container, seen } = &runtime.definer else {
-            return Err(format!(
-                "a jail named \"{}\" is defined in the configuration file",
-                config.name
-            ));
+            return Err(JailTaskError::DefinedInConfig { jail: config.name });
         };
         let same_container = *container == definition.defined_by;
         if runtime.config == config {
@@ -538,17 +548,10 @@ async fn define(
             return Ok(());
         }
         if *seen && !same_container {
-            return Err(format!(
-                "a different jail named \"{}\" already exists (defined in the configuration \
-                 or by another container's labels)",
-                config.name
-            ));
+            return Err(JailTaskError::DefinedElsewhere { jail: config.name });
         }
-        let settings = jail_settings(&config, &own).map_err(|e| e.to_string())?;
-        runtime
-            .jail
-            .update_settings(settings)
-            .map_err(|e| e.to_string())?;
+        let settings = config.jail_settings(&own)?;
+        runtime.jail.update_settings(settings)?;
         tracing::info!(
             jail = %config.name,
             container = %definition.defined_by,
@@ -564,8 +567,8 @@ async fn define(
         effects.enforce(Enforcement::Define(rule)).await;
         return Ok(());
     }
-    let settings = jail_settings(&config, &own).map_err(|e| e.to_string())?;
-    let jail = Jail::new(settings).map_err(|e| e.to_string())?;
+    let settings = config.jail_settings(&own)?;
+    let jail = Jail::new(settings)?;
     tracing::info!(jail = %config.name, container = %definition.defined_by, "jail defined by container labels");
     index.insert(Arc::from(config.name.as_str()), jails.len());
     jails.push(JailRuntime::from_labels(
@@ -778,6 +781,67 @@ fn restore_into(runtime: &mut JailRuntime, bans: &[BanRecord], now: DateTime<Utc
     restored
 }
 
+/// Jails that container labels defined in earlier runs and that still hold bans in force,
+/// rebuilt from their stored definitions (as the same labels would define them now), so that
+/// their bans are back in the firewall before any source starts, whether or not the container
+/// is still there. Definitions that the configuration file now takes over, or whose bans have
+/// all ended, are forgotten: a container that still carries the labels defines its jail again
+/// when it is seen. One that no longer parses is kept, its bans held (see `HeldBans`).
+pub async fn restored_label_jails(
+    config: &crate::config::Config,
+    definitions: &[JailDefinition],
+    bans: &[BanRecord],
+    own: &[IpAddr],
+    store: &StoreHandle,
+) -> Vec<JailRuntime> {
+    let mut restored = Vec::new();
+    for definition in definitions {
+        let name = &definition.jail;
+        let forget = if config.jails.iter().any(|jail| &jail.name == name) {
+            tracing::info!(jail = %name, defined_by = %definition.defined_by, "jail now defined in the configuration file; its stored label definition is dropped");
+            true
+        } else {
+            !bans.iter().any(|ban| &ban.jail == name)
+        };
+        if forget {
+            store
+                .send(crate::messages::StoreRequest::RemoveDefinition(
+                    name.clone(),
+                ))
+                .await;
+            continue;
+        }
+        let rebuilt = crate::routing::labels::restore(
+            definition,
+            &config.defaults,
+            &config.firewall.chain_prefix,
+        )
+        .and_then(|jail_config| {
+            let settings = jail_config.jail_settings(own).map_err(|e| e.to_string())?;
+            let jail = Jail::new(settings).map_err(|e| e.to_string())?;
+            Ok((jail, jail_config))
+        });
+        match rebuilt {
+            Ok((jail, jail_config)) => {
+                tracing::info!(jail = %name, defined_by = %definition.defined_by, "label-defined jail restored from the store");
+                restored.push(JailRuntime::from_labels(
+                    jail,
+                    jail_config,
+                    definition.defined_by.clone(),
+                    false,
+                ));
+            }
+            Err(error) => tracing::warn!(
+                jail = %name,
+                defined_by = %definition.defined_by,
+                %error,
+                "stored label definition no longer defines a jail; its bans are held until labels define it again"
+            ),
+        }
+    }
+    restored
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -853,12 +917,9 @@ mod tests {
     impl Harness {
         fn start(mut jails: Vec<JailRuntime>, bans: &[BanRecord]) -> Harness {
             let clock: SharedClock = Arc::new(TokioClock::starting_at(start_time()));
-            let (store, _, store_thread) = super::super::store_task::start(
-                Store::in_memory().unwrap(),
-                clock.now(),
-                start_time(),
-            )
-            .unwrap();
+            let (store, _, store_thread) =
+                crate::store::task::start(Store::in_memory().unwrap(), clock.now(), start_time())
+                    .unwrap();
             let (_, held) = restore_bans(&mut jails, bans, clock.now());
             let (enforcer, firewall) = mpsc::channel(64);
             let (notifier, _) = crate::action::Notifier::start(CancellationToken::new());
@@ -902,7 +963,7 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            answer.await.unwrap()
+            answer.await.unwrap().map_err(|e| e.to_string())
         }
 
         /// Everything queued for the firewall so far.
@@ -932,7 +993,7 @@ mod tests {
         let (config, definition) = defined(&web_labels(port), "web");
         let rebuilt = labels::restore(&definition, &DefaultsConfig::default(), "logjail").unwrap();
         assert_eq!(rebuilt, config, "restoring gives what the labels define");
-        let settings = jail_settings(&rebuilt, &[]).unwrap();
+        let settings = rebuilt.jail_settings(&[]).unwrap();
         JailRuntime::from_labels(
             Jail::new(settings).unwrap(),
             rebuilt,

@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::messages::{LineBatch, Origin};
 
-use super::DaemonError;
-use super::matcher::Route;
+use super::SupervisorError;
 use crate::messages::MatcherControl;
+use crate::routing::Route;
 
 /// Runs followers and keeps the matcher's routes in step with them.
 pub struct Followers {
@@ -41,7 +41,11 @@ impl Followers {
     /// Sends the lines of `origin` to `routes` from now on (replacing earlier routes): done
     /// before a follower starts, so that its first lines find their jails, and at every
     /// reload, since filters may change under the same names.
-    pub async fn route(&self, origin: Arc<Origin>, routes: Vec<Route>) -> Result<(), DaemonError> {
+    pub async fn route(
+        &self,
+        origin: Arc<Origin>,
+        routes: Vec<Route>,
+    ) -> Result<(), SupervisorError> {
         self.send(MatcherControl::Attach {
             origin,
             routes: routes.into(),
@@ -54,7 +58,7 @@ impl Followers {
         &self,
         origin: Arc<Origin>,
         stop: &CancellationToken,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<(), SupervisorError> {
         stop.cancel();
         self.send(MatcherControl::Detach {
             origin,
@@ -92,10 +96,10 @@ impl Followers {
         while self.tasks.join_next().await.is_some() {}
     }
 
-    async fn send(&self, control: MatcherControl) -> Result<(), DaemonError> {
+    async fn send(&self, control: MatcherControl) -> Result<(), SupervisorError> {
         self.control
             .send(control)
             .await
-            .map_err(|_| DaemonError::Task("the matcher stopped".into()))
+            .map_err(|_| SupervisorError::MatcherStopped)
     }
 }

@@ -15,7 +15,7 @@ use crate::routing::{Filters, file_routes};
 use crate::source::file::{self, FollowConfig};
 use crate::source::watch::FileWatcher;
 
-use super::DaemonError;
+use super::SupervisorError;
 use super::followers::Followers;
 use crate::messages::MatcherControl;
 
@@ -52,7 +52,7 @@ impl FileSources {
         jails: &[JailConfig],
         filters: &Filters,
         positions: &HashMap<String, Position>,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<(), SupervisorError> {
         let wanted = file_routes(jails, filters)?;
         let gone: Vec<PathBuf> = self
             .followers
