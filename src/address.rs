@@ -150,6 +150,17 @@ impl RefusalWarnings {
     }
 }
 
+/// This machine's addresses, for `ignoreself`.
+pub fn own_addresses() -> Vec<IpAddr> {
+    match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces.into_iter().map(|i| i.ip()).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot list this machine's addresses; ignoreself covers loopback only");
+            Vec::new()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,15 +272,5 @@ mod tests {
         );
         // A clock stepped back warns again instead of staying silent until it catches up.
         assert_eq!(warnings.record(&sshd, start), Some(2));
-    }
-}
-/// This machine's addresses, for `ignoreself`.
-pub fn own_addresses() -> Vec<IpAddr> {
-    match if_addrs::get_if_addrs() {
-        Ok(interfaces) => interfaces.into_iter().map(|i| i.ip()).collect(),
-        Err(error) => {
-            tracing::warn!(%error, "cannot list this machine's addresses; ignoreself covers loopback only");
-            Vec::new()
-        }
     }
 }

@@ -13,17 +13,22 @@
 //! (and the jails container labels define) is decided in [`routing`]. `ARCHITECTURE.md` names
 //! the tasks, their messages, who owns which state, and the start and stop order.
 //!
-//! In data-flow order:
+//! In data-flow order (each folder holds its pure logic and, where it has one, its task):
 //!
 //! - [`source`]: followers of host files (inotify, rotation, resume), the journal and Docker
-//!   containers; they only read, remember where they are, and follow what [`routing`] says.
+//!   containers, and their supervisors; they only read, remember where they are, and follow
+//!   what [`routing`] says.
 //! - [`filter`]: envelopes (json-file, CRI, syslog), dates, failregex/ignoreregex with Fail2Ban's
-//!   tags, and the built-in filter library.
-//! - [`jail`]: pure per-host failure counting and ban decisions, with ban-time increments.
-//! - [`store`]: SQLite for bans, ban history and read positions.
+//!   tags, the built-in filter library, and the matcher task that runs them on every line.
+//! - [`jail`]: pure per-host failure counting and ban decisions, with ban-time increments; the
+//!   jail task that owns every jail and answers the control requests about them.
+//! - [`firewall`]: the thread that owns iptables and ipset (layout as a pure plan, then applied)
+//!   and the queue that carries the jails' decisions to it.
+//! - [`store`]: SQLite for bans, ban history, read positions and label jail definitions, and the
+//!   thread that owns the connection.
 //! - [`action`]: notifications about bans and unbans (webhooks, commands), off the ban path.
-//! - [`daemon`]: the tasks that join these stages (matcher, jails, store, sources) and their
-//!   start and stop order; [`daemon::run`] is what `logjail run` calls.
+//! - [`daemon`]: only wiring: [`daemon::Daemon`] starts the stages in order and stops them in
+//!   reverse; [`daemon::run`] is what `logjail run` calls.
 //!
 //! Around them:
 //!

@@ -166,7 +166,7 @@ pub enum JailEvent {
     Reconfigure {
         jails: Vec<JailConfig>,
         own_addresses: Vec<IpAddr>,
-        reply: oneshot::Sender<Result<ReloadSummary, crate::jail::task::JailTaskError>>,
+        reply: oneshot::Sender<Result<ReloadSummary, JailTaskError>>,
     },
     /// Makes sure a jail defined at run time (by container labels) exists with these
     /// settings; answers why not when a different jail of that name exists. `definition` is
@@ -174,7 +174,7 @@ pub enum JailEvent {
     Define {
         config: Box<JailConfig>,
         definition: Box<JailDefinition>,
-        reply: oneshot::Sender<Result<(), crate::jail::task::JailTaskError>>,
+        reply: oneshot::Sender<Result<(), JailTaskError>>,
     },
 }
 
@@ -330,4 +330,30 @@ pub struct JailDefinition {
     pub host_network: bool,
     /// The labels (keys and values as given) that define this jail, and only those.
     pub labels: BTreeMap<String, String>,
+}
+
+/// Why the jail task refused a change (a reload, a label-defined jail).
+#[derive(Debug, thiserror::Error)]
+pub enum JailTaskError {
+    /// A jail of the new configuration has settings a jail cannot run with.
+    #[error("jail \"{jail}\": {source}")]
+    Settings {
+        jail: String,
+        #[source]
+        source: crate::jail::SettingsError,
+    },
+    #[error(transparent)]
+    Invalid(#[from] crate::jail::SettingsError),
+    #[error("a jail named \"{jail}\" is defined in the configuration file")]
+    DefinedInConfig { jail: String },
+    #[error(
+        "a different jail named \"{jail}\" already exists (defined in the configuration or by \
+         another container's labels)"
+    )]
+    DefinedElsewhere { jail: String },
+    #[error(
+        "it blocks addresses but logjail runs without a firewall ({reason}); use action: log, \
+         or make the firewall work and restart logjail"
+    )]
+    NoFirewall { reason: Arc<str> },
 }

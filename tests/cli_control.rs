@@ -294,3 +294,56 @@ async fn a_user_other_than_root_is_refused() {
     );
     daemon.stop().await;
 }
+
+/// Every refusal carries its kind for programs (`--json`), next to the message people read,
+/// whichever task refused: the jail task, the daemon's reload, the socket server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_their_kind_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket: PathBuf = dir.path().join("logjail.sock");
+    let daemon = start(dir.path()).await;
+    let cases: [(&[&str], &str, &str); 7] = [
+        (
+            &["status", "nope"],
+            "not_found",
+            "no jail named \"nope\" (jails: ",
+        ),
+        (
+            &["unban", "192.0.2.4"],
+            "not_found",
+            "192.0.2.4 is not banned",
+        ),
+        (&["ban", "blacklist", "0.0.0.0"], "invalid", "0.0.0.0"),
+        (
+            &["set", "sshd", "maxretry", "many"],
+            "invalid",
+            "maxretry: `many`",
+        ),
+        (
+            &["set", "sshd", "colour", "red"],
+            "invalid",
+            "unknown setting \"colour\"",
+        ),
+        (
+            &["ban", "sshd", "10.1.2.3"],
+            "refused",
+            "not banning 10.1.2.3",
+        ),
+        // The daemon's configuration was given as text: nothing to read again.
+        (&["reload"], "invalid", "was not read from a file"),
+    ];
+    for (args, kind, message) in cases {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = cli(&socket, &full).await;
+        assert!(!out.status.success(), "{args:?} should fail");
+        let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(json["ok"], false, "{args:?}: {json}");
+        assert_eq!(json["kind"], kind, "{args:?}: {json}");
+        assert!(
+            json["error"].as_str().unwrap().contains(message),
+            "{args:?}: {json}"
+        );
+    }
+    daemon.stop().await;
+}

@@ -23,7 +23,11 @@ pub fn run(socket: &Path, request: Request, json: bool) -> ExitCode {
             .error
             .unwrap_or_else(|| "the daemon refused".to_string());
         if json {
-            println!("{}", serde_json::json!({"ok": false, "error": error}));
+            let mut answer = serde_json::json!({"ok": false, "error": error});
+            if let Some(kind) = response.kind {
+                answer["kind"] = serde_json::json!(kind);
+            }
+            println!("{answer}");
         } else {
             eprintln!("logjail: {error}");
         }

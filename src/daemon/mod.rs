@@ -333,7 +333,7 @@ async fn recv_hangup(hangups: &mut Option<Signal>) -> Option<()> {
     }
 }
 
-/// 1. The store thread.
+/// Stage 1: the store thread.
 struct StoreStage {
     handle: StoreHandle,
     thread: std::thread::JoinHandle<()>,
@@ -361,7 +361,7 @@ impl StoreStage {
     }
 }
 
-/// 3. The firewall thread, or why there is none.
+/// Stage 3: the firewall thread, or why there is none.
 enum FirewallStage {
     Running {
         handle: FirewallHandle,
@@ -450,7 +450,7 @@ impl FirewallStage {
     }
 }
 
-/// 4. The enforcer task between the jails and the firewall thread.
+/// Stage 4: the enforcer task between the jails and the firewall thread.
 struct EnforcerStage {
     queue: mpsc::Sender<Enforcement>,
     task: JoinHandle<()>,
@@ -506,8 +506,9 @@ impl EnforcerStage {
     }
 }
 
-/// 5. The notifier. Notifications outlive the daemon's shutdown signal a little: notices
-/// already queued are sent (each within its timeout) before the notifier is told to stop.
+/// Stage 5, the notifier. Notifications outlive the daemon's shutdown signal a little:
+/// notices already queued are sent (each within its timeout) before the notifier is told to
+/// stop.
 struct NotifierStage {
     handle: NotifierHandle,
     task: JoinHandle<()>,
@@ -532,7 +533,7 @@ impl NotifierStage {
     }
 }
 
-/// 6. The jail task and the matcher, and the senders that reach them.
+/// Stage 6: the jail task and the matcher, and the senders that reach them.
 struct Pipeline {
     /// The jail task's queue: failures from the matcher, and requests from control, metrics,
     /// reloads and the Docker source (label jails).
@@ -592,7 +593,7 @@ impl Pipeline {
     }
 }
 
-/// 8. The sources: Docker discovery, host files, journal.
+/// Stage 8: the sources: Docker discovery, host files, journal.
 struct Sources {
     /// Stops every follower, before anything downstream.
     stop: CancellationToken,

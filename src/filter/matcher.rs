@@ -12,8 +12,8 @@ use crate::address::RefusalWarnings;
 use crate::clock::SharedClock;
 use crate::filter::Verdict;
 use crate::filter::envelope::{Decoder, Record};
+pub use crate::messages::Route;
 use crate::messages::{LineBatch, Origin, Position};
-pub use crate::routing::Route;
 
 use crate::messages::MatcherControl;
 use crate::messages::StoreRequest;

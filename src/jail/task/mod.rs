@@ -3,6 +3,8 @@
 
 mod control;
 
+pub use crate::messages::JailTaskError;
+
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::action::{Notice, NotifierHandle};
 use crate::clock::SharedClock;
 use crate::config::JailConfig;
-use crate::jail::{ActiveBan, BanHistory, BanOrder, Decision, Jail, SettingsError};
+use crate::jail::{ActiveBan, BanHistory, BanOrder, Decision, Jail};
 use crate::messages::Origin;
 use crate::store::{BanRecord, JailDefinition};
 
@@ -120,32 +122,6 @@ async fn reply_when_applied(
         let _ = tokio::time::timeout(LONGEST_WAIT, barrier).await;
         let _ = reply.send(response);
     });
-}
-
-/// Why the jail task refused a change (a reload, a label-defined jail).
-#[derive(Debug, thiserror::Error)]
-pub enum JailTaskError {
-    /// A jail of the new configuration has settings a jail cannot run with.
-    #[error("jail \"{jail}\": {source}")]
-    Settings {
-        jail: String,
-        #[source]
-        source: SettingsError,
-    },
-    #[error(transparent)]
-    Invalid(#[from] SettingsError),
-    #[error("a jail named \"{jail}\" is defined in the configuration file")]
-    DefinedInConfig { jail: String },
-    #[error(
-        "a different jail named \"{jail}\" already exists (defined in the configuration or by \
-         another container's labels)"
-    )]
-    DefinedElsewhere { jail: String },
-    #[error(
-        "it blocks addresses but logjail runs without a firewall ({reason}); use action: log, \
-         or make the firewall work and restart logjail"
-    )]
-    NoFirewall { reason: Arc<str> },
 }
 
 /// The configuration file's enabled jails, ready to run.

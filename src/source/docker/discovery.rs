@@ -699,7 +699,7 @@ impl Discovery {
     async fn define(
         &self,
         config: crate::config::JailConfig,
-        definition: crate::store::JailDefinition,
+        definition: crate::messages::JailDefinition,
     ) -> Result<(), String> {
         let (reply, answer) = oneshot::channel();
         self.wiring
