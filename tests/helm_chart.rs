@@ -32,6 +32,8 @@ const FULLNAME: &str = "lj-logjail";
 /// depend on the version, so every case is rendered once, for this one.
 const RENDER_KUBE_VERSION: &str = "1.29.0";
 const OLDEST_MINOR: (u32, u32) = (1, 29);
+/// Lint for the oldest Kubernetes supported and the newest this Helm (v4.1) was built for.
+const LINT_KUBE_VERSIONS: [&str; 2] = [RENDER_KUBE_VERSION, "1.35.0"];
 /// The ServiceMonitor's API, as `helm template --api-versions` announces it.
 const SERVICE_MONITOR_API: &str = "monitoring.coreos.com/v1/ServiceMonitor";
 
@@ -248,7 +250,7 @@ fn values_of(case: &Case) -> Value {
 #[test]
 fn helm_lint_strict_passes_for_the_defaults_and_every_example() {
     for case in cases() {
-        for kube_version in [RENDER_KUBE_VERSION, "1.35.0"] {
+        for kube_version in LINT_KUBE_VERSIONS {
             let mut args = vec![
                 "lint".to_string(),
                 "--strict".into(),
@@ -1007,6 +1009,22 @@ fn the_configuration_is_the_values_and_agrees_with_mounts_probes_and_ports() {
             "{name}"
         );
     }
+}
+
+/// Helm merges values into the chart's `config` key by key; `null` takes a default jail out.
+#[test]
+fn a_values_file_adds_to_the_default_jails_and_null_removes_one() {
+    let values = scratch_dir("null-jail").join("values.yaml");
+    std::fs::write(
+        &values,
+        "config:\n  jails:\n    traefik-auth: null\n    myapp: {filter: sshd, maxretry: 2}\n",
+    )
+    .unwrap();
+    let objects = render(&["-f", values.to_str().unwrap()]);
+    let jails = rendered_config(&objects)["jails"].clone();
+    assert!(jails.get("traefik-auth").is_none(), "{jails:?}");
+    assert_eq!(jails["myapp"], yaml("{filter: sshd, maxretry: 2}"));
+    assert_eq!(jails["wordpress"], yaml("{}"), "the other defaults stay");
 }
 
 #[test]
