@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::positions::Position;
+use super::positions::TextPosition;
 
 /// The part of the configuration an error belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct ConfigError {
     /// The file (or other origin) the text came from, as shown to the user.
     pub origin: String,
     /// Where in the text; `None` when the file could not be read at all.
-    pub position: Option<Position>,
+    pub position: Option<TextPosition>,
     /// The jail or filter at fault, so that errors can be grouped and filtered.
     pub scope: Scope,
     /// The setting within the scope, e.g. `maxretry` or `sources[1].container.name`; empty when
@@ -143,7 +143,7 @@ impl<'a> IntoIterator for &'a ConfigErrors {
 mod tests {
     use super::*;
 
-    fn error(scope: Scope, key: &str, position: Option<Position>) -> ConfigError {
+    fn error(scope: Scope, key: &str, position: Option<TextPosition>) -> ConfigError {
         ConfigError {
             origin: "/etc/logjail/logjail.yaml".to_string(),
             position,
@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn displays_file_line_column_scope_key_and_message() {
-        let at = Some(Position {
+        let at = Some(TextPosition {
             line: 12,
             column: 15,
         });

@@ -101,7 +101,7 @@ pub use self::jail::{
     JournalSelector, LabelMatch, SourceConfig,
 };
 pub use self::ports::{PortRange, Ports, Protocol};
-pub use self::positions::Position;
+pub use self::positions::TextPosition;
 pub use self::sections::{
     ControlConfig, DEFAULT_CONFIG_PATH, DockerConfig, FirewallBackend, FirewallConfig,
     FirewallMode, LogConfig, LogFormat, LogLevel, MetricsConfig, ReadMode, RequiredLabel,
@@ -220,7 +220,7 @@ impl Config {
 
     fn parse(text: &str, origin: ConfigOrigin) -> Result<Config, ConfigErrors> {
         let origin_name = origin.to_string();
-        let syntax_error = |position: Option<Position>, message: String| {
+        let syntax_error = |position: Option<TextPosition>, message: String| {
             ConfigErrors(vec![ConfigError {
                 origin: origin_name.clone(),
                 position,
@@ -253,7 +253,7 @@ impl Config {
                 return Err(syntax_error(Some(syntax.position), syntax.message.clone()));
             }
             (Err(error), Ok(_)) => {
-                let position = error.location().map(|location| Position {
+                let position = error.location().map(|location| TextPosition {
                     line: location.line(),
                     column: location.column(),
                 });

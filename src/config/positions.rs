@@ -13,23 +13,23 @@ use yaml_rust2::scanner::Marker;
 
 /// A 1-based line and column in the configuration text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Position {
+pub struct TextPosition {
     /// Line number, starting at 1.
     pub line: usize,
     /// Column number in characters, starting at 1.
     pub column: usize,
 }
 
-impl fmt::Display for Position {
+impl fmt::Display for TextPosition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.line, self.column)
     }
 }
 
-impl Position {
+impl TextPosition {
     fn from_marker(mark: Marker) -> Self {
         // yaml-rust2 counts lines from 1 but columns from 0.
-        Position {
+        TextPosition {
             line: mark.line(),
             column: mark.col() + 1,
         }
@@ -108,7 +108,7 @@ impl fmt::Display for YamlPath {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
     /// Where the parser gave up.
-    pub position: Position,
+    pub position: TextPosition,
     /// The parser's explanation.
     pub message: String,
 }
@@ -116,8 +116,8 @@ pub struct SyntaxError {
 /// The positions of every key and node of one YAML document.
 #[derive(Debug, Default)]
 pub struct PositionIndex {
-    keys: HashMap<YamlPath, Position>,
-    values: HashMap<YamlPath, Position>,
+    keys: HashMap<YamlPath, TextPosition>,
+    values: HashMap<YamlPath, TextPosition>,
     duplicates: Vec<DuplicateKey>,
     /// Where an alias (`*name`) stands → the node its anchor (`&name`) marks, so that a value
     /// reached through an alias or a `<<` merge is found where it is actually written.
@@ -131,9 +131,9 @@ pub struct DuplicateKey {
     /// The path the key names.
     pub path: YamlPath,
     /// The repetition.
-    pub position: Position,
+    pub position: TextPosition,
     /// The first occurrence.
-    pub first: Position,
+    pub first: TextPosition,
 }
 
 impl PositionIndex {
@@ -145,7 +145,7 @@ impl PositionIndex {
         parser
             .load(&mut builder, false)
             .map_err(|error| SyntaxError {
-                position: Position::from_marker(*error.marker()),
+                position: TextPosition::from_marker(*error.marker()),
                 message: error.info().to_string(),
             })?;
         Ok(builder.index)
@@ -158,22 +158,22 @@ impl PositionIndex {
 
     /// Where the key that names `path` is written, falling back to its value, then to the same
     /// path through aliases and merge keys, then to the nearest ancestor known.
-    pub fn key_position(&self, path: &YamlPath) -> Option<Position> {
+    pub fn key_position(&self, path: &YamlPath) -> Option<TextPosition> {
         self.find(path, &self.keys, &self.values, 0)
     }
 
     /// Where the value at `path` starts, falling back like [`PositionIndex::key_position`].
-    pub fn value_position(&self, path: &YamlPath) -> Option<Position> {
+    pub fn value_position(&self, path: &YamlPath) -> Option<TextPosition> {
         self.find(path, &self.values, &self.keys, 0)
     }
 
     fn find(
         &self,
         path: &YamlPath,
-        first: &HashMap<YamlPath, Position>,
-        second: &HashMap<YamlPath, Position>,
+        first: &HashMap<YamlPath, TextPosition>,
+        second: &HashMap<YamlPath, TextPosition>,
         depth: usize,
-    ) -> Option<Position> {
+    ) -> Option<TextPosition> {
         let direct = |p: &YamlPath| first.get(p).or_else(|| second.get(p)).copied();
         if let Some(position) = direct(path) {
             return Some(position);
@@ -252,7 +252,7 @@ impl Builder {
 
     /// Decides the path of the node starting now, recording key positions on the way.
     /// Returns `None` when the node is a mapping key (its position is already recorded).
-    fn place_node(&mut self, scalar: Option<&str>, position: Position) -> Option<YamlPath> {
+    fn place_node(&mut self, scalar: Option<&str>, position: TextPosition) -> Option<YamlPath> {
         match self.stack.last_mut() {
             None => Some(YamlPath::root()),
             Some(Frame::Sequence { path, next_index }) => {
@@ -306,7 +306,7 @@ impl MarkedEventReceiver for Builder {
         if self.done {
             return;
         }
-        let position = Position::from_marker(mark);
+        let position = TextPosition::from_marker(mark);
         match event {
             Event::Scalar(text, _, anchor, _) => {
                 if let Some(path) = self.place_node(Some(&text), position) {
@@ -366,8 +366,8 @@ mod tests {
         path
     }
 
-    fn at(line: usize, column: usize) -> Option<Position> {
-        Some(Position { line, column })
+    fn at(line: usize, column: usize) -> Option<TextPosition> {
+        Some(TextPosition { line, column })
     }
 
     const SAMPLE: &str = "\
@@ -481,8 +481,8 @@ jails:
             index.duplicates(),
             [DuplicateKey {
                 path: path(&["a", "x"]),
-                position: Position { line: 4, column: 3 },
-                first: Position { line: 2, column: 3 },
+                position: TextPosition { line: 4, column: 3 },
+                first: TextPosition { line: 2, column: 3 },
             }]
         );
     }
