@@ -14,8 +14,8 @@ use std::time::Duration;
 use chrono::Utc;
 use firewall_support::*;
 use logjail::config::{
-    Chain, FirewallAction, FirewallBackend, FirewallConfig, FirewallMode, PortRange, Ports,
-    Protocol, RejectWith,
+    Chain, FirewallAction, FirewallBackend, FirewallConfig, FirewallMode, FirewallTarget,
+    PortRange, Ports, Protocol, RejectWith,
 };
 use logjail::firewall::{
     BanOutcome, BanRequest, Firewall, FirewallError, FirewallHandle, FirewallOptions, Hook,
@@ -85,6 +85,9 @@ impl Lab {
 fn config(mode: FirewallMode) -> FirewallConfig {
     FirewallConfig {
         backend: FirewallBackend::Auto,
+        // The layout these tests check is Docker's (INPUT, DOCKER-USER): `auto` could find a
+        // CRI socket on the machine that runs them. `tests/firewall_k8s_netns.rs` has the rest.
+        target: FirewallTarget::Docker,
         mode,
         keep_bans_on_exit: false,
         chain_prefix: unique("ljt"),
