@@ -1445,6 +1445,510 @@ mod tests {
         assert_eq!(operations, []);
     }
 
+    /// A k3s node: kube-proxy's and flannel's chains in filter, someone's `NOTRACK` in raw.
+    fn node_filter() -> Vec<&'static str> {
+        vec![
+            "-P INPUT ACCEPT",
+            "-P FORWARD ACCEPT",
+            "-P OUTPUT ACCEPT",
+            "-N KUBE-FIREWALL",
+            "-N KUBE-FORWARD",
+            "-A INPUT -j KUBE-FIREWALL",
+            "-A FORWARD -j KUBE-FORWARD",
+        ]
+    }
+
+    fn node_raw() -> Vec<&'static str> {
+        vec![
+            "-P PREROUTING ACCEPT",
+            "-P OUTPUT ACCEPT",
+            "-A PREROUTING -p udp -m udp --dport 8472 -j CT --notrack",
+        ]
+    }
+
+    /// `web` (INPUT and `docker-user`, port 80) fully in place on a Kubernetes node.
+    fn node_in_place_filter(tag: &'static str) -> Vec<String> {
+        let mut lines: Vec<String> = node_filter().into_iter().map(str::to_string).collect();
+        lines.extend([
+            "-N lj-input".to_string(),
+            "-N lj-j-web-i".to_string(),
+            "-A INPUT -j lj-input".to_string(),
+            "-A lj-input -p tcp -m multiport --dports 80 -j lj-j-web-i".to_string(),
+            format!("-A lj-j-web-i -m set --match-set lj-s-web-{tag} src -j DROP"),
+        ]);
+        lines
+    }
+
+    fn node_in_place_raw(tag: &'static str) -> Vec<String> {
+        let mut lines: Vec<String> = node_raw().into_iter().map(str::to_string).collect();
+        lines.splice(
+            2..2,
+            [
+                "-N lj-raw".to_string(),
+                "-N lj-j-web-r".to_string(),
+                "-A PREROUTING -j lj-raw".to_string(),
+            ],
+        );
+        lines.extend([
+            "-A lj-raw -p tcp -m multiport --dports 80 -j lj-j-web-r".to_string(),
+            format!("-A lj-j-web-r -m set --match-set lj-s-web-{tag} src -j DROP"),
+        ]);
+        lines
+    }
+
+    /// Filter and raw listings of both families.
+    fn node_snapshot(
+        filter: [Listing; 2],
+        raw: [Listing; 2],
+        sets: &[(&str, SetHeader)],
+    ) -> Snapshot {
+        let [filter4, filter6] = filter;
+        let [raw4, raw6] = raw;
+        Snapshot {
+            listings: [
+                ((V4, FILTER), filter4),
+                ((V6, FILTER), filter6),
+                ((V4, RAW), raw4),
+                ((V6, RAW), raw6),
+            ]
+            .into_iter()
+            .collect(),
+            sets: sets
+                .iter()
+                .map(|(name, header)| ((*name).to_string(), header.clone()))
+                .collect(),
+        }
+    }
+
+    fn strings(lines: &[String]) -> Listing {
+        listing(&lines.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn node_in_place() -> Snapshot {
+        node_snapshot(
+            [
+                strings(&node_in_place_filter("4")),
+                strings(&node_in_place_filter("6")),
+            ],
+            [
+                strings(&node_in_place_raw("4")),
+                strings(&node_in_place_raw("6")),
+            ],
+            &web_sets(0, 0),
+        )
+    }
+
+    #[test]
+    fn on_a_kubernetes_node_container_bans_go_to_raw_prerouting_and_host_bans_to_input() {
+        let rule = web();
+        let held = bans(&[("2001:db8::9", None)]);
+        let bare = node_snapshot(
+            [listing(&node_filter()), listing(&node_filter())],
+            [listing(&node_raw()), listing(&node_raw())],
+            &[],
+        );
+        let operations = plan_on(
+            Target::Kubernetes,
+            ActiveMode::Ipset,
+            &[(&rule, &held)],
+            &bare,
+        );
+        let write = |chain: &str, rule: String| ChainWrite {
+            chain: chain.to_string(),
+            rules: vec![rule],
+            existed: false,
+        };
+        let mut expected = vec![
+            Operation::CreateSet {
+                set: "lj-s-web-4".to_string(),
+                family: V4,
+            },
+            Operation::CreateSet {
+                set: "lj-s-web-6".to_string(),
+                family: V6,
+            },
+            Operation::FillSet {
+                set: "lj-s-web-6".to_string(),
+                entries: vec![("2001:db8::9".parse().unwrap(), 0)],
+                missing: None,
+            },
+        ];
+        for (family, tag) in [(V4, "4"), (V6, "6")] {
+            let matched = format!("-m set --match-set lj-s-web-{tag} src -j DROP");
+            // No DOCKER-USER anywhere: Kubernetes has none, and nothing would pass it.
+            expected.extend([
+                Operation::WriteChains {
+                    family,
+                    table: FILTER,
+                    chains: vec![
+                        write(
+                            "lj-input",
+                            "-p tcp -m multiport --dports 80 -j lj-j-web-i".to_string(),
+                        ),
+                        write("lj-j-web-i", matched.clone()),
+                    ],
+                },
+                Operation::InsertJump {
+                    family,
+                    hook: Hook::Input,
+                    target: "lj-input".to_string(),
+                },
+                Operation::WriteChains {
+                    family,
+                    table: RAW,
+                    chains: vec![
+                        write("lj-j-web-r", matched),
+                        // The port the client used: raw runs before any DNAT.
+                        write(
+                            "lj-raw",
+                            "-p tcp -m multiport --dports 80 -j lj-j-web-r".to_string(),
+                        ),
+                    ],
+                },
+                Operation::InsertJump {
+                    family,
+                    hook: Hook::RawPrerouting,
+                    target: "lj-raw".to_string(),
+                },
+            ]);
+        }
+        assert_eq!(operations, expected);
+        let report = report(&operations);
+        assert!(
+            report
+                .repaired
+                .contains(&"IPv6 jump raw PREROUTING -> lj-raw".to_string()),
+            "{report:?}"
+        );
+        assert!(
+            report
+                .repaired
+                .contains(&"IPv4 raw chain lj-j-web-r".to_string()),
+            "{report:?}"
+        );
+        assert!(report.removed.is_empty());
+        // The same jail on a Docker host or a host without a runtime bans in DOCKER-USER and
+        // leaves the raw table alone.
+        for target in [Target::Docker, Target::Host] {
+            let operations = plan_on(target, ActiveMode::Ipset, &[(&rule, &held)], &bare);
+            assert!(
+                operations.contains(&Operation::CreateDockerUser { family: V4 }),
+                "{target}: {operations:?}"
+            );
+            assert!(
+                operations.iter().all(|operation| !matches!(
+                    operation,
+                    Operation::WriteChains { table: RAW, .. }
+                        | Operation::InsertJump {
+                            hook: Hook::RawPrerouting,
+                            ..
+                        }
+                )),
+                "{target}: {operations:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_raw_layout_in_place_beside_others_rules_needs_nothing_and_a_lost_jump_goes_first() {
+        let rule = web();
+        let held = Bans::new();
+        assert_eq!(
+            plan_on(
+                Target::Kubernetes,
+                ActiveMode::Ipset,
+                &[(&rule, &held)],
+                &node_in_place()
+            ),
+            []
+        );
+        // Another tool put its own rule above our jump: tolerated, nothing moves.
+        let mut raw4 = node_in_place_raw("4");
+        raw4.insert(3, "-A PREROUTING -i cni0 -j ACCEPT".to_string());
+        let mut snapshot = node_in_place();
+        snapshot.listings.insert((V4, RAW), strings(&raw4));
+        assert_eq!(
+            plan_on(
+                Target::Kubernetes,
+                ActiveMode::Ipset,
+                &[(&rule, &held)],
+                &snapshot
+            ),
+            []
+        );
+        // Our jump deleted (by hand, by a script): inserted again at the top.
+        let raw4: Vec<String> = node_in_place_raw("4")
+            .into_iter()
+            .filter(|line| line != "-A PREROUTING -j lj-raw")
+            .collect();
+        snapshot.listings.insert((V4, RAW), strings(&raw4));
+        let operations = plan_on(
+            Target::Kubernetes,
+            ActiveMode::Ipset,
+            &[(&rule, &held)],
+            &snapshot,
+        );
+        assert_eq!(
+            operations,
+            [Operation::InsertJump {
+                family: V4,
+                hook: Hook::RawPrerouting,
+                target: "lj-raw".to_string(),
+            }]
+        );
+        // Twice (two runs racing after a crash): one goes.
+        let mut raw6 = node_in_place_raw("6");
+        raw6.insert(3, "-A PREROUTING -j lj-raw".to_string());
+        let mut snapshot = node_in_place();
+        snapshot.listings.insert((V6, RAW), strings(&raw6));
+        let operations = plan_on(
+            Target::Kubernetes,
+            ActiveMode::Ipset,
+            &[(&rule, &held)],
+            &snapshot,
+        );
+        assert_eq!(
+            operations,
+            [Operation::DeleteDuplicateJump {
+                family: V6,
+                hook: Hook::RawPrerouting,
+                target: "lj-raw".to_string(),
+            }]
+        );
+        assert_eq!(
+            report(&operations).removed,
+            ["IPv6 duplicate jump raw PREROUTING -> lj-raw"]
+        );
+    }
+
+    #[test]
+    fn a_flushed_raw_table_is_rewritten_with_its_bans_in_rules_mode() {
+        // Rules mode: the jail chain holds one DROP per banned address, even for a jail that
+        // rejects (there is no REJECT in raw); INPUT keeps the reject.
+        let rule = jail(
+            "web",
+            &[Chain::Input, Chain::DockerUser],
+            80,
+            FirewallAction::Reject(RejectWith::IcmpPortUnreachable),
+        );
+        let held = bans(&[("198.51.100.7", None)]);
+        let filter4 = listing(&[
+            "-P INPUT ACCEPT",
+            "-N lj-input",
+            "-N lj-j-web-i",
+            "-A INPUT -j lj-input",
+            "-A lj-input -p tcp -m multiport --dports 80 -j lj-j-web-i",
+            "-A lj-j-web-i -s 198.51.100.7/32 -m comment --comment \"logjail-until=never\" -j REJECT --reject-with icmp-port-unreachable",
+        ]);
+        let filter6 = listing(&[
+            "-P INPUT ACCEPT",
+            "-N lj-input",
+            "-N lj-j-web-i",
+            "-A INPUT -j lj-input",
+            "-A lj-input -p tcp -m multiport --dports 80 -j lj-j-web-i",
+        ]);
+        // `iptables -t raw -F; -X`: only the builtin chains are left.
+        let flushed = listing(&["-P PREROUTING ACCEPT", "-P OUTPUT ACCEPT"]);
+        let snapshot = node_snapshot([filter4, filter6], [flushed.clone(), flushed], &[]);
+        let operations = plan_on(
+            Target::Kubernetes,
+            ActiveMode::Rules,
+            &[(&rule, &held)],
+            &snapshot,
+        );
+        let raw = |family: Family, bans: Vec<String>| {
+            [
+                Operation::WriteChains {
+                    family,
+                    table: RAW,
+                    chains: vec![
+                        ChainWrite {
+                            chain: "lj-j-web-r".to_string(),
+                            rules: bans,
+                            existed: false,
+                        },
+                        ChainWrite {
+                            chain: "lj-raw".to_string(),
+                            rules: vec![
+                                "-p tcp -m multiport --dports 80 -j lj-j-web-r".to_string(),
+                            ],
+                            existed: false,
+                        },
+                    ],
+                },
+                Operation::InsertJump {
+                    family,
+                    hook: Hook::RawPrerouting,
+                    target: "lj-raw".to_string(),
+                },
+            ]
+        };
+        let mut expected = raw(
+            V4,
+            vec![
+                "-s 198.51.100.7/32 -m comment --comment \"logjail-until=never\" -j DROP"
+                    .to_string(),
+            ],
+        )
+        .to_vec();
+        expected.extend(raw(V6, Vec::new()));
+        assert_eq!(operations, expected);
+    }
+
+    #[test]
+    fn leftovers_in_the_raw_table_go_after_a_crash_and_a_change_of_target() {
+        // A run on target kubernetes was killed; this one runs on target docker with the same
+        // jail: the raw side goes (jumps first, then rules, then chains), sets stay, and
+        // DOCKER-USER is made.
+        let rule = web();
+        let held = Bans::new();
+        let filter = |tag| -> Listing {
+            let lines: Vec<String> = node_in_place_filter(tag)
+                .into_iter()
+                .filter(|line| !line.contains("KUBE-"))
+                .collect();
+            strings(&lines)
+        };
+        let snapshot = node_snapshot(
+            [filter("4"), filter("6")],
+            [
+                strings(&node_in_place_raw("4")),
+                strings(&node_in_place_raw("6")),
+            ],
+            &web_sets(0, 0),
+        );
+        let operations = plan_on(
+            Target::Docker,
+            ActiveMode::Ipset,
+            &[(&rule, &held)],
+            &snapshot,
+        );
+        let raw_leftovers = |family: Family| {
+            vec![
+                Operation::DeleteRule {
+                    family,
+                    table: RAW,
+                    chain: "PREROUTING".to_string(),
+                    rule: "-j lj-raw".to_string(),
+                },
+                Operation::FlushChain {
+                    family,
+                    table: RAW,
+                    chain: "lj-j-web-r".to_string(),
+                },
+                Operation::FlushChain {
+                    family,
+                    table: RAW,
+                    chain: "lj-raw".to_string(),
+                },
+                Operation::DeleteChain {
+                    family,
+                    table: RAW,
+                    chain: "lj-j-web-r".to_string(),
+                },
+                Operation::DeleteChain {
+                    family,
+                    table: RAW,
+                    chain: "lj-raw".to_string(),
+                },
+            ]
+        };
+        for family in [V4, V6] {
+            let of_family: Vec<&Operation> = operations
+                .iter()
+                .filter(|operation| {
+                    matches!(operation,
+                        Operation::DeleteRule { family: f, table: RAW, .. }
+                        | Operation::FlushChain { family: f, table: RAW, .. }
+                        | Operation::DeleteChain { family: f, table: RAW, .. } if *f == family)
+                })
+                .collect();
+            assert_eq!(
+                of_family,
+                raw_leftovers(family).iter().collect::<Vec<_>>(),
+                "{operations:?}"
+            );
+            assert!(
+                operations.contains(&Operation::CreateDockerUser { family }),
+                "{operations:?}"
+            );
+        }
+        // Others' rules in raw PREROUTING are never touched.
+        assert!(operations.iter().all(|operation| !matches!(
+            operation,
+            Operation::DeleteRule { rule, .. } if rule.contains("notrack")
+        )));
+        assert!(
+            operations
+                .iter()
+                .all(|operation| !matches!(operation, Operation::DestroySet { .. }))
+        );
+        assert!(
+            report(&operations)
+                .removed
+                .contains(&"IPv4 raw chain lj-raw".to_string())
+        );
+    }
+
+    #[test]
+    fn a_clean_stop_tears_down_the_raw_table_too_and_leaves_others_rules() {
+        let teardown = teardown(&names(), V6, RAW, &strings(&node_in_place_raw("6")));
+        let mut expected = vec![Operation::DeleteRule {
+            family: V6,
+            table: RAW,
+            chain: "PREROUTING".to_string(),
+            rule: "-j lj-raw".to_string(),
+        }];
+        for chain in ["lj-j-web-r", "lj-raw"] {
+            expected.push(Operation::FlushChain {
+                family: V6,
+                table: RAW,
+                chain: chain.to_string(),
+            });
+        }
+        for chain in ["lj-j-web-r", "lj-raw"] {
+            expected.push(Operation::DeleteChain {
+                family: V6,
+                table: RAW,
+                chain: chain.to_string(),
+            });
+        }
+        assert_eq!(teardown, expected);
+        // Nothing of ours in raw (a Docker host): nothing to do there.
+        assert_eq!(teardown_for_raw(&node_raw()), []);
+    }
+
+    fn teardown_for_raw(lines: &[&str]) -> Vec<Operation> {
+        teardown(&names(), V4, RAW, &listing(lines))
+    }
+
+    #[test]
+    fn a_host_without_a_raw_table_is_fine_until_a_jail_needs_it() {
+        // The snapshot could not list raw (a kernel without iptable_raw): no jail needs it on
+        // target docker, so the plan is the plain one.
+        let rule = web();
+        let held = Bans::new();
+        let operations = plan_for(
+            ActiveMode::Ipset,
+            &[(&rule, &held)],
+            &snapshot(
+                listing(&in_place_v4()),
+                listing(&in_place_v6()),
+                &web_sets(0, 0),
+            ),
+        );
+        assert_eq!(operations, []);
+        let names = names();
+        let rules = [rule.clone()];
+        assert!(!uses_table(&rules, Target::Docker, RAW));
+        assert!(uses_table(&rules, Target::Kubernetes, RAW));
+        assert!(uses_table(&rules, Target::Docker, FILTER));
+        // A log-only jail needs no table at all.
+        let quiet = [jail("q", &[Chain::Prerouting], 22, FirewallAction::Log)];
+        assert!(!uses_table(&quiet, Target::Kubernetes, RAW));
+        assert_eq!(names.hook_chain(Hook::RawPrerouting), "lj-raw");
+    }
+
     #[test]
     fn listings_parse_into_chains_and_rules() {
         let parsed = listing(&in_place_v4());
