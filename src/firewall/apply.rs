@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use iptables::IPTables;
 
-use super::backend::{self, BackendChoice};
+use super::backend::{self, Backend, BackendChoice};
 use super::ipset::{self, Batch, SetHeader};
 use super::names::{Family, Table};
 use super::plan::{Listing, Operation, Snapshot};
@@ -124,17 +124,35 @@ impl Kernel {
                 (*family, Table::Filter),
                 self.listing(*family, Table::Filter)?,
             );
-            match self.listing(*family, Table::Raw) {
-                Ok(listing) => {
-                    listings.insert((*family, Table::Raw), listing);
-                }
-                Err(error) if raw_required => return Err(error),
-                Err(error) => {
-                    tracing::debug!(%error, family = family.label(), "firewall: no raw table here");
-                }
+            if let Some(listing) = self.raw_listing(*family, raw_required)? {
+                listings.insert((*family, Table::Raw), listing);
             }
         }
         Ok(Snapshot { listings, sets })
+    }
+
+    /// The raw table of one family; `None` when there is none to look at and no jail needs
+    /// one. With iptables-legacy a table that does not exist yet is not listed (listing would
+    /// make it, on a host whose rules never used it).
+    pub fn raw_listing(
+        &self,
+        family: Family,
+        required: bool,
+    ) -> Result<Option<Listing>, FirewallError> {
+        if !required
+            && self.choice.backend == Backend::Legacy
+            && !backend::legacy_table_exists(family, Table::Raw.name())
+        {
+            return Ok(None);
+        }
+        match self.listing(family, Table::Raw) {
+            Ok(listing) => Ok(Some(listing)),
+            Err(error) if required => Err(error),
+            Err(error) => {
+                tracing::debug!(%error, family = family.label(), "firewall: no raw table here");
+                Ok(None)
+            }
+        }
     }
 
     /// The entries of a set with their remaining seconds (`0`: no timeout).

@@ -909,14 +909,18 @@ impl Owner {
             for table in Table::ALL {
                 // A table's chains go in order and stop at the first failure; the other
                 // tables, families and the sets are still tried.
-                let result = match self.kernel.listing(family, table) {
-                    // No raw table here, and no jail of ours needed one: nothing to remove.
-                    Err(_) if table == Table::Raw && !raw_used => Ok(()),
-                    Err(error) => Err(error),
-                    Ok(listing) => plan::teardown(&self.names, family, table, &listing)
-                        .iter()
-                        .try_for_each(|operation| self.kernel.run(operation)),
+                let listing = match table {
+                    Table::Filter => self.kernel.listing(family, table).map(Some),
+                    // None: no raw table here, and no jail of ours needed one.
+                    Table::Raw => self.kernel.raw_listing(family, raw_used),
                 };
+                let result = listing.and_then(|listing| {
+                    listing.map_or(Ok(()), |listing| {
+                        plan::teardown(&self.names, family, table, &listing)
+                            .iter()
+                            .try_for_each(|operation| self.kernel.run(operation))
+                    })
+                });
                 if let Err(error) = result {
                     first_error.get_or_insert(error);
                 }
