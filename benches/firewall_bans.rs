@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use firewall_support::{Netns, runtime, unique};
 use logjail::config::{
-    Chain, FirewallAction, FirewallBackend, FirewallConfig, FirewallMode, Ports, Protocol,
+    Chain, FirewallAction, FirewallBackend, FirewallConfig, FirewallMode, FirewallTarget, Ports,
+    Protocol,
 };
 use logjail::firewall::{BanRequest, Firewall, FirewallOptions, JailRule};
 
@@ -71,6 +72,7 @@ fn measure(mode: FirewallMode, size: usize) -> Figures {
         runtime().block_on(async move {
             let config = FirewallConfig {
                 backend: FirewallBackend::Auto,
+                target: FirewallTarget::Docker,
                 mode,
                 keep_bans_on_exit: false,
                 chain_prefix: unique("ljb"),

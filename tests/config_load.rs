@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use logjail::config::{
     ActionConfig, Chain, Config, ConfigOrigin, FirewallAction, FirewallBackend, FirewallMode,
-    IncrementConfig, JailConfig, LogFormat, LogLevel, PortRange, Ports, Protocol, ReadMode,
-    RejectWith, SourceConfig,
+    FirewallTarget, IncrementConfig, JailConfig, LogFormat, LogLevel, PortRange, Ports, Protocol,
+    ReadMode, RejectWith, SourceConfig,
 };
 use logjail::duration::BanTime;
 
@@ -376,6 +376,7 @@ fn daemon_sections_default_and_override() {
     );
     assert_eq!(defaults.firewall.backend, FirewallBackend::Auto);
     assert_eq!(defaults.firewall.mode, FirewallMode::Auto);
+    assert_eq!(defaults.firewall.target, FirewallTarget::Auto);
     assert!(!defaults.firewall.keep_bans_on_exit);
     assert_eq!(defaults.firewall.chain_prefix, "logjail");
     assert_eq!(
@@ -412,6 +413,30 @@ log: {format: json, level: debug}
         let loaded = load(&format!("firewall: {{mode: {text}}}\n"));
         assert_eq!(loaded.firewall.mode, mode, "{text}");
     }
+    for (text, target) in [
+        ("auto", FirewallTarget::Auto),
+        ("docker", FirewallTarget::Docker),
+        ("kubernetes", FirewallTarget::Kubernetes),
+        ("host", FirewallTarget::Host),
+    ] {
+        let loaded = load(&format!("firewall: {{target: {text}}}\n"));
+        assert_eq!(loaded.firewall.target, target, "{text}");
+        assert_eq!(target.to_string(), text);
+    }
+    // Raw PREROUTING for a jail that drops; `docker-user` (raw PREROUTING on a Kubernetes
+    // node) may reject, the firewall drops there and says so.
+    let chains = load(
+        "
+jails:
+  pods: {manual: true, chains: [PREROUTING, input, prerouting]}
+  web: {manual: true, action: reject, chains: [docker-user]}
+",
+    );
+    assert_eq!(
+        jail(&chains, "pods").chains,
+        [Chain::Prerouting, Chain::Input]
+    );
+    assert_eq!(jail(&chains, "web").chains, [Chain::DockerUser]);
     assert!(custom.firewall.keep_bans_on_exit);
     assert_eq!(custom.firewall.chain_prefix, "lj");
     assert_eq!(custom.control.socket, Path::new("/tmp/lj.sock"));

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use firewall_support::*;
 use logjail::config::{
-    Chain, FirewallAction, FirewallBackend, FirewallConfig, FirewallMode, PortRange, Ports,
-    Protocol, RejectWith,
+    Chain, FirewallAction, FirewallBackend, FirewallConfig, FirewallMode, FirewallTarget,
+    PortRange, Ports, Protocol, RejectWith,
 };
 use logjail::firewall::{Firewall, FirewallHandle, FirewallOptions, Hook, JailRule};
 
@@ -117,6 +117,7 @@ impl Drop for DockerLab {
 fn config() -> FirewallConfig {
     FirewallConfig {
         backend: FirewallBackend::Auto,
+        target: FirewallTarget::Auto,
         mode: FirewallMode::Ipset,
         keep_bans_on_exit: false,
         chain_prefix: unique("ljd"),
@@ -166,6 +167,12 @@ fn drop_in_docker_user_blocks_the_banned_client_of_a_published_port() {
             status.backend_reason.contains("Docker's chains"),
             "backend chosen where Docker's chains are: {}",
             status.backend_reason
+        );
+        assert_eq!(
+            status.target,
+            logjail::firewall::Target::Docker,
+            "{}",
+            status.target_reason
         );
         firewall
             .ban("web", lab.clients.a_ip, in_hour())

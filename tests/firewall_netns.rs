@@ -14,8 +14,8 @@ use std::time::Duration;
 use chrono::Utc;
 use firewall_support::*;
 use logjail::config::{
-    Chain, FirewallAction, FirewallBackend, FirewallConfig, FirewallMode, PortRange, Ports,
-    Protocol, RejectWith,
+    Chain, FirewallAction, FirewallBackend, FirewallConfig, FirewallMode, FirewallTarget,
+    PortRange, Ports, Protocol, RejectWith,
 };
 use logjail::firewall::{
     BanOutcome, BanRequest, Firewall, FirewallError, FirewallHandle, FirewallOptions, Hook,
@@ -85,6 +85,9 @@ impl Lab {
 fn config(mode: FirewallMode) -> FirewallConfig {
     FirewallConfig {
         backend: FirewallBackend::Auto,
+        // The layout these tests check is Docker's (INPUT, DOCKER-USER): `auto` could find a
+        // CRI socket on the machine that runs them. `tests/firewall_k8s_netns.rs` has the rest.
+        target: FirewallTarget::Docker,
         mode,
         keep_bans_on_exit: false,
         chain_prefix: unique("ljt"),
@@ -800,6 +803,10 @@ fn auto_follows_docker_to_iptables_legacy() {
         assert!(legacy.contains(&format!("-A DOCKER-USER -j {}-docker", config.chain_prefix)));
         let nft = sh("iptables-nft", &["-w", "-S"]);
         assert!(!nft.contains(&config.chain_prefix), "nothing in nft: {nft}");
+        // No jail bans in raw PREROUTING here: logjail looked for leftovers there without
+        // making iptables-legacy create the table.
+        let tables = std::fs::read_to_string("/proc/thread-self/net/ip_tables_names").unwrap();
+        assert!(!tables.lines().any(|t| t == "raw"), "{tables}");
         firewall.shutdown(false).await.unwrap();
         assert!(!sh("iptables-legacy", &["-w", "-S"]).contains(&config.chain_prefix));
     });

@@ -149,23 +149,32 @@ impl IncrementConfig {
 /// Fail2Ban's increment factor default.
 pub const DEFAULT_INCREMENT_FACTOR: f64 = 1.0;
 
-/// The firewall chains a ban can go into.
+/// Whose traffic a ban stops; the firewall target (`firewall.target`) decides which kernel
+/// chain that is, because the place where a container's clients can be caught depends on how
+/// the runtime forwards them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 pub enum Chain {
-    /// Traffic to the host itself (host sshd, host mail server).
+    /// Traffic to the host's own services (host sshd, host mail server): filter `INPUT` on
+    /// every target.
     #[serde(rename = "input", alias = "INPUT")]
     Input,
-    /// Traffic forwarded to Docker containers (published ports).
+    /// Traffic to containers (published ports, hostPorts): `DOCKER-USER` on Docker hosts and
+    /// hosts without a runtime, raw `PREROUTING` on Kubernetes nodes.
     #[serde(rename = "docker-user", alias = "DOCKER-USER")]
     DockerUser,
+    /// Every packet that arrives, before conntrack and DNAT (raw `PREROUTING`), on every
+    /// target; ports are the ones the client used. Only drops: the raw table cannot reject.
+    #[serde(rename = "prerouting", alias = "PREROUTING")]
+    Prerouting,
 }
 
 impl Chain {
-    /// The chain name in iptables/nftables.
+    /// The word the configuration uses for it.
     pub fn name(self) -> &'static str {
         match self {
-            Chain::Input => "INPUT",
-            Chain::DockerUser => "DOCKER-USER",
+            Chain::Input => "input",
+            Chain::DockerUser => "docker-user",
+            Chain::Prerouting => "prerouting",
         }
     }
 }

@@ -39,7 +39,7 @@
 //!       - container: {name: "ssh-*", image: "linuxserver/openssh*", label: "app=ssh"}
 //!     ports: [ssh, 2222, "8000:8100"]   # or `all` (default)
 //!     protocol: tcp    # tcp | udp | all (default)
-//!     chains: [input, docker-user]      # default: both
+//!     chains: [input, docker-user]      # default: both; or prerouting (raw table)
 //!     # … and any key of `defaults:` except that `increment` is merged key by key
 //!   blacklist:
 //!     manual: true     # no filter, no sources: bans come from the command line only
@@ -49,7 +49,8 @@
 //!     failregex: ['^login failed for .* from <HOST>$']
 //! docker:   {enabled: true, host: "unix:///var/run/docker.sock", read_mode: auto}
 //! store:    {path: /var/lib/logjail/logjail.db}
-//! firewall: {backend: auto, mode: auto, keep_bans_on_exit: false, chain_prefix: logjail}
+//! firewall: {backend: auto, target: auto, mode: auto, keep_bans_on_exit: false,
+//!            chain_prefix: logjail}   # target: auto | docker | kubernetes | host
 //! control:  {socket: /run/logjail/logjail.sock}
 //! metrics:  {enabled: false, listen: "127.0.0.1:9191"}
 //! log:      {format: text, level: info}
@@ -104,8 +105,8 @@ pub use self::ports::{PortRange, Ports, Protocol};
 pub use self::positions::TextPosition;
 pub use self::sections::{
     ControlConfig, DEFAULT_CONFIG_PATH, DockerConfig, FirewallBackend, FirewallConfig,
-    FirewallMode, LogConfig, LogFormat, LogLevel, MetricsConfig, ReadMode, RequiredLabel,
-    StoreConfig,
+    FirewallMode, FirewallTarget, LogConfig, LogFormat, LogLevel, MetricsConfig, ReadMode,
+    RequiredLabel, StoreConfig,
 };
 use crate::filter::{Filter, FilterSpec};
 use positions::PositionIndex;

@@ -14,7 +14,9 @@ use serde_yaml::Value;
 
 use super::jail::Chain;
 use super::ports::Protocol;
-use super::sections::{FirewallBackend, FirewallMode, LogFormat, LogLevel, ReadMode};
+use super::sections::{
+    FirewallBackend, FirewallMode, FirewallTarget, LogFormat, LogLevel, ReadMode,
+};
 
 /// The top level of the file.
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +192,7 @@ pub(super) struct RawStore {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFirewall {
     pub(super) backend: Option<FirewallBackend>,
+    pub(super) target: Option<FirewallTarget>,
     pub(super) mode: Option<FirewallMode>,
     pub(super) keep_bans_on_exit: Option<bool>,
     pub(super) chain_prefix: Option<String>,

@@ -132,6 +132,10 @@ impl Default for StoreConfig {
 pub struct FirewallConfig {
     /// Which iptables flavour to drive.
     pub backend: FirewallBackend,
+    /// What kind of host the bans are for (`auto`: detected at start), which decides where a
+    /// jail's `docker-user` bans sit: Docker's `DOCKER-USER`, or raw `PREROUTING` on a
+    /// Kubernetes node, where hostPort, NodePort and ServiceLB DNAT before any filter chain.
+    pub target: FirewallTarget,
     /// One ipset per jail, one rule per banned host, or (`auto`, the default) sets when ipset
     /// works and rules otherwise.
     pub mode: FirewallMode,
@@ -147,6 +151,7 @@ impl Default for FirewallConfig {
     fn default() -> Self {
         FirewallConfig {
             backend: FirewallBackend::Auto,
+            target: FirewallTarget::Auto,
             mode: FirewallMode::Auto,
             keep_bans_on_exit: false,
             chain_prefix: DEFAULT_CHAIN_PREFIX.to_string(),
@@ -164,6 +169,37 @@ pub enum FirewallBackend {
     Nft,
     /// `iptables-legacy`.
     Legacy,
+}
+
+/// What kind of host logjail protects: where traffic to containers can be caught before
+/// the runtime's DNAT hides the port the client used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallTarget {
+    /// Detected at start: `kubernetes` where kube-proxy's chains or a k3s/CRI-O socket are,
+    /// `docker` where Docker's chains or socket are, `kubernetes` again for a plain containerd
+    /// socket without Docker, `host` otherwise.
+    Auto,
+    /// A Docker host: container bans in `DOCKER-USER`, after Docker's DNAT.
+    Docker,
+    /// A Kubernetes node (k3s, kubeadm, any CNI portmap): container bans in raw `PREROUTING`,
+    /// before conntrack and every DNAT.
+    Kubernetes,
+    /// No container runtime: the Docker layout, with `DOCKER-USER` made by logjail, so a
+    /// Docker started later finds its bans in place.
+    Host,
+}
+
+impl std::fmt::Display for FirewallTarget {
+    /// As written in the configuration.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FirewallTarget::Auto => "auto",
+            FirewallTarget::Docker => "docker",
+            FirewallTarget::Kubernetes => "kubernetes",
+            FirewallTarget::Host => "host",
+        })
+    }
 }
 
 /// How bans are expressed in the firewall.

@@ -10,14 +10,15 @@ use std::net::IpAddr;
 
 use iptables::IPTables;
 
-use super::backend::{self, BackendChoice};
+use super::backend::{self, Backend, BackendChoice};
 use super::ipset::{self, Batch, SetHeader};
-use super::names::Family;
+use super::names::{Family, Table};
 use super::plan::{Listing, Operation, Snapshot};
 use super::rules;
 use super::{ActiveMode, FirewallError, LayoutReport};
 
-const TABLE: &str = "filter";
+/// Where `DOCKER-USER`, `FORWARD` and the families' health check are.
+const FILTER: &str = "filter";
 
 pub(super) struct Kernel {
     choice: BackendChoice,
@@ -66,7 +67,7 @@ impl Kernel {
         for family in Family::ALL {
             match backend::run(
                 self.choice.iptables(family),
-                &["-w", "-t", TABLE, "-S"],
+                &["-w", "-t", FILTER, "-S"],
                 None,
             ) {
                 Ok(_) => families.push(family),
@@ -79,15 +80,15 @@ impl Kernel {
         Ok(families)
     }
 
-    /// `iptables -S` of one family.
-    pub fn listing(&self, family: Family) -> Result<Listing, FirewallError> {
+    /// `iptables -t TABLE -S` of one family.
+    pub fn listing(&self, family: Family, table: Table) -> Result<Listing, FirewallError> {
         let output = self
             .table(family)
-            .execute(TABLE, "-S")
+            .execute(table.name(), "-S")
             .map_err(|error| self.ipt_error(family, error.as_ref()))?;
         if !output.status.success() {
             return Err(FirewallError::Command {
-                command: format!("{} -t {TABLE} -S", self.choice.iptables(family)),
+                command: format!("{} -t {} -S", self.choice.iptables(family), table.name()),
                 status: output.status.code(),
                 stderr: backend::clean_stderr(&output.stderr),
             });
@@ -106,18 +107,52 @@ impl Kernel {
         }
     }
 
-    /// What the layout is compared with: the sets, then each family's listing.
+    /// What the layout is compared with: the sets, then each family's filter and raw
+    /// listings. The raw table is always looked at, so that what a run on another target left
+    /// there is found; where it cannot be listed (a kernel without `iptable_raw`) it holds
+    /// nothing of ours, which is only an error when a jail needs it (`raw_required`).
     pub fn snapshot(
         &self,
         mode: ActiveMode,
         families: &[Family],
+        raw_required: bool,
     ) -> Result<Snapshot, FirewallError> {
         let sets = self.set_headers(mode)?;
         let mut listings = BTreeMap::new();
         for family in families {
-            listings.insert(*family, self.listing(*family)?);
+            listings.insert(
+                (*family, Table::Filter),
+                self.listing(*family, Table::Filter)?,
+            );
+            if let Some(listing) = self.raw_listing(*family, raw_required)? {
+                listings.insert((*family, Table::Raw), listing);
+            }
         }
         Ok(Snapshot { listings, sets })
+    }
+
+    /// The raw table of one family; `None` when there is none to look at and no jail needs
+    /// one. With iptables-legacy a table that does not exist yet is not listed (listing would
+    /// make it, on a host whose rules never used it).
+    pub fn raw_listing(
+        &self,
+        family: Family,
+        required: bool,
+    ) -> Result<Option<Listing>, FirewallError> {
+        if !required
+            && self.choice.backend == Backend::Legacy
+            && !backend::legacy_table_exists(family, Table::Raw.name())
+        {
+            return Ok(None);
+        }
+        match self.listing(family, Table::Raw) {
+            Ok(listing) => Ok(Some(listing)),
+            Err(error) if required => Err(error),
+            Err(error) => {
+                tracing::debug!(%error, family = family.label(), "firewall: no raw table here");
+                Ok(None)
+            }
+        }
     }
 
     /// The entries of a set with their remaining seconds (`0`: no timeout).
@@ -158,54 +193,72 @@ impl Kernel {
                 let err =
                     |error: Box<dyn std::error::Error>| self.ipt_error(*family, error.as_ref());
                 let table = self.table(*family);
-                table.new_chain(TABLE, "DOCKER-USER").map_err(err)?;
-                table.append(TABLE, "DOCKER-USER", "-j RETURN").map_err(err)
+                table.new_chain(FILTER, "DOCKER-USER").map_err(err)?;
+                table
+                    .append(FILTER, "DOCKER-USER", "-j RETURN")
+                    .map_err(err)
             }
             Operation::InsertDockerUserJump { family } => self
                 .table(*family)
-                .insert(TABLE, "FORWARD", rules::DOCKER_USER_JUMP, 1)
+                .insert(FILTER, "FORWARD", rules::DOCKER_USER_JUMP, 1)
                 .map_err(|error| self.ipt_error(*family, error.as_ref())),
             Operation::RaiseDockerUserJump { family } => {
                 // As Docker does for IPv4, in one transaction, so that no packet ever passes
                 // `FORWARD` without it. The delete takes the first (only) jump, the one below
                 // Docker's rules.
                 let script = format!(
-                    "*{TABLE}\n-D FORWARD {jump}\n-I FORWARD 1 {jump}\nCOMMIT\n",
+                    "*{FILTER}\n-D FORWARD {jump}\n-I FORWARD 1 {jump}\nCOMMIT\n",
                     jump = rules::DOCKER_USER_JUMP
                 );
                 self.restore_script(*family, &script)
             }
-            Operation::WriteChains { family, chains } => {
-                self.write_chains(*family, chains.iter().map(|w| (&w.chain, &w.rules)))
-            }
+            Operation::WriteChains {
+                family,
+                table,
+                chains,
+            } => self.write_chains(*family, *table, chains.iter().map(|w| (&w.chain, &w.rules))),
             Operation::InsertJump {
                 family,
-                parent,
+                hook,
                 target,
             } => self
                 .table(*family)
-                .insert(TABLE, parent, &format!("-j {target}"), 1)
+                .insert(
+                    hook.table().name(),
+                    hook.parent(),
+                    &format!("-j {target}"),
+                    1,
+                )
                 .map_err(|error| self.ipt_error(*family, error.as_ref())),
             Operation::DeleteDuplicateJump {
                 family,
-                parent,
+                hook,
                 target,
             } => self
                 .table(*family)
-                .delete(TABLE, parent, &format!("-j {target}"))
+                .delete(hook.table().name(), hook.parent(), &format!("-j {target}"))
                 .map_err(|error| self.ipt_error(*family, error.as_ref())),
             Operation::DeleteRule {
                 family,
+                table,
                 chain,
                 rule,
-            } => self.delete_rule(*family, chain, rule),
-            Operation::FlushChain { family, chain } => self
+            } => self.delete_rule(*family, *table, chain, rule),
+            Operation::FlushChain {
+                family,
+                table,
+                chain,
+            } => self
                 .table(*family)
-                .flush_chain(TABLE, chain)
+                .flush_chain(table.name(), chain)
                 .map_err(|error| self.ipt_error(*family, error.as_ref())),
-            Operation::DeleteChain { family, chain } => self
+            Operation::DeleteChain {
+                family,
+                table,
+                chain,
+            } => self
                 .table(*family)
-                .delete_chain(TABLE, chain)
+                .delete_chain(table.name(), chain)
                 .map_err(|error| self.ipt_error(*family, error.as_ref())),
             Operation::DestroySet { set } => ipset::destroy(set),
         }
@@ -215,11 +268,12 @@ impl Kernel {
     pub fn append_rule(
         &self,
         family: Family,
+        table: Table,
         chain: &str,
         rule: &str,
     ) -> Result<(), FirewallError> {
         self.table(family)
-            .append(TABLE, chain, rule)
+            .append(table.name(), chain, rule)
             .map_err(|error| self.ipt_error(family, error.as_ref()))
     }
 
@@ -227,11 +281,12 @@ impl Kernel {
     pub fn delete_rule(
         &self,
         family: Family,
+        table: Table,
         chain: &str,
         rule: &str,
     ) -> Result<(), FirewallError> {
         self.table(family)
-            .delete(TABLE, chain, rule)
+            .delete(table.name(), chain, rule)
             .map_err(|error| self.ipt_error(family, error.as_ref()))
     }
 
@@ -240,9 +295,10 @@ impl Kernel {
     pub fn write_chains<'c>(
         &self,
         family: Family,
+        table: Table,
         chains: impl Iterator<Item = (&'c String, &'c Vec<String>)> + Clone,
     ) -> Result<(), FirewallError> {
-        let mut script = String::from("*filter\n");
+        let mut script = format!("*{}\n", table.name());
         let mut any = false;
         for (chain, _) in chains.clone() {
             script.push_str(&format!(":{chain} - [0:0]\n"));

@@ -149,8 +149,19 @@ fn holds_docker_chains(program: &str) -> bool {
 
 /// Legacy x_tables of this thread's network namespace (`/proc/self` would be the process's).
 fn legacy_tables_exist() -> bool {
-    std::fs::read_to_string(Path::new("/proc/thread-self/net/ip_tables_names"))
-        .map(|names| names.lines().any(|name| name.trim() == "filter"))
+    legacy_table_exists(Family::V4, "filter")
+}
+
+/// Whether the legacy x_tables `table` of one family exists in this thread's network
+/// namespace. iptables-legacy makes a table by listing it; asking first keeps a host whose
+/// rules never used a table without one.
+pub(super) fn legacy_table_exists(family: Family, table: &str) -> bool {
+    let names = match family {
+        Family::V4 => "/proc/thread-self/net/ip_tables_names",
+        Family::V6 => "/proc/thread-self/net/ip6_tables_names",
+    };
+    std::fs::read_to_string(Path::new(names))
+        .map(|names| names.lines().any(|name| name.trim() == table))
         .unwrap_or(false)
 }
 

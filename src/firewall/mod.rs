@@ -3,11 +3,16 @@
 //! ```text
 //!  INPUT ──► P-input  ──(proto, --dports)───────────────────────► P-j-JAIL-i ──► set/ban rules ──► DROP|REJECT
 //!  FORWARD ─► DOCKER-USER ─► P-docker ─(proto, --ctorigdstport)─► P-j-JAIL-d ──► set/ban rules ──► DROP|REJECT
+//!  raw PREROUTING ─► P-raw ───(proto, --dports)───────────────────► P-j-JAIL-r ──► set/ban rules ──► DROP
 //! ```
 //!
-//! - One hook chain per builtin chain (`P-input`, `P-docker`), jumped to from the top of
-//!   `INPUT` and `DOCKER-USER`: the only rules logjail adds to chains it does not own, so
-//!   checking and repairing the layout means checking two jumps. Where Docker makes no
+//! - One hook chain per builtin chain (`P-input`, `P-docker`, `P-raw`), jumped to from the
+//!   top of `INPUT`, `DOCKER-USER` and raw `PREROUTING`: the only rules logjail adds to chains
+//!   it does not own, so checking and repairing the layout means checking those jumps.
+//! - The target (`firewall.target`, see `target`) decides where a jail's `docker-user` bans
+//!   go: `DOCKER-USER` on Docker hosts and hosts without a runtime, raw `PREROUTING` on
+//!   Kubernetes nodes, where every way in (hostPort, NodePort, ServiceLB, the node's own
+//!   services) passes before any DNAT. The raw table cannot `REJECT`: bans there drop. Where Docker makes no
 //!   `DOCKER-USER` (ip6tables under Docker 20.10) logjail makes it, and keeps the jump from
 //!   `FORWARD` above Docker's rules, which Docker inserts at the top when it (re)starts.
 //! - Per jail and hook a chain; the hook chain selects the jail's protocol and ports and
@@ -40,6 +45,7 @@ mod plan;
 pub mod queue;
 pub mod rules;
 pub mod safety;
+pub mod target;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -54,8 +60,9 @@ use crate::config::{Chain, FirewallAction, FirewallConfig, JailConfig, Ports, Pr
 
 pub use backend::{Backend, BackendChoice};
 pub use ipset::MAX_TIMEOUT_SECS as IPSET_MAX_TIMEOUT_SECS;
-pub use names::{Family, Hook, Names};
+pub use names::{Family, Hook, Names, Table};
 pub use safety::OwnAddress;
+pub use target::{Target, TargetChoice};
 
 /// Commands waiting for the firewall thread; a full queue makes callers wait.
 const DEFAULT_QUEUE: usize = 1024;
@@ -101,7 +108,9 @@ pub enum FirewallError {
 pub struct JailRule {
     /// The jail's name; its chains and sets are named after it.
     pub name: String,
-    /// Where its bans apply: `INPUT` for host services, `DOCKER-USER` for published ports.
+    /// Whose traffic its bans stop: `input` for host services, `docker-user` for the ways
+    /// into containers (where that is depends on the target), `prerouting` for raw
+    /// `PREROUTING` whatever the target.
     pub chains: Vec<Chain>,
     /// Destination ports a ban blocks (published ports, for containers).
     pub ports: Ports,
@@ -204,12 +213,32 @@ pub struct FirewallStatus {
     pub mode: ActiveMode,
     /// Why that mode: configured, or what `auto` found.
     pub mode_reason: String,
+    /// The kind of host (`auto` resolved), which decides where `docker-user` bans go.
+    pub target: Target,
+    /// Why that target: configured, or what `auto` found.
+    pub target_reason: String,
     /// Prefix of every chain and set logjail owns.
     pub prefix: String,
     /// Families with a working iptables (IPv6 may be missing on some hosts).
     pub families: Vec<Family>,
     /// Per jail, in name order.
     pub jails: Vec<JailFirewallStatus>,
+}
+
+impl FirewallStatus {
+    /// The one line `logjail status` and the start log show for the firewall:
+    /// `kubernetes target (auto: …), nft (…), ipset mode (…)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} target ({}), {} ({}), {} mode ({})",
+            self.target,
+            self.target_reason,
+            self.backend,
+            self.backend_reason,
+            self.mode,
+            self.mode_reason
+        )
+    }
 }
 
 /// How bans are expressed in the kernel once `firewall.mode` is resolved at start.

@@ -2,9 +2,9 @@
 //!
 //! Layout of the names, for a prefix `P` (default `logjail`):
 //!
-//! - `P-input`, `P-docker`: one hook chain per builtin chain, jumped to from `INPUT` and
-//!   `DOCKER-USER`;
-//! - `P-j-JAIL-i`, `P-j-JAIL-d`: a jail's chain under each hook;
+//! - `P-input`, `P-docker`, `P-raw`: one hook chain per builtin chain, jumped to from
+//!   `INPUT` and `DOCKER-USER` (filter table) and from `PREROUTING` (raw table);
+//! - `P-j-JAIL-i`, `P-j-JAIL-d`, `P-j-JAIL-r`: a jail's chain under each hook;
 //! - `P-s-JAIL-4`, `P-s-JAIL-6`: a jail's ban sets, one per address family.
 //!
 //! iptables allows 28 characters in a chain name and ipset 31 in a set name. A name that
@@ -13,6 +13,7 @@
 //! name. Valid jail names never contain `.`, so a hashed name can never equal a plain one; two
 //! hashed names that collide are caught when the jail is defined.
 
+use super::target::Target;
 use crate::config::Chain;
 
 /// Longest chain name iptables accepts.
@@ -22,6 +23,27 @@ pub const MAX_SET_LEN: usize = 31;
 /// Hex digits of the hash in a shortened name.
 const HASH_DIGITS: usize = 6;
 
+/// The iptables table a hook lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// Where `INPUT`, `FORWARD` and Docker's chains are; after DNAT.
+    Filter,
+    /// Before conntrack and DNAT: the destination is the one the client used.
+    Raw,
+}
+
+impl Table {
+    pub const ALL: [Table; 2] = [Table::Filter, Table::Raw];
+
+    /// As `iptables -t` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Filter => "filter",
+            Table::Raw => "raw",
+        }
+    }
+}
+
 /// Which builtin chain a hook chain hangs off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Hook {
@@ -29,16 +51,49 @@ pub enum Hook {
     Input,
     /// `DOCKER-USER`: traffic forwarded to containers, after Docker's DNAT.
     DockerUser,
+    /// raw `PREROUTING`: every arriving packet, before conntrack and any DNAT (kube-proxy,
+    /// CNI portmap, ServiceLB), so a drop there is final whatever those add later.
+    RawPrerouting,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 2] = [Hook::Input, Hook::DockerUser];
+    pub const ALL: [Hook; 3] = [Hook::Input, Hook::DockerUser, Hook::RawPrerouting];
+
+    /// Where a jail's `chains:` word bans on a target. `docker-user` means "the ways into
+    /// containers": Docker's chain on Docker hosts (and on hosts without a runtime, where
+    /// logjail makes it so that a Docker started later finds the bans in place), raw
+    /// `PREROUTING` on Kubernetes nodes, where hostPort, NodePort and ServiceLB DNAT before
+    /// any filter chain sees the packet and `DOCKER-USER` does not exist.
+    pub fn for_chain(chain: Chain, target: Target) -> Hook {
+        match (chain, target) {
+            (Chain::Input, _) => Hook::Input,
+            (Chain::Prerouting, _) | (Chain::DockerUser, Target::Kubernetes) => Hook::RawPrerouting,
+            (Chain::DockerUser, Target::Docker | Target::Host) => Hook::DockerUser,
+        }
+    }
 
     /// The builtin (or Docker-made) chain the hook chain is jumped to from.
     pub fn parent(self) -> &'static str {
         match self {
             Hook::Input => "INPUT",
             Hook::DockerUser => "DOCKER-USER",
+            Hook::RawPrerouting => "PREROUTING",
+        }
+    }
+
+    /// The table of the parent, the hook chain and the jail chains under it.
+    pub fn table(self) -> Table {
+        match self {
+            Hook::Input | Hook::DockerUser => Table::Filter,
+            Hook::RawPrerouting => Table::Raw,
+        }
+    }
+
+    /// Where the hook is, for logs and reports: `INPUT`, `raw PREROUTING`.
+    pub fn place(self) -> String {
+        match self.table() {
+            Table::Filter => self.parent().to_string(),
+            Table::Raw => format!("raw {}", self.parent()),
         }
     }
 
@@ -46,6 +101,7 @@ impl Hook {
         match self {
             Hook::Input => "input",
             Hook::DockerUser => "docker",
+            Hook::RawPrerouting => "raw",
         }
     }
 
@@ -53,15 +109,7 @@ impl Hook {
         match self {
             Hook::Input => "i",
             Hook::DockerUser => "d",
-        }
-    }
-}
-
-impl From<Chain> for Hook {
-    fn from(chain: Chain) -> Self {
-        match chain {
-            Chain::Input => Hook::Input,
-            Chain::DockerUser => Hook::DockerUser,
+            Hook::RawPrerouting => "r",
         }
     }
 }
@@ -196,6 +244,11 @@ mod tests {
         let names = Names::new("logjail");
         assert_eq!(names.hook_chain(Hook::Input), "logjail-input");
         assert_eq!(names.hook_chain(Hook::DockerUser), "logjail-docker");
+        assert_eq!(names.hook_chain(Hook::RawPrerouting), "logjail-raw");
+        assert_eq!(
+            names.jail_chain("sshd", Hook::RawPrerouting),
+            "logjail-j-sshd-r"
+        );
         assert_eq!(names.jail_chain("sshd", Hook::Input), "logjail-j-sshd-i");
         assert_eq!(
             names.jail_chain("sshd", Hook::DockerUser),
@@ -241,6 +294,32 @@ mod tests {
             "{chain}"
         );
         assert!(chain.contains('.'));
+    }
+
+    #[test]
+    fn container_chains_follow_the_target_and_host_chains_do_not() {
+        for target in [Target::Docker, Target::Kubernetes, Target::Host] {
+            assert_eq!(Hook::for_chain(Chain::Input, target), Hook::Input);
+            assert_eq!(
+                Hook::for_chain(Chain::Prerouting, target),
+                Hook::RawPrerouting
+            );
+        }
+        assert_eq!(
+            Hook::for_chain(Chain::DockerUser, Target::Docker),
+            Hook::DockerUser
+        );
+        assert_eq!(
+            Hook::for_chain(Chain::DockerUser, Target::Host),
+            Hook::DockerUser
+        );
+        assert_eq!(
+            Hook::for_chain(Chain::DockerUser, Target::Kubernetes),
+            Hook::RawPrerouting
+        );
+        assert_eq!(Hook::RawPrerouting.table(), Table::Raw);
+        assert_eq!(Hook::RawPrerouting.place(), "raw PREROUTING");
+        assert_eq!(Hook::DockerUser.place(), "DOCKER-USER");
     }
 
     #[test]

@@ -17,10 +17,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::apply::Kernel;
 use super::backend;
 use super::ipset::{self, Batch};
-use super::names::{Family, Hook, Names};
+use super::names::{Family, Hook, Names, Table};
 use super::plan::{self, Bans, JailLayout, Layout, Snapshot};
 use super::rules;
 use super::safety::{self, OwnAddress};
+use super::target::{self, Target, TargetChoice};
 use super::{
     ActiveMode, BanOutcome, BanRequest, BatchOutcome, Command, FirewallBan, FirewallError,
     FirewallOptions, FirewallStatus, HookStatus, JailFirewallStatus, JailRule, LayoutReport,
@@ -50,8 +51,8 @@ impl JailState {
         self.rule.acts()
     }
 
-    fn hooks(&self) -> BTreeSet<Hook> {
-        super::plan::hooks_of(&self.rule)
+    fn hooks(&self, target: Target) -> BTreeSet<Hook> {
+        super::plan::hooks_of(&self.rule, target)
     }
 
     fn count(&self, family: Family) -> usize {
@@ -64,6 +65,8 @@ pub(super) struct Owner {
     mode: ActiveMode,
     /// Why `mode`: configured, or what `auto` found (for `status`).
     mode_reason: String,
+    /// Where `docker-user` bans go, and why (for the log and `status`).
+    target: TargetChoice,
     names: Names,
     clock: SharedClock,
     fixed_own: Option<Vec<OwnAddress>>,
@@ -173,13 +176,16 @@ impl Owner {
         let kernel = Kernel::new(choice);
         let families = kernel.working_families()?;
         let (mode, mode_reason) = resolve_mode(config.mode)?;
+        let target = target::choose(config.target, kernel.choice());
         tracing::info!(
             backend = %kernel.choice().backend,
             reason = %kernel.choice().reason,
             mode = %mode,
             mode_reason = %mode_reason,
+            target = %target.target,
+            target_reason = %target.reason,
             prefix = %config.chain_prefix,
-            "firewall: using iptables-{}", kernel.choice().backend
+            "firewall: using iptables-{} for a {} target", kernel.choice().backend, target.target
         );
         let own = options
             .own_addresses
@@ -189,6 +195,7 @@ impl Owner {
             kernel,
             mode,
             mode_reason,
+            target,
             names: Names::new(&config.chain_prefix),
             clock: options.clock,
             fixed_own: options.own_addresses,
@@ -199,6 +206,7 @@ impl Owner {
         };
         for rule in jails {
             owner.check_names(&rule)?;
+            owner.warn_if_reject_drops(&rule);
             owner.jails.insert(
                 rule.name.clone(),
                 JailState {
@@ -286,6 +294,23 @@ impl Owner {
                 .map(|family| self.names.jail_set(jail, *family)),
         );
         names
+    }
+
+    /// Says once per definition that a rejecting jail only drops in raw `PREROUTING`, where
+    /// the target (not the configuration, which refuses `prerouting` with `reject`) put it.
+    fn warn_if_reject_drops(&self, rule: &JailRule) {
+        if rule.acts()
+            && matches!(rule.action, crate::config::FirewallAction::Reject(_))
+            && plan::hooks_of(rule, self.target.target).contains(&Hook::RawPrerouting)
+        {
+            tracing::warn!(
+                jail = %rule.name,
+                action = %rule.action,
+                target = %self.target.target,
+                "firewall: this jail's bans on the ways into containers sit in raw PREROUTING, \
+                 where iptables cannot reject: banned clients are dropped there (they time out)"
+            );
+        }
     }
 
     fn jail(&self, jail: &str) -> Result<&JailState, FirewallError> {
@@ -424,16 +449,19 @@ impl Owner {
     ) -> Result<(), FirewallError> {
         let state = self.jail(jail)?;
         let family = Family::of(&host);
-        for hook in state.hooks() {
+        for hook in state.hooks(self.target.target) {
             let chain = self.names.jail_chain(jail, hook);
             let verdicts = rules::verdicts(state.rule.action, hook, family);
             for rule in rules::ban_rules(host, end, &verdicts) {
-                self.kernel.append_rule(family, &chain, &rule.join(" "))?;
+                self.kernel
+                    .append_rule(family, hook.table(), &chain, &rule.join(" "))?;
             }
             if let Some(old_end) = previous {
                 for rule in rules::ban_rules(host, old_end, &verdicts) {
                     // Gone already is fine: the new rules are in place.
-                    let _ = self.kernel.delete_rule(family, &chain, &rule.join(" "));
+                    let _ = self
+                        .kernel
+                        .delete_rule(family, hook.table(), &chain, &rule.join(" "));
                 }
             }
         }
@@ -498,11 +526,15 @@ impl Owner {
         &self,
         touched: &BTreeSet<(String, Family)>,
     ) -> Result<(), FirewallError> {
-        for family in Family::ALL {
+        for (family, table) in Family::ALL
+            .into_iter()
+            .flat_map(|family| Table::ALL.map(|table| (family, table)))
+        {
             let mut chains = BTreeMap::new();
             for (jail, _) in touched.iter().filter(|(_, f)| *f == family) {
                 let state = self.jail(jail)?;
-                for hook in state.hooks() {
+                let hooks = state.hooks(self.target.target);
+                for hook in hooks.into_iter().filter(|hook| hook.table() == table) {
                     chains.insert(
                         self.names.jail_chain(jail, hook),
                         plan::jail_chain_rules(
@@ -516,7 +548,7 @@ impl Owner {
                     );
                 }
             }
-            self.kernel.write_chains(family, chains.iter())?;
+            self.kernel.write_chains(family, table, chains.iter())?;
         }
         Ok(())
     }
@@ -545,12 +577,14 @@ impl Owner {
             }
             ActiveMode::Rules => {
                 let state = self.jail(jail_name)?;
-                for hook in state.hooks() {
+                for hook in state.hooks(self.target.target) {
                     let chain = self.names.jail_chain(jail_name, hook);
                     let verdicts = rules::verdicts(state.rule.action, hook, family);
                     for rule in rules::ban_rules(host, end, &verdicts) {
                         // Missing already (flushed by someone) is what we want anyway.
-                        let _ = self.kernel.delete_rule(family, &chain, &rule.join(" "));
+                        let _ =
+                            self.kernel
+                                .delete_rule(family, hook.table(), &chain, &rule.join(" "));
                     }
                 }
             }
@@ -587,6 +621,13 @@ impl Owner {
 
     fn define_jail(&mut self, rule: JailRule) -> Result<(), FirewallError> {
         self.check_names(&rule)?;
+        if self
+            .jails
+            .get(&rule.name)
+            .is_none_or(|existing| existing.rule != rule)
+        {
+            self.warn_if_reject_drops(&rule);
+        }
         match self.jails.get_mut(&rule.name) {
             Some(existing) if existing.rule == rule => return Ok(()),
             Some(existing) => existing.rule = rule,
@@ -642,7 +683,7 @@ impl Owner {
             .map(|jail| {
                 let name = &jail.rule.name;
                 let hooks = if jail.acts() {
-                    jail.hooks()
+                    jail.hooks(self.target.target)
                         .into_iter()
                         .map(|hook| HookStatus {
                             hook,
@@ -686,6 +727,8 @@ impl Owner {
             backend_reason: self.kernel.choice().reason.clone(),
             mode: self.mode,
             mode_reason: self.mode_reason.clone(),
+            target: self.target.target,
+            target_reason: self.target.reason.clone(),
             prefix: self.names.prefix().to_string(),
             families: self.families.clone(),
             jails,
@@ -732,11 +775,16 @@ impl Owner {
                         continue;
                     };
                     let family = Family::of(host);
-                    for hook in jail.hooks() {
+                    for hook in jail.hooks(self.target.target) {
                         let chain = self.names.jail_chain(jail_name, hook);
                         let verdicts = rules::verdicts(jail.rule.action, hook, family);
                         for rule in rules::ban_rules(*host, *end, &verdicts) {
-                            let _ = self.kernel.delete_rule(family, &chain, &rule.join(" "));
+                            let _ = self.kernel.delete_rule(
+                                family,
+                                hook.table(),
+                                &chain,
+                                &rule.join(" "),
+                            );
                         }
                     }
                 }
@@ -763,7 +811,14 @@ impl Owner {
         let now = self.clock.now();
         self.refresh_own(true);
         let expired = if adopt { 0 } else { self.sweep(now)? };
-        let snapshot = self.kernel.snapshot(self.mode, &self.families)?;
+        let raw_required = plan::uses_table(
+            self.jails.values().map(|jail| &jail.rule),
+            self.target.target,
+            Table::Raw,
+        );
+        let snapshot = self
+            .kernel
+            .snapshot(self.mode, &self.families, raw_required)?;
         if adopt {
             self.adopt(&snapshot, now)?;
         }
@@ -771,6 +826,7 @@ impl Owner {
         let layout = Layout {
             names: &self.names,
             mode: self.mode,
+            target: self.target.target,
             families: &self.families,
             jails: &jails,
             now,
@@ -788,6 +844,7 @@ impl Owner {
         let names = self.names.clone();
         let families = self.families.clone();
         let mode = self.mode;
+        let target = self.target.target;
         for (name, state) in self.jails.iter_mut().filter(|(_, jail)| jail.acts()) {
             match mode {
                 ActiveMode::Ipset => {
@@ -818,8 +875,8 @@ impl Owner {
                 }
                 ActiveMode::Rules => {
                     for family in &families {
-                        let listing = snapshot.listing(*family);
-                        for hook in state.hooks() {
+                        for hook in state.hooks(target) {
+                            let listing = snapshot.listing(*family, hook.table());
                             for rule in listing.rules_of(&names.jail_chain(name, hook)) {
                                 if let Some((host, end)) =
                                     rules::parse_ban_rule(&rules::tokenize(rule))
@@ -843,16 +900,30 @@ impl Owner {
             return Ok(());
         }
         let mut first_error = None;
+        let raw_used = plan::uses_table(
+            self.jails.values().map(|jail| &jail.rule),
+            self.target.target,
+            Table::Raw,
+        );
         for family in self.families.clone() {
-            // A family's chains go in order and stop at the first failure; the other family
-            // and the sets are still tried.
-            let result = self.kernel.listing(family).and_then(|listing| {
-                plan::teardown(&self.names, family, &listing)
-                    .iter()
-                    .try_for_each(|operation| self.kernel.run(operation))
-            });
-            if let Err(error) = result {
-                first_error.get_or_insert(error);
+            for table in Table::ALL {
+                // A table's chains go in order and stop at the first failure; the other
+                // tables, families and the sets are still tried.
+                let listing = match table {
+                    Table::Filter => self.kernel.listing(family, table).map(Some),
+                    // None: no raw table here, and no jail of ours needed one.
+                    Table::Raw => self.kernel.raw_listing(family, raw_used),
+                };
+                let result = listing.and_then(|listing| {
+                    listing.map_or(Ok(()), |listing| {
+                        plan::teardown(&self.names, family, table, &listing)
+                            .iter()
+                            .try_for_each(|operation| self.kernel.run(operation))
+                    })
+                });
+                if let Err(error) = result {
+                    first_error.get_or_insert(error);
+                }
             }
         }
         if self.mode == ActiveMode::Ipset {

@@ -5,7 +5,9 @@
 //! `ipset list -t` and returns the [`Operation`]s that close the gap, in the order they must
 //! run: sets before the rules that match them, chains before the jumps to them, the jumps into
 //! a chain that goes before the chain, and sets are destroyed last, once no rule uses them.
-//! Nothing here runs a program; `apply` does.
+//! Each family's filter table is planned first, then its raw table (the raw `PREROUTING`
+//! hook); a table no jail uses is still looked at, so that what a run on another target
+//! left there is taken away. Nothing here runs a program; `apply` does.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -13,8 +15,9 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 
 use super::ipset::{self, SetHeader};
-use super::names::{Family, Hook, Names};
+use super::names::{Family, Hook, Names, Table};
 use super::rules;
+use super::target::Target;
 use super::{ActiveMode, FirewallError, JailRule, LayoutReport};
 
 /// A jail's bans: address and end (`None`: permanent).
@@ -25,6 +28,8 @@ pub type Bans = HashMap<IpAddr, Option<DateTime<Utc>>>;
 pub struct Layout<'a> {
     pub names: &'a Names,
     pub mode: ActiveMode,
+    /// Decides which hook a jail's `docker-user` bans go to.
+    pub target: Target,
     /// Families with a working iptables; the others are left alone.
     pub families: &'a [Family],
     /// Every jail, in name order (the order of rules in the hook chains).
@@ -41,18 +46,30 @@ pub struct JailLayout<'a> {
 }
 
 impl JailLayout<'_> {
-    fn hooks(&self) -> BTreeSet<Hook> {
-        hooks_of(self.rule)
-    }
-
     fn count(&self, family: Family) -> usize {
         bans_in(self.bans, family)
     }
 }
 
-/// The hooks (INPUT, DOCKER-USER) a jail's rule bans in.
-pub(super) fn hooks_of(rule: &JailRule) -> BTreeSet<Hook> {
-    rule.chains.iter().map(|chain| Hook::from(*chain)).collect()
+/// The hooks (INPUT, DOCKER-USER, raw PREROUTING) a jail's rule bans in on a target.
+pub(super) fn hooks_of(rule: &JailRule, target: Target) -> BTreeSet<Hook> {
+    rule.chains
+        .iter()
+        .map(|chain| Hook::for_chain(*chain, target))
+        .collect()
+}
+
+/// Whether any acting jail bans in `table` (the raw table is only required then).
+pub(super) fn uses_table<'a>(
+    rules: impl IntoIterator<Item = &'a JailRule>,
+    target: Target,
+    table: Table,
+) -> bool {
+    rules.into_iter().filter(|rule| rule.acts()).any(|rule| {
+        hooks_of(rule, target)
+            .iter()
+            .any(|hook| hook.table() == table)
+    })
 }
 
 /// How many of `bans` are addresses of `family`.
@@ -62,7 +79,7 @@ pub(super) fn bans_in(bans: &Bans, family: Family) -> usize {
         .count()
 }
 
-/// One family's iptables as listed by `iptables -S`.
+/// One family's table as listed by `iptables -t TABLE -S`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Listing {
     pub chains: BTreeSet<String>,
@@ -107,17 +124,20 @@ impl Listing {
     }
 }
 
-/// What exists: the iptables listing of each working family and, in ipset mode, the sets.
+/// What exists: the filter and raw listings of each working family and, in ipset mode, the
+/// sets. A table missing from `listings` holds nothing.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    pub listings: BTreeMap<Family, Listing>,
+    pub listings: BTreeMap<(Family, Table), Listing>,
     /// `ipset list -t` by set name; empty in rules mode.
     pub sets: HashMap<String, SetHeader>,
 }
 
 impl Snapshot {
-    pub fn listing(&self, family: Family) -> &Listing {
-        self.listings.get(&family).unwrap_or(&EMPTY_LISTING)
+    pub fn listing(&self, family: Family, table: Table) -> &Listing {
+        self.listings
+            .get(&(family, table))
+            .unwrap_or(&EMPTY_LISTING)
     }
 }
 
@@ -135,10 +155,7 @@ pub struct ChainWrite {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     /// `ipset create` a jail's `hash:ip` set with timeouts.
-    CreateSet {
-        set: String,
-        family: Family,
-    },
+    CreateSet { set: String, family: Family },
     /// Adds the state's bans to a set (`ipset restore -exist`); `missing` is (missing, known)
     /// when the set existed with fewer entries than logjail holds.
     FillSet {
@@ -147,54 +164,51 @@ pub enum Operation {
         missing: Option<(usize, usize)>,
     },
     /// Makes `DOCKER-USER` (ending in `RETURN`) where Docker has not.
-    CreateDockerUser {
-        family: Family,
-    },
+    CreateDockerUser { family: Family },
     /// Puts the jump to `DOCKER-USER` at the top of `FORWARD`.
-    InsertDockerUserJump {
-        family: Family,
-    },
+    InsertDockerUserJump { family: Family },
     /// Moves the jump to `DOCKER-USER` above Docker's rules, in one transaction.
-    RaiseDockerUserJump {
-        family: Family,
-    },
+    RaiseDockerUserJump { family: Family },
     /// Declares (empties or creates) chains and writes their rules, in one
     /// `iptables-restore --noflush` transaction.
     WriteChains {
         family: Family,
+        table: Table,
         chains: Vec<ChainWrite>,
     },
-    /// `-I parent 1 -j target`: the jump from a builtin chain to a hook chain.
+    /// `-I parent 1 -j target` in the hook's table: the jump from a builtin chain to a hook
+    /// chain, placed first.
     InsertJump {
         family: Family,
-        parent: &'static str,
+        hook: Hook,
         target: String,
     },
     /// Deletes one of several identical jumps to a hook chain.
     DeleteDuplicateJump {
         family: Family,
-        parent: &'static str,
+        hook: Hook,
         target: String,
     },
     /// Deletes a rule (as listed) of a chain logjail does not own that jumps to a chain that
     /// goes.
     DeleteRule {
         family: Family,
+        table: Table,
         chain: String,
         rule: String,
     },
     FlushChain {
         family: Family,
+        table: Table,
         chain: String,
     },
     DeleteChain {
         family: Family,
+        table: Table,
         chain: String,
     },
     /// `ipset destroy`; a failure is only warned about (the set may be in use elsewhere).
-    DestroySet {
-        set: String,
-    },
+    DestroySet { set: String },
 }
 
 impl Operation {
@@ -223,34 +237,58 @@ impl Operation {
                 "{} jump FORWARD -> DOCKER-USER (moved above Docker's rules)",
                 family.label()
             )),
-            Operation::WriteChains { family, chains } => {
+            Operation::WriteChains {
+                family,
+                table,
+                chains,
+            } => {
                 for write in chains {
                     let what = if write.existed { "rules of" } else { "chain" };
-                    report
-                        .repaired
-                        .push(format!("{} {what} {}", family.label(), write.chain));
+                    report.repaired.push(format!(
+                        "{}{} {what} {}",
+                        family.label(),
+                        table_word(*table),
+                        write.chain
+                    ));
                 }
             }
             Operation::InsertJump {
                 family,
-                parent,
+                hook,
                 target,
-            } => report
-                .repaired
-                .push(format!("{} jump {parent} -> {target}", family.label())),
+            } => report.repaired.push(format!(
+                "{} jump {} -> {target}",
+                family.label(),
+                hook.place()
+            )),
             Operation::DeleteDuplicateJump {
                 family,
-                parent,
+                hook,
                 target,
             } => report.removed.push(format!(
-                "{} duplicate jump {parent} -> {target}",
-                family.label()
+                "{} duplicate jump {} -> {target}",
+                family.label(),
+                hook.place()
             )),
-            Operation::DeleteChain { family, chain } => report
-                .removed
-                .push(format!("{} chain {chain}", family.label())),
+            Operation::DeleteChain {
+                family,
+                table,
+                chain,
+            } => report.removed.push(format!(
+                "{}{} chain {chain}",
+                family.label(),
+                table_word(*table)
+            )),
             Operation::DestroySet { set } => report.removed.push(format!("set {set}")),
         }
+    }
+}
+
+/// ` raw` for the raw table in reports; nothing for filter, where reports always were.
+fn table_word(table: Table) -> &'static str {
+    match table {
+        Table::Filter => "",
+        Table::Raw => " raw",
     }
 }
 
@@ -273,7 +311,21 @@ pub fn plan(layout: &Layout, snapshot: &Snapshot) -> Result<Vec<Operation>, Fire
     let expected_sets = expected_sets(layout);
     plan_sets(layout, &expected_sets, &snapshot.sets, &mut operations)?;
     for family in layout.families {
-        plan_family(layout, *family, snapshot.listing(*family), &mut operations);
+        plan_docker_user(
+            layout,
+            *family,
+            snapshot.listing(*family, Table::Filter),
+            &mut operations,
+        );
+        for table in Table::ALL {
+            plan_table(
+                layout,
+                *family,
+                table,
+                snapshot.listing(*family, table),
+                &mut operations,
+            );
+        }
     }
     // Sets can only be destroyed once no rule uses them, so after the chains.
     let mut leftovers: Vec<&String> = snapshot
@@ -290,9 +342,9 @@ pub fn plan(layout: &Layout, snapshot: &Snapshot) -> Result<Vec<Operation>, Fire
     Ok(operations)
 }
 
-/// Everything of ours in one family, to be removed: the jumps to our chains from chains we
-/// do not own, then the chains' rules, then the chains.
-pub fn teardown(names: &Names, family: Family, listing: &Listing) -> Vec<Operation> {
+/// Everything of ours in one family's table, to be removed: the jumps to our chains from
+/// chains we do not own, then the chains' rules, then the chains.
+pub fn teardown(names: &Names, family: Family, table: Table, listing: &Listing) -> Vec<Operation> {
     let ours: Vec<&String> = listing
         .chains
         .iter()
@@ -301,7 +353,7 @@ pub fn teardown(names: &Names, family: Family, listing: &Listing) -> Vec<Operati
     let mut operations = Vec::new();
     remove_chains(
         names,
-        family,
+        (family, table),
         listing,
         &ours,
         &BTreeMap::new(),
@@ -419,12 +471,13 @@ pub fn jail_chain_rules(
     }
 }
 
-/// Every chain logjail should have in one family, with its rules in order.
-fn expected_chains(layout: &Layout, family: Family) -> BTreeMap<String, Vec<String>> {
+/// Every chain logjail should have in one family's table, with its rules in order.
+fn expected_chains(layout: &Layout, family: Family, table: Table) -> BTreeMap<String, Vec<String>> {
     let names = layout.names;
     let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for jail in acting(layout) {
-        for hook in jail.hooks() {
+        let hooks = hooks_of(jail.rule, layout.target);
+        for hook in hooks.into_iter().filter(|hook| hook.table() == table) {
             let jail_chain = names.jail_chain(&jail.rule.name, hook);
             chains.entry(names.hook_chain(hook)).or_default().extend(
                 rules::hook_jumps(hook, &jail.rule.ports, jail.rule.protocol, &jail_chain)
@@ -440,16 +493,21 @@ fn expected_chains(layout: &Layout, family: Family) -> BTreeMap<String, Vec<Stri
     chains
 }
 
-fn plan_family(
+/// Every hook some acting jail bans in.
+fn hooks_in_use(layout: &Layout) -> BTreeSet<Hook> {
+    acting(layout)
+        .flat_map(|jail| hooks_of(jail.rule, layout.target))
+        .collect()
+}
+
+/// `DOCKER-USER` itself and the jump to it from `FORWARD`, when a jail bans there.
+fn plan_docker_user(
     layout: &Layout,
     family: Family,
     listing: &Listing,
     operations: &mut Vec<Operation>,
 ) {
-    let names = layout.names;
-    let hooks: BTreeSet<Hook> = acting(layout).flat_map(JailLayout::hooks).collect();
-
-    if hooks.contains(&Hook::DockerUser) {
+    if hooks_in_use(layout).contains(&Hook::DockerUser) {
         if !listing.chains.contains("DOCKER-USER") {
             // What Docker itself creates; Docker keeps it when it starts later.
             operations.push(Operation::CreateDockerUser { family });
@@ -464,9 +522,24 @@ fn plan_family(
             rules::DockerUserJump::InPlace => {}
         }
     }
+}
+
+/// Our chains and the jumps to them in one family's table.
+fn plan_table(
+    layout: &Layout,
+    family: Family,
+    table: Table,
+    listing: &Listing,
+    operations: &mut Vec<Operation>,
+) {
+    let names = layout.names;
+    let hooks: BTreeSet<Hook> = hooks_in_use(layout)
+        .into_iter()
+        .filter(|hook| hook.table() == table)
+        .collect();
 
     // Chains whose content differs are rewritten whole, atomically, in one restore.
-    let expected = expected_chains(layout, family);
+    let expected = expected_chains(layout, family, table);
     let mut writes = Vec::new();
     for (chain, wanted) in &expected {
         let existed = listing.chains.contains(chain);
@@ -495,6 +568,7 @@ fn plan_family(
     if !writes.is_empty() {
         operations.push(Operation::WriteChains {
             family,
+            table,
             chains: writes,
         });
     }
@@ -511,14 +585,14 @@ fn plan_family(
         if jumps == 0 {
             operations.push(Operation::InsertJump {
                 family,
-                parent,
+                hook: *hook,
                 target: target.clone(),
             });
         }
         for _ in 1..jumps {
             operations.push(Operation::DeleteDuplicateJump {
                 family,
-                parent,
+                hook: *hook,
                 target: target.clone(),
             });
         }
@@ -529,14 +603,21 @@ fn plan_family(
         .iter()
         .filter(|chain| names.owns(chain) && !expected.contains_key(*chain))
         .collect();
-    remove_chains(names, family, listing, &stale, &expected, operations);
+    remove_chains(
+        names,
+        (family, table),
+        listing,
+        &stale,
+        &expected,
+        operations,
+    );
 }
 
 /// Removes chains of ours: first the jumps to them from chains that stay as they are, then
 /// their rules, then the chains.
 fn remove_chains(
     names: &Names,
-    family: Family,
+    (family, table): (Family, Table),
     listing: &Listing,
     doomed: &[&String],
     rewritten: &BTreeMap<String, Vec<String>>,
@@ -559,6 +640,7 @@ fn remove_chains(
             if target.is_some_and(|target| doomed.contains(&target)) {
                 operations.push(Operation::DeleteRule {
                     family,
+                    table,
                     chain: chain.clone(),
                     rule: rule.clone(),
                 });
@@ -568,12 +650,14 @@ fn remove_chains(
     for chain in doomed {
         operations.push(Operation::FlushChain {
             family,
+            table,
             chain: (*chain).clone(),
         });
     }
     for chain in doomed {
         operations.push(Operation::DeleteChain {
             family,
+            table,
             chain: (*chain).clone(),
         });
     }
@@ -586,6 +670,8 @@ mod tests {
 
     const V4: Family = Family::V4;
     const V6: Family = Family::V6;
+    const FILTER: Table = Table::Filter;
+    const RAW: Table = Table::Raw;
 
     fn names() -> Names {
         Names::new("lj")
@@ -645,7 +731,9 @@ mod tests {
 
     fn snapshot(v4: Listing, v6: Listing, sets: &[(&str, SetHeader)]) -> Snapshot {
         Snapshot {
-            listings: [(V4, v4), (V6, v6)].into_iter().collect(),
+            listings: [((V4, FILTER), v4), ((V6, FILTER), v6)]
+                .into_iter()
+                .collect(),
             sets: sets
                 .iter()
                 .map(|(name, header)| ((*name).to_string(), header.clone()))
@@ -658,6 +746,15 @@ mod tests {
         jails: &[(&JailRule, &Bans)],
         snapshot: &Snapshot,
     ) -> Vec<Operation> {
+        plan_on(Target::Docker, mode, jails, snapshot)
+    }
+
+    fn plan_on(
+        target: Target,
+        mode: ActiveMode,
+        jails: &[(&JailRule, &Bans)],
+        snapshot: &Snapshot,
+    ) -> Vec<Operation> {
         let names = names();
         let jails: Vec<JailLayout> = jails
             .iter()
@@ -666,6 +763,7 @@ mod tests {
         let layout = Layout {
             names: &names,
             mode,
+            target,
             families: &Family::ALL,
             jails: &jails,
             now: now(),
@@ -760,6 +858,7 @@ mod tests {
         );
         let chains = |family: Family, tag: &str| Operation::WriteChains {
             family,
+            table: FILTER,
             chains: vec![
                 ChainWrite {
                     chain: "lj-docker".to_string(),
@@ -790,12 +889,12 @@ mod tests {
             [
                 Operation::InsertJump {
                     family,
-                    parent: "INPUT",
+                    hook: Hook::Input,
                     target: "lj-input".to_string(),
                 },
                 Operation::InsertJump {
                     family,
-                    parent: "DOCKER-USER",
+                    hook: Hook::DockerUser,
                     target: "lj-docker".to_string(),
                 },
             ]
@@ -886,7 +985,7 @@ mod tests {
             operations,
             [Operation::InsertJump {
                 family: V4,
-                parent: "DOCKER-USER",
+                hook: Hook::DockerUser,
                 target: "lj-docker".to_string(),
             }]
         );
@@ -915,7 +1014,7 @@ mod tests {
             operations,
             [Operation::InsertJump {
                 family: V4,
-                parent: "DOCKER-USER",
+                hook: Hook::DockerUser,
                 target: "lj-docker".to_string(),
             }]
         );
@@ -981,6 +1080,7 @@ mod tests {
                 // that would otherwise leave it pointing at a chain about to go.
                 Operation::WriteChains {
                     family: V4,
+                    table: FILTER,
                     chains: vec![ChainWrite {
                         chain: "lj-input".to_string(),
                         rules: vec!["-p tcp -m multiport --dports 80 -j lj-j-web-i".to_string()],
@@ -989,10 +1089,12 @@ mod tests {
                 },
                 Operation::FlushChain {
                     family: V4,
+                    table: FILTER,
                     chain: "lj-j-old-i".to_string(),
                 },
                 Operation::DeleteChain {
                     family: V4,
+                    table: FILTER,
                     chain: "lj-j-old-i".to_string(),
                 },
                 Operation::DestroySet {
@@ -1025,11 +1127,13 @@ mod tests {
         let mut expected = vec![
             Operation::DeleteRule {
                 family: V4,
+                table: FILTER,
                 chain: "DOCKER-USER".to_string(),
                 rule: "-j lj-docker".to_string(),
             },
             Operation::DeleteRule {
                 family: V4,
+                table: FILTER,
                 chain: "INPUT".to_string(),
                 rule: "-j lj-input".to_string(),
             },
@@ -1038,12 +1142,14 @@ mod tests {
         for chain in ours {
             expected.push(Operation::FlushChain {
                 family: V4,
+                table: FILTER,
                 chain: chain.to_string(),
             });
         }
         for chain in ours {
             expected.push(Operation::DeleteChain {
                 family: V4,
+                table: FILTER,
                 chain: chain.to_string(),
             });
         }
@@ -1054,7 +1160,7 @@ mod tests {
         }
         assert_eq!(operations, expected);
         // Shutdown tears down the same, and Docker's chains are never touched.
-        let teardown = teardown(&names(), V4, &listing(&in_place_v4()));
+        let teardown = teardown(&names(), V4, FILTER, &listing(&in_place_v4()));
         assert_eq!(teardown, expected[..10]);
         assert_eq!(
             teardown_sets(
@@ -1090,6 +1196,7 @@ mod tests {
         );
         let write = |family: Family, tag: &str, reject: &str| Operation::WriteChains {
             family,
+            table: FILTER,
             chains: [
                 (
                     "lj-docker",
@@ -1210,6 +1317,7 @@ mod tests {
         let layout = Layout {
             names: &names,
             mode: ActiveMode::Ipset,
+            target: Target::Docker,
             families: &Family::ALL,
             jails: &jails,
             now: now(),
@@ -1269,6 +1377,7 @@ mod tests {
             operations,
             [Operation::WriteChains {
                 family: V4,
+                table: FILTER,
                 chains: vec![ChainWrite {
                     chain: "lj-j-sshd-i".to_string(),
                     rules: vec![seven.to_string(), eight.to_string()],
@@ -1286,6 +1395,7 @@ mod tests {
             operations,
             [Operation::WriteChains {
                 family: V6,
+                table: FILTER,
                 chains: vec![
                     ChainWrite {
                         chain: "lj-input".to_string(),
@@ -1317,7 +1427,7 @@ mod tests {
             operations,
             [Operation::DeleteDuplicateJump {
                 family: V4,
-                parent: "INPUT",
+                hook: Hook::Input,
                 target: "lj-input".to_string(),
             }]
         );
@@ -1333,6 +1443,510 @@ mod tests {
             &snapshot(bare.clone(), bare, &[]),
         );
         assert_eq!(operations, []);
+    }
+
+    /// A k3s node: kube-proxy's and flannel's chains in filter, someone's `NOTRACK` in raw.
+    fn node_filter() -> Vec<&'static str> {
+        vec![
+            "-P INPUT ACCEPT",
+            "-P FORWARD ACCEPT",
+            "-P OUTPUT ACCEPT",
+            "-N KUBE-FIREWALL",
+            "-N KUBE-FORWARD",
+            "-A INPUT -j KUBE-FIREWALL",
+            "-A FORWARD -j KUBE-FORWARD",
+        ]
+    }
+
+    fn node_raw() -> Vec<&'static str> {
+        vec![
+            "-P PREROUTING ACCEPT",
+            "-P OUTPUT ACCEPT",
+            "-A PREROUTING -p udp -m udp --dport 8472 -j CT --notrack",
+        ]
+    }
+
+    /// `web` (INPUT and `docker-user`, port 80) fully in place on a Kubernetes node.
+    fn node_in_place_filter(tag: &'static str) -> Vec<String> {
+        let mut lines: Vec<String> = node_filter().into_iter().map(str::to_string).collect();
+        lines.extend([
+            "-N lj-input".to_string(),
+            "-N lj-j-web-i".to_string(),
+            "-A INPUT -j lj-input".to_string(),
+            "-A lj-input -p tcp -m multiport --dports 80 -j lj-j-web-i".to_string(),
+            format!("-A lj-j-web-i -m set --match-set lj-s-web-{tag} src -j DROP"),
+        ]);
+        lines
+    }
+
+    fn node_in_place_raw(tag: &'static str) -> Vec<String> {
+        let mut lines: Vec<String> = node_raw().into_iter().map(str::to_string).collect();
+        lines.splice(
+            2..2,
+            [
+                "-N lj-raw".to_string(),
+                "-N lj-j-web-r".to_string(),
+                "-A PREROUTING -j lj-raw".to_string(),
+            ],
+        );
+        lines.extend([
+            "-A lj-raw -p tcp -m multiport --dports 80 -j lj-j-web-r".to_string(),
+            format!("-A lj-j-web-r -m set --match-set lj-s-web-{tag} src -j DROP"),
+        ]);
+        lines
+    }
+
+    /// Filter and raw listings of both families.
+    fn node_snapshot(
+        filter: [Listing; 2],
+        raw: [Listing; 2],
+        sets: &[(&str, SetHeader)],
+    ) -> Snapshot {
+        let [filter4, filter6] = filter;
+        let [raw4, raw6] = raw;
+        Snapshot {
+            listings: [
+                ((V4, FILTER), filter4),
+                ((V6, FILTER), filter6),
+                ((V4, RAW), raw4),
+                ((V6, RAW), raw6),
+            ]
+            .into_iter()
+            .collect(),
+            sets: sets
+                .iter()
+                .map(|(name, header)| ((*name).to_string(), header.clone()))
+                .collect(),
+        }
+    }
+
+    fn strings(lines: &[String]) -> Listing {
+        listing(&lines.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn node_in_place() -> Snapshot {
+        node_snapshot(
+            [
+                strings(&node_in_place_filter("4")),
+                strings(&node_in_place_filter("6")),
+            ],
+            [
+                strings(&node_in_place_raw("4")),
+                strings(&node_in_place_raw("6")),
+            ],
+            &web_sets(0, 0),
+        )
+    }
+
+    #[test]
+    fn on_a_kubernetes_node_container_bans_go_to_raw_prerouting_and_host_bans_to_input() {
+        let rule = web();
+        let held = bans(&[("2001:db8::9", None)]);
+        let bare = node_snapshot(
+            [listing(&node_filter()), listing(&node_filter())],
+            [listing(&node_raw()), listing(&node_raw())],
+            &[],
+        );
+        let operations = plan_on(
+            Target::Kubernetes,
+            ActiveMode::Ipset,
+            &[(&rule, &held)],
+            &bare,
+        );
+        let write = |chain: &str, rule: String| ChainWrite {
+            chain: chain.to_string(),
+            rules: vec![rule],
+            existed: false,
+        };
+        let mut expected = vec![
+            Operation::CreateSet {
+                set: "lj-s-web-4".to_string(),
+                family: V4,
+            },
+            Operation::CreateSet {
+                set: "lj-s-web-6".to_string(),
+                family: V6,
+            },
+            Operation::FillSet {
+                set: "lj-s-web-6".to_string(),
+                entries: vec![("2001:db8::9".parse().unwrap(), 0)],
+                missing: None,
+            },
+        ];
+        for (family, tag) in [(V4, "4"), (V6, "6")] {
+            let matched = format!("-m set --match-set lj-s-web-{tag} src -j DROP");
+            // No DOCKER-USER anywhere: Kubernetes has none, and nothing would pass it.
+            expected.extend([
+                Operation::WriteChains {
+                    family,
+                    table: FILTER,
+                    chains: vec![
+                        write(
+                            "lj-input",
+                            "-p tcp -m multiport --dports 80 -j lj-j-web-i".to_string(),
+                        ),
+                        write("lj-j-web-i", matched.clone()),
+                    ],
+                },
+                Operation::InsertJump {
+                    family,
+                    hook: Hook::Input,
+                    target: "lj-input".to_string(),
+                },
+                Operation::WriteChains {
+                    family,
+                    table: RAW,
+                    chains: vec![
+                        write("lj-j-web-r", matched),
+                        // The port the client used: raw runs before any DNAT.
+                        write(
+                            "lj-raw",
+                            "-p tcp -m multiport --dports 80 -j lj-j-web-r".to_string(),
+                        ),
+                    ],
+                },
+                Operation::InsertJump {
+                    family,
+                    hook: Hook::RawPrerouting,
+                    target: "lj-raw".to_string(),
+                },
+            ]);
+        }
+        assert_eq!(operations, expected);
+        let report = report(&operations);
+        assert!(
+            report
+                .repaired
+                .contains(&"IPv6 jump raw PREROUTING -> lj-raw".to_string()),
+            "{report:?}"
+        );
+        assert!(
+            report
+                .repaired
+                .contains(&"IPv4 raw chain lj-j-web-r".to_string()),
+            "{report:?}"
+        );
+        assert!(report.removed.is_empty());
+        // The same jail on a Docker host or a host without a runtime bans in DOCKER-USER and
+        // leaves the raw table alone.
+        for target in [Target::Docker, Target::Host] {
+            let operations = plan_on(target, ActiveMode::Ipset, &[(&rule, &held)], &bare);
+            assert!(
+                operations.contains(&Operation::CreateDockerUser { family: V4 }),
+                "{target}: {operations:?}"
+            );
+            assert!(
+                operations.iter().all(|operation| !matches!(
+                    operation,
+                    Operation::WriteChains { table: RAW, .. }
+                        | Operation::InsertJump {
+                            hook: Hook::RawPrerouting,
+                            ..
+                        }
+                )),
+                "{target}: {operations:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_raw_layout_in_place_beside_others_rules_needs_nothing_and_a_lost_jump_goes_first() {
+        let rule = web();
+        let held = Bans::new();
+        assert_eq!(
+            plan_on(
+                Target::Kubernetes,
+                ActiveMode::Ipset,
+                &[(&rule, &held)],
+                &node_in_place()
+            ),
+            []
+        );
+        // Another tool put its own rule above our jump: tolerated, nothing moves.
+        let mut raw4 = node_in_place_raw("4");
+        raw4.insert(3, "-A PREROUTING -i cni0 -j ACCEPT".to_string());
+        let mut snapshot = node_in_place();
+        snapshot.listings.insert((V4, RAW), strings(&raw4));
+        assert_eq!(
+            plan_on(
+                Target::Kubernetes,
+                ActiveMode::Ipset,
+                &[(&rule, &held)],
+                &snapshot
+            ),
+            []
+        );
+        // Our jump deleted (by hand, by a script): inserted again at the top.
+        let raw4: Vec<String> = node_in_place_raw("4")
+            .into_iter()
+            .filter(|line| line != "-A PREROUTING -j lj-raw")
+            .collect();
+        snapshot.listings.insert((V4, RAW), strings(&raw4));
+        let operations = plan_on(
+            Target::Kubernetes,
+            ActiveMode::Ipset,
+            &[(&rule, &held)],
+            &snapshot,
+        );
+        assert_eq!(
+            operations,
+            [Operation::InsertJump {
+                family: V4,
+                hook: Hook::RawPrerouting,
+                target: "lj-raw".to_string(),
+            }]
+        );
+        // Twice (two runs racing after a crash): one goes.
+        let mut raw6 = node_in_place_raw("6");
+        raw6.insert(3, "-A PREROUTING -j lj-raw".to_string());
+        let mut snapshot = node_in_place();
+        snapshot.listings.insert((V6, RAW), strings(&raw6));
+        let operations = plan_on(
+            Target::Kubernetes,
+            ActiveMode::Ipset,
+            &[(&rule, &held)],
+            &snapshot,
+        );
+        assert_eq!(
+            operations,
+            [Operation::DeleteDuplicateJump {
+                family: V6,
+                hook: Hook::RawPrerouting,
+                target: "lj-raw".to_string(),
+            }]
+        );
+        assert_eq!(
+            report(&operations).removed,
+            ["IPv6 duplicate jump raw PREROUTING -> lj-raw"]
+        );
+    }
+
+    #[test]
+    fn a_flushed_raw_table_is_rewritten_with_its_bans_in_rules_mode() {
+        // Rules mode: the jail chain holds one DROP per banned address, even for a jail that
+        // rejects (there is no REJECT in raw); INPUT keeps the reject.
+        let rule = jail(
+            "web",
+            &[Chain::Input, Chain::DockerUser],
+            80,
+            FirewallAction::Reject(RejectWith::IcmpPortUnreachable),
+        );
+        let held = bans(&[("198.51.100.7", None)]);
+        let filter4 = listing(&[
+            "-P INPUT ACCEPT",
+            "-N lj-input",
+            "-N lj-j-web-i",
+            "-A INPUT -j lj-input",
+            "-A lj-input -p tcp -m multiport --dports 80 -j lj-j-web-i",
+            "-A lj-j-web-i -s 198.51.100.7/32 -m comment --comment \"logjail-until=never\" -j REJECT --reject-with icmp-port-unreachable",
+        ]);
+        let filter6 = listing(&[
+            "-P INPUT ACCEPT",
+            "-N lj-input",
+            "-N lj-j-web-i",
+            "-A INPUT -j lj-input",
+            "-A lj-input -p tcp -m multiport --dports 80 -j lj-j-web-i",
+        ]);
+        // `iptables -t raw -F; -X`: only the builtin chains are left.
+        let flushed = listing(&["-P PREROUTING ACCEPT", "-P OUTPUT ACCEPT"]);
+        let snapshot = node_snapshot([filter4, filter6], [flushed.clone(), flushed], &[]);
+        let operations = plan_on(
+            Target::Kubernetes,
+            ActiveMode::Rules,
+            &[(&rule, &held)],
+            &snapshot,
+        );
+        let raw = |family: Family, bans: Vec<String>| {
+            [
+                Operation::WriteChains {
+                    family,
+                    table: RAW,
+                    chains: vec![
+                        ChainWrite {
+                            chain: "lj-j-web-r".to_string(),
+                            rules: bans,
+                            existed: false,
+                        },
+                        ChainWrite {
+                            chain: "lj-raw".to_string(),
+                            rules: vec![
+                                "-p tcp -m multiport --dports 80 -j lj-j-web-r".to_string(),
+                            ],
+                            existed: false,
+                        },
+                    ],
+                },
+                Operation::InsertJump {
+                    family,
+                    hook: Hook::RawPrerouting,
+                    target: "lj-raw".to_string(),
+                },
+            ]
+        };
+        let mut expected = raw(
+            V4,
+            vec![
+                "-s 198.51.100.7/32 -m comment --comment \"logjail-until=never\" -j DROP"
+                    .to_string(),
+            ],
+        )
+        .to_vec();
+        expected.extend(raw(V6, Vec::new()));
+        assert_eq!(operations, expected);
+    }
+
+    #[test]
+    fn leftovers_in_the_raw_table_go_after_a_crash_and_a_change_of_target() {
+        // A run on target kubernetes was killed; this one runs on target docker with the same
+        // jail: the raw side goes (jumps first, then rules, then chains), sets stay, and
+        // DOCKER-USER is made.
+        let rule = web();
+        let held = Bans::new();
+        let filter = |tag| -> Listing {
+            let lines: Vec<String> = node_in_place_filter(tag)
+                .into_iter()
+                .filter(|line| !line.contains("KUBE-"))
+                .collect();
+            strings(&lines)
+        };
+        let snapshot = node_snapshot(
+            [filter("4"), filter("6")],
+            [
+                strings(&node_in_place_raw("4")),
+                strings(&node_in_place_raw("6")),
+            ],
+            &web_sets(0, 0),
+        );
+        let operations = plan_on(
+            Target::Docker,
+            ActiveMode::Ipset,
+            &[(&rule, &held)],
+            &snapshot,
+        );
+        let raw_leftovers = |family: Family| {
+            vec![
+                Operation::DeleteRule {
+                    family,
+                    table: RAW,
+                    chain: "PREROUTING".to_string(),
+                    rule: "-j lj-raw".to_string(),
+                },
+                Operation::FlushChain {
+                    family,
+                    table: RAW,
+                    chain: "lj-j-web-r".to_string(),
+                },
+                Operation::FlushChain {
+                    family,
+                    table: RAW,
+                    chain: "lj-raw".to_string(),
+                },
+                Operation::DeleteChain {
+                    family,
+                    table: RAW,
+                    chain: "lj-j-web-r".to_string(),
+                },
+                Operation::DeleteChain {
+                    family,
+                    table: RAW,
+                    chain: "lj-raw".to_string(),
+                },
+            ]
+        };
+        for family in [V4, V6] {
+            let of_family: Vec<&Operation> = operations
+                .iter()
+                .filter(|operation| {
+                    matches!(operation,
+                        Operation::DeleteRule { family: f, table: RAW, .. }
+                        | Operation::FlushChain { family: f, table: RAW, .. }
+                        | Operation::DeleteChain { family: f, table: RAW, .. } if *f == family)
+                })
+                .collect();
+            assert_eq!(
+                of_family,
+                raw_leftovers(family).iter().collect::<Vec<_>>(),
+                "{operations:?}"
+            );
+            assert!(
+                operations.contains(&Operation::CreateDockerUser { family }),
+                "{operations:?}"
+            );
+        }
+        // Others' rules in raw PREROUTING are never touched.
+        assert!(operations.iter().all(|operation| !matches!(
+            operation,
+            Operation::DeleteRule { rule, .. } if rule.contains("notrack")
+        )));
+        assert!(
+            operations
+                .iter()
+                .all(|operation| !matches!(operation, Operation::DestroySet { .. }))
+        );
+        assert!(
+            report(&operations)
+                .removed
+                .contains(&"IPv4 raw chain lj-raw".to_string())
+        );
+    }
+
+    #[test]
+    fn a_clean_stop_tears_down_the_raw_table_too_and_leaves_others_rules() {
+        let teardown = teardown(&names(), V6, RAW, &strings(&node_in_place_raw("6")));
+        let mut expected = vec![Operation::DeleteRule {
+            family: V6,
+            table: RAW,
+            chain: "PREROUTING".to_string(),
+            rule: "-j lj-raw".to_string(),
+        }];
+        for chain in ["lj-j-web-r", "lj-raw"] {
+            expected.push(Operation::FlushChain {
+                family: V6,
+                table: RAW,
+                chain: chain.to_string(),
+            });
+        }
+        for chain in ["lj-j-web-r", "lj-raw"] {
+            expected.push(Operation::DeleteChain {
+                family: V6,
+                table: RAW,
+                chain: chain.to_string(),
+            });
+        }
+        assert_eq!(teardown, expected);
+        // Nothing of ours in raw (a Docker host): nothing to do there.
+        assert_eq!(teardown_for_raw(&node_raw()), []);
+    }
+
+    fn teardown_for_raw(lines: &[&str]) -> Vec<Operation> {
+        teardown(&names(), V4, RAW, &listing(lines))
+    }
+
+    #[test]
+    fn a_host_without_a_raw_table_is_fine_until_a_jail_needs_it() {
+        // The snapshot could not list raw (a kernel without iptable_raw): no jail needs it on
+        // target docker, so the plan is the plain one.
+        let rule = web();
+        let held = Bans::new();
+        let operations = plan_for(
+            ActiveMode::Ipset,
+            &[(&rule, &held)],
+            &snapshot(
+                listing(&in_place_v4()),
+                listing(&in_place_v6()),
+                &web_sets(0, 0),
+            ),
+        );
+        assert_eq!(operations, []);
+        let names = names();
+        let rules = [rule.clone()];
+        assert!(!uses_table(&rules, Target::Docker, RAW));
+        assert!(uses_table(&rules, Target::Kubernetes, RAW));
+        assert!(uses_table(&rules, Target::Docker, FILTER));
+        // A log-only jail needs no table at all.
+        let quiet = [jail("q", &[Chain::Prerouting], 22, FirewallAction::Log)];
+        assert!(!uses_table(&quiet, Target::Kubernetes, RAW));
+        assert_eq!(names.hook_chain(Hook::RawPrerouting), "lj-raw");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! banned address). Port selection differs by hook: in `INPUT` the destination port is the
 //! one the client used (`multiport --dports`), in `DOCKER-USER` Docker's DNAT has already
 //! rewritten it to the container's port, so the published port is matched on the
-//! connection's original tuple (`conntrack --ctorigdstport … --ctdir ORIGINAL`).
+//! connection's original tuple (`conntrack --ctorigdstport … --ctdir ORIGINAL`). raw
+//! `PREROUTING` runs before conntrack and every DNAT: the port there is the client's, matched
+//! plainly as in `INPUT` (there is no connection yet to ask).
 
 use std::net::IpAddr;
 
@@ -47,7 +49,7 @@ pub fn hook_jumps(hook: Hook, ports: &Ports, protocol: Protocol, jail_chain: &st
                 rules.push(jump);
             }
             Ports::List(ranges) => match hook {
-                Hook::Input => {
+                Hook::Input | Hook::RawPrerouting => {
                     for group in multiport_groups(ranges) {
                         let mut jump = base.clone();
                         jump.extend(rule(&[
@@ -110,7 +112,9 @@ fn multiport_groups(ranges: &[PortRange]) -> Vec<String> {
 /// protocol. In `DOCKER-USER` a TCP reset is built from the packet after DNAT and carries the
 /// container's address: the client ignores it (and learns the container's address), so
 /// there an ICMP port-unreachable takes its place, which the kernel translates back and which
-/// refuses a TCP connect at once just the same.
+/// refuses a TCP connect at once just the same. In raw `PREROUTING` there is no `REJECT`
+/// at all (iptables allows it only in filter `INPUT`, `FORWARD` and `OUTPUT`): a rejecting
+/// jail drops there.
 pub fn verdicts(action: FirewallAction, hook: Hook, family: Family) -> Vec<Rule> {
     match effective_reject(action, hook) {
         None => vec![rule(&["-j", "DROP"])],
@@ -135,6 +139,7 @@ pub fn verdicts(action: FirewallAction, hook: Hook, family: Family) -> Vec<Rule>
 /// The reject type a jail really uses under a hook (`None`: it drops).
 pub fn effective_reject(action: FirewallAction, hook: Hook) -> Option<RejectWith> {
     match (action, hook) {
+        (_, Hook::RawPrerouting) => None,
         (FirewallAction::Reject(RejectWith::TcpReset), Hook::DockerUser) => {
             Some(RejectWith::IcmpPortUnreachable)
         }
@@ -458,6 +463,37 @@ mod tests {
                 "-p tcp -m conntrack --ctorigdstport 80:90 --ctdir ORIGINAL -j c"
             ]
         );
+    }
+
+    #[test]
+    fn raw_prerouting_jumps_match_the_port_the_client_used() {
+        let rules = hook_jumps(
+            Hook::RawPrerouting,
+            &ports(&[(8080, 8080), (30000, 32767)]),
+            Protocol::All,
+            "c",
+        );
+        assert_eq!(
+            joined(&rules),
+            [
+                "-p tcp -m multiport --dports 8080,30000:32767 -j c",
+                "-p udp -m multiport --dports 8080,30000:32767 -j c"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_raw_table_drops_whatever_reject_was_asked_for() {
+        for with in [RejectWith::TcpReset, RejectWith::IcmpHostUnreachable] {
+            let action = FirewallAction::Reject(with);
+            assert_eq!(effective_reject(action, Hook::RawPrerouting), None);
+            for family in [Family::V4, Family::V6] {
+                assert_eq!(
+                    joined(&verdicts(action, Hook::RawPrerouting, family)),
+                    ["-j DROP"]
+                );
+            }
+        }
     }
 
     #[test]

@@ -88,6 +88,7 @@ impl Validator<'_> {
             return config;
         };
         config.backend = raw.backend.unwrap_or(config.backend);
+        config.target = raw.target.unwrap_or(config.target);
         config.mode = raw.mode.unwrap_or(config.mode);
         config.keep_bans_on_exit = raw.keep_bans_on_exit.unwrap_or(config.keep_bans_on_exit);
         if let Some(prefix) = raw.chain_prefix {

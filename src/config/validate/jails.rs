@@ -169,7 +169,7 @@ impl Validator<'_> {
                     &place,
                     &path.key("chains"),
                     Anchor::Value,
-                    "give at least one chain (input, docker-user)",
+                    "give at least one chain (input, docker-user, prerouting)",
                 );
                 None
             }
@@ -179,6 +179,23 @@ impl Validator<'_> {
                     if !unique.contains(chain) {
                         unique.push(*chain);
                     }
+                }
+                // Asked for in so many words, so refused before start. A `docker-user` the
+                // target puts in raw PREROUTING is only known at start, and drops instead
+                // (with a warning from the firewall).
+                if unique.contains(&Chain::Prerouting)
+                    && action.is_some_and(|(action, _)| {
+                        matches!(action.firewall, FirewallAction::Reject(_))
+                    })
+                {
+                    self.report(
+                        &place,
+                        &path.key("chains"),
+                        Anchor::Value,
+                        "`prerouting` bans sit in the raw table, where iptables cannot REJECT \
+                         (only filter INPUT, FORWARD and OUTPUT can): give this jail \
+                         `action: drop`, or ban with `reject` in `input` or `docker-user`",
+                    );
                 }
                 Some(unique)
             }
