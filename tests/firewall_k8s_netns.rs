@@ -346,7 +346,7 @@ fn on_a_node_a_pod_ban_drops_the_client_before_dnat_and_a_host_jail_guards_the_n
             assert!(
                 status
                     .summary()
-                    .starts_with("kubernetes target (configured (firewall.target: kubernetes)), "),
+                    .ends_with(", kubernetes target (configured (firewall.target: kubernetes))"),
                 "{}",
                 status.summary()
             );

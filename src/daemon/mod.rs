@@ -417,10 +417,7 @@ impl FirewallStage {
         Ok(match self {
             FirewallStage::Running { handle, .. } => {
                 let status = handle.status().await?;
-                let summary = format!(
-                    "{} ({}), {} mode ({})",
-                    status.backend, status.backend_reason, status.mode, status.mode_reason
-                );
+                let summary = status.summary();
                 tracing::info!(firewall = %summary, "firewall ready");
                 summary
             }

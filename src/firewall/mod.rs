@@ -227,16 +227,17 @@ pub struct FirewallStatus {
 
 impl FirewallStatus {
     /// The one line `logjail status` and the start log show for the firewall:
-    /// `kubernetes target (auto: …), nft (…), ipset mode (…)`.
+    /// `nft (…), ipset mode (…), kubernetes target (auto: …)`. The backend comes first, as
+    /// it did before targets existed: scripts read it there.
     pub fn summary(&self) -> String {
         format!(
-            "{} target ({}), {} ({}), {} mode ({})",
-            self.target,
-            self.target_reason,
+            "{} ({}), {} mode ({}), {} target ({})",
             self.backend,
             self.backend_reason,
             self.mode,
-            self.mode_reason
+            self.mode_reason,
+            self.target,
+            self.target_reason
         )
     }
 }
