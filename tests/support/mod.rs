@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+pub mod containerd;
 pub mod daemon;
 pub mod dockerd;
 pub mod process;
