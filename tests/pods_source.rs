@@ -2,6 +2,7 @@
 //! host-network pods as the kubelet would, writing real CRI log files: new pods, restarts,
 //! deletion, rotation through `ReopenContainerLog`, lines over 16 KiB, a restarted follower,
 //! and pod annotations read through the real CRI socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -42,6 +43,9 @@ struct Seen {
 /// every container found and records what arrives.
 struct Source {
     seen: Arc<Mutex<Seen>>,
+    /// While `false`, the stand-in matcher takes no lines: the source is held up as by a busy
+    /// matcher, and what it has not read yet stays in the files.
+    taking: tokio::sync::watch::Sender<bool>,
     stop: CancellationToken,
     discovery: JoinHandle<()>,
     _commands: mpsc::Sender<PodCommand>,
@@ -51,7 +55,9 @@ impl Source {
     async fn start(containerd: &Containerd, positions: HashMap<String, Position>) -> Source {
         let stop = CancellationToken::new();
         let watcher = FileWatcher::start(stop.clone()).unwrap();
-        let (lines_tx, mut lines_rx) = mpsc::channel::<LineBatch>(64);
+        // One batch in the queue: holding the stand-in matcher holds the source up at once.
+        let (lines_tx, mut lines_rx) = mpsc::channel::<LineBatch>(1);
+        let (taking, mut gate) = tokio::sync::watch::channel(true);
         let (events_tx, mut events_rx) = mpsc::channel::<PodEvent>(16);
         let (commands_tx, commands_rx) = mpsc::channel(4);
         let mut settings = PodSourceSettings::new(containerd.log_dir.clone());
@@ -66,12 +72,16 @@ impl Source {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let recorder = Arc::clone(&seen);
         tokio::spawn(async move {
-            while let Some(batch) = lines_rx.recv().await {
+            loop {
+                if gate.wait_for(|taking| *taking).await.is_err() {
+                    break;
+                }
+                let Some(batch) = lines_rx.recv().await else {
+                    break;
+                };
                 let mut seen = recorder.lock().unwrap();
-                if let Some(position) = batch.lines.iter().rev().find_map(|l| l.position.clone())
-                {
-                    seen.positions
-                        .insert(batch.origin.position_key(), position);
+                if let Some(position) = batch.lines.iter().rev().find_map(|l| l.position.clone()) {
+                    seen.positions.insert(batch.origin.position_key(), position);
                 }
                 seen.lines
                     .entry(Arc::clone(&batch.origin))
@@ -90,13 +100,16 @@ impl Source {
                         restart,
                         follow,
                     } => {
-                        seen.events.push(format!("found {container} attempt {restart}"));
+                        seen.events
+                            .push(format!("found {container} attempt {restart}"));
                         seen.found.insert(origin, container);
                         let _ = follow.send(true);
                     }
                     PodEvent::Restarted {
                         container, restart, ..
-                    } => seen.events.push(format!("restarted {container} attempt {restart}")),
+                    } => seen
+                        .events
+                        .push(format!("restarted {container} attempt {restart}")),
                     PodEvent::Gone {
                         container,
                         last_position,
@@ -123,10 +136,20 @@ impl Source {
         ));
         Source {
             seen,
+            taking,
             stop,
             discovery,
             _commands: commands_tx,
         }
+    }
+
+    /// Holds up the source: no more lines are taken until [`Source::resume`].
+    fn hold(&self) {
+        self.taking.send_replace(false);
+    }
+
+    fn resume(&self) {
+        self.taking.send_replace(true);
     }
 
     /// Stops the source; returns the positions the matcher would have stored.
@@ -195,10 +218,7 @@ impl Source {
     /// Waits until the container's messages end with `last`.
     async fn wait_for_text(&self, pod: &Pod, container: &str, last: &str) {
         self.wait_until(&format!("`{last}` from {container}"), |source| {
-            source
-                .texts(pod, container)
-                .iter()
-                .any(|text| text == last)
+            source.texts(pod, container).iter().any(|text| text == last)
         })
         .await;
     }
@@ -261,9 +281,16 @@ async fn new_pods_are_found_and_read_with_namespace_pod_and_container() {
         .await;
     let source = Source::start(&containerd, HashMap::new()).await;
     source.wait_for_text(&early, "nginx", "early-done").await;
-    let late = containerd.run_pod(PodSpec::new("blog", "wordpress-7d9f8-x2x4z")).await;
+    let late = containerd
+        .run_pod(PodSpec::new("blog", "wordpress-7d9f8-x2x4z"))
+        .await;
     containerd
-        .run_container(&late, "wordpress", 0, "echo late-1; echo late-done; sleep 100000")
+        .run_container(
+            &late,
+            "wordpress",
+            0,
+            "echo late-1; echo late-done; sleep 100000",
+        )
         .await;
     containerd
         .run_container(&late, "sidecar", 0, "echo sidecar-done; sleep 100000")
@@ -287,15 +314,24 @@ async fn new_pods_are_found_and_read_with_namespace_pod_and_container() {
     assert_eq!(streams.len(), 3, "{streams:?}");
     assert!(streams.contains(&("GET / 200", Some(Stream::Stdout))));
     assert!(streams.contains(&("bad gateway", Some(Stream::Stderr))));
-    assert!(early_messages.iter().all(|m| m.envelope == EnvelopeKind::Cri));
+    assert!(
+        early_messages
+            .iter()
+            .all(|m| m.envelope == EnvelopeKind::Cri)
+    );
     let events = source.events();
     assert!(
-        events.contains(&format!(
-            "found pod blog/wordpress-7d9f8-x2x4z container wordpress attempt 0"
-        )),
+        events.contains(
+            &"found pod blog/wordpress-7d9f8-x2x4z container wordpress attempt 0".to_string()
+        ),
         "{events:?}"
     );
     source.stop().await;
+}
+
+/// The size of a file (0 when it does not exist yet).
+fn size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,24 +339,38 @@ async fn a_restart_is_read_after_the_old_attempt_without_loss() {
     let containerd = Containerd::start().await;
     let pod = containerd.run_pod(PodSpec::new("shop", "api-0")).await;
     let source = Source::start(&containerd, HashMap::new()).await;
-    // Attempt 0 writes as fast as it can and exits; attempt 1 starts right after, as the
-    // kubelet restarts a crashed container: the end of 0.log may still be unread then.
     let first = containerd
-        .run_container(&pod, "api", 0, &numbered("a0", 0, 2000, "0"))
+        .run_container(&pod, "api", 0, &numbered("a0", 0, 20_000, "0"))
         .await;
+    source
+        .wait_until("the first lines", |source| {
+            !source.texts(&pod, "api").is_empty()
+        })
+        .await;
+    // A busy matcher holds the source up: most of 0.log is still unread when the container
+    // exits and the kubelet starts attempt 1.
+    source.hold();
     containerd.wait_exited(&first).await;
     containerd
         .run_container(&pod, "api", 1, &numbered("a1", 0, 500, "0"))
         .await;
+    source
+        .wait_until("the restart", |source| {
+            source
+                .events()
+                .contains(&"restarted pod shop/api-0 container api attempt 1".to_string())
+        })
+        .await;
+    let read_when_restarted = source.texts(&pod, "api").len();
+    assert!(
+        read_when_restarted < 20_000,
+        "the test needs the old attempt unread at the restart ({read_when_restarted} lines read)"
+    );
+    source.resume();
     source.wait_for_text(&pod, "api", "a1-done").await;
-    let mut wanted = expected("a0", 0, 2000);
+    let mut wanted = expected("a0", 0, 20_000);
     wanted.extend(expected("a1", 0, 500));
     assert_eq!(source.texts(&pod, "api"), wanted);
-    let events = source.events();
-    assert!(
-        events.contains(&"restarted pod shop/api-0 container api attempt 1".to_string()),
-        "{events:?}"
-    );
     source.stop().await;
 }
 
@@ -329,26 +379,34 @@ async fn a_deleted_pod_is_read_to_its_end_then_let_go() {
     let containerd = Containerd::start().await;
     let pod = containerd.run_pod(PodSpec::new("shop", "cart-0")).await;
     let source = Source::start(&containerd, HashMap::new()).await;
+    let on_term = numbered("stopping", 0, 5000, "0");
     let id = containerd
         .run_container(
             &pod,
             "cart",
             0,
-            "trap 'echo stopping; exit 0' TERM; echo started; while true; do sleep 0.1; done",
+            &format!("trap '{on_term}; exit 0' TERM; echo started; while true; do sleep 0.1; done"),
         )
         .await;
     source.wait_for_text(&pod, "cart", "started").await;
+    // Held up, the source has not read the last lines when the pod's files are deleted: it
+    // still reads them from the files it has open.
+    source.hold();
     // The kubelet stops the containers with their grace period, then removes the sandbox and
     // the pod's log folder.
     containerd.stop_container(&id, 10).await;
     containerd.wait_exited(&id).await;
     containerd.delete_pod(&pod).await;
+    assert!(!pod.log_directory.exists());
+    source.resume();
     source
         .wait_until("the pod to be let go", |source| {
             !source.seen.lock().unwrap().gone.is_empty()
         })
         .await;
-    assert_eq!(source.texts(&pod, "cart"), ["started", "stopping"]);
+    let mut wanted = vec!["started".to_string()];
+    wanted.extend(expected("stopping", 0, 5000));
+    assert_eq!(source.texts(&pod, "cart"), wanted);
     let (container, last_position) = source.seen.lock().unwrap().gone[0].clone();
     assert_eq!(container.pod, "cart-0");
     let Some(Position::File { offset, .. }) = last_position else {
@@ -356,7 +414,10 @@ async fn a_deleted_pod_is_read_to_its_end_then_let_go() {
     };
     let raw = source.raw_lines(&pod, "cart");
     let read: usize = raw.iter().map(|line| line.text.len() + 1).sum();
-    assert_eq!(offset, read as u64, "the position is just past the last line read");
+    assert_eq!(
+        offset, read as u64,
+        "the position is just past the last line read"
+    );
     // Nothing of the deleted files is held open any more.
     let deleted_open = std::fs::read_dir("/proc/self/fd")
         .unwrap()
@@ -379,25 +440,40 @@ async fn rotation_through_reopen_container_log_loses_nothing_and_reads_nothing_t
             &format!("{}; sleep 100000", numbered("r", 0, 600, "0.005")),
         )
         .await;
-    let pod_ref = &pod;
-    let read_at_least =
-        |count: usize| move |source: &Source| source.texts(pod_ref, "web").len() >= count;
-    source.wait_until("100 lines", read_at_least(100)).await;
-    let first_rotated = containerd.rotate(&pod, "web", 0, &id).await;
-    let seen_before_second = source.texts(&pod, "web").len();
-    source
-        .wait_until("lines of the new file", read_at_least(seen_before_second + 100))
-        .await;
-    containerd.rotate(&pod, "web", 0, &id).await;
+    let current = pod.log_file("web", 0);
+    let mut rotated = Vec::new();
+    for turn in 1..=2 {
+        source
+            .wait_until("lines", |source| {
+                source.texts(&pod, "web").len() >= 100 * turn
+            })
+            .await;
+        // Held up, the source leaves lines unread in the file that is renamed, and the
+        // runtime writes more to it before it reopens the log.
+        source.hold();
+        let held_at = size(&current);
+        source
+            .wait_until("unread lines", |_| size(&current) > held_at + 200)
+            .await;
+        rotated.push(containerd.rotate(&pod, "web", 0, &id).await);
+        source
+            .wait_until("lines in the new file", |_| size(&current) > 200)
+            .await;
+        source.resume();
+    }
     // The kubelet compresses the older rotated file (never the newest one).
-    let compressed = containerd.compress(&first_rotated);
+    let compressed = containerd.compress(&rotated[0]);
     source.wait_for_text(&pod, "web", "r-done").await;
     assert_eq!(source.texts(&pod, "web"), expected("r", 0, 600));
     let files: BTreeSet<String> = std::fs::read_dir(pod.log_directory.join("web"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(files.len(), 3, "0.log, a rotated file and a compressed one: {files:?}");
+    assert_eq!(
+        files.len(),
+        3,
+        "0.log, a rotated file and a compressed one: {files:?}"
+    );
     assert!(files.contains("0.log"));
     assert!(compressed.exists());
     source.stop().await;
@@ -418,7 +494,12 @@ async fn lines_over_16_kib_arrive_in_pieces_and_are_joined_up_to_the_bound() {
     source.wait_for_text(&pod, "long", "after").await;
     let texts = source.texts(&pod, "long");
     // The line past the bound is dropped whole, as a Docker line of that length is.
-    assert_eq!(texts.len(), 2, "{:?}", texts.iter().map(String::len).collect::<Vec<_>>());
+    assert_eq!(
+        texts.len(),
+        2,
+        "{:?}",
+        texts.iter().map(String::len).collect::<Vec<_>>()
+    );
     assert_eq!(texts[0], "x".repeat(20480));
     assert_eq!(texts[1], "after");
     let raw = source.raw_lines(&pod, "long");
@@ -427,7 +508,11 @@ async fn lines_over_16_kib_arrive_in_pieces_and_are_joined_up_to_the_bound() {
         .take(2)
         .map(|line| line.text.split(' ').nth(2).unwrap())
         .collect();
-    assert_eq!(tags, ["P", "F"], "the runtime split the 20 KB line at 16 KiB");
+    assert_eq!(
+        tags,
+        ["P", "F"],
+        "the runtime split the 20 KB line at 16 KiB"
+    );
     source.stop().await;
 }
 
@@ -440,7 +525,9 @@ async fn a_restarted_follower_resumes_at_its_stored_position_across_a_container_
         .run_container(&pod, "worker", 0, &numbered("w0", 0, 100, "0.02"))
         .await;
     source
-        .wait_until("10 lines", |source| source.texts(&pod, "worker").len() >= 10)
+        .wait_until("10 lines", |source| {
+            source.texts(&pod, "worker").len() >= 10
+        })
         .await;
     let before = source.texts(&pod, "worker");
     let positions = source.stop().await;
@@ -497,7 +584,10 @@ async fn annotations_are_read_through_the_cri_socket_and_a_bad_one_skips_only_it
         .unwrap();
     assert!(!annotations::has_jail_words(plain));
     let status = client.pod_status(&pod.sandbox_id).await.unwrap();
-    assert_eq!(status.log_directory.as_deref(), Some(pod.log_directory.as_path()));
+    assert_eq!(
+        status.log_directory.as_deref(),
+        Some(pod.log_directory.as_path())
+    );
     assert_eq!(status.annotations, found.annotations);
 
     let defaults = DefaultsConfig::default();
@@ -513,18 +603,28 @@ async fn annotations_are_read_through_the_cri_socket_and_a_bad_one_skips_only_it
     let jails = annotations::parse(found, &context);
     assert_eq!(jails.parsed.enable, Some(true));
     assert_eq!(jails.parsed.jails, ["sshd", "wp"]);
-    let defined: Vec<&str> = jails.parsed.defined.iter().map(|j| j.name.as_str()).collect();
+    let defined: Vec<&str> = jails
+        .parsed
+        .defined
+        .iter()
+        .map(|j| j.name.as_str())
+        .collect();
     assert_eq!(defined, ["wp"], "the good jail survives the bad one");
     assert_eq!(jails.parsed.defined[0].maxretry, 3);
     assert_eq!(jails.errors.len(), 1, "{:?}", jails.errors);
     let error = &jails.errors[0];
     assert_eq!(
-        (error.namespace.as_str(), error.pod.as_str(), error.key.as_str()),
+        (
+            error.namespace.as_str(),
+            error.pod.as_str(),
+            error.key.as_str()
+        ),
         ("blog", "wordpress-0", "logjail.io/jail.bad.maxretry")
     );
     let message = error.to_string();
     assert!(
-        message.starts_with("pod blog/wordpress-0: annotation `logjail.io/jail.bad.maxretry: lots`: "),
+        message
+            .starts_with("pod blog/wordpress-0: annotation `logjail.io/jail.bad.maxretry: lots`: "),
         "{message}"
     );
     assert!(message.ends_with("(jail \"bad\" skipped)"), "{message}");

@@ -683,7 +683,10 @@ mod tests {
         let mut decoder = Decoder::new();
         assert!(
             decoder
-                .push_at("2026-12-01T20:47:24.1Z stderr P Failed password for ", now())
+                .push_at(
+                    "2026-12-01T20:47:24.1Z stderr P Failed password for ",
+                    now()
+                )
                 .is_none()
         );
         let between = decoder
@@ -697,7 +700,10 @@ mod tests {
                 now(),
             )
             .unwrap();
-        assert_eq!(joined.text, "Failed password for root from 10.0.0.2 port 1 ssh2");
+        assert_eq!(
+            joined.text,
+            "Failed password for root from 10.0.0.2 port 1 ssh2"
+        );
         assert_eq!(joined.stream, Some(Stream::Stderr));
     }
 

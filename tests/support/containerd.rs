@@ -444,7 +444,13 @@ state = "{state}"
 
     /// The kubelet's rotation: `<n>.log` renamed with a time stamp, then the runtime told to
     /// reopen the log, which makes a new `<n>.log`. Returns the rotated file's path.
-    pub async fn rotate(&self, pod: &Pod, container: &str, attempt: u32, container_id: &str) -> PathBuf {
+    pub async fn rotate(
+        &self,
+        pod: &Pod,
+        container: &str,
+        attempt: u32,
+        container_id: &str,
+    ) -> PathBuf {
         let current = pod.log_file(container, attempt);
         // The kubelet's stamp has seconds only; two rotations within one second (which the
         // kubelet never makes) take the next free second.

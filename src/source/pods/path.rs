@@ -348,7 +348,7 @@ mod tests {
                 "namespace and pod names hold no `_`",
             ),
             (
-                format!("ns_web-0/nginx/0.log"),
+                "ns_web-0/nginx/0.log".to_string(),
                 "expected <namespace>_<pod>_<uid>",
             ),
             (
