@@ -175,6 +175,9 @@ struct Running {
     stop: CancellationToken,
     finish: CancellationToken,
     newer: mpsc::UnboundedSender<u32>,
+    /// Released, and asked about again before it ended: asked once it has ended (a new
+    /// follower before the old one's last position is known would read lines twice).
+    ask_when_ended: bool,
 }
 
 struct Discovery {
@@ -506,6 +509,7 @@ impl Discovery {
             stop,
             finish,
             newer: newer_tx,
+            ask_when_ended: false,
         });
     }
 
@@ -575,11 +579,10 @@ impl Discovery {
         let Some(tracked) = self.tracked.get_mut(&container) else {
             return;
         };
-        let current =
-            matches!(&tracked.state, State::Following(running) if running.generation == generation);
-        if !current {
-            return;
-        }
+        let ask_again = match &tracked.state {
+            State::Following(running) if running.generation == generation => running.ask_when_ended,
+            _ => return,
+        };
         let key = tracked.origin.position_key();
         if let Some(position) = outcome.last_position {
             self.positions.insert(key, position);
@@ -603,7 +606,12 @@ impl Discovery {
                 };
                 let _ = self.wiring.events.send(event).await;
             }
-            None => tracked.state = State::Idle,
+            None => {
+                tracked.state = State::Idle;
+                if ask_again {
+                    self.ask(&container).await;
+                }
+            }
         }
     }
 
@@ -626,6 +634,13 @@ impl Discovery {
     async fn command(&mut self, command: PodCommand) {
         match command {
             PodCommand::Reconsider => {
+                for tracked in self.tracked.values_mut() {
+                    if let State::Following(running) = &mut tracked.state
+                        && running.stop.is_cancelled()
+                    {
+                        running.ask_when_ended = true;
+                    }
+                }
                 let waiting: Vec<PodContainer> = self
                     .tracked
                     .iter()
@@ -674,5 +689,170 @@ impl Discovery {
             .events
             .send(PodEvent::StalePositions(stale))
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    struct Running {
+        lines: mpsc::Receiver<LineBatch>,
+        events: mpsc::Receiver<PodEvent>,
+        commands: mpsc::Sender<PodCommand>,
+        stop: CancellationToken,
+    }
+
+    fn start(log_dir: &Path, positions: HashMap<String, Position>) -> Running {
+        let stop = CancellationToken::new();
+        let (lines_tx, lines) = mpsc::channel(16);
+        let (events_tx, events) = mpsc::channel(16);
+        let (commands, commands_rx) = mpsc::channel(4);
+        let wiring = PodWiring {
+            lines: lines_tx,
+            events: events_tx,
+            watcher: FileWatcher::start(stop.clone()).unwrap(),
+            origin_of: directory_origin(log_dir),
+        };
+        tokio::spawn(run(
+            PodSourceSettings::new(log_dir.to_path_buf()),
+            wiring,
+            positions,
+            commands_rx,
+            stop.clone(),
+        ));
+        Running {
+            lines,
+            events,
+            commands,
+            stop,
+        }
+    }
+
+    impl Running {
+        async fn event(&mut self) -> PodEvent {
+            tokio::time::timeout(WAIT, self.events.recv())
+                .await
+                .expect("an event in time")
+                .expect("discovery runs")
+        }
+
+        /// Answers the next event, a `Found`, with `follow`.
+        async fn answer_found(&mut self, follow: bool) -> Arc<PodContainer> {
+            match self.event().await {
+                PodEvent::Found {
+                    container,
+                    follow: reply,
+                    ..
+                } => {
+                    reply.send(follow).unwrap();
+                    container
+                }
+                other => panic!("expected Found, got {other:?}"),
+            }
+        }
+
+        async fn texts(&mut self, count: usize) -> Vec<String> {
+            let mut texts = Vec::new();
+            while texts.len() < count {
+                let batch = tokio::time::timeout(WAIT, self.lines.recv())
+                    .await
+                    .expect("lines in time")
+                    .expect("discovery runs");
+                texts.extend(batch.lines.into_iter().map(|line| line.text));
+            }
+            texts
+        }
+    }
+
+    fn append(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn declined_containers_are_asked_again_and_released_ones_resume_where_they_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod_dir = dir.path().join("shop_web-0_u-1");
+        let log = pod_dir.join("nginx/0.log");
+        append(&log, "one\n");
+        let mut discovery = start(dir.path(), HashMap::new());
+        let container = discovery.answer_found(false).await;
+        assert_eq!(container.pod, "web-0");
+        append(&log, "two\n");
+        discovery
+            .commands
+            .send(PodCommand::Reconsider)
+            .await
+            .unwrap();
+        discovery.answer_found(true).await;
+        assert_eq!(discovery.texts(2).await, ["one", "two"]);
+        discovery
+            .commands
+            .send(PodCommand::Release((*container).clone()))
+            .await
+            .unwrap();
+        // Asked again once released: it is not followed any more.
+        discovery
+            .commands
+            .send(PodCommand::Reconsider)
+            .await
+            .unwrap();
+        append(&log, "three\n");
+        discovery.answer_found(true).await;
+        assert_eq!(
+            discovery.texts(1).await,
+            ["three"],
+            "resumed, nothing twice"
+        );
+        std::fs::remove_dir_all(&pod_dir).unwrap();
+        match discovery.event().await {
+            PodEvent::Gone {
+                container: gone,
+                last_position: Some(Position::File { offset, .. }),
+                ..
+            } => {
+                assert_eq!(gone, container);
+                assert_eq!(offset, 14);
+            }
+            other => panic!("expected Gone with a position, got {other:?}"),
+        }
+        discovery.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn positions_of_containers_gone_while_down_are_stale_after_the_first_look() {
+        let dir = tempfile::tempdir().unwrap();
+        append(&dir.path().join("shop_web-0_u-1/nginx/0.log"), "one\n");
+        let origin_of = directory_origin(dir.path());
+        let gone = PodContainer {
+            namespace: "shop".into(),
+            pod: "web-0".into(),
+            uid: "u-0".into(),
+            container: "nginx".into(),
+        };
+        let stale_key = origin_of(&gone).position_key();
+        let position = Position::File {
+            device: 1,
+            inode: 2,
+            offset: 3,
+            head: Arc::from(&b""[..]),
+        };
+        let mut discovery = start(dir.path(), HashMap::from([(stale_key.clone(), position)]));
+        discovery.answer_found(true).await;
+        match discovery.event().await {
+            PodEvent::StalePositions(keys) => assert_eq!(keys, [stale_key]),
+            other => panic!("expected StalePositions, got {other:?}"),
+        }
+        discovery.stop.cancel();
     }
 }
