@@ -38,6 +38,10 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// The docker-archive of the test image, built on first use.
 fn image_archive() -> PathBuf {
+    // One builder per process (tests may share one); other processes build under their own
+    // temporary name.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _building = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let archive = Path::new(CACHE).join(format!("cri-busybox-{IMAGE_VERSION}.tar"));
     if archive.exists() {
         return archive;
