@@ -41,7 +41,9 @@ fn image_archive() -> PathBuf {
     // One builder per process (tests may share one); other processes build under their own
     // temporary name.
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _building = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _building = BUILDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let archive = Path::new(CACHE).join(format!("cri-busybox-{IMAGE_VERSION}.tar"));
     if archive.exists() {
         return archive;
@@ -204,6 +206,7 @@ fn host_network() -> NamespaceOption {
 impl Containerd {
     /// Starts containerd and imports the test image; waits until CRI answers.
     pub async fn start() -> Containerd {
+        reap_leftovers();
         let archive = tokio::task::spawn_blocking(image_archive).await.unwrap();
         // Short: the socket path must fit in sun_path.
         let dir = tempfile::Builder::new()
@@ -584,17 +587,80 @@ state = "{state}"
             let _ = child.kill();
             let _ = child.wait();
         }
-        // Whatever a failed clean-up left mounted would keep the folder from going.
-        let _ = Command::new("umount")
-            .args(["--recursive", "--lazy"])
-            .arg(self.dir.path().join("state"))
-            .stderr(Stdio::null())
-            .status();
+        unmount_under(self.dir.path());
     }
 }
 
 impl Drop for Containerd {
     fn drop(&mut self) {
         self.terminate();
+    }
+}
+
+/// What a test killed before its clean-up (a timeout) left: its containerd, the shims and
+/// container processes it started, their mounts and folder. Each folder is named after its
+/// test process; only those of processes that no longer exist are touched, and only processes
+/// that are provably theirs are killed, each by its id: those whose command line names the
+/// folder (containerd, shims: `-address <folder>/c.sock`) and those in a cgroup of one of its
+/// containers (`/k8s.io/<container id>`).
+fn reap_leftovers() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("ljc")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if pid.parse::<u32>().is_err() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        let tasks = dir.join("state/io.containerd.runtime.v2.task/k8s.io");
+        let cgroups: Vec<String> = std::fs::read_dir(&tasks)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|task| format!("/k8s.io/{}\n", task.file_name().to_string_lossy()))
+            .collect();
+        let folder = dir.to_string_lossy().into_owned();
+        for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let pid = process.file_name().to_string_lossy().into_owned();
+            if pid.parse::<u32>().is_err() {
+                continue;
+            }
+            let cmdline = std::fs::read(process.path().join("cmdline")).unwrap_or_default();
+            let cgroup = std::fs::read_to_string(process.path().join("cgroup")).unwrap_or_default();
+            let ours = String::from_utf8_lossy(&cmdline).contains(&folder)
+                || cgroups
+                    .iter()
+                    .any(|container| cgroup.contains(container.as_str()));
+            if ours {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+        }
+        unmount_under(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Unmounts (lazily, deepest first) whatever is mounted under `dir`: the containers' root
+/// file systems that a failed clean-up left would keep the folder from going.
+fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|line| line.split(' ').nth(1))
+        .filter(|point| Path::new(point).starts_with(dir))
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.len()));
+    for point in points {
+        let _ = Command::new("umount")
+            .args(["--lazy", point])
+            .stderr(Stdio::null())
+            .status();
     }
 }
