@@ -143,9 +143,9 @@ pub(super) async fn follow(spec: FollowSpec, mut signals: Signals, env: FollowEn
                 Some(newer) = signals.newer.recv() => {
                     if newer > attempt && attempts.back().is_none_or(|last| newer > *last) {
                         attempts.push_back(newer);
+                        // Nothing writes to this attempt's file any more: read it to its end.
+                        file_finish.cancel();
                     }
-                    // Nothing writes to this attempt's file any more: read it to its end.
-                    file_finish.cancel();
                 }
                 _ = signals.finish.cancelled(), if !file_finish.is_cancelled() => {
                     file_finish.cancel();
