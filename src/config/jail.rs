@@ -195,6 +195,9 @@ pub enum SourceConfig {
     Journal(JournalSelector),
     /// `- container: {name: "wp-*"}` — the logs of matching Docker containers.
     Container(ContainerSelector),
+    /// `- pods: {namespace: blog, pod: "wordpress-*", container: wordpress}` — the CRI logs
+    /// of matching pod containers on a Kubernetes node.
+    Pods(crate::source::pods::PodSelector),
 }
 
 /// Which journal entries a journal source reads.

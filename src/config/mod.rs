@@ -37,6 +37,7 @@
 //!       - journal: {unit: ssh.service, match: [SYSLOG_IDENTIFIER=sshd]}
 //!       - journal: [SYSLOG_IDENTIFIER=sshd]  # the match list alone; `journal: {}`: everything
 //!       - container: {name: "ssh-*", image: "linuxserver/openssh*", label: "app=ssh"}
+//!       - pods: {namespace: blog, pod: "wordpress-*", container: wordpress}  # globs, ≥ 1
 //!     ports: [ssh, 2222, "8000:8100"]   # or `all` (default)
 //!     protocol: tcp    # tcp | udp | all (default)
 //!     chains: [input, docker-user]      # default: both; or prerouting (raw table)
@@ -48,6 +49,8 @@
 //!   myapp:
 //!     failregex: ['^login failed for .* from <HOST>$']
 //! docker:   {enabled: true, host: "unix:///var/run/docker.sock", read_mode: auto}
+//! pods:     {enabled: false, log_dir: /var/log/pods, runtime_socket: /run/k3s/containerd/containerd.sock}
+//!           # runtime_socket default: the first of k3s's, containerd's and CRI-O's that exists
 //! store:    {path: /var/lib/logjail/logjail.db}
 //! firewall: {backend: auto, target: auto, mode: auto, keep_bans_on_exit: false,
 //!            chain_prefix: logjail}   # target: auto | docker | kubernetes | host
@@ -105,8 +108,8 @@ pub use self::ports::{PortRange, Ports, Protocol};
 pub use self::positions::TextPosition;
 pub use self::sections::{
     ControlConfig, DEFAULT_CONFIG_PATH, DockerConfig, FirewallBackend, FirewallConfig,
-    FirewallMode, FirewallTarget, LogConfig, LogFormat, LogLevel, MetricsConfig, ReadMode,
-    RequiredLabel, StoreConfig,
+    FirewallMode, FirewallTarget, LogConfig, LogFormat, LogLevel, MetricsConfig, PodsConfig,
+    ReadMode, RequiredLabel, StoreConfig,
 };
 use crate::filter::{Filter, FilterSpec};
 use positions::PositionIndex;
@@ -151,6 +154,8 @@ pub struct Config {
     pub user_filters: BTreeMap<String, FilterSpec>,
     /// `docker:`.
     pub docker: DockerConfig,
+    /// `pods:`.
+    pub pods: PodsConfig,
     /// `store:`.
     pub store: StoreConfig,
     /// `firewall:`.
@@ -344,6 +349,55 @@ mod tests {
             Some(3),
             "{errors}"
         );
+    }
+
+    #[test]
+    fn pods_section_and_pods_sources() {
+        let config = Config::from_yaml_str(
+            "pods: {enabled: true, runtime_socket: /run/k3s/containerd/containerd.sock}\n\
+             jails:\n  wp:\n    filter: wordpress\n    sources:\n\
+             \x20     - pods: {namespace: blog, pod: \"wordpress-*\"}\n",
+            "t.yaml",
+        )
+        .unwrap_or_else(|errors| panic!("{errors}"));
+        assert!(config.pods.enabled);
+        assert_eq!(config.pods.log_dir, Path::new("/var/log/pods"));
+        assert_eq!(
+            config.pods.runtime_socket.as_deref(),
+            Some(Path::new("/run/k3s/containerd/containerd.sock"))
+        );
+        let [SourceConfig::Pods(selector)] = &config.jail("wp").unwrap().sources[..] else {
+            panic!("not one pods source");
+        };
+        assert_eq!(selector.namespace.as_ref().map(Glob::as_str), Some("blog"));
+        assert_eq!(selector.pod.as_ref().map(Glob::as_str), Some("wordpress-*"));
+        assert_eq!(selector.container, None);
+        assert!(!Config::from_yaml_str("", "t.yaml").unwrap().pods.enabled);
+    }
+
+    #[test]
+    fn bad_pods_settings_are_reported_each_with_its_key() {
+        let errors = Config::from_yaml_str(
+            "pods: {log_dir: var/log/pods, runtime_socket: crio.sock, socket: x}\n\
+             jails:\n  wp:\n    filter: wordpress\n    sources:\n\
+             \x20     - pods: {}\n\
+             \x20     - pods: {pod: \"[wp\"}\n\
+             \x20     - pods: {namespace: blog, image: x}\n",
+            "t.yaml",
+        )
+        .unwrap_err();
+        let text = errors.to_string();
+        assert_eq!(errors.len(), 6, "{text}");
+        for expected in [
+            "log_dir",
+            "runtime_socket",
+            "socket",
+            "give at least one of `namespace`, `pod` or `container`",
+            "without a closing `]`",
+            "image",
+        ] {
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
     }
 
     #[test]

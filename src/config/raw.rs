@@ -26,6 +26,7 @@ pub(super) struct RawConfig {
     pub(super) jails: Option<Value>,
     pub(super) filters: Option<Value>,
     pub(super) docker: Option<Value>,
+    pub(super) pods: Option<Value>,
     pub(super) store: Option<Value>,
     pub(super) firewall: Option<Value>,
     pub(super) control: Option<Value>,
@@ -120,7 +121,8 @@ pub(super) struct RawIncrement {
     pub(super) overalljails: Option<bool>,
 }
 
-/// One item of a jail's `sources:` list; exactly one of `file`, `journal`, `container`.
+/// One item of a jail's `sources:` list; exactly one of `file`, `journal`, `container`,
+/// `pods`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSource {
@@ -128,6 +130,7 @@ pub(super) struct RawSource {
     pub(super) optional: Option<bool>,
     pub(super) journal: Option<Value>,
     pub(super) container: Option<Value>,
+    pub(super) pods: Option<Value>,
 }
 
 /// The mapping of a `journal:` source.
@@ -147,6 +150,15 @@ pub(super) struct RawContainer {
     pub(super) name: Option<String>,
     pub(super) image: Option<String>,
     pub(super) label: Option<String>,
+}
+
+/// The mapping of a `pods:` source.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPodSelector {
+    pub(super) namespace: Option<String>,
+    pub(super) pod: Option<String>,
+    pub(super) container: Option<String>,
 }
 
 /// The mapping of a `{webhook: {...}}` action.
@@ -178,6 +190,15 @@ pub(super) struct RawDocker {
     pub(super) host: Option<String>,
     pub(super) read_mode: Option<ReadMode>,
     pub(super) require_labels: Option<Vec<String>>,
+}
+
+/// `pods:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPods {
+    pub(super) enabled: Option<bool>,
+    pub(super) log_dir: Option<String>,
+    pub(super) runtime_socket: Option<String>,
 }
 
 /// `store:`.

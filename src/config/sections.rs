@@ -1,4 +1,4 @@
-//! The daemon-wide sections (`docker`, `store`, `firewall`, `control`, `metrics`, `log`):
+//! The daemon-wide sections (`docker`, `pods`, `store`, `firewall`, `control`, `metrics`, `log`):
 //! parsed and checked now so the file format is stable before the code using them lands.
 
 use std::net::SocketAddr;
@@ -52,6 +52,28 @@ impl DockerConfig {
         self.require_labels
             .iter()
             .all(|required| required.is_met(&labels))
+    }
+}
+
+/// `pods:` — reading the CRI log files of a Kubernetes node's pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodsConfig {
+    /// Whether to follow pod logs at all; off by default, on in the Helm chart.
+    pub enabled: bool,
+    /// The kubelet's pod log directory.
+    pub log_dir: PathBuf,
+    /// The runtime's CRI socket, asked for pods' labels and annotations; `None`: the first of
+    /// [`crate::source::pods::cri::DEFAULT_RUNTIME_SOCKETS`] that exists.
+    pub runtime_socket: Option<PathBuf>,
+}
+
+impl Default for PodsConfig {
+    fn default() -> Self {
+        PodsConfig {
+            enabled: false,
+            log_dir: PathBuf::from(crate::source::pods::DEFAULT_LOG_DIR),
+            runtime_socket: None,
+        }
     }
 }
 

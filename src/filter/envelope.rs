@@ -647,6 +647,78 @@ mod tests {
     }
 
     #[test]
+    fn cri_stamps_take_any_number_of_fraction_digits_and_offsets() {
+        let second = Utc.with_ymd_and_hms(2026, 12, 1, 20, 47, 24).unwrap();
+        let cases = [
+            // containerd trims trailing zeros of the nanoseconds: the digits vary per line.
+            ("2026-12-01T20:47:24Z", 0),
+            ("2026-12-01T20:47:24.2Z", 200_000_000),
+            ("2026-12-01T20:47:24.24237607Z", 242_376_070),
+            ("2026-12-01T20:47:24.242376071Z", 242_376_071),
+            // CRI-O writes local time with its offset.
+            ("2026-12-01T21:47:24.5+01:00", 500_000_000),
+        ];
+        for (stamp, nanos) in cases {
+            let record = decode(&format!("{stamp} stdout F {MESSAGE}"));
+            assert_eq!(record.envelope, EnvelopeKind::Cri, "{stamp}");
+            assert_eq!(record.text, MESSAGE, "{stamp}");
+            assert_eq!(
+                record.time,
+                Some(second + chrono::Duration::nanoseconds(nanos)),
+                "{stamp}"
+            );
+        }
+    }
+
+    #[test]
+    fn cri_empty_lines_and_interleaved_streams() {
+        let empty = decode("2026-12-01T20:47:24.1Z stdout F ");
+        assert_eq!(empty.envelope, EnvelopeKind::Cri);
+        assert_eq!(empty.text, "");
+        let bare = decode("2026-12-01T20:47:24.1Z stderr F");
+        assert_eq!(bare.envelope, EnvelopeKind::Cri);
+        assert_eq!(bare.stream, Some(Stream::Stderr));
+        // Pieces of a long stderr line with a whole stdout line between them (the runtime
+        // copies the two pipes independently).
+        let mut decoder = Decoder::new();
+        assert!(
+            decoder
+                .push_at(
+                    "2026-12-01T20:47:24.1Z stderr P Failed password for ",
+                    now()
+                )
+                .is_none()
+        );
+        let between = decoder
+            .push_at("2026-12-01T20:47:24.15Z stdout F GET / 200", now())
+            .unwrap();
+        assert_eq!(between.text, "GET / 200");
+        assert_eq!(between.stream, Some(Stream::Stdout));
+        let joined = decoder
+            .push_at(
+                "2026-12-01T20:47:24.2Z stderr F root from 10.0.0.2 port 1 ssh2",
+                now(),
+            )
+            .unwrap();
+        assert_eq!(
+            joined.text,
+            "Failed password for root from 10.0.0.2 port 1 ssh2"
+        );
+        assert_eq!(joined.stream, Some(Stream::Stderr));
+    }
+
+    #[test]
+    fn a_line_in_cri_shape_with_a_bad_stamp_or_tag_is_plain() {
+        for raw in [
+            "2026-13-01T20:47:24Z stdout F message",
+            "2026-12-01T20:47:24Z stdin F message",
+            "2026-12-01T20:47:24Z stdout X message",
+        ] {
+            assert_eq!(decode(raw).envelope, EnvelopeKind::Plain, "{raw}");
+        }
+    }
+
+    #[test]
     fn joined_lines_over_the_cap_are_dropped_whole() {
         let mut decoder = Decoder::new();
         let piece = "x".repeat(64 * 1024);

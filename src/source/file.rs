@@ -191,6 +191,20 @@ pub async fn follow(
     tx: mpsc::Sender<LineBatch>,
     shutdown: CancellationToken,
 ) -> Result<(), FileSourceError> {
+    follow_until(config, watcher, tx, shutdown, CancellationToken::new()).await
+}
+
+/// [`follow`], and once `finish` is cancelled: read what is there to the end, then return
+/// `Ok`. For a file nothing will write to any more (a pod container's log after it restarted
+/// into its next file, or after its pod was deleted): its last lines are read, none lost, and
+/// the follower ends on its own instead of waiting for lines that will not come.
+pub async fn follow_until(
+    config: FollowConfig,
+    watcher: FileWatcher,
+    tx: mpsc::Sender<LineBatch>,
+    shutdown: CancellationToken,
+    finish: CancellationToken,
+) -> Result<(), FileSourceError> {
     // Watch before the first read: a change after the read then always wakes the wait.
     let mut watch = watcher.watch(&config.path);
     let origin = Arc::clone(&config.origin);
@@ -198,6 +212,8 @@ pub async fn follow(
     let safety_poll = config.safety_poll;
     let mut tail = Tail::new(config);
     loop {
+        // Seen before the step: a step begun after `finish` reads everything written before it.
+        let finishing = finish.is_cancelled();
         let reading = tokio::task::spawn_blocking(move || {
             let step = tail.step();
             (tail, step)
@@ -230,9 +246,13 @@ pub async fn follow(
         if step.more {
             continue;
         }
+        if finishing {
+            return Ok(());
+        }
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok(()),
+            _ = finish.cancelled() => {}
             _ = watch.changed() => {}
             _ = tokio::time::sleep(safety_poll) => {}
         }
@@ -945,6 +965,37 @@ mod tests {
         // Writes to the old file after the switch are not read: the writer has moved on.
         append(&rotated, b"stray\n");
         assert!(step_texts(&mut tail).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_finished_follower_reads_to_the_end_then_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        append(&path, b"one\ntwo\n");
+        let shutdown = CancellationToken::new();
+        let watcher = FileWatcher::start(shutdown.clone()).unwrap();
+        let origin = Arc::new(Origin::File { path: path.clone() });
+        let (tx, mut rx) = mpsc::channel(16);
+        let finish = CancellationToken::new();
+        let follower = tokio::spawn(follow_until(
+            FollowConfig::new(origin, path.clone()),
+            watcher,
+            tx,
+            shutdown.clone(),
+            finish.clone(),
+        ));
+        let first = rx.recv().await.unwrap();
+        assert_eq!(first.lines.len(), 2);
+        // Written before `finish`, not yet seen by the follower: still read.
+        append(&path, b"three\nhalf");
+        finish.cancel();
+        let mut rest = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            rest.extend(batch.lines.into_iter().map(|line| line.text));
+        }
+        assert_eq!(rest, ["three"]);
+        follower.await.unwrap().unwrap();
+        shutdown.cancel();
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Sources: where log lines come from (container json-file logs, the Docker API, host files,
-//! the journal), each followed by its own task that sends batches of raw lines downstream.
+//! pod CRI log files, the journal), each followed by its own task that sends batches of raw
+//! lines downstream.
 //!
 //! Sources do not decode envelopes or run filters: they only read, remember where they are,
 //! and hand lines on, so that a slow reader never holds up the matching of others.
@@ -7,6 +8,7 @@
 pub mod docker;
 pub mod file;
 pub mod journal;
+pub mod pods;
 pub mod supervisor;
 pub mod watch;
 

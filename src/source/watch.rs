@@ -182,6 +182,24 @@ impl FileWatcher {
     }
 }
 
+impl FileWatcher {
+    /// Watches the entries of `directory` itself: the returned [`Watch`] wakes when anything in
+    /// it is created, deleted, renamed or written, and when the directory goes away. For
+    /// directories whose children come and go (the pod log directory, where each pod has a
+    /// folder); it shares the directory's inotify watch with the files followed in it.
+    pub fn watch_directory(&self, directory: &Path) -> Watch {
+        let mut watch = Watch {
+            shared: Arc::clone(&self.shared),
+            directory: directory.to_path_buf(),
+            // Every name starts with the empty one: see `concerns`.
+            file_name: OsString::new(),
+            mode: Mode::Polling { retry: false },
+        };
+        watch.subscribe();
+        watch
+    }
+}
+
 /// The directory inotify must watch for `path`, and the name the file has in it.
 fn split_path(path: &Path) -> (PathBuf, OsString) {
     let directory = match path.parent() {
@@ -500,5 +518,11 @@ mod tests {
         assert!(concerns(name, OsStr::new("abc-json.log.1")));
         assert!(!concerns(name, OsStr::new("config.v2.json")));
         assert!(!concerns(name, OsStr::new("abc-json.lo")));
+    }
+
+    #[test]
+    fn a_directory_watch_is_concerned_by_every_entry() {
+        assert!(concerns(OsStr::new(""), OsStr::new("ns_pod_uid")));
+        assert!(concerns(OsStr::new(""), OsStr::new("0.log")));
     }
 }

@@ -1,7 +1,7 @@
 //! What the integration tests share: the one in-process daemon harness ([`daemon`]), the real
-//! binary as a process and its CLI ([`process`]), and helpers for tests against a real Docker
-//! engine: containers cleaned up by name, lines written into them, and the daemon's log
-//! captured.
+//! binary as a process and its CLI ([`process`]), a private containerd running pods as the
+//! kubelet does ([`containerd`]), and helpers for tests against a real Docker engine:
+//! containers cleaned up by name, lines written into them, and the daemon's log captured.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+pub mod containerd;
 pub mod daemon;
 pub mod dockerd;
 pub mod process;

@@ -1,4 +1,4 @@
-//! The daemon sections: docker, store, firewall, control, metrics, log.
+//! The daemon sections: docker, pods, store, firewall, control, metrics, log.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,10 +7,12 @@ use serde_yaml::Value;
 
 use super::{Anchor, Place, Validator};
 use crate::config::positions::YamlPath;
-use crate::config::raw::{RawControl, RawDocker, RawFirewall, RawLog, RawMetrics, RawStore};
+use crate::config::raw::{
+    RawControl, RawDocker, RawFirewall, RawLog, RawMetrics, RawPods, RawStore,
+};
 use crate::config::sections::{
-    ControlConfig, DockerConfig, FirewallConfig, LogConfig, MetricsConfig, RequiredLabel,
-    StoreConfig, check_docker_host,
+    ControlConfig, DockerConfig, FirewallConfig, LogConfig, MetricsConfig, PodsConfig,
+    RequiredLabel, StoreConfig, check_docker_host,
 };
 
 impl Validator<'_> {
@@ -40,6 +42,24 @@ impl Validator<'_> {
                     self.report(&Place::file(), &path.key("host"), Anchor::Value, message)
                 }
             }
+        }
+        config
+    }
+
+    pub(super) fn pods(&mut self, value: Option<&Value>, path: &YamlPath) -> PodsConfig {
+        let mut config = PodsConfig::default();
+        let Some(raw) = value.and_then(|v| self.mapping_of::<RawPods>(v, path, &Place::file()))
+        else {
+            return config;
+        };
+        config.enabled = raw.enabled.unwrap_or(config.enabled);
+        if let Some(dir) = raw.log_dir
+            && let Some(dir) = self.absolute_path(&dir, &path.key("log_dir"))
+        {
+            config.log_dir = dir;
+        }
+        if let Some(socket) = raw.runtime_socket {
+            config.runtime_socket = self.absolute_path(&socket, &path.key("runtime_socket"));
         }
         config
     }

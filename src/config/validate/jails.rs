@@ -15,8 +15,9 @@ use crate::config::jail::{
 };
 use crate::config::ports::{Ports, Protocol};
 use crate::config::positions::{COMPLEX_KEY, YamlPath};
-use crate::config::raw::{RawContainer, RawJail, RawJournal, RawSource};
+use crate::config::raw::{RawContainer, RawJail, RawJournal, RawPodSelector, RawSource};
 use crate::config::sections::MAX_CHAIN_NAME;
+use crate::source::pods::PodSelector;
 
 /// What jails are checked against.
 pub(super) struct JailContext<'a> {
@@ -278,7 +279,7 @@ impl Validator<'_> {
                     Anchor::Value,
                     format!(
                         "must be a list of sources (`- file: PATH`, `- journal: {{…}}`, \
-                         `- container: {{…}}`), not {}",
+                         `- container: {{…}}`, `- pods: {{…}}`), not {}",
                         describe(other)
                     ),
                 );
@@ -304,7 +305,7 @@ impl Validator<'_> {
     ) -> Option<SourceConfig> {
         let raw = self.mapping_of::<RawSource>(value, path, place)?;
         // Presence, not value: `- journal:` with nothing after it is the whole journal.
-        let given: Vec<&str> = ["file", "journal", "container"]
+        let given: Vec<&str> = ["file", "journal", "container", "pods"]
             .into_iter()
             .filter(|kind| value.get(kind).is_some())
             .collect();
@@ -314,7 +315,7 @@ impl Validator<'_> {
                     place,
                     path,
                     Anchor::Value,
-                    "a source needs one of `file`, `journal` or `container`",
+                    "a source needs one of `file`, `journal`, `container` or `pods`",
                 );
                 return None;
             }
@@ -375,6 +376,13 @@ impl Validator<'_> {
                     place,
                 )
                 .map(SourceConfig::Journal),
+            "pods" => self
+                .pod_selector(
+                    raw.pods.as_ref().unwrap_or(&Value::Null),
+                    &path.key("pods"),
+                    place,
+                )
+                .map(SourceConfig::Pods),
             _ => self
                 .container(
                     raw.container.as_ref().unwrap_or(&Value::Null),
@@ -522,6 +530,58 @@ impl Validator<'_> {
             }
         };
         ok.then_some(ContainerSelector { name, image, label })
+    }
+}
+
+impl Validator<'_> {
+    /// `pods: {namespace: GLOB, pod: GLOB, container: GLOB}`, at least one of them.
+    pub(super) fn pod_selector(
+        &mut self,
+        value: &Value,
+        path: &YamlPath,
+        place: &Place,
+    ) -> Option<PodSelector> {
+        if !value.is_mapping() {
+            self.report(
+                place,
+                path,
+                Anchor::Value,
+                format!(
+                    "must be a mapping with `namespace`, `pod` and/or `container`, not {}",
+                    describe(value)
+                ),
+            );
+            return None;
+        }
+        let raw = self.mapping_of::<RawPodSelector>(value, path, place)?;
+        let mut ok = true;
+        let mut glob = |validator: &mut Self, text: Option<String>, key: &str| match text {
+            None => None,
+            Some(text) => match Glob::new(&text) {
+                Ok(glob) => Some(glob),
+                Err(message) => {
+                    validator.report(place, &path.key(key), Anchor::Value, message);
+                    ok = false;
+                    None
+                }
+            },
+        };
+        let selector = PodSelector {
+            namespace: glob(self, raw.namespace, "namespace"),
+            pod: glob(self, raw.pod, "pod"),
+            container: glob(self, raw.container, "container"),
+        };
+        if ok && selector.is_empty() {
+            self.report(
+                place,
+                path,
+                Anchor::Value,
+                "give at least one of `namespace`, `pod` or `container` (pods with \
+                 `logjail.io/` annotations join a jail by themselves, without a source)",
+            );
+            return None;
+        }
+        ok.then_some(selector)
     }
 }
 

@@ -156,6 +156,7 @@ impl Validator<'_> {
             filters,
             user_filters,
             docker: self.docker(raw.docker.as_ref(), &root.key("docker")),
+            pods: self.pods(raw.pods.as_ref(), &root.key("pods")),
             store: self.store(raw.store.as_ref(), &root.key("store")),
             firewall,
             control: self.control(raw.control.as_ref(), &root.key("control")),
