@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -40,6 +40,8 @@ pub enum Origin {
     Container { id: String, name: String },
     /// The systemd journal, optionally one unit.
     Journal { unit: Option<String> },
+    /// A container of a Kubernetes pod, by its CRI log files (`/var/log/pods`).
+    Pod(PodContainer),
 }
 
 impl Origin {
@@ -49,6 +51,11 @@ impl Origin {
             Origin::File { path } => format!("file:{}", path.display()),
             Origin::Container { id, .. } => format!("container:{id}"),
             Origin::Journal { unit } => format!("journal:{}", unit.as_deref().unwrap_or("*")),
+            // The uid tells apart a pod deleted and created again under the same name.
+            Origin::Pod(container) => format!(
+                "pod:{}/{}/{}/{}",
+                container.namespace, container.pod, container.uid, container.container
+            ),
         }
     }
 }
@@ -62,7 +69,46 @@ impl fmt::Display for Origin {
             }
             Origin::Journal { unit: Some(unit) } => write!(f, "journal unit {unit}"),
             Origin::Journal { unit: None } => f.write_str("journal"),
+            Origin::Pod(container) => container.fmt(f),
         }
+    }
+}
+
+/// One container of one pod: what a pod's log files are grouped by, and what a jail selects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PodContainer {
+    pub namespace: String,
+    pub pod: String,
+    /// Tells apart two pods of the same name one after the other (a StatefulSet's `web-0`
+    /// deleted and created again).
+    pub uid: String,
+    pub container: String,
+}
+
+impl PodContainer {
+    /// The pod's log directory name, `<namespace>_<pod>_<uid>`.
+    pub fn pod_dir_name(&self) -> String {
+        format!("{}_{}_{}", self.namespace, self.pod, self.uid)
+    }
+
+    /// Where the kubelet keeps this container's log files under `log_dir`.
+    pub fn dir(&self, log_dir: &Path) -> PathBuf {
+        log_dir.join(self.pod_dir_name()).join(&self.container)
+    }
+
+    /// The file of attempt `restart` (`<dir>/<restart>.log`).
+    pub fn log_file(&self, log_dir: &Path, restart: u32) -> PathBuf {
+        self.dir(log_dir).join(format!("{restart}.log"))
+    }
+}
+
+impl fmt::Display for PodContainer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pod {}/{} container {}",
+            self.namespace, self.pod, self.container
+        )
     }
 }
 

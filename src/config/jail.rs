@@ -179,6 +179,24 @@ impl Chain {
     }
 }
 
+/// `- pods: {namespace: "shop", pod: "wordpress-*", container: "wordpress"}`: every criterion
+/// given must match; one not given matches every name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodSelector {
+    pub namespace: Option<Glob>,
+    /// The pod's name (`wordpress-7d9f8-x2x4z`): a Deployment's pods share its prefix.
+    pub pod: Option<Glob>,
+    pub container: Option<Glob>,
+}
+
+impl PodSelector {
+    /// Whether the selector names anything at all; a selector without criteria would read
+    /// every pod of the node, which configuration refuses.
+    pub fn is_empty(&self) -> bool {
+        self.namespace.is_none() && self.pod.is_none() && self.container.is_none()
+    }
+}
+
 /// One entry of a jail's `sources:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceConfig {
@@ -197,7 +215,7 @@ pub enum SourceConfig {
     Container(ContainerSelector),
     /// `- pods: {namespace: blog, pod: "wordpress-*", container: wordpress}` — the CRI logs
     /// of matching pod containers on a Kubernetes node.
-    Pods(crate::source::pods::PodSelector),
+    Pods(PodSelector),
 }
 
 /// Which journal entries a journal source reads.

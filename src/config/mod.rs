@@ -102,14 +102,14 @@ pub use self::error::{ConfigError, ConfigErrors, Scope};
 pub use self::glob::Glob;
 pub use self::jail::{
     Chain, ContainerSelector, DefaultsConfig, IncrementConfig, JailConfig, JournalMatch,
-    JournalSelector, LabelMatch, SourceConfig,
+    JournalSelector, LabelMatch, PodSelector, SourceConfig,
 };
 pub use self::ports::{PortRange, Ports, Protocol};
 pub use self::positions::TextPosition;
 pub use self::sections::{
-    ControlConfig, DEFAULT_CONFIG_PATH, DockerConfig, FirewallBackend, FirewallConfig,
-    FirewallMode, FirewallTarget, LogConfig, LogFormat, LogLevel, MetricsConfig, PodsConfig,
-    ReadMode, RequiredLabel, StoreConfig,
+    ControlConfig, DEFAULT_CONFIG_PATH, DEFAULT_POD_LOG_DIR, DockerConfig, FirewallBackend,
+    FirewallConfig, FirewallMode, FirewallTarget, LogConfig, LogFormat, LogLevel, MetricsConfig,
+    PodsConfig, ReadMode, RequiredLabel, StoreConfig,
 };
 use crate::filter::{Filter, FilterSpec};
 use positions::PositionIndex;

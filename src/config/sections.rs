@@ -55,6 +55,9 @@ impl DockerConfig {
     }
 }
 
+/// Where the kubelet keeps pod logs.
+pub const DEFAULT_POD_LOG_DIR: &str = "/var/log/pods";
+
 /// `pods:` — reading the CRI log files of a Kubernetes node's pods.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodsConfig {
@@ -71,7 +74,7 @@ impl Default for PodsConfig {
     fn default() -> Self {
         PodsConfig {
             enabled: false,
-            log_dir: PathBuf::from(crate::source::pods::DEFAULT_LOG_DIR),
+            log_dir: PathBuf::from(DEFAULT_POD_LOG_DIR),
             runtime_socket: None,
         }
     }

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod labels;
+pub mod pod_select;
 pub mod select;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -6,6 +6,7 @@ use serde_yaml::Value;
 
 use super::settings::Overrides;
 use super::{Anchor, Place, Validator, check_name, describe, key_text, suggest};
+use crate::config::PodSelector;
 use crate::config::action::{FirewallAction, RejectWith};
 use crate::config::error::Scope;
 use crate::config::glob::Glob;
@@ -17,7 +18,6 @@ use crate::config::ports::{Ports, Protocol};
 use crate::config::positions::{COMPLEX_KEY, YamlPath};
 use crate::config::raw::{RawContainer, RawJail, RawJournal, RawPodSelector, RawSource};
 use crate::config::sections::MAX_CHAIN_NAME;
-use crate::source::pods::PodSelector;
 
 /// What jails are checked against.
 pub(super) struct JailContext<'a> {

@@ -5,7 +5,7 @@
 //! # Which files
 //!
 //! The path alone tells namespace, pod, uid, container and attempt ([`path`]), so jails can
-//! select pods by namespace, pod and container globs ([`select`]) with access to nothing but
+//! select pods by namespace, pod and container globs ([`crate::routing::pod_select`]) with access to nothing but
 //! the files. [`discovery`] looks at the log directory when inotify says something appeared
 //! or went (and every few seconds in case it missed it) and keeps one follower per wanted
 //! container ([`follower`]):
@@ -38,11 +38,8 @@ pub mod discovery;
 mod follower;
 pub mod path;
 pub mod scan;
-pub mod select;
 
 pub use discovery::{PodCommand, PodEvent, PodSourceSettings, PodWiring};
 pub use path::{PodContainer, PodLogFile};
-pub use select::PodSelector;
 
-/// Where the kubelet keeps pod logs.
-pub const DEFAULT_LOG_DIR: &str = "/var/log/pods";
+pub use crate::config::DEFAULT_POD_LOG_DIR as DEFAULT_LOG_DIR;

@@ -7,7 +7,6 @@
 //! are DNS labels, pods DNS subdomains, none of them holds `_`), so that the parts a jail
 //! selects on are exactly what Kubernetes shows.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Longest namespace and container name (a DNS label).
@@ -17,43 +16,7 @@ const MAX_SUBDOMAIN: usize = 253;
 /// Longest pod uid; a uid is a UUID (36), or for static pods a hash of their manifest (32).
 const MAX_UID: usize = 128;
 
-/// One container of one pod: what a pod's log files are grouped by, and what a jail selects.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PodContainer {
-    pub namespace: String,
-    pub pod: String,
-    /// Tells apart two pods of the same name one after the other (a StatefulSet's `web-0`
-    /// deleted and created again).
-    pub uid: String,
-    pub container: String,
-}
-
-impl PodContainer {
-    /// The pod's log directory name, `<namespace>_<pod>_<uid>`.
-    pub fn pod_dir_name(&self) -> String {
-        format!("{}_{}_{}", self.namespace, self.pod, self.uid)
-    }
-
-    /// Where the kubelet keeps this container's log files under `log_dir`.
-    pub fn dir(&self, log_dir: &Path) -> PathBuf {
-        log_dir.join(self.pod_dir_name()).join(&self.container)
-    }
-
-    /// The file of attempt `restart` (`<dir>/<restart>.log`).
-    pub fn log_file(&self, log_dir: &Path, restart: u32) -> PathBuf {
-        self.dir(log_dir).join(format!("{restart}.log"))
-    }
-}
-
-impl fmt::Display for PodContainer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "pod {}/{} container {}",
-            self.namespace, self.pod, self.container
-        )
-    }
-}
+pub use crate::messages::PodContainer;
 
 /// A pod's log directory, `<namespace>_<pod>_<uid>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

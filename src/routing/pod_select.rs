@@ -2,34 +2,16 @@
 //! container name, all known from the log file's path, so selection needs nothing but the
 //! files (no runtime socket, no Kubernetes API).
 
-use crate::config::Glob;
+use crate::config::{Glob, PodSelector};
+use crate::messages::PodContainer;
 
-use super::PodContainer;
-
-/// `- pods: {namespace: "shop", pod: "wordpress-*", container: "wordpress"}`: every criterion
-/// given must match; one not given matches every name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PodSelector {
-    pub namespace: Option<Glob>,
-    /// The pod's name (`wordpress-7d9f8-x2x4z`): a Deployment's pods share its prefix.
-    pub pod: Option<Glob>,
-    pub container: Option<Glob>,
-}
-
-impl PodSelector {
-    /// Whether every criterion given matches `container`.
-    pub fn matches(&self, container: &PodContainer) -> bool {
-        let fits = |glob: &Option<Glob>, name: &str| glob.as_ref().is_none_or(|g| g.matches(name));
-        fits(&self.namespace, &container.namespace)
-            && fits(&self.pod, &container.pod)
-            && fits(&self.container, &container.container)
-    }
-
-    /// Whether the selector names anything at all; a selector without criteria would read
-    /// every pod of the node, which configuration refuses.
-    pub fn is_empty(&self) -> bool {
-        self.namespace.is_none() && self.pod.is_none() && self.container.is_none()
-    }
+/// Whether every criterion `selector` gives matches `container`; one not given matches every
+/// name.
+pub fn pod_selects(selector: &PodSelector, container: &PodContainer) -> bool {
+    let fits = |glob: &Option<Glob>, name: &str| glob.as_ref().is_none_or(|g| g.matches(name));
+    fits(&selector.namespace, &container.namespace)
+        && fits(&selector.pod, &container.pod)
+        && fits(&selector.container, &container.container)
 }
 
 /// Whether any of `selectors` selects `container`: what a jail with several `pods:` sources
@@ -40,7 +22,7 @@ pub fn any_selects<'a>(
 ) -> bool {
     selectors
         .into_iter()
-        .any(|selector| selector.matches(container))
+        .any(|selector| pod_selects(selector, container))
 }
 
 #[cfg(test)]
@@ -67,24 +49,24 @@ mod tests {
             pod: glob("wordpress-*"),
             ..Default::default()
         };
-        assert!(by_pod.matches(&container));
+        assert!(pod_selects(&by_pod, &container));
         let all_three = PodSelector {
             namespace: glob("shop"),
             pod: glob("wordpress-*"),
             container: glob("word?ress"),
         };
-        assert!(all_three.matches(&container));
+        assert!(pod_selects(&all_three, &container));
         let other_namespace = PodSelector {
             namespace: glob("kube-*"),
             pod: glob("wordpress-*"),
             ..Default::default()
         };
-        assert!(!other_namespace.matches(&container));
+        assert!(!pod_selects(&other_namespace, &container));
         let sidecar = PodSelector {
             container: glob("istio-proxy"),
             ..Default::default()
         };
-        assert!(!sidecar.matches(&container));
+        assert!(!pod_selects(&sidecar, &container));
         assert!(!by_pod.is_empty());
         assert!(PodSelector::default().is_empty());
     }
@@ -95,7 +77,7 @@ mod tests {
             pod: glob("wordpress"),
             ..Default::default()
         };
-        assert!(!prefix_only.matches(&wordpress()));
+        assert!(!pod_selects(&prefix_only, &wordpress()));
         assert!(any_selects(
             [
                 &prefix_only,
