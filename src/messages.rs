@@ -345,6 +345,9 @@ pub struct BanRecord {
 pub enum DefinitionKind {
     /// `logjail.jail.NAME.*` labels of a Docker container.
     ContainerLabels,
+    /// `logjail.io/jail.NAME.*` annotations (or labels) of a Kubernetes pod, stored in the
+    /// container-label words they are read as.
+    PodAnnotations,
 }
 
 impl DefinitionKind {
@@ -352,6 +355,7 @@ impl DefinitionKind {
     pub fn name(self) -> &'static str {
         match self {
             DefinitionKind::ContainerLabels => "container-labels",
+            DefinitionKind::PodAnnotations => "pod-annotations",
         }
     }
 
@@ -359,6 +363,7 @@ impl DefinitionKind {
     pub fn from_name(name: &str) -> Option<DefinitionKind> {
         match name {
             "container-labels" => Some(DefinitionKind::ContainerLabels),
+            "pod-annotations" => Some(DefinitionKind::PodAnnotations),
             _ => None,
         }
     }

@@ -10,7 +10,7 @@
 //!  5. notifier     webhooks, commands                4. pipeline     matcher drains lines, jails drain failures
 //!  6. pipeline     jail task, matcher                3. sources      stop, hand on what they read
 //!  7. front        control socket, metrics           2. front        control socket and metrics close
-//!  8. sources      Docker, host files, journal       1. (serve returns on the shutdown token)
+//!  8. sources      Docker, pods, files, journal      1. (serve returns on the shutdown token)
 //! ```
 //!
 //! The tasks themselves live next to their domain: the jail task in [`crate::jail::task`], the
@@ -41,6 +41,7 @@ use crate::jail::task::{self as jails, CountedHistory, HeldBans, JailRuntime};
 use crate::messages::{Enforcement, JailEvent, LineBatch, MatcherControl};
 use crate::routing::Filters;
 use crate::source::docker::DockerSource;
+use crate::source::pods::PodsSource;
 use crate::source::supervisor::{FileSources, JournalSources, SupervisorError};
 use crate::source::watch::FileWatcher;
 use crate::store::task::{Recovered, StoreHandle};
@@ -590,11 +591,12 @@ impl Pipeline {
     }
 }
 
-/// Stage 8: the sources: Docker discovery, host files, journal.
+/// Stage 8: the sources: Docker discovery, pod logs, host files, journal.
 struct Sources {
     /// Stops every follower, before anything downstream.
     stop: CancellationToken,
     docker: Option<DockerSource>,
+    pods: Option<PodsSource>,
     files: FileSources,
     journals: JournalSources,
 }
@@ -623,6 +625,17 @@ impl Sources {
                 connected: docker_connected,
             },
         );
+        let pods = PodsSource::start(
+            config,
+            &filters,
+            &recovered.positions,
+            crate::source::pods::Wiring {
+                lines: lines.clone(),
+                control: pipeline.matcher.clone(),
+                jails: pipeline.jails.clone(),
+                watcher: watcher.clone(),
+            },
+        );
         let mut files = FileSources::new(
             watcher,
             lines.clone(),
@@ -639,6 +652,7 @@ impl Sources {
         Ok(Sources {
             stop,
             docker,
+            pods,
             files,
             journals,
         })
@@ -651,6 +665,9 @@ impl Sources {
         self.journals.stop().await;
         if let Some(docker) = self.docker {
             docker.stop().await;
+        }
+        if let Some(pods) = self.pods {
+            pods.stop().await;
         }
     }
 }

@@ -134,6 +134,9 @@ impl Daemon {
         if let Some(docker) = &sources.docker {
             docker.apply(&config, &filters).await;
         }
+        if let Some(pods) = &sources.pods {
+            pods.apply(&config, &filters).await;
+        }
 
         let mut message = format!(
             "reloaded {}: {} jails ({} added, {} removed, {} changed, {} unchanged)",
@@ -179,6 +182,9 @@ fn daemon_wide_differences(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.docker != new.docker {
         changed.push("docker");
+    }
+    if old.pods != new.pods {
+        changed.push("pods");
     }
     if old.metrics != new.metrics {
         changed.push("metrics");

@@ -226,6 +226,24 @@ pub fn definition(
     defined_by: &str,
     host_network: bool,
 ) -> JailDefinition {
+    definition_of(
+        DefinitionKind::ContainerLabels,
+        name,
+        labels,
+        defined_by,
+        host_network,
+    )
+}
+
+/// [`definition`] for any kind of definer: a pod's annotations are stored in the label words
+/// they are read as.
+pub fn definition_of(
+    kind: DefinitionKind,
+    name: &str,
+    labels: &HashMap<String, String>,
+    defined_by: &str,
+    host_network: bool,
+) -> JailDefinition {
     let defining = labels
         .iter()
         .filter(|(key, _)| defining_jail(key) == Some(name))
@@ -233,7 +251,7 @@ pub fn definition(
         .collect();
     JailDefinition {
         jail: name.to_string(),
-        kind: DefinitionKind::ContainerLabels,
+        kind,
         defined_by: defined_by.to_string(),
         host_network,
         labels: defining,

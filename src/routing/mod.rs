@@ -16,14 +16,14 @@ pub mod labels;
 pub mod pod_select;
 pub mod select;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{Config, JailConfig, JournalSelector, SourceConfig};
 use crate::filter::Filter;
-use crate::messages::JailDefinition;
 use crate::messages::Origin;
+use crate::messages::{DefinitionKind, JailDefinition, PodContainer};
 
 use labels::ContainerLabels;
 use select::{ContainerFacts, jail_selects};
@@ -229,12 +229,103 @@ pub fn container_routes(
     parsed: &ContainerLabels,
     host_network: bool,
 ) -> ContainerRoutes {
+    // Known by name, which outlives the id when compose re-creates the container.
+    let defined_by = match origin {
+        Origin::Container { name, id } if name.is_empty() => format!("container {id}"),
+        Origin::Container { name, .. } => format!("container {name}"),
+        other => other.to_string(),
+    };
+    workload_routes(
+        jails,
+        filters,
+        |jail| jail_selects(jail, facts),
+        Definer {
+            words: facts.labels,
+            parsed,
+            defined_by,
+            kind: DefinitionKind::ContainerLabels,
+            host_network,
+        },
+    )
+}
+
+/// Why a pod-defined jail must name its ports: it bans before DNAT (raw `PREROUTING` on a
+/// Kubernetes node), where every port of the node passes, its own sshd included. Its ports
+/// (the hostPorts or node ports clients use) confine it to the ways into that pod.
+pub const POD_JAIL_NEEDS_PORT: &str = "a jail defined by a pod must say which ports lead to \
+     the pod (`logjail.jail.NAME.port`, its hostPort or node port): it bans before DNAT, where \
+     every port of the node passes";
+
+/// The jails a pod container feeds: configuration jails whose `pods:` selectors match it,
+/// jails its annotations name, and jails its annotations define (`words`, already in
+/// container-label form, read into `parsed` with [`labels::parse`]). Pod-defined jails ban
+/// where clients come in before DNAT, on the ports they name (see [`POD_JAIL_NEEDS_PORT`]).
+pub fn pod_routes(
+    jails: &[JailConfig],
+    filters: &mut Filters,
+    container: &PodContainer,
+    words: &HashMap<String, String>,
+    parsed: &ContainerLabels,
+) -> ContainerRoutes {
+    let mut parsed = parsed.clone();
+    let mut problems = Vec::new();
+    parsed.defined.retain(|jail| {
+        let has_ports = !matches!(jail.ports, crate::config::Ports::All);
+        if !has_ports {
+            problems.push(format!(
+                "labels `{}{}.*`: {POD_JAIL_NEEDS_PORT} (jail \"{}\" skipped)",
+                labels::JAIL_PREFIX,
+                jail.name,
+                jail.name
+            ));
+        }
+        has_ports
+    });
+    let mut routes = workload_routes(
+        jails,
+        filters,
+        |jail| {
+            jail.sources.iter().any(|source| match source {
+                SourceConfig::Pods(selector) => pod_select::pod_selects(selector, container),
+                _ => false,
+            })
+        },
+        Definer {
+            words,
+            parsed: &parsed,
+            defined_by: format!("pod {}/{}", container.namespace, container.pod),
+            kind: DefinitionKind::PodAnnotations,
+            host_network: false,
+        },
+    );
+    routes.problems.extend(problems);
+    routes
+}
+
+/// What defines jails for a workload (a container's labels, a pod's annotations).
+struct Definer<'a> {
+    /// The words as read (container-label form), stored with each definition.
+    words: &'a HashMap<String, String>,
+    parsed: &'a ContainerLabels,
+    defined_by: String,
+    kind: DefinitionKind,
+    host_network: bool,
+}
+
+fn workload_routes(
+    jails: &[JailConfig],
+    filters: &mut Filters,
+    selected: impl Fn(&JailConfig) -> bool,
+    definer: Definer<'_>,
+) -> ContainerRoutes {
+    let parsed = definer.parsed;
     let mut result = ContainerRoutes {
         problems: parsed.errors.iter().map(ToString::to_string).collect(),
         ..ContainerRoutes::default()
     };
     for jail in jails {
-        if jail_selects(jail, facts)
+        if jail.enabled
+            && selected(jail)
             && let Some(filter) = jail.filter.as_ref().and_then(|f| filters.get(f))
         {
             add_route(&mut result.routes, route_to(jail, filter));
@@ -243,7 +334,11 @@ pub fn container_routes(
     if !parsed.wants_watching() {
         return result;
     }
-    let jails_label = facts.labels.get(labels::JAILS).cloned().unwrap_or_default();
+    let jails_label = definer
+        .words
+        .get(labels::JAILS)
+        .cloned()
+        .unwrap_or_default();
     for name in &parsed.jails {
         if parsed.defined.iter().any(|jail| &jail.name == name) {
             continue;
@@ -271,12 +366,6 @@ pub fn container_routes(
             )),
         }
     }
-    // Known by name, which outlives the id when compose re-creates the container.
-    let defined_by = match origin {
-        Origin::Container { name, id } if name.is_empty() => format!("container {id}"),
-        Origin::Container { name, .. } => format!("container {name}"),
-        other => other.to_string(),
-    };
     for jail in &parsed.defined {
         let filter_name = jail.filter.clone().unwrap_or_default();
         let Some(filter) = filters.get_or_builtin(&filter_name) else {
@@ -290,7 +379,13 @@ pub fn container_routes(
         };
         result.defined.push(LabelJail {
             config: jail.clone(),
-            definition: labels::definition(&jail.name, facts.labels, &defined_by, host_network),
+            definition: labels::definition_of(
+                definer.kind,
+                &jail.name,
+                definer.words,
+                &definer.defined_by,
+                definer.host_network,
+            ),
             route: route_to(jail, &filter),
         });
     }

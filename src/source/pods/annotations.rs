@@ -168,7 +168,7 @@ pub fn parse(pod: &PodSandboxInfo, context: &LabelContext<'_>) -> PodJails {
 /// A message of [`labels::parse`] with its container-label keys written as pod keys:
 /// `` `logjail.jails=wp` `` becomes `` `logjail.io/jails: wp` ``, a bare `logjail.enable`
 /// becomes `logjail.io/enable`.
-fn in_pod_words(message: &str) -> String {
+pub fn in_pod_words(message: &str) -> String {
     let mut out = String::with_capacity(message.len() + 16);
     for (index, part) in message.split('`').enumerate() {
         if index > 0 {
