@@ -9,9 +9,8 @@
 //! `$LOGJAIL_TEST_TOOLS` (default `/opt/logjail-test-tools`); a missing tool fails the test.
 //!
 //! Each case's rendered logjail configuration is written to
-//! `target/tmp/helm-chart/CASE/logjail.yaml` (see [`rendered_config_file`]), where a
-//! `logjail check` of the chart's configuration can read it once the parser knows the `pods`
-//! and `firewall.target` keys.
+//! `target/tmp/helm-chart/CASE/logjail.yaml` (see [`rendered_config_file`]) and must pass
+//! `logjail check`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -940,7 +939,14 @@ fn the_configuration_is_the_values_and_agrees_with_mounts_probes_and_ports() {
         let name = &case.name;
         let config = rendered_config(&objects);
         let path = rendered_config_file(&case, &objects);
-        assert!(path.is_file());
+        // The daemon in the pod reads exactly this: it must pass logjail's own check.
+        let checked = run(Path::new(BINARY), &["check", "-c", path.to_str().unwrap()]);
+        assert!(
+            checked.status.success(),
+            "{name}: logjail check of the chart's configuration:\n{}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
         assert_eq!(
             config,
             values_of(&case)["config"],
