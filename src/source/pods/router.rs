@@ -303,7 +303,12 @@ impl Router {
         let (words, parsed, mut problems) = match self.pods.get(&key) {
             Some(pod) => (
                 pod.labels.clone(),
-                pod.parsed.parsed.clone(),
+                // Its words' errors are said below as the pod has them (annotation or label,
+                // the key as written), not again by the routing in container-label words.
+                ContainerLabels {
+                    errors: Vec::new(),
+                    ..pod.parsed.parsed.clone()
+                },
                 pod.parsed
                     .errors
                     .iter()
