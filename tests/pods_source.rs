@@ -99,6 +99,7 @@ impl Source {
                         origin,
                         restart,
                         follow,
+                        ..
                     } => {
                         seen.events
                             .push(format!("found {container} attempt {restart}"));

@@ -2,7 +2,10 @@
 //! runc root in a temp folder, the CRI plugin on, and pods run through CRI the way the kubelet
 //! runs them (sandbox with labels and annotations on the node's network, containers with
 //! their `log_path`, restarts as new attempts, rotation by rename and `ReopenContainerLog`,
-//! deletion of the pod and its log folder).
+//! deletion of the pod and its log folder). It can run inside a network namespace of the
+//! test's, as a node's runtime runs in the node's (see [`Containerd::start_in_netns`]), and
+//! write lines to a container's own stdout or stderr through `ExecSync`, as if its program had
+//! written them.
 //!
 //! The image is built without any registry, from Debian's busybox-static with umoci and
 //! skopeo, once per machine (cached under `/var/cache/logjail-test`), and imported into each
@@ -15,11 +18,11 @@ use std::time::Duration;
 
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest,
-    CreateContainerRequest, ImageSpec, LinuxContainerConfig, LinuxContainerSecurityContext,
-    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode,
-    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest,
-    RemovePodSandboxRequest, ReopenContainerLogRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    CreateContainerRequest, ExecSyncRequest, ImageSpec, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+    RemoveContainerRequest, RemovePodSandboxRequest, ReopenContainerLogRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 use logjail::source::pods::cri::CriClient;
 
@@ -27,12 +30,14 @@ use logjail::source::pods::cri::CriClient;
 const CACHE: &str = "/var/cache/logjail-test";
 /// The image's name in containerd (what `skopeo` tags the archive with, under docker.io).
 pub const IMAGE: &str = "docker.io/logjail-test/cri-busybox:1";
-/// The applets the image links to busybox: what the tests' container scripts use.
+/// The applets the image links to busybox: what the tests' container scripts use (`httpd`
+/// and `mkdir`: the node test's pod serves HTTP and logs every answer with the client).
 const APPLETS: &[&str] = &[
-    "sh", "echo", "sleep", "cat", "printf", "seq", "head", "yes", "tr", "dd", "true",
+    "sh", "echo", "sleep", "cat", "printf", "seq", "head", "yes", "tr", "dd", "true", "httpd",
+    "mkdir",
 ];
 /// What the image is made of, in its cache file name: a changed list makes a new one.
-const IMAGE_VERSION: &str = "v1";
+const IMAGE_VERSION: &str = "v2";
 /// Longest wait for containerd to answer, a container to exit and similar.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -206,6 +211,19 @@ fn host_network() -> NamespaceOption {
 impl Containerd {
     /// Starts containerd and imports the test image; waits until CRI answers.
     pub async fn start() -> Containerd {
+        Containerd::start_with(None).await
+    }
+
+    /// [`Containerd::start`] inside the network namespace `netns` (`ip netns add` made it),
+    /// as a node's runtime runs in the node's: host-network pods share that namespace. Started
+    /// through `nsenter --net=…`, which changes only the network namespace; `ip netns exec`
+    /// would also remount `/sys`, hiding the cgroup mounts runc needs. Its sockets are files,
+    /// reached from any namespace.
+    pub async fn start_in_netns(netns: &str) -> Containerd {
+        Containerd::start_with(Some(netns)).await
+    }
+
+    async fn start_with(netns: Option<&str>) -> Containerd {
         reap_leftovers();
         let archive = tokio::task::spawn_blocking(image_archive).await.unwrap();
         // Short: the socket path must fit in sun_path.
@@ -249,7 +267,19 @@ state = "{state}"
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
+        let mut command = match netns {
+            Some(name) => {
+                // nsenter execs containerd after entering: the child is containerd itself.
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net=/run/netns/{name}"))
+                    .arg("--")
+                    .arg("containerd");
+                command
+            }
+            None => Command::new("containerd"),
+        };
+        let child = command
             .arg("--config")
             .arg(dir.path().join("config.toml"))
             .stdin(Stdio::null())
@@ -406,6 +436,42 @@ state = "{state}"
             .await
             .unwrap_or_else(|status| panic!("StartContainer: {status}\n{}", self.log()));
         id
+    }
+
+    /// Runs `argv` in the running container (`ExecSync`) and returns its stdout; panics when
+    /// it fails. What it runs is an argument vector, never a line for a shell to read.
+    pub async fn exec(&self, container_id: &str, argv: &[&str]) -> String {
+        let mut client = self.client().await;
+        let answer = client
+            .runtime()
+            .exec_sync(ExecSyncRequest {
+                container_id: container_id.to_string(),
+                cmd: argv.iter().map(|arg| arg.to_string()).collect(),
+                timeout: WAIT.as_secs() as i64,
+            })
+            .await
+            .unwrap_or_else(|status| panic!("ExecSync {argv:?}: {status}\n{}", self.log()))
+            .into_inner();
+        assert_eq!(
+            answer.exit_code,
+            0,
+            "ExecSync {argv:?}: {}",
+            String::from_utf8_lossy(&answer.stderr)
+        );
+        String::from_utf8_lossy(&answer.stdout).into_owned()
+    }
+
+    /// Writes `line` to the container's stdout (or stderr) through the descriptors of its
+    /// first process, as if the program in it had written it: the runtime puts it in the
+    /// container's CRI log. The text reaches `printf` as an argument, never a shell's code.
+    pub async fn write_line(&self, container_id: &str, stream: super::Stream, line: &str) {
+        let target = match stream {
+            super::Stream::Stdout => "/proc/1/fd/1",
+            super::Stream::Stderr => "/proc/1/fd/2",
+        };
+        let script = format!("printf '%s\\n' \"$1\" > {target}");
+        self.exec(container_id, &["/bin/sh", "-c", &script, "sh", line])
+            .await;
     }
 
     /// Waits until the container has exited (its script ended, or it was stopped).

@@ -96,6 +96,10 @@ pub enum PodEvent {
         origin: Arc<Origin>,
         /// Its newest attempt.
         restart: u32,
+        /// When the look that first saw its files began. The runtime writes a container's
+        /// log only after its pod's sandbox exists, so a listing of the runtime's pods begun
+        /// after this instant has the pod, with its annotations.
+        seen_at: Instant,
         follow: oneshot::Sender<bool>,
     },
     /// A followed container restarted: its attempt `restart` is read next.
@@ -152,6 +156,8 @@ struct Tracked {
     origin: Arc<Origin>,
     /// Its newest attempt seen.
     latest: u32,
+    /// When the look that first found its files began (see [`PodEvent::Found`]).
+    seen_at: Instant,
     state: State,
     /// Its files are gone: once its follower has read what is left, it is forgotten.
     gone: bool,
@@ -275,7 +281,9 @@ impl Discovery {
     /// Looks at the log directory and acts on what changed.
     async fn look(&mut self) {
         let mut inventory = None;
+        let mut looked_at = Instant::now();
         for _ in 0..MAX_LOOKS_IN_A_ROW {
+            looked_at = Instant::now();
             let log_dir = self.settings.log_dir.clone();
             let found = match tokio::task::spawn_blocking(move || scan::scan(&log_dir)).await {
                 Ok(found) => found,
@@ -322,7 +330,9 @@ impl Discovery {
                 return;
             }
             match change {
-                Change::Appeared { container, latest } => self.appeared(container, latest).await,
+                Change::Appeared { container, latest } => {
+                    self.appeared(container, latest, looked_at).await;
+                }
                 Change::Restarted { container, newer } => self.restarted(&container, &newer).await,
                 Change::Gone { container } => self.gone(&container).await,
             }
@@ -408,7 +418,7 @@ impl Discovery {
         added
     }
 
-    async fn appeared(&mut self, container: PodContainer, latest: u32) {
+    async fn appeared(&mut self, container: PodContainer, latest: u32, seen_at: Instant) {
         let container = Arc::new(container);
         let origin = Arc::new((self.wiring.origin_of)(&container));
         self.tracked.insert(
@@ -417,6 +427,7 @@ impl Discovery {
                 container: Arc::clone(&container),
                 origin: Arc::clone(&origin),
                 latest,
+                seen_at,
                 state: State::Declined,
                 gone: false,
             },
@@ -437,6 +448,7 @@ impl Discovery {
             container: Arc::clone(&tracked.container),
             origin: Arc::clone(&tracked.origin),
             restart: tracked.latest,
+            seen_at: tracked.seen_at,
             follow: reply,
         };
         if self.wiring.events.send(event).await.is_err() {

@@ -28,8 +28,6 @@ use crate::routing::{Filters, add_route, pod_routes};
 
 /// How often pods' annotations are read again from the runtime.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
-/// A container unknown to the last listing asks the runtime again, at most this often.
-const MISS_REFRESH: Duration = Duration::from_secs(1);
 /// How long after a pod is gone its origin stays routed: lines it read last may still be in
 /// the line queue (the same grace Docker's removed containers get).
 const DETACH_DELAY: Duration = Duration::from_secs(5);
@@ -95,6 +93,7 @@ struct Router {
     cri: Option<CriClient>,
     /// The runtime could not be asked last time (said once until it answers again).
     cri_down: bool,
+    /// When the last listing of the runtime's pods was asked for.
     last_listing: Option<Instant>,
     /// The pods the runtime listed last, with their jail words read.
     pods: HashMap<PodKey, PodWords>,
@@ -180,14 +179,17 @@ impl Router {
                 container,
                 origin,
                 restart,
+                seen_at,
                 follow,
             } => {
                 if !self.pods.contains_key(&pod_key(&container))
-                    && self
-                        .last_listing
-                        .is_none_or(|at| at.elapsed() >= MISS_REFRESH)
+                    && self.last_listing.is_none_or(|at| at < seen_at)
                 {
-                    // A pod new since the last listing: its annotations decide its jails.
+                    // A pod new since the last listing: its annotations decide its jails,
+                    // before its first line is read (an opt-out, a jail of its own). A
+                    // listing asked for after its files were seen has it; one asked for
+                    // earlier may not, however recent. Many pods found in one look share
+                    // the one listing the first of them asks for.
                     self.refresh_pods().await;
                 }
                 let routes = self.routes_for(&container, &origin).await;
@@ -301,7 +303,12 @@ impl Router {
         let (words, parsed, mut problems) = match self.pods.get(&key) {
             Some(pod) => (
                 pod.labels.clone(),
-                pod.parsed.parsed.clone(),
+                // Its words' errors are said below as the pod has them (annotation or label,
+                // the key as written), not again by the routing in container-label words.
+                ContainerLabels {
+                    errors: Vec::new(),
+                    ..pod.parsed.parsed.clone()
+                },
                 pod.parsed
                     .errors
                     .iter()
