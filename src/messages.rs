@@ -222,6 +222,11 @@ pub enum JailEvent {
         definition: Box<JailDefinition>,
         reply: oneshot::Sender<Result<(), JailTaskError>>,
     },
+    /// A container or pod that may have defined jails is gone (`defined_by` as in its
+    /// definitions: `container web`, `pod shop/app-0`).
+    DefinerGone {
+        defined_by: String,
+    },
 }
 
 /// What the daemon tells observers (tests, metrics, webhooks) about its decisions.

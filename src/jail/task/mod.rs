@@ -202,10 +202,24 @@ pub struct JailRuntime {
 pub enum Definer {
     /// The configuration file.
     Config,
-    /// A container's labels. `seen` is false for a jail restored from the store that no
-    /// container has defined again in this run: it holds its bans until they end, and the
-    /// next container whose labels define it takes it over, bans included.
-    Labels { container: String, seen: bool },
+    /// A container's labels (or a pod's annotations). `container` is who defined it;
+    /// `sharing`, the others whose identical labels define it too (a Deployment's replicas).
+    Labels {
+        container: String,
+        presence: Presence,
+        sharing: BTreeSet<String>,
+    },
+}
+
+/// Whether a label-defined jail's definer is there now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Defined in this run by a container or pod that is still there.
+    Seen,
+    /// Restored from the store at start; no container has defined it again since.
+    Restored,
+    /// Every container or pod that defined it in this run is gone.
+    Gone,
 }
 
 impl Definer {
@@ -219,13 +233,30 @@ impl Definer {
             Definer::Config => None,
             Definer::Labels {
                 container,
-                seen: true,
-            } => Some(format!("labels of {container}")),
+                presence: Presence::Seen,
+                sharing,
+            } if sharing.is_empty() => Some(format!("labels of {container}")),
             Definer::Labels {
                 container,
-                seen: false,
+                presence: Presence::Seen,
+                sharing,
+            } => Some(format!(
+                "labels of {container} (and {})",
+                sharing.iter().cloned().collect::<Vec<_>>().join(", ")
+            )),
+            Definer::Labels {
+                container,
+                presence: Presence::Restored,
+                ..
             } => Some(format!(
                 "labels of {container} (restored; not seen since logjail started)"
+            )),
+            Definer::Labels {
+                container,
+                presence: Presence::Gone,
+                ..
+            } => Some(format!(
+                "labels of {container} (gone; the bans stay until they end)"
             )),
         }
     }
@@ -309,7 +340,15 @@ impl JailRuntime {
     /// A jail defined by a container's labels.
     pub fn from_labels(jail: Jail, config: JailConfig, container: String, seen: bool) -> Self {
         let mut runtime = JailRuntime::new(jail, config);
-        runtime.definer = Definer::Labels { container, seen };
+        runtime.definer = Definer::Labels {
+            container,
+            presence: if seen {
+                Presence::Seen
+            } else {
+                Presence::Restored
+            },
+            sharing: BTreeSet::new(),
+        };
         runtime
     }
 }
@@ -379,6 +418,7 @@ pub async fn run(
                         }
                         let _ = reply.send(answer);
                     }
+                    JailEvent::DefinerGone { defined_by } => definer_gone(&mut jails, &defined_by),
                     JailEvent::Define { config, definition, reply } => {
                         let name = Arc::<str>::from(config.name.as_str());
                         let blocks = crate::firewall::JailRule::from_config(&config).acts();
@@ -507,23 +547,31 @@ async fn define(
     };
     if let Some(&slot) = index.get(config.name.as_str()) {
         let runtime = &mut jails[slot];
-        let Definer::Labels { container, seen } = &runtime.definer else {
+        let Definer::Labels {
+            container,
+            presence,
+            sharing,
+        } = &mut runtime.definer
+        else {
             return Err(JailTaskError::DefinedInConfig { jail: config.name });
         };
         let same_container = *container == definition.defined_by;
         if runtime.config == config {
-            if !*seen {
-                tracing::info!(jail = %config.name, container = %definition.defined_by, "restored jail defined again by container labels");
-                runtime.definer = Definer::Labels {
-                    container: definition.defined_by.clone(),
-                    seen: true,
-                };
+            if *presence != Presence::Seen {
+                tracing::info!(jail = %config.name, container = %definition.defined_by, "label-defined jail defined again by container labels");
+                *container = definition.defined_by.clone();
+                *presence = Presence::Seen;
                 effects.store.send(save).await;
+            } else if !same_container {
+                // Identical labels on another container (or pod) share the jail.
+                sharing.insert(definition.defined_by.clone());
             }
-            // Identical: the same container again, or another one sharing the definition.
             return Ok(());
         }
-        if *seen && !same_container {
+        // Changed labels win from the only container that defines the jail now, or when no
+        // one that defined it is there (restored from the store, or all gone: the new pods of
+        // a rollout once the old ones went).
+        if *presence == Presence::Seen && !(same_container && sharing.is_empty()) {
             return Err(JailTaskError::DefinedElsewhere { jail: config.name });
         }
         let settings = config.jail_settings(&own)?;
@@ -537,7 +585,8 @@ async fn define(
         runtime.config = config;
         runtime.definer = Definer::Labels {
             container: definition.defined_by.clone(),
-            seen: true,
+            presence: Presence::Seen,
+            sharing: BTreeSet::new(),
         };
         effects.store.send(save).await;
         effects.enforce(Enforcement::Define(rule)).await;
@@ -558,14 +607,44 @@ async fn define(
     Ok(())
 }
 
+/// A container or pod that defined jails is gone: the jails it alone defined keep their bans
+/// until they end (and go then, see [`retire_unclaimed`]), and the next definer's labels win.
+fn definer_gone(jails: &mut [JailRuntime], defined_by: &str) {
+    for runtime in jails {
+        let Definer::Labels {
+            container,
+            presence,
+            sharing,
+        } = &mut runtime.definer
+        else {
+            continue;
+        };
+        if sharing.remove(defined_by) || *container != defined_by || *presence != Presence::Seen {
+            continue;
+        }
+        match sharing.pop_first() {
+            Some(next) => *container = next,
+            None => {
+                tracing::info!(jail = %runtime.name, defined_by, bans = runtime.jail.banned().count(), "the last container defining this jail is gone; its bans stay until they end");
+                *presence = Presence::Gone;
+            }
+        }
+    }
+}
+
 /// Retires label-defined jails restored at start that no container has defined again and
 /// whose last ban has ended: nothing is left for them to hold. A container that shows up
 /// later defines its jail anew. Returns whether any went.
 async fn retire_unclaimed(jails: &mut Vec<JailRuntime>, effects: &Effects) -> bool {
     let (retired, kept): (Vec<JailRuntime>, Vec<JailRuntime>) =
         std::mem::take(jails).into_iter().partition(|runtime| {
-            matches!(runtime.definer, Definer::Labels { seen: false, .. })
-                && runtime.jail.banned().next().is_none()
+            matches!(
+                runtime.definer,
+                Definer::Labels {
+                    presence: Presence::Restored | Presence::Gone,
+                    ..
+                }
+            ) && runtime.jail.banned().next().is_none()
         });
     *jails = kept;
     for runtime in &retired {
@@ -992,7 +1071,8 @@ mod tests {
             jails[0].definer,
             Definer::Labels {
                 container: "container web".into(),
-                seen: true
+                presence: Presence::Seen,
+                sharing: BTreeSet::new(),
             }
         );
         let ban = jails[0].jail.banned().next().unwrap();
@@ -1050,6 +1130,63 @@ mod tests {
         );
         assert_eq!(definitions.len(), 1);
         assert_eq!(definitions[0].defined_by, "container web");
+    }
+
+    /// A Deployment's rollout: the old replicas share the jail; a new pod with changed
+    /// annotations is refused while any old one is there, and wins once they are all gone,
+    /// the ban kept.
+    #[tokio::test(start_paused = true)]
+    async fn a_rollouts_new_definition_wins_once_the_old_definers_are_gone() {
+        let mut harness = Harness::start(Vec::new(), &[]);
+        let (config, first) = defined(&web_labels("80"), "old-1");
+        harness.define(config.clone(), first).await.unwrap();
+        let (_, second) = defined(&web_labels("80"), "old-2");
+        harness.define(config, second).await.unwrap();
+        let ban = harness
+            .events
+            .send(JailEvent::Control(crate::messages::ControlCall {
+                request: crate::control::Request::Ban {
+                    jail: "web".into(),
+                    ip: HOST.into(),
+                    duration: None,
+                },
+                reply: oneshot::channel().0,
+            }))
+            .await;
+        assert!(ban.is_ok());
+        let (changed, new_pod) = defined(&web_labels("8080"), "new-1");
+        let gone = |who: &str| JailEvent::DefinerGone {
+            defined_by: format!("container {who}"),
+        };
+        harness.events.send(gone("old-1")).await.unwrap();
+        let refused = harness
+            .define(changed.clone(), new_pod.clone())
+            .await
+            .unwrap_err();
+        assert!(refused.contains("a different jail"), "{refused}");
+        harness.events.send(gone("old-2")).await.unwrap();
+        harness.firewall_changes();
+        harness.define(changed, new_pod.clone()).await.unwrap();
+        assert!(
+            matches!(&harness.firewall_changes()[..], [Enforcement::Define(rule)] if rule.name == "web"),
+            "the new definition is laid out"
+        );
+        harness.events.send(gone("new-1")).await.unwrap();
+        let (jails, definitions) = harness.stop().await;
+        assert_eq!(jails[0].jail.banned().count(), 1, "the ban stays");
+        assert_eq!(
+            jails[0].definer,
+            Definer::Labels {
+                container: "container new-1".into(),
+                presence: Presence::Gone,
+                sharing: BTreeSet::new(),
+            }
+        );
+        assert_eq!(
+            jails[0].definer.describe().unwrap(),
+            "labels of container new-1 (gone; the bans stay until they end)"
+        );
+        assert_eq!(definitions, vec![new_pod]);
     }
 
     #[tokio::test(start_paused = true)]

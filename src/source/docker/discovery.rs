@@ -816,6 +816,22 @@ impl Discovery {
             return;
         };
         watched.destroyed = true;
+        if let Origin::Container { name, .. } = &*watched.origin
+            && !name.is_empty()
+        {
+            // The jails its labels alone defined keep their bans until they end, and the
+            // next container's labels win (compose re-creating it with other labels).
+            let _ = self
+                .wiring
+                .jails
+                .send(JailEvent::DefinerGone {
+                    defined_by: format!("container {name}"),
+                })
+                .await;
+        }
+        let Some(watched) = self.containers.get(id) else {
+            return;
+        };
         match &watched.running {
             // Let it read what the container wrote last; it is forgotten when it ends.
             Some(task) => task.signals.died.cancel(),

@@ -219,6 +219,15 @@ impl Router {
                     .any(|c| pod_key(c) == pod_key(&container))
                 {
                     self.reported.remove(&pod_key(&container));
+                    // The jails its annotations alone defined keep their bans until they end,
+                    // and a rollout's new pods may define them anew.
+                    let _ = self
+                        .wiring
+                        .jails
+                        .send(JailEvent::DefinerGone {
+                            defined_by: format!("pod {}/{}", container.namespace, container.pod),
+                        })
+                        .await;
                 }
                 tracing::info!(%container, "pod container gone; its last lines were read");
                 self.detach_later(origin, true);
