@@ -52,6 +52,7 @@ pub mod daemon;
 pub mod duration;
 pub mod filter;
 pub mod firewall;
+pub mod importer;
 pub mod jail;
 pub mod messages;
 pub mod metrics;
