@@ -452,7 +452,13 @@ impl Client {
         let mut out = String::from("These IP addresses/networks are ignored:\n");
         for (index, network) in list.iter().enumerate() {
             let branch = if index + 1 == list.len() { "`-" } else { "|-" };
-            let _ = writeln!(out, "{branch} {network}");
+            // Fail2Ban shows a single address without /32 or /128.
+            let shown = network
+                .strip_suffix("/32")
+                .filter(|a| !a.contains(':'))
+                .or_else(|| network.strip_suffix("/128"))
+                .unwrap_or(network);
+            let _ = writeln!(out, "{branch} {shown}");
         }
         Ok(out)
     }

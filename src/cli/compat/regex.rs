@@ -187,9 +187,10 @@ enum Named {
 fn fail2ban_filter_file(path: &Path, options: &[(String, String)]) -> Result<FilterSpec, String> {
     let _ = options;
     Err(format!(
-        "{}: logjail runs Fail2Ban filter files that are Debian's unchanged ones (as its built-in \
-         filters); this one is not, and reading other filter files is not in this build yet. \
-         Give the failregex itself, or a logjail filter to `logjail regex`",
+        "{}: logjail runs a Fail2Ban filter file only where one of its built-in filters stands \
+         for it (Debian's unchanged file, in a mode the built-in matches); reading other filter \
+         files is not in this build yet. Give the failregex itself, or a logjail filter to \
+         `logjail regex`",
         path.display()
     ))
 }
