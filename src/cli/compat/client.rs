@@ -445,7 +445,9 @@ impl Client {
             jail: jail.to_string(),
             key: "ignoreip".to_string(),
         })?;
-        let list: Vec<String> = serde_json::from_value(value).unwrap_or_default();
+        let mut list: Vec<String> = serde_json::from_value(value).unwrap_or_default();
+        // Fail2Ban lists IPv4 networks before IPv6 ones.
+        list.sort_by_key(|network| network.contains(':'));
         if list.is_empty() {
             return Ok("No IP address/network is ignored\n".to_string());
         }
