@@ -67,7 +67,12 @@ impl Both {
     /// Both answer with the same text and exit code.
     async fn same(&self, args: &[&str]) -> String {
         let (real, ours) = self.ask(args).await;
-        assert_eq!(stdout(&ours), stdout(&real), "{args:?}: {}", String::from_utf8_lossy(&ours.stderr));
+        assert_eq!(
+            stdout(&ours),
+            stdout(&real),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
         assert_eq!(ours.status.code(), real.status.code(), "{args:?}");
         stdout(&ours)
     }
@@ -133,16 +138,35 @@ async fn answers_like_the_real_fail2ban_client() {
     assert_eq!(jails(&our_lines[2]), jails(&real_lines[2]), "{our_lines:?}");
 
     let (real, ours) = both.ask(&["status", "sshd"]).await;
-    assert_eq!(without_file_list(&stdout(&ours)), without_file_list(&stdout(&real)));
-    assert!(stdout(&ours).contains(&format!("`- File list:\t{}/lj-auth.log", dir.path().display())));
+    assert_eq!(
+        without_file_list(&stdout(&ours)),
+        without_file_list(&stdout(&real))
+    );
+    assert!(stdout(&ours).contains(&format!(
+        "`- File list:\t{}/lj-auth.log",
+        dir.path().display()
+    )));
 
-    assert_eq!(both.same(&["set", "sshd", "banip", "203.0.113.5", "203.0.113.6"]).await, "2\n");
-    assert_eq!(both.same(&["set", "sshd", "banip", "203.0.113.5"]).await, "0\n");
+    assert_eq!(
+        both.same(&["set", "sshd", "banip", "203.0.113.5", "203.0.113.6"])
+            .await,
+        "2\n"
+    );
+    assert_eq!(
+        both.same(&["set", "sshd", "banip", "203.0.113.5"]).await,
+        "0\n"
+    );
     let (real, ours) = both.ask(&["status", "sshd"]).await;
     let ours_text = stdout(&ours);
     // What scripts grep for.
-    assert!(ours_text.contains("   |- Currently banned:\t2\n"), "{ours_text}");
-    assert!(ours_text.contains("   |- Total banned:\t2\n"), "{ours_text}");
+    assert!(
+        ours_text.contains("   |- Currently banned:\t2\n"),
+        "{ours_text}"
+    );
+    assert!(
+        ours_text.contains("   |- Total banned:\t2\n"),
+        "{ours_text}"
+    );
     assert_eq!(banned_list(&ours_text), banned_list(&stdout(&real)));
     let tree = |text: &str| -> Vec<String> {
         without_file_list(text)
@@ -154,7 +178,12 @@ async fn answers_like_the_real_fail2ban_client() {
     assert_eq!(tree(&ours_text), tree(&stdout(&real)));
 
     let (real, ours) = both.ask(&["get", "sshd", "banip"]).await;
-    let words = |o: &Output| stdout(o).split_whitespace().map(str::to_string).collect::<BTreeSet<_>>();
+    let words = |o: &Output| {
+        stdout(o)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<BTreeSet<_>>()
+    };
     assert_eq!(words(&ours), words(&real));
     let (real, ours) = both.ask(&["get", "sshd", "banip", "--with-time"]).await;
     let shape = regex::Regex::new(
@@ -183,10 +212,21 @@ async fn answers_like_the_real_fail2ban_client() {
                 .map(str::to_string)
                 .collect()
         };
-        assert_eq!(networks(&stdout(&ours)), networks(&stdout(&real)), "{command:?}");
+        assert_eq!(
+            networks(&stdout(&ours)),
+            networks(&stdout(&real)),
+            "{command:?}"
+        );
         for text in [stdout(&ours), stdout(&real)] {
-            assert!(text.starts_with("These IP addresses/networks are ignored:\n"), "{text}");
-            assert_eq!(text.lines().filter(|l| l.starts_with("`- ")).count(), 1, "{text}");
+            assert!(
+                text.starts_with("These IP addresses/networks are ignored:\n"),
+                "{text}"
+            );
+            assert_eq!(
+                text.lines().filter(|l| l.starts_with("`- ")).count(),
+                1,
+                "{text}"
+            );
             assert!(text.lines().last().unwrap().starts_with("`- "), "{text}");
         }
     }
@@ -203,13 +243,24 @@ async fn answers_like_the_real_fail2ban_client() {
     assert_eq!(both.same(&["banned", "203.0.113.5"]).await, "[['sshd']]\n");
     assert_eq!(both.same(&["banned", "198.51.100.1"]).await, "[[]]\n");
 
-    assert_eq!(both.same(&["set", "sshd", "unbanip", "203.0.113.6"]).await, "1\n");
-    assert_eq!(both.same(&["set", "sshd", "unbanip", "203.0.113.6"]).await, "0\n");
     assert_eq!(
-        both.same(&["set", "sshd", "unbanip", "--report-absent", "203.0.113.99"]).await,
+        both.same(&["set", "sshd", "unbanip", "203.0.113.6"]).await,
+        "1\n"
+    );
+    assert_eq!(
+        both.same(&["set", "sshd", "unbanip", "203.0.113.6"]).await,
+        "0\n"
+    );
+    assert_eq!(
+        both.same(&["set", "sshd", "unbanip", "--report-absent", "203.0.113.99"])
+            .await,
         "not banned: ['203.0.113.99']\n"
     );
-    assert_eq!(both.same(&["set", "blacklist", "banip", "203.0.113.7"]).await, "1\n");
+    assert_eq!(
+        both.same(&["set", "blacklist", "banip", "203.0.113.7"])
+            .await,
+        "1\n"
+    );
     assert_eq!(both.same(&["unban", "203.0.113.7"]).await, "1\n");
     assert_eq!(both.same(&["unban", "203.0.113.99"]).await, "0\n");
     assert_eq!(both.same(&["unban", "--all"]).await, "1\n");
@@ -221,10 +272,20 @@ async fn answers_like_the_real_fail2ban_client() {
     both.same(&["get", "nope", "bantime"]).await;
 
     // logrotate's `set logtarget` and `flushlogs` succeed, and say what logjail does instead.
-    let (real, ours) = both.ask(&["set", "logtarget", &dir.path().join("x.log").display().to_string()]).await;
+    let (real, ours) = both
+        .ask(&[
+            "set",
+            "logtarget",
+            &dir.path().join("x.log").display().to_string(),
+        ])
+        .await;
     assert!(real.status.success() && ours.status.success());
     assert_eq!(stdout(&ours).lines().next(), stdout(&real).lines().next());
-    assert!(stdout(&ours).contains("standard error"), "{}", stdout(&ours));
+    assert!(
+        stdout(&ours).contains("standard error"),
+        "{}",
+        stdout(&ours)
+    );
     let (real, ours) = both.ask(&["flushlogs"]).await;
     assert!(ours.status.success());
     assert_eq!(stdout(&ours).lines().next(), stdout(&real).lines().next());
@@ -243,9 +304,15 @@ fn no_daemon_is_an_error_with_fail2bans_exit_code() {
     let output = run(&client, &["-s", &socket, "-q", "ping"]);
     assert_eq!(output.status.code(), Some(255));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("Failed to access socket path") && stderr.contains(&socket), "{stderr}");
+    assert!(
+        stderr.contains("Failed to access socket path") && stderr.contains(&socket),
+        "{stderr}"
+    );
     // Options Fail2Ban's client takes and logjail has no use for are accepted.
-    let output = run(&client, &["-c", "/etc/fail2ban", "-vv", "-s", &socket, "status"]);
+    let output = run(
+        &client,
+        &["-c", "/etc/fail2ban", "-vv", "-s", &socket, "status"],
+    );
     assert_eq!(output.status.code(), Some(255));
     let output = run(&client, &["--bogus", "status"]);
     assert_eq!(output.status.code(), Some(255));

@@ -54,44 +54,82 @@ fn results(text: &str) -> Vec<String> {
 
 #[test]
 fn a_failregex_gives_the_same_results_as_fail2ban_regex() {
-    assert!(Path::new(SSHD_SAMPLES).is_file(), "install Debian's fail2ban package (scripts/test does)");
+    assert!(
+        Path::new(SSHD_SAMPLES).is_file(),
+        "install Debian's fail2ban package (scripts/test does)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let ours = linked(dir.path(), "fail2ban-regex");
     let failregex = r"^.*Failed \S+ for .* from <HOST>";
-    for extra in [
-        &[][..],
-        &["invalid user"],
-        &[r"port \d+ ssh2"],
-    ] {
-        let mut args = vec!["--print-all-matched", "--print-all-missed", "--print-all-ignored", SSHD_SAMPLES, failregex];
+    for extra in [&[][..], &["invalid user"], &[r"port \d+ ssh2"]] {
+        let mut args = vec![
+            "--print-all-matched",
+            "--print-all-missed",
+            "--print-all-ignored",
+            SSHD_SAMPLES,
+            failregex,
+        ];
         args.extend_from_slice(extra);
         let expected = real(&args);
         let got = run(&ours, &args);
-        assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
-        assert_eq!(results(&stdout(&got)), results(&stdout(&expected)), "{args:?}\n{}", stdout(&got));
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(
+            results(&stdout(&got)),
+            results(&stdout(&expected)),
+            "{args:?}\n{}",
+            stdout(&got)
+        );
         // The header says what was read, in Fail2Ban's words.
         let head = stdout(&got);
-        assert!(head.starts_with("\nRunning tests\n=============\n\n"), "{head}");
-        assert!(head.contains(&format!("Use   failregex line : {failregex}\n")), "{head}");
-        assert!(head.contains(&format!("Use         log file : {SSHD_SAMPLES}\n")), "{head}");
+        assert!(
+            head.starts_with("\nRunning tests\n=============\n\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("Use   failregex line : {failregex}\n")),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("Use         log file : {SSHD_SAMPLES}\n")),
+            "{head}"
+        );
     }
 
     // The default printing: a few missed lines are shown, many are counted.
     let args = [SSHD_SAMPLES, failregex];
     let got = stdout(&run(&ours, &args));
     assert_eq!(results(&got), results(&stdout(&real(&args))));
-    assert!(got.contains("Missed line(s): too many to print.  Use --print-all-missed to print all 119 lines"), "{got}");
+    assert!(
+        got.contains(
+            "Missed line(s): too many to print.  Use --print-all-missed to print all 119 lines"
+        ),
+        "{got}"
+    );
 
     // One line given on the command line.
     let line = "Nov 26 07:00:01 host sshd[1]: Failed password for root from 192.0.2.1 port 22 ssh2";
     let args = ["-v", line, failregex];
     let got = stdout(&run(&ours, &args));
     let expected = stdout(&real(&args));
-    assert!(got.contains(&format!("Use      single line : {line}\n")), "{got}");
+    assert!(
+        got.contains(&format!("Use      single line : {line}\n")),
+        "{got}"
+    );
     assert!(got.contains("|      192.0.2.1  "), "{got}");
-    let lines = |text: &str| text.lines().find(|l| l.starts_with("Lines: ")).map(str::to_string);
+    let lines = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("Lines: "))
+            .map(str::to_string)
+    };
     assert_eq!(lines(&got), lines(&expected));
-    assert_eq!(lines(&got).as_deref(), Some("Lines: 1 lines, 0 ignored, 1 matched, 0 missed"));
+    assert_eq!(
+        lines(&got).as_deref(),
+        Some("Lines: 1 lines, 0 ignored, 1 matched, 0 missed")
+    );
 }
 
 #[test]
@@ -104,7 +142,12 @@ fn a_stock_filter_name_runs_the_builtin_filter() {
         let got = run(&ours, &["-c", &config, SSHD_SAMPLES, filter]);
         assert!(got.status.success(), "{}", stdout(&got));
         let text = stdout(&got);
-        assert!(text.contains(&format!("Use   failregex filter file : sshd, basedir: {config}\n")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "Use   failregex filter file : sshd, basedir: {config}\n"
+            )),
+            "{text}"
+        );
         let expected = stdout(&real(&["-c", &config, SSHD_SAMPLES, filter]));
         // Every line read, as Fail2Ban counts them (comments and blank lines left out); how
         // many match differs where logjail's sshd filter judges differently
@@ -116,14 +159,24 @@ fn a_stock_filter_name_runs_the_builtin_filter() {
                 .map(str::to_string)
         };
         assert_eq!(total(&text), total(&expected), "{text}");
-        assert!(text.contains("\nFailregex: ") && text.contains("\nDate template hits:\n"), "{text}");
+        assert!(
+            text.contains("\nFailregex: ") && text.contains("\nDate template hits:\n"),
+            "{text}"
+        );
     }
     // A mode the built-in filter does not stand for needs the Fail2Ban filter file itself:
     // until logjail reads those, the file is named and refused; once it does, it runs.
-    let got = run(&ours, &["-c", &config, SSHD_SAMPLES, "sshd[mode=aggressive]"]);
+    let got = run(
+        &ours,
+        &["-c", &config, SSHD_SAMPLES, "sshd[mode=aggressive]"],
+    );
     if !got.status.success() {
         assert_eq!(got.status.code(), Some(255));
-        assert!(stdout(&got).contains(&format!("{config}/filter.d/sshd.conf")), "{}", stdout(&got));
+        assert!(
+            stdout(&got).contains(&format!("{config}/filter.d/sshd.conf")),
+            "{}",
+            stdout(&got)
+        );
     }
 }
 
@@ -132,8 +185,13 @@ fn usage_errors_use_fail2bans_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let ours = linked(dir.path(), "fail2ban-regex");
     assert_eq!(run(&ours, &["only-a-log"]).status.code(), Some(255));
-    assert_eq!(run(&ours, &["--no-such-option", "a", "b"]).status.code(), Some(255));
+    assert_eq!(
+        run(&ours, &["--no-such-option", "a", "b"]).status.code(),
+        Some(255)
+    );
     let help = run(&ours, &["-h"]);
     assert!(help.status.success());
-    assert!(stdout(&help).starts_with("Usage: fail2ban-regex [OPTIONS] <LOG> <REGEX> [IGNOREREGEX]"));
+    assert!(
+        stdout(&help).starts_with("Usage: fail2ban-regex [OPTIONS] <LOG> <REGEX> [IGNOREREGEX]")
+    );
 }

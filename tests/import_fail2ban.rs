@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use logjail::config::{Chain, Config, FirewallAction, PortRange, Ports, Protocol, RejectWith, SourceConfig};
+use logjail::config::{
+    Chain, Config, FirewallAction, PortRange, Ports, Protocol, RejectWith, SourceConfig,
+};
 use logjail::duration::BanTime;
 use support::TestDaemon;
 use support::fail2ban::{debian_tree, linked, run};
@@ -45,11 +47,11 @@ fn import(tree: &Path, dir: &Path) -> (Output, String, String) {
 
 /// The report's lines under one heading (`Mapped`, `Mapped approximately`, `Not mapped`).
 fn section<'a>(report: &'a str, heading: &str) -> Vec<&'a str> {
-    let mut lines = report.lines().skip_while(|line| !line.starts_with(&format!("{heading} (")));
+    let mut lines = report
+        .lines()
+        .skip_while(|line| !line.starts_with(&format!("{heading} (")));
     lines.next();
-    lines
-        .take_while(|line| line.starts_with("  "))
-        .collect()
+    lines.take_while(|line| line.starts_with("  ")).collect()
 }
 
 fn has(lines: &[&str], parts: &[&str]) -> bool {
@@ -83,7 +85,13 @@ fn debians_tree_with_local_jails_imports_to_a_configuration_that_checks() {
     assert_eq!(sshd.maxretry, 4);
     assert_eq!(sshd.findtime, Duration::from_secs(900));
     assert_eq!(sshd.bantime, BanTime::Finite(Duration::from_secs(7200)));
-    assert_eq!(sshd.ports, Ports::List(vec![PortRange { first: 22, last: 22 }]));
+    assert_eq!(
+        sshd.ports,
+        Ports::List(vec![PortRange {
+            first: 22,
+            last: 22
+        }])
+    );
     assert_eq!(sshd.protocol, Protocol::Tcp);
     assert_eq!(sshd.chains, [Chain::Input]);
     // iptables' default blocktype: REJECT --reject-with icmp-port-unreachable.
@@ -96,7 +104,12 @@ fn debians_tree_with_local_jails_imports_to_a_configuration_that_checks() {
     let increment = sshd.increment.as_ref().expect("bantime.increment = true");
     assert_eq!(increment.maxtime, Some(Duration::from_secs(5 * 7 * 86_400)));
     match &sshd.sources[..] {
-        [SourceConfig::File { path, optional: true }] => {
+        [
+            SourceConfig::File {
+                path,
+                optional: true,
+            },
+        ] => {
             assert_eq!(path.as_str(), "/var/log/auth.log")
         }
         other => panic!("{other:?}"),
@@ -105,9 +118,14 @@ fn debians_tree_with_local_jails_imports_to_a_configuration_that_checks() {
     let asterisk = config.jail("asterisk").unwrap();
     assert_eq!(asterisk.filter.as_deref(), Some("asterisk"));
     assert_eq!(asterisk.maxretry, 5);
-    assert_eq!(asterisk.bantime, BanTime::Finite(Duration::from_secs(259_200)));
+    assert_eq!(
+        asterisk.bantime,
+        BanTime::Finite(Duration::from_secs(259_200))
+    );
     match &asterisk.sources[..] {
-        [SourceConfig::File { path, .. }] => assert_eq!(path.as_str(), "/var/log/asterisk/fail2ban"),
+        [SourceConfig::File { path, .. }] => {
+            assert_eq!(path.as_str(), "/var/log/asterisk/fail2ban")
+        }
         other => panic!("{other:?}"),
     }
     // jail.conf's asterisk bans tcp and udp with two actions; logjail's one jail does both.
@@ -115,14 +133,23 @@ fn debians_tree_with_local_jails_imports_to_a_configuration_that_checks() {
     assert_eq!(
         asterisk.ports,
         Ports::List(vec![
-            PortRange { first: 5060, last: 5060 },
-            PortRange { first: 5061, last: 5061 }
+            PortRange {
+                first: 5060,
+                last: 5060
+            },
+            PortRange {
+                first: 5061,
+                last: 5061
+            }
         ])
     );
 
     let blacklist = config.jail("blacklist").unwrap();
     assert_eq!(blacklist.filter.as_deref(), Some("recidive"));
-    assert_eq!(blacklist.bantime, BanTime::Finite(Duration::from_secs(2_592_000)));
+    assert_eq!(
+        blacklist.bantime,
+        BanTime::Finite(Duration::from_secs(2_592_000))
+    );
     assert_eq!(blacklist.findtime, Duration::from_secs(2_592_000));
     assert_eq!(blacklist.action.firewall, FirewallAction::Drop);
     assert_eq!(blacklist.ports, Ports::All);
@@ -132,29 +159,129 @@ fn debians_tree_with_local_jails_imports_to_a_configuration_that_checks() {
     let approximate = section(&report, "Mapped approximately");
     let not_mapped = section(&report, "Not mapped");
     let local = tree.join("jail.local").display().to_string();
-    assert!(has(&mapped, &[&format!("{local}:13:"), "[sshd] bantime = 7200", "bantime: 2h"]), "{report}");
-    assert!(has(&mapped, &[&format!("{local}:14:"), "[sshd] findtime = 900"]), "{report}");
-    assert!(has(&mapped, &[&format!("{local}:4:"), "[DEFAULT] ignoreip = 127.0.0.1/8 ::1 192.168.9.0/24"]), "{report}");
-    assert!(has(&mapped, &["jail.d/blacklist.local:7:", "bantime = 2592000", "bantime: 30d"]), "{report}");
-    assert!(has(&mapped, &["action.d/iptables.conf:", "blocktype = REJECT --reject-with icmp-port-unreachable"]), "{report}");
-    assert!(has(&mapped, &["action.d/blacklist.conf:", "blocktype = DROP", "action: drop"]), "{report}");
-    assert!(has(&approximate, &["[sshd] filter = sshd[mode=normal]", "built-in"]), "{report}");
-    assert!(has(&approximate, &["jail.conf:", "usedns = warn", "never resolves"]), "{report}");
-    // The custom notification action is named, never run, and has a ready notification.
     assert!(
-        has(&not_mapped, &[
-            "action.d/notify-admin.conf:3:",
-            r#"command: {argv: ["/usr/local/bin/notify-admin", "<ip>", "sshd", "<failures>"], on: [ban]}"#
-        ]),
+        has(
+            &mapped,
+            &[
+                &format!("{local}:13:"),
+                "[sshd] bantime = 7200",
+                "bantime: 2h"
+            ]
+        ),
         "{report}"
     );
-    assert!(has(&not_mapped, &["sendmail-whois-lines", "mail on ban"]), "{report}");
-    assert!(has(&not_mapped, &["action.d/iptables-common.local:3:", "lockingopt = -w", "-w"]), "{report}");
-    assert!(has(&not_mapped, &["fail2ban.conf:", "logtarget = /var/log/fail2ban.log", "standard error"]), "{report}");
-    assert!(has(&not_mapped, &["blacklist.conf:", "echo <ip> >> /etc/fail2ban/ip.blacklist", "imported once"]), "{report}");
-    assert!(report.contains("The generated configuration passes `logjail check`."), "{report}");
     assert!(
-        report.contains("4 addresses in") && report.contains("1 repeated line(s)") && report.contains("not-an-address"),
+        has(&mapped, &[&format!("{local}:14:"), "[sshd] findtime = 900"]),
+        "{report}"
+    );
+    assert!(
+        has(
+            &mapped,
+            &[
+                &format!("{local}:4:"),
+                "[DEFAULT] ignoreip = 127.0.0.1/8 ::1 192.168.9.0/24"
+            ]
+        ),
+        "{report}"
+    );
+    assert!(
+        has(
+            &mapped,
+            &[
+                "jail.d/blacklist.local:7:",
+                "bantime = 2592000",
+                "bantime: 30d"
+            ]
+        ),
+        "{report}"
+    );
+    assert!(
+        has(
+            &mapped,
+            &[
+                "action.d/iptables.conf:",
+                "blocktype = REJECT --reject-with icmp-port-unreachable"
+            ]
+        ),
+        "{report}"
+    );
+    assert!(
+        has(
+            &mapped,
+            &[
+                "action.d/blacklist.conf:",
+                "blocktype = DROP",
+                "action: drop"
+            ]
+        ),
+        "{report}"
+    );
+    assert!(
+        has(
+            &approximate,
+            &["[sshd] filter = sshd[mode=normal]", "built-in"]
+        ),
+        "{report}"
+    );
+    assert!(
+        has(
+            &approximate,
+            &["jail.conf:", "usedns = warn", "never resolves"]
+        ),
+        "{report}"
+    );
+    // The custom notification action is named, never run, and has a ready notification.
+    assert!(
+        has(
+            &not_mapped,
+            &[
+                "action.d/notify-admin.conf:3:",
+                r#"command: {argv: ["/usr/local/bin/notify-admin", "<ip>", "sshd", "<failures>"], on: [ban]}"#
+            ]
+        ),
+        "{report}"
+    );
+    assert!(
+        has(&not_mapped, &["sendmail-whois-lines", "mail on ban"]),
+        "{report}"
+    );
+    assert!(
+        has(
+            &not_mapped,
+            &["action.d/iptables-common.local:3:", "lockingopt = -w", "-w"]
+        ),
+        "{report}"
+    );
+    assert!(
+        has(
+            &not_mapped,
+            &[
+                "fail2ban.conf:",
+                "logtarget = /var/log/fail2ban.log",
+                "standard error"
+            ]
+        ),
+        "{report}"
+    );
+    assert!(
+        has(
+            &not_mapped,
+            &[
+                "blacklist.conf:",
+                "echo <ip> >> /etc/fail2ban/ip.blacklist",
+                "imported once"
+            ]
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("The generated configuration passes `logjail check`."),
+        "{report}"
+    );
+    assert!(
+        report.contains("4 addresses in")
+            && report.contains("1 repeated line(s)")
+            && report.contains("not-an-address"),
         "{report}"
     );
 
@@ -180,10 +307,18 @@ fn debians_tree_with_local_jails_imports_to_a_configuration_that_checks() {
 fn sshd_line(seconds: i64, host: &str, n: usize) -> String {
     let time = chrono::DateTime::from_timestamp(1_767_225_600 + seconds, 0).unwrap();
     let stamp = time.format("%Y-%m-%dT%H:%M:%S%.6f+00:00");
-    if n % 2 == 0 {
-        format!("{stamp} web1 sshd[{}]: Failed password for root from {host} port {} ssh2", 4000 + n, 40000 + n)
+    if n.is_multiple_of(2) {
+        format!(
+            "{stamp} web1 sshd[{}]: Failed password for root from {host} port {} ssh2",
+            4000 + n,
+            40000 + n
+        )
     } else {
-        format!("{stamp} web1 sshd[{}]: Invalid user admin{n} from {host} port {}", 4000 + n, 40000 + n)
+        format!(
+            "{stamp} web1 sshd[{}]: Invalid user admin{n} from {host} port {}",
+            4000 + n,
+            40000 + n
+        )
     }
 }
 
@@ -254,7 +389,7 @@ fn the_imported_sshd_jail_bans_what_fail2ban_would_on_the_same_log() {
     for (n, (t, host)) in events.iter().enumerate() {
         log.push_str(&sshd_line(*t, host, n));
         log.push('\n');
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             log.push_str(&format!(
                 "{} web1 sshd[99]: Server listening on 0.0.0.0 port 22.\n",
                 chrono::DateTime::from_timestamp(1_767_225_600 + t, 0)
@@ -283,7 +418,11 @@ fn the_imported_sshd_jail_bans_what_fail2ban_would_on_the_same_log() {
             (ip.parse().unwrap(), time.parse::<f64>().unwrap() as i64)
         })
         .collect();
-    assert_eq!(failures.len(), events.len(), "fail2ban-regex sees every failure");
+    assert_eq!(
+        failures.len(),
+        events.len(),
+        "fail2ban-regex sees every failure"
+    );
 
     let config = Config::load(&dir.path().join("logjail.yaml")).unwrap();
     let sshd = config.jail("sshd").unwrap();
@@ -294,7 +433,13 @@ fn the_imported_sshd_jail_bans_what_fail2ban_would_on_the_same_log() {
         sshd.findtime.as_secs() as i64,
         sshd.bantime.finite().unwrap().as_secs() as i64,
         sshd.increment.as_ref().unwrap().maxtime.unwrap().as_secs() as i64,
-        |ip| settings.ignore.networks().iter().any(|net| net.contains(&ip)),
+        |ip| {
+            settings
+                .ignore
+                .networks()
+                .iter()
+                .any(|net| net.contains(&ip))
+        },
     );
     assert_eq!(expected.len(), 4, "{expected:?}");
 
@@ -321,7 +466,11 @@ fn the_imported_sshd_jail_bans_what_fail2ban_would_on_the_same_log() {
         .collect();
     assert_eq!(logjail, expected);
     // The second ban of the returning attacker is twice as long (bantime.increment).
-    assert!(logjail.contains(&("203.0.113.12".parse().unwrap(), 1_767_225_600 + 12_090, 14_400)));
+    assert!(logjail.contains(&(
+        "203.0.113.12".parse().unwrap(),
+        1_767_225_600 + 12_090,
+        14_400
+    )));
 }
 
 #[test]
@@ -329,7 +478,8 @@ fn filters_logjail_does_not_have_stay_fail2ban_files() {
     let dir = tempfile::tempdir().unwrap();
     let tree = debian_tree(dir.path(), "custom");
     let (output, yaml, report) = import(&tree, dir.path());
-    let value: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let jails = &value["jails"];
     let file = |name: &str| tree.join("filter.d").join(name).display().to_string();
 
@@ -337,15 +487,30 @@ fn filters_logjail_does_not_have_stay_fail2ban_files() {
     // WordPress filter logjail has no stock file for, and sshd's aggressive mode keep Fail2Ban's
     // files, in the shape the filter-file reader takes.
     assert_eq!(jails["sshd"]["filter"].as_str(), Some("sshd"));
-    assert_eq!(jails["asterisk"]["filter"]["fail2ban"].as_str(), Some(file("asterisk.conf").as_str()));
+    assert_eq!(
+        jails["asterisk"]["filter"]["fail2ban"].as_str(),
+        Some(file("asterisk.conf").as_str())
+    );
     assert_eq!(jails["asterisk"]["filter"]["mode"].as_str(), Some("normal"));
-    assert_eq!(jails["wordpress"]["filter"]["fail2ban"].as_str(), Some(file("wordpress.conf").as_str()));
-    assert_eq!(jails["sshd-journal"]["filter"]["fail2ban"].as_str(), Some(file("sshd.conf").as_str()));
-    assert_eq!(jails["sshd-journal"]["filter"]["mode"].as_str(), Some("aggressive"));
+    assert_eq!(
+        jails["wordpress"]["filter"]["fail2ban"].as_str(),
+        Some(file("wordpress.conf").as_str())
+    );
+    assert_eq!(
+        jails["sshd-journal"]["filter"]["fail2ban"].as_str(),
+        Some(file("sshd.conf").as_str())
+    );
+    assert_eq!(
+        jails["sshd-journal"]["filter"]["mode"].as_str(),
+        Some("aggressive")
+    );
 
     // Docker's json-file logs become a container source; DOCKER-USER and tcp-reset carry over.
     let wordpress = &jails["wordpress"];
-    assert_eq!(wordpress["sources"][0]["container"]["name"].as_str(), Some("*"));
+    assert_eq!(
+        wordpress["sources"][0]["container"]["name"].as_str(),
+        Some("*")
+    );
     assert_eq!(wordpress["chains"][0].as_str(), Some("docker-user"));
     assert_eq!(wordpress["action"].as_str(), Some("reject-with tcp-reset"));
     assert_eq!(wordpress["protocol"].as_str(), Some("tcp"));
@@ -355,15 +520,34 @@ fn filters_logjail_does_not_have_stay_fail2ban_files() {
     // backend = systemd: one journal source per `+` alternative of sshd.conf's journalmatch.
     let journal = &jails["sshd-journal"]["sources"];
     assert_eq!(journal[0]["journal"]["unit"].as_str(), Some("sshd.service"));
-    assert_eq!(journal[1]["journal"]["match"][0].as_str(), Some("_COMM=sshd"));
+    assert_eq!(
+        journal[1]["journal"]["match"][0].as_str(),
+        Some("_COMM=sshd")
+    );
 
     let not_mapped = section(&report, "Not mapped");
     assert!(
-        has(&not_mapped, &["action.d/abuse-report.conf:3:", "curl -s", "put it in a script"]),
+        has(
+            &not_mapped,
+            &[
+                "action.d/abuse-report.conf:3:",
+                "curl -s",
+                "put it in a script"
+            ]
+        ),
         "{report}"
     );
     let mapped = section(&report, "Mapped");
-    assert!(has(&mapped, &["[asterisk] filter = asterisk[mode=normal]", "asterisk.local changes it"]), "{report}");
+    assert!(
+        has(
+            &mapped,
+            &[
+                "[asterisk] filter = asterisk[mode=normal]",
+                "asterisk.local changes it"
+            ]
+        ),
+        "{report}"
+    );
 
     // Until logjail reads Fail2Ban filter files, `check` refuses exactly those three filters
     // (and the import says so with exit code 64); once it does, the file passes as a whole.
@@ -394,11 +578,18 @@ fn filters_logjail_does_not_have_stay_fail2ban_files() {
 fn a_file_fail2ban_refuses_is_named_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let tree = debian_tree(dir.path(), "debian-local");
-    std::fs::write(tree.join("jail.d/broken.local"), "[sshd]\nmaxretry = 3\nMaxRetry = 4\n").unwrap();
+    std::fs::write(
+        tree.join("jail.d/broken.local"),
+        "[sshd]\nmaxretry = 3\nMaxRetry = 4\n",
+    )
+    .unwrap();
     let (output, _, _) = import(&tree, dir.path());
     assert_eq!(output.status.code(), Some(1));
     let (_, stderr) = text(&output);
-    assert!(stderr.contains("jail.d/broken.local:3:") && stderr.contains("maxretry"), "{stderr}");
+    assert!(
+        stderr.contains("jail.d/broken.local:3:") && stderr.contains("maxretry"),
+        "{stderr}"
+    );
 
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
@@ -440,18 +631,33 @@ async fn the_blacklists_addresses_become_bans_once() {
 
     let first = import_bans(bans.clone()).await;
     assert!(first.status.success(), "{:?}", text(&first));
-    assert_eq!(text(&first).0, "import-bans: 4 banned, 0 already banned, 0 refused\n");
+    assert_eq!(
+        text(&first).0,
+        "import-bans: 4 banned, 0 already banned, 0 refused\n"
+    );
 
     // As Fail2Ban users look at it.
     let client = linked(dir.path(), "fail2ban-client");
     let socket_arg = socket.display().to_string();
-    let status = tokio::task::spawn_blocking(move || run(&client, &["-s", &socket_arg, "status", "blacklist"]))
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        run(&client, &["-s", &socket_arg, "status", "blacklist"])
+    })
+    .await
+    .unwrap();
     let (stdout, _) = text(&status);
     assert!(stdout.contains("   |- Currently banned:\t4\n"), "{stdout}");
-    for ip in ["203.0.113.7", "198.51.100.23", "2001:db8:bad::1", "192.0.2.200"] {
-        assert!(stdout.lines().any(|l| l.starts_with("   `- Banned IP list:\t") && l.contains(ip)), "{stdout}");
+    for ip in [
+        "203.0.113.7",
+        "198.51.100.23",
+        "2001:db8:bad::1",
+        "192.0.2.200",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("   `- Banned IP list:\t") && l.contains(ip)),
+            "{stdout}"
+        );
     }
     // With the jail's bantime (30 days).
     let listed = daemon.cli(&["--json", "banned", "203.0.113.7"]).await;
@@ -463,7 +669,10 @@ async fn the_blacklists_addresses_become_bans_once() {
     // Once: applying the file again changes nothing.
     let again = import_bans(bans.clone()).await;
     assert!(again.status.success());
-    assert_eq!(text(&again).0, "import-bans: 0 banned, 4 already banned, 0 refused\n");
+    assert_eq!(
+        text(&again).0,
+        "import-bans: 0 banned, 4 already banned, 0 refused\n"
+    );
 
     // An address the jail ignores is refused, named, and the exit code says so.
     let ignored = dir.path().join("ignored.bans");
@@ -471,7 +680,13 @@ async fn the_blacklists_addresses_become_bans_once() {
     let refused = import_bans(ignored).await;
     assert_eq!(refused.status.code(), Some(1));
     let (stdout, stderr) = text(&refused);
-    assert_eq!(stdout, "import-bans: 1 banned, 0 already banned, 1 refused\n");
-    assert!(stderr.contains("192.168.9.9") && stderr.contains("ignoreip"), "{stderr}");
+    assert_eq!(
+        stdout,
+        "import-bans: 1 banned, 0 already banned, 1 refused\n"
+    );
+    assert!(
+        stderr.contains("192.168.9.9") && stderr.contains("ignoreip"),
+        "{stderr}"
+    );
     daemon.stop().await;
 }

@@ -77,7 +77,9 @@ pub fn import_fail2ban(args: ImportArgs) -> ExitCode {
         }
     }
     let written = match &args.output {
-        Some(path) => std::fs::write(path, &import.yaml).map_err(|e| format!("{}: {e}", path.display())),
+        Some(path) => {
+            std::fs::write(path, &import.yaml).map_err(|e| format!("{}: {e}", path.display()))
+        }
         None => std::io::stdout()
             .write_all(import.yaml.as_bytes())
             .map_err(|e| format!("standard output: {e}")),
@@ -151,7 +153,9 @@ pub fn import_bans(socket: &Path, file: &Path) -> ExitCode {
                 Ok(response) => {
                     eprintln!(
                         "logjail: import-bans: {}",
-                        response.error.unwrap_or_else(|| "the daemon refused".to_string())
+                        response
+                            .error
+                            .unwrap_or_else(|| "the daemon refused".to_string())
                     );
                     return ExitCode::FAILURE;
                 }

@@ -80,7 +80,9 @@ impl Options {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &RawValue)> {
-        self.entries.iter().map(|(key, value)| (key.as_str(), value))
+        self.entries
+            .iter()
+            .map(|(key, value)| (key.as_str(), value))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -167,8 +169,8 @@ impl IniFile {
         let mut seen_options: Vec<(Option<usize>, String)> = Vec::new();
 
         let finish = |parsed: &mut IniFile,
-                          current: Option<Option<usize>>,
-                          open: &mut Option<(String, Vec<String>, SourceLine)>| {
+                      current: Option<Option<usize>>,
+                      open: &mut Option<(String, Vec<String>, SourceLine)>| {
             if let (Some(target), Some((name, lines, at))) = (current, open.take()) {
                 let value = RawValue {
                     text: lines.join("\n").trim_end().to_string(),
@@ -278,8 +280,7 @@ fn comment_start(line: &str) -> Option<usize> {
         return Some(0);
     }
     let bytes = line.as_bytes();
-    (0..bytes.len())
-        .find(|&i| bytes[i] == b';' && (i == 0 || bytes[i - 1].is_ascii_whitespace()))
+    (0..bytes.len()).find(|&i| bytes[i] == b';' && (i == 0 || bytes[i - 1].is_ascii_whitespace()))
 }
 
 /// `[name]` (Python's pattern is permissive: everything up to the last `]`).
@@ -641,11 +642,7 @@ fn folder_files(folder: &Path, extension: &str) -> Vec<PathBuf> {
         .filter_map(Result::ok)
         .filter_map(|entry| entry.file_name().into_string().ok())
         .filter(|name| !name.starts_with('.'))
-        .filter(|name| {
-            Path::new(name)
-                .extension()
-                .is_some_and(|e| e == extension)
-        })
+        .filter(|name| Path::new(name).extension().is_some_and(|e| e == extension))
         .collect();
     names.sort();
     names.into_iter().map(|name| folder.join(name)).collect()
@@ -819,7 +816,9 @@ mod tests {
     #[test]
     fn later_files_override_and_known_keeps_the_earlier_value() {
         let mut stack = IniStack::default();
-        stack.merge(&parse("[DEFAULT]\nbantime = 10m\n[sshd]\nport = ssh\nmaxretry = 5\n"));
+        stack.merge(&parse(
+            "[DEFAULT]\nbantime = 10m\n[sshd]\nport = ssh\nmaxretry = 5\n",
+        ));
         stack.merge(
             &IniFile::parse(
                 Path::new("t.local"),
@@ -865,12 +864,7 @@ mod tests {
         let names: Vec<String> = stack
             .files()
             .iter()
-            .map(|p| {
-                p.strip_prefix(dir.path())
-                    .unwrap()
-                    .display()
-                    .to_string()
-            })
+            .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
             .collect();
         assert_eq!(
             names,
@@ -891,7 +885,10 @@ mod tests {
         let logpath = stack.get("sshd", "logpath").unwrap().unwrap();
         assert_eq!(logpath.text, "/var/log/auth.log");
         assert!(logpath.via[0].file.ends_with("paths-debian.conf"));
-        assert_eq!(stack.get("sshd", "seen").unwrap().unwrap().text, "overrides");
+        assert_eq!(
+            stack.get("sshd", "seen").unwrap().unwrap().text,
+            "overrides"
+        );
     }
 
     #[test]

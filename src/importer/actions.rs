@@ -115,7 +115,9 @@ pub fn classify(
     };
     let mut classified = Classified::default();
     if let Some(family) = family {
-        classified.firewall = Some(firewall_part(&action, family, &scope, &setting, at, report)?);
+        classified.firewall = Some(firewall_part(
+            &action, family, &scope, &setting, at, report,
+        )?);
         if entry.name == "iptables-multiport-log" {
             report.approximate(
                 Some(at),
@@ -251,7 +253,9 @@ fn firewall_part(
     report: &mut Report,
 ) -> Result<FirewallPart, IniError> {
     let text = |name: &str| -> Result<Option<String>, IniError> {
-        Ok(action.resolved(name)?.map(|value| value.text.trim().to_string()))
+        Ok(action
+            .resolved(name)?
+            .map(|value| value.text.trim().to_string()))
     };
     let blocktype_value = action.resolved("blocktype")?;
     let blocktype = blocktype_value
@@ -367,7 +371,9 @@ fn iptables_verdict(blocktype: &str) -> Option<FirewallAction> {
         [reject] if reject.eq_ignore_ascii_case("REJECT") => {
             Some(FirewallAction::Reject(RejectWith::IcmpPortUnreachable))
         }
-        [reject, flag, kind] if reject.eq_ignore_ascii_case("REJECT") && *flag == "--reject-with" => {
+        [reject, flag, kind]
+            if reject.eq_ignore_ascii_case("REJECT") && *flag == "--reject-with" =>
+        {
             reject_type(kind).map(FirewallAction::Reject)
         }
         _ => None,
@@ -444,7 +450,11 @@ fn suggestion(line: &str) -> String {
         }
         words.push(translated);
     }
-    if plain && words.first().is_some_and(|program| program.starts_with('/')) {
+    if plain
+        && words
+            .first()
+            .is_some_and(|program| program.starts_with('/'))
+    {
         let argv: Vec<String> = words
             .iter()
             .map(|w| serde_json::to_string(w).unwrap_or_else(|_| w.clone()))

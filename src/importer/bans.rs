@@ -91,7 +91,10 @@ mod tests {
         let text = write(&bans);
         let parsed = parse(&text).unwrap();
         assert_eq!(parsed.len(), 2);
-        assert_eq!(parsed[1], ("blacklist".to_string(), "2001:db8::7".parse().unwrap()));
+        assert_eq!(
+            parsed[1],
+            ("blacklist".to_string(), "2001:db8::7".parse().unwrap())
+        );
         let errors = parse("blacklist 1.2.3.4\njust-one\nblacklist 0.0.0.0\n").unwrap_err();
         assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 3]);
     }

@@ -145,7 +145,9 @@ pub(super) fn choose(
         (Ok(()), true) if !overrides.is_empty() => {
             "the jail changes the filter's settings".to_string()
         }
-        (Ok(()), true) => "its options select a mode the built-in filter does not match".to_string(),
+        (Ok(()), true) => {
+            "its options select a mode the built-in filter does not match".to_string()
+        }
     };
     report.mapped(
         Some(at),
@@ -166,7 +168,11 @@ pub(super) fn choose(
 /// The built-in filter that stands for Fail2Ban's `filter.d/NAME` under `dir` with these
 /// options (Debian's unchanged file, a mode the built-in matches), if there is one: what
 /// `fail2ban-regex` runs for a stock filter name until logjail reads filter files.
-pub fn builtin_standing_for(dir: &Path, name: &str, options: &[(String, String)]) -> Option<String> {
+pub fn builtin_standing_for(
+    dir: &Path,
+    name: &str,
+    options: &[(String, String)],
+) -> Option<String> {
     builtin::spec(name)?;
     let entry = Entry {
         name: name.to_string(),
@@ -290,7 +296,10 @@ mod tests {
 
     #[test]
     fn the_stock_table_matches_this_hash() {
-        assert_eq!(content_hash("# c\n a = 1 \n\n;x\nb=2"), content_hash("a = 1\nb=2"));
+        assert_eq!(
+            content_hash("# c\n a = 1 \n\n;x\nb=2"),
+            content_hash("a = 1\nb=2")
+        );
         assert_ne!(content_hash("a = 1\nb=2"), content_hash("a = 1\nb=3"));
     }
 

@@ -66,15 +66,33 @@ impl Report {
         });
     }
 
-    pub fn mapped(&mut self, at: Option<&SourceLine>, scope: &str, setting: impl Into<String>, message: impl Into<String>) {
+    pub fn mapped(
+        &mut self,
+        at: Option<&SourceLine>,
+        scope: &str,
+        setting: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.add(Outcome::Mapped, at, scope, setting, message);
     }
 
-    pub fn approximate(&mut self, at: Option<&SourceLine>, scope: &str, setting: impl Into<String>, message: impl Into<String>) {
+    pub fn approximate(
+        &mut self,
+        at: Option<&SourceLine>,
+        scope: &str,
+        setting: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.add(Outcome::Approximate, at, scope, setting, message);
     }
 
-    pub fn not_mapped(&mut self, at: Option<&SourceLine>, scope: &str, setting: impl Into<String>, message: impl Into<String>) {
+    pub fn not_mapped(
+        &mut self,
+        at: Option<&SourceLine>,
+        scope: &str,
+        setting: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.add(Outcome::NotMapped, at, scope, setting, message);
     }
 

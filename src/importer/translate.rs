@@ -99,11 +99,7 @@ impl<'a> Translator<'a> {
             line: 0,
         };
         stack.set_default("fail2ban_version", FAIL2BAN_VERSION, builtin.clone());
-        stack.set_default(
-            "fail2ban_confpath",
-            &dir.display().to_string(),
-            builtin,
-        );
+        stack.set_default("fail2ban_confpath", &dir.display().to_string(), builtin);
         Ok(Translator {
             dir,
             options,
@@ -391,12 +387,17 @@ impl<'a> Translator<'a> {
         let base = defaults.cloned().unwrap_or_default();
         let jail = section != "DEFAULT";
         let mut increment = Increment::default();
-        let report_it = |this: &mut Self, key: &str, value: &Value, message: String, differs: bool| {
-            if !jail || this.owns(section, key) || differs {
-                this.report
-                    .mapped(Some(&value.at), &scope, format!("{key} = {}", value.text), message);
-            }
-        };
+        let report_it =
+            |this: &mut Self, key: &str, value: &Value, message: String, differs: bool| {
+                if !jail || this.owns(section, key) || differs {
+                    this.report.mapped(
+                        Some(&value.at),
+                        &scope,
+                        format!("{key} = {}", value.text),
+                        message,
+                    );
+                }
+            };
         if let Some(value) = self.get(section, "bantime.increment")? {
             increment.enabled = values::boolean(&value.text);
             let differs = increment.enabled != base.enabled;
@@ -404,7 +405,10 @@ impl<'a> Translator<'a> {
                 self,
                 "bantime.increment",
                 &value,
-                format!("increment: {{enabled: {}}}", increment.enabled.unwrap_or(false)),
+                format!(
+                    "increment: {{enabled: {}}}",
+                    increment.enabled.unwrap_or(false)
+                ),
                 differs,
             );
         }
@@ -413,7 +417,13 @@ impl<'a> Translator<'a> {
                 Ok(factor) if factor.is_finite() && factor > 0.0 => {
                     increment.factor = Some(factor);
                     let differs = increment.factor != base.factor;
-                    report_it(self, "bantime.factor", &value, format!("increment: {{factor: {factor}}}"), differs);
+                    report_it(
+                        self,
+                        "bantime.factor",
+                        &value,
+                        format!("increment: {{factor: {factor}}}"),
+                        differs,
+                    );
                 }
                 _ => self.report.not_mapped(
                     Some(&value.at),
@@ -493,7 +503,10 @@ impl<'a> Translator<'a> {
                         self,
                         key,
                         &value,
-                        format!("increment: {{{name}: {}}}", format_duration(Duration::from_secs(seconds as u64))),
+                        format!(
+                            "increment: {{{name}: {}}}",
+                            format_duration(Duration::from_secs(seconds as u64))
+                        ),
                         duration != old,
                     );
                 }
@@ -544,7 +557,14 @@ impl<'a> Translator<'a> {
 
     /// `[DEFAULT]` settings that do not apply to logjail, said once.
     fn default_extras(&mut self) -> Result<(), IniError> {
-        for key in ["usedns", "logencoding", "ignorecommand", "maxmatches", "logtimezone", "ignorecache"] {
+        for key in [
+            "usedns",
+            "logencoding",
+            "ignorecommand",
+            "maxmatches",
+            "logtimezone",
+            "ignorecache",
+        ] {
             if let Some(value) = self.get("DEFAULT", key)? {
                 self.inapplicable("DEFAULT", key, &value);
             }
@@ -667,20 +687,36 @@ impl<'a> Translator<'a> {
                 "logjail's control socket is /run/logjail/logjail.sock (`control: {socket: …}`); \
                  the `fail2ban-client` link to logjail talks to that one",
             ),
-            ("pidfile", "logjail writes no pid file; it runs in the foreground under its service manager"),
-            ("allowipv6", "logjail always handles IPv6 (ip6tables, IPv6 sets)"),
+            (
+                "pidfile",
+                "logjail writes no pid file; it runs in the foreground under its service manager",
+            ),
+            (
+                "allowipv6",
+                "logjail always handles IPv6 (ip6tables, IPv6 sets)",
+            ),
             (
                 "dbfile",
                 "logjail keeps bans, ban history and read positions in its own store \
                  (`store: {path: /var/lib/logjail/logjail.db}`); Fail2Ban's database is not imported",
             ),
-            ("dbpurgeage", "logjail keeps ban history as long as increments need it; nothing to set"),
-            ("dbmaxmatches", "logjail stores the matched lines of each ban, bounded; nothing to set"),
+            (
+                "dbpurgeage",
+                "logjail keeps ban history as long as increments need it; nothing to set",
+            ),
+            (
+                "dbmaxmatches",
+                "logjail stores the matched lines of each ban, bounded; nothing to set",
+            ),
         ];
         for (key, why) in notes {
             if let Some(value) = get(key)? {
-                self.report
-                    .not_mapped(Some(&value.at), scope, format!("{key} = {}", value.text), *why);
+                self.report.not_mapped(
+                    Some(&value.at),
+                    scope,
+                    format!("{key} = {}", value.text),
+                    *why,
+                );
             }
         }
         Ok(level)
@@ -700,9 +736,14 @@ impl<'a> Translator<'a> {
         locals.sort();
         for path in locals {
             let file = IniFile::read(&path)?;
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let orphan = !path.with_extension("conf").is_file();
-            for section in std::iter::once(&file.defaults).chain(file.sections.iter().map(|s| &s.options)) {
+            for section in
+                std::iter::once(&file.defaults).chain(file.sections.iter().map(|s| &s.options))
+            {
                 if let Some(value) = section.get("lockingopt") {
                     let extra = if orphan {
                         format!(
@@ -813,11 +854,18 @@ impl<'a> Translator<'a> {
         let mut sources = Vec::new();
         if !manual {
             if journal {
-                sources = self.journal_sources(name, backend.as_ref(), backend_entry.as_ref(), journalmatch)?;
+                sources = self.journal_sources(
+                    name,
+                    backend.as_ref(),
+                    backend_entry.as_ref(),
+                    journalmatch,
+                )?;
             } else {
                 if let Some(value) = &backend {
                     let text = value.text.trim();
-                    if !text.is_empty() && !matches!(text, "auto" | "polling" | "pyinotify" | "gamin") {
+                    if !text.is_empty()
+                        && !matches!(text, "auto" | "polling" | "pyinotify" | "gamin")
+                    {
                         self.report.not_mapped(
                             Some(&value.at),
                             &scope,
@@ -867,7 +915,13 @@ impl<'a> Translator<'a> {
         let limit = MAX_CHAIN_NAME - CHAIN_PREFIX.len() - 1;
         let mut cleaned: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect();
         if !cleaned.starts_with(|c: char| c.is_ascii_alphanumeric()) {
             cleaned.insert(0, 'j');
@@ -905,8 +959,7 @@ impl<'a> Translator<'a> {
                 Some((path, "tail" | "head")) => path.trim(),
                 _ => line,
             };
-            if path.starts_with(DOCKER_CONTAINERS) {
-                let rest = &path[DOCKER_CONTAINERS.len()..];
+            if let Some(rest) = path.strip_prefix(DOCKER_CONTAINERS) {
                 if rest.starts_with('*') && path.ends_with(".log") {
                     if !sources.contains(&Source::AllContainers) {
                         sources.push(Source::AllContainers);
@@ -983,7 +1036,9 @@ impl<'a> Translator<'a> {
         filter_match: Option<(String, SourceLine)>,
     ) -> Result<Vec<Source>, IniError> {
         let scope = format!("[{name}]");
-        let directory = entry.and_then(|e| e.option("journalpath")).map(str::to_string);
+        let directory = entry
+            .and_then(|e| e.option("journalpath"))
+            .map(str::to_string);
         if let (Some(backend), Some(entry)) = (backend, entry) {
             for (key, _) in &entry.options {
                 if key != "journalpath" {
@@ -1057,7 +1112,15 @@ impl<'a> Translator<'a> {
         name: &str,
         logjail_name: &str,
         sources: &[Source],
-    ) -> Result<(Option<Vec<String>>, Option<Protocol>, Option<Vec<Chain>>, Option<FirewallAction>), ImportError> {
+    ) -> Result<
+        (
+            Option<Vec<String>>,
+            Option<Protocol>,
+            Option<Vec<Chain>>,
+            Option<FirewallAction>,
+        ),
+        ImportError,
+    > {
         let scope = format!("[{name}]");
         let Some(value) = self.get(name, "action")? else {
             return Ok((None, None, None, Some(FirewallAction::Log)));
@@ -1076,7 +1139,8 @@ impl<'a> Translator<'a> {
                     continue;
                 }
             };
-            let classified = actions::classify(self.dir, name, &entry, &value.at, &mut self.report)?;
+            let classified =
+                actions::classify(self.dir, name, &entry, &value.at, &mut self.report)?;
             if let Some(part) = classified.firewall {
                 parts.push(part);
             }
@@ -1147,7 +1211,11 @@ impl<'a> Translator<'a> {
         for part in &parts {
             protocols.extend(part.protocols.iter().cloned());
         }
-        let protocol = match (protocols.contains("tcp"), protocols.contains("udp"), protocols.len()) {
+        let protocol = match (
+            protocols.contains("tcp"),
+            protocols.contains("udp"),
+            protocols.len(),
+        ) {
             (true, false, 1) => Some(Protocol::Tcp),
             (false, true, 1) => Some(Protocol::Udp),
             (true, true, 2) => Some(Protocol::All),
@@ -1156,7 +1224,10 @@ impl<'a> Translator<'a> {
                 self.report.approximate(
                     Some(&value.at),
                     &scope,
-                    format!("protocol {}", protocols.iter().cloned().collect::<Vec<_>>().join(",")),
+                    format!(
+                        "protocol {}",
+                        protocols.iter().cloned().collect::<Vec<_>>().join(",")
+                    ),
                     "logjail bans tcp, udp or every protocol: the ban covers every protocol",
                 );
                 Some(Protocol::All)
@@ -1166,7 +1237,9 @@ impl<'a> Translator<'a> {
         chains.sort();
         chains.dedup();
         let chains = (!chains.is_empty()).then_some(chains);
-        if sources.contains(&Source::AllContainers) && chains.as_deref() == Some(&[Chain::Input][..]) {
+        if sources.contains(&Source::AllContainers)
+            && chains.as_deref() == Some(&[Chain::Input][..])
+        {
             self.report.approximate(
                 Some(&value.at),
                 &scope,
@@ -1189,7 +1262,10 @@ impl<'a> Translator<'a> {
                 ),
             );
         }
-        if action == Some(FirewallAction::Reject(crate::config::action::RejectWith::TcpReset))
+        if action
+            == Some(FirewallAction::Reject(
+                crate::config::action::RejectWith::TcpReset,
+            ))
             && protocol != Some(Protocol::Tcp)
         {
             self.report.approximate(
@@ -1202,14 +1278,22 @@ impl<'a> Translator<'a> {
                 ports,
                 protocol,
                 chains,
-                Some(FirewallAction::Reject(crate::config::action::RejectWith::IcmpPortUnreachable)),
+                Some(FirewallAction::Reject(
+                    crate::config::action::RejectWith::IcmpPortUnreachable,
+                )),
             ));
         }
         Ok((ports, protocol, chains, action))
     }
 
     /// The addresses an action's file holds, as bans of the jail, once.
-    fn import_address_file(&mut self, name: &str, logjail_name: &str, written: &Path, at: &SourceLine) {
+    fn import_address_file(
+        &mut self,
+        name: &str,
+        logjail_name: &str,
+        written: &Path,
+        at: &SourceLine,
+    ) {
         let candidates: Vec<PathBuf> = match written.strip_prefix("/etc/fail2ban") {
             Ok(rest) if self.dir != Path::new("/etc/fail2ban") => {
                 vec![self.dir.join(rest), written.to_path_buf()]
@@ -1278,7 +1362,12 @@ impl<'a> Translator<'a> {
             line.push_str(&format!(
                 "; {} line(s) left out ({})",
                 refused.len(),
-                refused.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                refused
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ));
         }
         self.report.summary.push(line);
@@ -1291,10 +1380,21 @@ impl<'a> Translator<'a> {
         };
         let scope = format!("[{name}]");
         for (key, raw) in own.iter() {
-            if HANDLED.contains(&key) || FILTER_OVERRIDES.contains(&key) || key.starts_with("known/") {
+            if HANDLED.contains(&key)
+                || FILTER_OVERRIDES.contains(&key)
+                || key.starts_with("known/")
+            {
                 continue;
             }
-            if matches!(key, "usedns" | "logencoding" | "ignorecommand" | "maxmatches" | "logtimezone" | "ignorecache") {
+            if matches!(
+                key,
+                "usedns"
+                    | "logencoding"
+                    | "ignorecommand"
+                    | "maxmatches"
+                    | "logtimezone"
+                    | "ignorecache"
+            ) {
                 if let Some(value) = self.get(name, key)? {
                     self.inapplicable(name, key, &value);
                 }

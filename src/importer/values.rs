@@ -146,7 +146,10 @@ pub fn entry(text: &str) -> Result<Entry, String> {
 
 /// The inside of one `[…]` group: `key=value` pairs, values plain (up to `,` or `]`) or
 /// quoted; returns them and what follows the closing `]`.
-fn option_group(text: &str) -> Result<(Vec<(String, String)>, &str), String> {
+/// `key=value` pairs in the order written.
+type Pairs = Vec<(String, String)>;
+
+fn option_group(text: &str) -> Result<(Pairs, &str), String> {
     let mut options = Vec::new();
     let mut rest = text;
     loop {
@@ -242,7 +245,13 @@ pub fn split_entries(text: &str) -> Vec<String> {
             }
         }
         let end = index.min(chars.len());
-        entries.push(chars[start..end].iter().collect::<String>().trim().to_string());
+        entries.push(
+            chars[start..end]
+                .iter()
+                .collect::<String>()
+                .trim()
+                .to_string(),
+        );
     }
     entries.retain(|e| !e.is_empty());
     entries
@@ -290,7 +299,8 @@ mod tests {
 
     #[test]
     fn entries_with_options() {
-        let parsed = entry(r#"iptables-multiport[name=sshd, port="ssh,2222", protocol='tcp']"#).unwrap();
+        let parsed =
+            entry(r#"iptables-multiport[name=sshd, port="ssh,2222", protocol='tcp']"#).unwrap();
         assert_eq!(parsed.name, "iptables-multiport");
         assert_eq!(parsed.option("port"), Some("ssh,2222"));
         assert_eq!(parsed.option("protocol"), Some("tcp"));

@@ -70,7 +70,11 @@ impl Fail2BanServer {
             std::fs::create_dir_all(config.join(folder)).unwrap();
         }
         let debian = Path::new(DEBIAN_CONFIG);
-        for file in ["filter.d/common.conf", "filter.d/sshd.conf", "action.d/dummy.conf"] {
+        for file in [
+            "filter.d/common.conf",
+            "filter.d/sshd.conf",
+            "action.d/dummy.conf",
+        ] {
             std::fs::copy(debian.join(file), config.join(file)).unwrap();
         }
         let socket = dir.join("f2b.sock");

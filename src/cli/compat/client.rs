@@ -54,7 +54,10 @@ pub fn main(args: &[String]) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if options.version {
-        println!("logjail {} (answering as fail2ban-client)", env!("CARGO_PKG_VERSION"));
+        println!(
+            "logjail {} (answering as fail2ban-client)",
+            env!("CARGO_PKG_VERSION")
+        );
         return ExitCode::SUCCESS;
     }
     if command.is_empty() {
@@ -116,7 +119,9 @@ fn parse_options(args: &[String]) -> Result<(Options, Vec<String>), String> {
                 options.version = true;
                 index += 1;
             }
-            "-i" => return Err("interactive mode (-i) is not available; give the command".to_string()),
+            "-i" => {
+                return Err("interactive mode (-i) is not available; give the command".to_string());
+            }
             "-d" | "--dp" | "--dump-pretty" | "-t" | "--test" | "--async" => {
                 return Err(format!(
                     "{arg}: logjail checks its configuration with `logjail check`; there is no Fail2Ban configuration to dump or test"
@@ -174,7 +179,8 @@ impl Client {
             }
             Failure::Refused { kind, message } => {
                 eprintln!("ERROR   NOK: ({message:?},)");
-                let unknown_jail = kind == Some(ErrorKind::NotFound) && message.starts_with("no jail named");
+                let unknown_jail =
+                    kind == Some(ErrorKind::NotFound) && message.starts_with("no jail named");
                 match (unknown_jail, jail_argument(command)) {
                     (true, Some(jail)) => println!("Sorry but the jail '{jail}' does not exist"),
                     _ => println!("{message}"),
@@ -280,7 +286,10 @@ impl Client {
     /// A change (`ban`, `unban`, `set`): how many bans or entries it touched.
     fn change(&self, request: Request) -> Result<u64, Failure> {
         let value = self.ask(request)?;
-        Ok(value.get("count").and_then(serde_json::Value::as_u64).unwrap_or(0))
+        Ok(value
+            .get("count")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0))
     }
 
     fn status(&self) -> Result<String, Failure> {
@@ -311,7 +320,10 @@ impl Client {
             }
         }
         let mut filter = vec![
-            ("Currently failed".to_string(), summary.currently_failed.to_string()),
+            (
+                "Currently failed".to_string(),
+                summary.currently_failed.to_string(),
+            ),
             ("Total failed".to_string(), summary.total_failed.to_string()),
         ];
         if !journal.is_empty() {
@@ -324,7 +336,10 @@ impl Client {
             filter.push(("File list".to_string(), files.join(" ")));
         }
         let actions = vec![
-            ("Currently banned".to_string(), summary.currently_banned.to_string()),
+            (
+                "Currently banned".to_string(),
+                summary.currently_banned.to_string(),
+            ),
             ("Total banned".to_string(), summary.total_banned.to_string()),
             ("Banned IP list".to_string(), detail.banned.join(" ")),
         ];
@@ -435,7 +450,10 @@ impl Client {
             }
         }
         if report_absent && !absent.is_empty() {
-            return Err(Failure::Usage(format!("not banned: [{}]", absent.join(", "))));
+            return Err(Failure::Usage(format!(
+                "not banned: [{}]",
+                absent.join(", ")
+            )));
         }
         Ok(format!("{count}\n"))
     }
@@ -504,8 +522,16 @@ impl Client {
 
 /// `IP \tSTART + SECONDS = END` in local time, as `get JAIL banip --with-time` prints it.
 fn with_time(ban: &BanView) -> String {
-    let parse = |text: &str| DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc));
-    let local = |time: DateTime<Utc>| time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string();
+    let parse = |text: &str| {
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let local = |time: DateTime<Utc>| {
+        time.with_timezone(&Local)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
     let start = parse(&ban.start);
     let start_text = start.map(local).unwrap_or_else(|| ban.start.clone());
     match (start, ban.end.as_deref().and_then(parse)) {
@@ -526,7 +552,11 @@ fn tree(out: &mut String, groups: &[(&str, Vec<(String, String)>)]) {
         let _ = writeln!(out, "{} {title}", if last_group { "`-" } else { "|-" });
         let indent = if last_group { "   " } else { "|  " };
         for (index, (key, value)) in entries.iter().enumerate() {
-            let branch = if index + 1 == entries.len() { "`-" } else { "|-" };
+            let branch = if index + 1 == entries.len() {
+                "`-"
+            } else {
+                "|-"
+            };
             let _ = writeln!(out, "{indent}{branch} {key}:\t{value}");
         }
     }
@@ -595,9 +625,17 @@ mod tests {
 
     #[test]
     fn options_before_the_command() {
-        let (options, command) =
-            parse_options(&strings(&["-vvv", "-c", "/etc/fail2ban", "-s", "/tmp/x.sock", "-q", "status", "sshd"]))
-                .unwrap();
+        let (options, command) = parse_options(&strings(&[
+            "-vvv",
+            "-c",
+            "/etc/fail2ban",
+            "-s",
+            "/tmp/x.sock",
+            "-q",
+            "status",
+            "sshd",
+        ]))
+        .unwrap();
         assert_eq!(options.socket, PathBuf::from("/tmp/x.sock"));
         assert_eq!(command, strings(&["status", "sshd"]));
         let (_, command) = parse_options(&strings(&["unban", "--all"])).unwrap();
@@ -613,8 +651,20 @@ mod tests {
         tree(
             &mut out,
             &[
-                ("Filter", vec![("Currently failed".into(), "0".into()), ("File list".into(), "/var/log/auth.log".into())]),
-                ("Actions", vec![("Currently banned".into(), "1".into()), ("Banned IP list".into(), "1.2.3.4".into())]),
+                (
+                    "Filter",
+                    vec![
+                        ("Currently failed".into(), "0".into()),
+                        ("File list".into(), "/var/log/auth.log".into()),
+                    ],
+                ),
+                (
+                    "Actions",
+                    vec![
+                        ("Currently banned".into(), "1".into()),
+                        ("Banned IP list".into(), "1.2.3.4".into()),
+                    ],
+                ),
             ],
         );
         assert_eq!(
@@ -637,7 +687,11 @@ mod tests {
             end: Some("2026-12-02T09:07:27Z".into()),
             ..ban
         };
-        assert!(with_time(&finite).contains(" + 7200 = "), "{}", with_time(&finite));
+        assert!(
+            with_time(&finite).contains(" + 7200 = "),
+            "{}",
+            with_time(&finite)
+        );
         assert!(with_time(&finite).starts_with("192.0.2.9 \t"));
     }
 }

@@ -13,9 +13,7 @@ pub fn dispatch() -> Option<ExitCode> {
     let mut args = std::env::args_os();
     let program = args.next()?;
     let name = Path::new(&program).file_name()?.to_str()?.to_string();
-    let rest: Vec<String> = args
-        .map(|arg| arg.to_string_lossy().into_owned())
-        .collect();
+    let rest: Vec<String> = args.map(|arg| arg.to_string_lossy().into_owned()).collect();
     match name.as_str() {
         "fail2ban-client" => Some(client::main(&rest)),
         "fail2ban-regex" => Some(regex::main(&rest)),

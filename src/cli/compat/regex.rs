@@ -105,7 +105,10 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                 return Ok(None);
             }
             "-V" | "--version" => {
-                println!("logjail {} (answering as fail2ban-regex)", env!("CARGO_PKG_VERSION"));
+                println!(
+                    "logjail {} (answering as fail2ban-regex)",
+                    env!("CARGO_PKG_VERSION")
+                );
                 return Ok(None);
             }
             "-c" | "--config" => options.config = Some(PathBuf::from(take(&mut index)?)),
@@ -165,7 +168,9 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         return Err("--print-no-missed and --print-all-missed are mutually exclusive.".to_string());
     }
     if options.print_no_ignored && options.print_all_ignored {
-        return Err("--print-no-ignored and --print-all-ignored are mutually exclusive.".to_string());
+        return Err(
+            "--print-no-ignored and --print-all-ignored are mutually exclusive.".to_string(),
+        );
     }
     if !(2..=3).contains(&options.positional.len()) {
         return Err("give LOG and REGEX (and optionally IGNOREREGEX)".to_string());
@@ -176,7 +181,11 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
 /// How FILTER (or IGNOREREGEX) was read, for the `Use …` header line.
 enum Named {
     /// A Fail2Ban filter file, run as this built-in filter.
-    File { name: String, basedir: PathBuf, builtin: String },
+    File {
+        name: String,
+        basedir: PathBuf,
+        builtin: String,
+    },
     /// A regex given on the command line.
     Line(String),
 }
@@ -213,15 +222,15 @@ fn filter_file(value: &str, config: &Path) -> Option<(PathBuf, Vec<(String, Stri
     }
     let entry = values::entry(value).ok()?;
     let name = entry.name.as_str();
-    let tail_has_dot = name
-        .char_indices()
-        .rev()
-        .take(6)
-        .any(|(_, c)| c == '.');
+    let tail_has_dot = name.char_indices().rev().take(6).any(|(_, c)| c == '.');
     let tries: Vec<String> = if tail_has_dot {
         vec![name.to_string()]
     } else {
-        vec![name.to_string(), format!("{name}.conf"), format!("{name}.local")]
+        vec![
+            name.to_string(),
+            format!("{name}.conf"),
+            format!("{name}.local"),
+        ]
     };
     for candidate in tries {
         let path = if candidate.contains('/') {
@@ -254,7 +263,14 @@ fn read_filter(value: &str, config: &Path) -> Result<(FilterSpec, Named), String
         if let Some(builtin) = builtin_standing_for(&basedir, &name, &options)
             && let Some(spec) = crate::filter::builtin::spec(&builtin)
         {
-            return Ok((spec, Named::File { name, basedir, builtin }));
+            return Ok((
+                spec,
+                Named::File {
+                    name,
+                    basedir,
+                    builtin,
+                },
+            ));
         }
         let spec = fail2ban_filter_file(&path, &options)?;
         return Ok((spec, Named::Line(path.display().to_string())));
@@ -326,7 +342,11 @@ fn run<W: Write>(options: &Options, out: &mut W) -> Result<(), String> {
     if !quiet {
         let mut head = String::from("\nRunning tests\n=============\n\n");
         match &named {
-            Named::File { name, basedir, builtin } => {
+            Named::File {
+                name,
+                basedir,
+                builtin,
+            } => {
                 let _ = writeln!(
                     head,
                     "Use   failregex filter file : {name}, basedir: {}",
@@ -353,7 +373,11 @@ fn run<W: Write>(options: &Options, out: &mut W) -> Result<(), String> {
                 let _ = writeln!(head, "Use         encoding : UTF-8");
             }
             LogInput::Line(line) if line.contains('\n') => {
-                let _ = writeln!(head, "Use      multi line : {} line(s)", line.split('\n').count());
+                let _ = writeln!(
+                    head,
+                    "Use      multi line : {} line(s)",
+                    line.split('\n').count()
+                );
             }
             LogInput::Line(line) => {
                 let _ = writeln!(head, "Use      single line : {}", short(line));
@@ -378,54 +402,76 @@ fn run<W: Write>(options: &Options, out: &mut W) -> Result<(), String> {
         mode: OutputMode::Silent,
         skip_comment_lines: true,
     };
-    let tally = scan(&input, &resolved, &scan_options, &mut io::sink(), |judged| match judged {
-        JudgedLine::Failure {
-            failure,
-            failregex_index,
-            raw,
-        } => {
-            if let Some(token) = &options.out {
-                let text = match token.as_str() {
-                    "ip" | "host" => failure.host.to_string(),
-                    _ => raw.to_string(),
-                };
-                failures_out.push_str(&text);
-                failures_out.push('\n');
+    let tally = scan(
+        &input,
+        &resolved,
+        &scan_options,
+        &mut io::sink(),
+        |judged| match judged {
+            JudgedLine::Failure {
+                failure,
+                failregex_index,
+                raw,
+            } => {
+                if let Some(token) = &options.out {
+                    let text = match token.as_str() {
+                        "ip" | "host" => failure.host.to_string(),
+                        _ => raw.to_string(),
+                    };
+                    failures_out.push_str(&text);
+                    failures_out.push('\n');
+                }
+                if options.print_all_matched {
+                    matched_lines.push(raw.to_string());
+                }
+                if options.verbose > 0 {
+                    let time = failure
+                        .time
+                        .with_timezone(&Local)
+                        .format("%a %b %d %H:%M:%S %Y");
+                    hosts_by_regex
+                        .entry(*failregex_index)
+                        .or_default()
+                        .push(format!("    {}  {time}", failure.host));
+                }
             }
-            if options.print_all_matched {
-                matched_lines.push(raw.to_string());
+            JudgedLine::Ignored { raw, .. } => {
+                if keep(
+                    options.print_all_ignored,
+                    options.print_no_ignored,
+                    ignored_lines.len() + 1,
+                ) {
+                    ignored_lines.push(raw.to_string());
+                }
             }
-            if options.verbose > 0 {
-                let time = failure.time.with_timezone(&Local).format("%a %b %d %H:%M:%S %Y");
-                hosts_by_regex
-                    .entry(*failregex_index)
-                    .or_default()
-                    .push(format!("    {}  {time}", failure.host));
+            JudgedLine::Missed { raw, .. } => {
+                if keep(
+                    options.print_all_missed,
+                    options.print_no_missed,
+                    missed_lines.len() + 1,
+                ) {
+                    missed_lines.push(raw.to_string());
+                }
             }
-        }
-        JudgedLine::Ignored { raw, .. } => {
-            if keep(options.print_all_ignored, options.print_no_ignored, ignored_lines.len() + 1) {
-                ignored_lines.push(raw.to_string());
-            }
-        }
-        JudgedLine::Missed { raw, .. } => {
-            if keep(options.print_all_missed, options.print_no_missed, missed_lines.len() + 1) {
-                missed_lines.push(raw.to_string());
-            }
-        }
-    })
+        },
+    )
     .map_err(|e| e.to_string())?;
     let elapsed = started.elapsed();
     if let Some(token) = &options.out {
         if !matches!(token.as_str(), "ip" | "host" | "msg" | "row") {
             return Err(format!("-o {token}: logjail prints `ip` or `msg` here"));
         }
-        out.write_all(failures_out.as_bytes()).map_err(write_error)?;
+        out.write_all(failures_out.as_bytes())
+            .map_err(write_error)?;
         return Ok(());
     }
 
     let mut text = String::from("\nResults\n=======\n");
-    let mut section = |title: &str, patterns: &[String], hits: &[u64], total: u64, hosts: &BTreeMap<usize, Vec<String>>| {
+    let mut section = |title: &str,
+                       patterns: &[String],
+                       hits: &[u64],
+                       total: u64,
+                       hosts: &BTreeMap<usize, Vec<String>>| {
         let _ = writeln!(text, "\n{title}: {total} total");
         let mut rows = Vec::new();
         for (index, pattern) in patterns.iter().enumerate() {
@@ -471,10 +517,22 @@ fn run<W: Write>(options: &Options, out: &mut W) -> Result<(), String> {
         lines_section(&mut text, "Matched", &matched_lines, tally.matched, true);
     }
     if !options.print_no_ignored {
-        lines_section(&mut text, "Ignored", &ignored_lines, tally.ignored, options.print_all_ignored);
+        lines_section(
+            &mut text,
+            "Ignored",
+            &ignored_lines,
+            tally.ignored,
+            options.print_all_ignored,
+        );
     }
     if !options.print_no_missed {
-        lines_section(&mut text, "Missed", &missed_lines, tally.missed, options.print_all_missed);
+        lines_section(
+            &mut text,
+            "Missed",
+            &missed_lines,
+            tally.missed,
+            options.print_all_missed,
+        );
     }
     out.write_all(text.as_bytes()).map_err(write_error)
 }
@@ -565,16 +623,32 @@ mod tests {
 
     #[test]
     fn options_and_positionals() {
-        let options = parse(&strings(&["-v", "--print-all-missed", "/var/log/auth.log", "sshd[mode=normal]", "for bob"]))
-            .unwrap()
-            .unwrap();
+        let options = parse(&strings(&[
+            "-v",
+            "--print-all-missed",
+            "/var/log/auth.log",
+            "sshd[mode=normal]",
+            "for bob",
+        ]))
+        .unwrap()
+        .unwrap();
         assert_eq!(options.verbose, 1);
         assert!(options.print_all_missed);
         assert_eq!(options.positional.len(), 3);
         assert!(parse(&strings(&["only-one"])).is_err());
-        assert!(parse(&strings(&["--print-no-missed", "--print-all-missed", "a", "b"])).is_err());
+        assert!(
+            parse(&strings(&[
+                "--print-no-missed",
+                "--print-all-missed",
+                "a",
+                "b"
+            ]))
+            .is_err()
+        );
         assert!(parse(&strings(&["--bogus", "a", "b"])).is_err());
-        let options = parse(&strings(&["--config=/x", "a", "b"])).unwrap().unwrap();
+        let options = parse(&strings(&["--config=/x", "a", "b"]))
+            .unwrap()
+            .unwrap();
         assert_eq!(options.config, Some(PathBuf::from("/x")));
     }
 
