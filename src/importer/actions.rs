@@ -278,8 +278,8 @@ fn firewall_part(
             blocktype_at.as_ref().or(Some(at)),
             scope,
             format!("{setting} blocktype = {blocktype}"),
-            "logjail's verdicts are drop, reject and reject-with TYPE; this jail uses the \
-             default (drop)",
+            "logjail's verdicts are drop, reject and reject-with TYPE; the jail is imported with \
+             `action: log` (bans are decided and logged, nothing is blocked) until you choose one",
         ),
     }
     let all_ports = text("type")?.as_deref() == Some("allports");

@@ -1249,6 +1249,22 @@ impl<'a> Translator<'a> {
                  traffic goes",
             );
         }
+        let distinct_ports: BTreeSet<Option<Vec<String>>> =
+            parts.iter().map(|p| p.ports.clone()).collect();
+        if distinct_ports.len() > 1 {
+            self.report.approximate(
+                Some(&value.at),
+                &scope,
+                "action (ports per action)",
+                "its actions block different ports (per protocol); logjail's jail blocks all of \
+                 them on every protocol named",
+            );
+        }
+        // A blocktype without a counterpart (already reported) must not become a ban that
+        // blocks what Fail2Ban let through (`RETURN` in an allow list): such a jail only logs.
+        if parts.iter().any(|p| p.verdict.is_none()) {
+            return Ok((ports, protocol, chains, Some(FirewallAction::Log)));
+        }
         let verdicts: Vec<FirewallAction> = parts.iter().filter_map(|p| p.verdict).collect();
         let action = verdicts.first().copied();
         if verdicts.iter().any(|v| Some(*v) != action) {
