@@ -537,6 +537,31 @@ fn filters_logjail_does_not_have_stay_fail2ban_files() {
         ),
         "{report}"
     );
+    assert!(
+        has(
+            &not_mapped,
+            &["jail.local:7:", "bantime.formula", "no Python formula"]
+        ),
+        "{report}"
+    );
+    // ipset bans on every port, with the stock nginx-http-auth filter built in.
+    let nginx = &jails["nginx-http-auth"];
+    assert_eq!(nginx["filter"].as_str(), Some("nginx-http-auth"));
+    assert_eq!(nginx["ports"].as_str(), Some("all"));
+    assert_eq!(
+        nginx["action"].as_str(),
+        Some("reject-with icmp-port-unreachable")
+    );
+    assert_eq!(wordpress["ignoreself"].as_bool(), Some(false));
+    let increment = &value["defaults"]["increment"];
+    assert_eq!(increment["enabled"].as_bool(), Some(true));
+    let multipliers: Vec<u64> = increment["multipliers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_u64().unwrap())
+        .collect();
+    assert_eq!(multipliers, [1, 5, 30, 60]);
     let mapped = section(&report, "Mapped");
     assert!(
         has(

@@ -212,6 +212,28 @@ impl<'a> Translator<'a> {
                 .is_some_and(|own| own.contains(option))
     }
 
+    /// A "not mapped" line for `option` of `section`, unless it was made for `[DEFAULT]`
+    /// already (see [`Self::reports_here`]).
+    fn not_mapped_here(
+        &mut self,
+        section: &str,
+        option: &str,
+        at: Option<&SourceLine>,
+        scope: &str,
+        setting: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        if self.reports_here(section, option) {
+            self.report.not_mapped(at, scope, setting, message);
+        }
+    }
+
+    /// Whether a problem with `option` is reported for `section`: for `[DEFAULT]` and for
+    /// jails that set it themselves (a `[DEFAULT]` value is reported once, under `[DEFAULT]`).
+    fn reports_here(&self, section: &str, option: &str) -> bool {
+        section == "DEFAULT" || self.owns(section, option)
+    }
+
     /// bantime, findtime, maxretry, ignoreip, ignoreself and the `bantime.*` increment of
     /// `section`. With `defaults`, only what differs from them is kept (and reported when the
     /// jail sets it itself or it differs).
@@ -228,7 +250,9 @@ impl<'a> Translator<'a> {
                 Some(seconds) if seconds > 0 => {
                     shared.bantime = Some(BanTime::Finite(Duration::from_secs(seconds as u64)))
                 }
-                _ => self.report.not_mapped(
+                _ => self.not_mapped_here(
+                    section,
+                    "bantime",
                     Some(&value.at),
                     &scope,
                     format!("bantime = {}", value.text),
@@ -257,7 +281,9 @@ impl<'a> Translator<'a> {
                 Some(seconds) if seconds > 0 => {
                     shared.findtime = Some(Duration::from_secs(seconds as u64))
                 }
-                _ => self.report.not_mapped(
+                _ => self.not_mapped_here(
+                    section,
+                    "findtime",
                     Some(&value.at),
                     &scope,
                     format!("findtime = {}", value.text),
@@ -279,7 +305,9 @@ impl<'a> Translator<'a> {
         if let Some(value) = self.get(section, "maxretry")? {
             match value.text.trim().parse::<u32>() {
                 Ok(n) if n >= 1 => shared.maxretry = Some(n),
-                _ => self.report.not_mapped(
+                _ => self.not_mapped_here(
+                    section,
+                    "maxretry",
                     Some(&value.at),
                     &scope,
                     format!("maxretry = {}", value.text),
@@ -307,7 +335,9 @@ impl<'a> Translator<'a> {
                             networks.push(network);
                         }
                     }
-                    Err(error) => self.report.not_mapped(
+                    Err(error) => self.not_mapped_here(
+                        section,
+                        "ignoreip",
                         Some(&value.at),
                         &scope,
                         format!("ignoreip entry `{word}`"),
@@ -425,7 +455,9 @@ impl<'a> Translator<'a> {
                         differs,
                     );
                 }
-                _ => self.report.not_mapped(
+                _ => self.not_mapped_here(
+                    section,
+                    "bantime.factor",
                     Some(&value.at),
                     &scope,
                     format!("bantime.factor = {}", value.text),
@@ -446,7 +478,7 @@ impl<'a> Translator<'a> {
                     );
                 }
             } else {
-                self.report.not_mapped(
+                self.not_mapped_here(section, "bantime.formula", 
                     Some(&value.at),
                     &scope,
                     format!("bantime.formula = {}", one_line(&value.text)),
@@ -474,7 +506,9 @@ impl<'a> Translator<'a> {
                     );
                 }
                 Some(_) => {}
-                None => self.report.not_mapped(
+                None => self.not_mapped_here(
+                    section,
+                    "bantime.multipliers",
                     Some(&value.at),
                     &scope,
                     format!("bantime.multipliers = {}", value.text),
@@ -510,7 +544,9 @@ impl<'a> Translator<'a> {
                         duration != old,
                     );
                 }
-                _ => self.report.not_mapped(
+                _ => self.not_mapped_here(
+                    section,
+                    key,
                     Some(&value.at),
                     &scope,
                     format!("{key} = {}", value.text),
