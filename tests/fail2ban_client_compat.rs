@@ -270,6 +270,8 @@ async fn answers_like_the_real_fail2ban_client() {
         "Sorry but the jail 'nope' does not exist\n"
     );
     both.same(&["get", "nope", "bantime"]).await;
+    both.same(&["set", "nope", "unbanip", "203.0.113.5"]).await;
+    both.same(&["set", "nope", "banip", "203.0.113.5"]).await;
 
     // logrotate's `set logtarget` and `flushlogs` succeed, and say what logjail does instead.
     let (real, ours) = both

@@ -208,7 +208,9 @@ pub fn classify(
             (Some(file), Some(_)) => format!(
                 "keeps banned addresses in {}: logjail keeps its bans in its store instead (they \
                  survive restarts), and the addresses already in that file are imported once \
-                 (see the summary)",
+                 (see the summary). Fail2Ban bans the whole file again at every start, for good; \
+                 logjail bans each address for the jail's bantime (`bantime: -1` makes that \
+                 permanent)",
                 file.written.display()
             ),
             _ => format!(

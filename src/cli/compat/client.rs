@@ -179,11 +179,11 @@ impl Client {
             }
             Failure::Refused { kind, message } => {
                 eprintln!("ERROR   NOK: ({message:?},)");
-                let unknown_jail =
-                    kind == Some(ErrorKind::NotFound) && message.starts_with("no jail named");
-                match (unknown_jail, jail_argument(command)) {
-                    (true, Some(jail)) => println!("Sorry but the jail '{jail}' does not exist"),
-                    _ => println!("{message}"),
+                let missing_jail = jail_argument(command)
+                    .filter(|jail| kind == Some(ErrorKind::NotFound) && !self.jail_exists(jail));
+                match missing_jail {
+                    Some(jail) => println!("Sorry but the jail '{jail}' does not exist"),
+                    None => println!("{message}"),
                 }
             }
             Failure::Usage(message) => {
@@ -191,6 +191,14 @@ impl Client {
                 println!("{message}");
             }
         }
+    }
+
+    /// Whether the daemon has a jail of this name (true when it cannot be asked, so that the
+    /// daemon's own message is shown).
+    fn jail_exists(&self, jail: &str) -> bool {
+        self.ask_as::<DaemonStatus>(Request::Status { jail: None })
+            .map(|status| status.jails.iter().any(|j| j.name == jail))
+            .unwrap_or(true)
     }
 
     fn run(&self, command: &[String]) -> Result<String, Failure> {
@@ -429,10 +437,11 @@ impl Client {
             all: false,
         }) {
             Ok(count) => Ok(count),
+            // Not banned (callers naming a jail have checked that it exists).
             Err(Failure::Refused {
                 kind: Some(ErrorKind::NotFound),
-                message,
-            }) if !message.starts_with("no jail named") => Ok(0),
+                ..
+            }) => Ok(0),
             Err(other) => Err(other),
         }
     }
@@ -441,6 +450,8 @@ impl Client {
     fn unban_in(&self, jail: &str, rest: &[&str]) -> Result<String, Failure> {
         let report_absent = rest.first() == Some(&"--report-absent");
         let ips = if report_absent { &rest[1..] } else { rest };
+        // An unknown jail is an error, not "0 unbanned".
+        self.banned_in(jail)?;
         let mut count = 0;
         let mut absent = Vec::new();
         for ip in ips {
