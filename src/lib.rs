@@ -37,7 +37,10 @@
 //! - [`routing`]: routes (origin → jail, filter) from the configuration and container labels.
 //! - [`control`]: the Unix-socket protocol between the CLI and the daemon.
 //! - [`metrics`]: Prometheus text on `/metrics`, `/healthz`.
-//! - [`cli`]: the commands behind the `logjail` binary (`run`, `check`, `regex`, `status`, …).
+//! - [`cli`]: the commands behind the `logjail` binary (`run`, `check`, `regex`, `status`, …),
+//!   and Fail2Ban's `fail2ban-client` and `fail2ban-regex` when called by those names.
+//! - [`importer`]: a Fail2Ban configuration folder translated into logjail YAML, with a report
+//!   of what mapped (`logjail import-fail2ban`).
 //! - [`clock`], [`duration`]: time sources and Fail2Ban-style durations (`10m`, `3d`, `-1`).
 //! - [`address`]: the one rule for addresses entering logjail (canonical form, never-a-client
 //!   addresses refused), used by filters, the control requests, jails and the firewall.
@@ -52,6 +55,7 @@ pub mod daemon;
 pub mod duration;
 pub mod filter;
 pub mod firewall;
+pub mod importer;
 pub mod jail;
 pub mod messages;
 pub mod metrics;

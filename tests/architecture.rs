@@ -51,6 +51,7 @@ fn rules() -> Vec<Rule> {
         "clock",
         "duration",
         "config",
+        "importer",
         "filter",
         "jail",
         "routing",

@@ -2,6 +2,8 @@
 
 pub mod bans;
 pub mod client;
+pub mod compat;
+pub mod import;
 pub mod regex;
 
 use std::io::{self, Write};
@@ -108,6 +110,16 @@ enum Command {
     },
     /// Test a filter against a log file or a line, like fail2ban-regex.
     Regex(RegexArgs),
+    /// Translate a Fail2Ban configuration (jail.conf, jail.local, jail.d/, fail2ban.conf) into
+    /// logjail YAML, with a report of what mapped and what did not.
+    #[command(name = "import-fail2ban")]
+    ImportFail2ban(import::ImportArgs),
+    /// Apply, once, the bans an import found in Fail2Ban's address files (`JAIL ADDRESS` lines).
+    #[command(name = "import-bans")]
+    ImportBans {
+        /// The bans file `import-fail2ban` wrote.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,8 +156,12 @@ struct RegexArgs {
     config: Option<PathBuf>,
 }
 
-/// Entry point of the binary.
+/// Entry point of the binary: as `fail2ban-client` or `fail2ban-regex` (a link to it), the
+/// Fail2Ban command of that name; else logjail's own commands.
 pub fn main() -> ExitCode {
+    if let Some(code) = compat::dispatch() {
+        return code;
+    }
     let cli = Cli::parse();
     let socket = cli.socket.as_path();
     let json = cli.json;
@@ -179,6 +195,8 @@ pub fn main() -> ExitCode {
         Command::Check { config } => check(config),
         Command::Filters { show, json } => filters(show, json),
         Command::Regex(args) => regex_command(args),
+        Command::ImportFail2ban(args) => import::import_fail2ban(args),
+        Command::ImportBans { file } => import::import_bans(socket, &file),
     }
 }
 

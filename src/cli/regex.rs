@@ -99,6 +99,15 @@ pub enum OutputMode {
     Verbose,
     /// One JSON object per failure line, nothing else.
     Json,
+    /// Nothing at all: the caller prints from what [`scan`] hands it.
+    Silent,
+}
+
+impl OutputMode {
+    /// Whether notes and the summary are printed.
+    fn prints_summary(self) -> bool {
+        matches!(self, OutputMode::Summary | OutputMode::Verbose)
+    }
 }
 
 /// One failure as seen by the replay, handed to a `--bans` observer.
@@ -156,6 +165,52 @@ pub fn run<W: Write>(
     out: &mut W,
     mut on_failure: impl FnMut(&ReplayedFailure<'_>),
 ) -> Result<Tally, RegexCommandError> {
+    let options = ScanOptions {
+        mode,
+        skip_comment_lines: false,
+    };
+    scan(input, resolved, &options, out, |judged| {
+        if let JudgedLine::Failure { failure, .. } = judged {
+            on_failure(failure);
+        }
+    })
+}
+
+/// How [`scan`] reads and prints.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanOptions {
+    pub mode: OutputMode,
+    /// Leave out (and do not count) empty lines and lines starting with `#`, as fail2ban-regex
+    /// does.
+    pub skip_comment_lines: bool,
+}
+
+/// What [`scan`] found on one line, with the line as read.
+#[derive(Debug)]
+pub enum JudgedLine<'a> {
+    Failure {
+        failure: &'a ReplayedFailure<'a>,
+        failregex_index: usize,
+        raw: &'a str,
+    },
+    Ignored {
+        ignoreregex_index: usize,
+        line_number: u64,
+        raw: &'a str,
+    },
+    /// No failure: no pattern matched, or the address is never a client.
+    Missed { line_number: u64, raw: &'a str },
+}
+
+/// [`run`] with its options, calling `on_line` for every line judged.
+pub fn scan<W: Write>(
+    input: &LogInput,
+    resolved: &ResolvedFilter,
+    options: &ScanOptions,
+    out: &mut W,
+    mut on_line: impl FnMut(&JudgedLine<'_>),
+) -> Result<Tally, RegexCommandError> {
+    let mode = options.mode;
     let started = Instant::now();
     let io_error = |source: io::Error| RegexCommandError::Io {
         path: input.describe(),
@@ -204,14 +259,18 @@ pub fn run<W: Write>(
             in_long_line = !ends_line;
             continue;
         }
-        tally.lines += 1;
-        let line_number = tally.lines;
         // `from_utf8` checks ASCII a word at a time; the lossy conversion walks it in chunks,
         // and is only needed for the rare line that is not valid UTF-8.
         let text = match std::str::from_utf8(&buffer) {
             Ok(text) => Cow::Borrowed(text),
             Err(_) => String::from_utf8_lossy(&buffer),
         };
+        let raw = text.trim_end_matches(['\r', '\n']);
+        if options.skip_comment_lines && (raw.is_empty() || raw.starts_with('#')) {
+            continue;
+        }
+        tally.lines += 1;
+        let line_number = tally.lines;
         let Some(record) = decoder.push_at(&text, now) else {
             continue;
         };
@@ -222,11 +281,15 @@ pub fn run<W: Write>(
                 tally.matched += 1;
                 tally.failregex_hits[failure.failregex_index] += 1;
                 let time = failure.time.unwrap_or(now);
-                on_failure(&ReplayedFailure {
-                    line_number,
-                    host: failure.host,
-                    time,
-                    line: &record.text,
+                on_line(&JudgedLine::Failure {
+                    failure: &ReplayedFailure {
+                        line_number,
+                        host: failure.host,
+                        time,
+                        line: &record.text,
+                    },
+                    failregex_index: failure.failregex_index,
+                    raw,
                 });
                 match mode {
                     OutputMode::Json => {
@@ -250,7 +313,7 @@ pub fn run<W: Write>(
                         )
                         .map_err(write_error)?;
                     }
-                    OutputMode::Summary => {}
+                    OutputMode::Summary | OutputMode::Silent => {}
                 }
             }
             Verdict::Ignored {
@@ -258,6 +321,11 @@ pub fn run<W: Write>(
             } => {
                 tally.ignored += 1;
                 tally.ignoreregex_hits[ignoreregex_index] += 1;
+                on_line(&JudgedLine::Ignored {
+                    ignoreregex_index,
+                    line_number,
+                    raw,
+                });
                 if mode == OutputMode::Verbose {
                     writeln!(out, "ignored  line {line_number}: {}", record.text)
                         .map_err(write_error)?;
@@ -268,6 +336,7 @@ pub fn run<W: Write>(
             } => {
                 tally.missed += 1;
                 tally.not_a_client += 1;
+                on_line(&JudgedLine::Missed { line_number, raw });
                 if mode == OutputMode::Verbose {
                     writeln!(
                         out,
@@ -279,6 +348,7 @@ pub fn run<W: Write>(
             }
             Verdict::Missed => {
                 tally.missed += 1;
+                on_line(&JudgedLine::Missed { line_number, raw });
                 if mode == OutputMode::Verbose && missed_lines.len() < MAX_MISSED_SHOWN {
                     missed_lines.push((line_number, record.text.to_string()));
                 }
@@ -288,14 +358,14 @@ pub fn run<W: Write>(
     // A json-file or CRI line still in pieces at the end was cut off (the file was copied
     // mid-write). The daemon never judges such a fragment, since its end is unknown and an
     // attacker could choose where it stops; the replay does the same, and says so.
-    if long_lines_dropped > 0 && mode != OutputMode::Json {
+    if long_lines_dropped > 0 && mode.prints_summary() {
         writeln!(
             out,
             "note: {long_lines_dropped} line(s) longer than {MAX_LINE_BYTES} bytes were not judged, as the daemon drops them"
         )
         .map_err(write_error)?;
     }
-    if tally.not_a_client > 0 && mode != OutputMode::Json {
+    if tally.not_a_client > 0 && mode.prints_summary() {
         writeln!(
             out,
             "note: {} matched line(s) name an address that is never a client (unspecified, multicast, broadcast); counted as missed, as the daemon does",
@@ -304,7 +374,7 @@ pub fn run<W: Write>(
         .map_err(write_error)?;
     }
     let unfinished = decoder.flush(now).len();
-    if unfinished > 0 && mode != OutputMode::Json {
+    if unfinished > 0 && mode.prints_summary() {
         writeln!(
             out,
             "note: {unfinished} partial line(s) at the end of the input never got their last piece and were not judged"
@@ -322,7 +392,7 @@ pub fn run<W: Write>(
                 .map_err(write_error)?;
         }
     }
-    if mode != OutputMode::Json {
+    if mode.prints_summary() {
         print_summary(out, input, resolved, &tally, started.elapsed()).map_err(write_error)?;
     }
     Ok(tally)

@@ -84,6 +84,7 @@
 pub mod action;
 pub mod error;
 pub mod glob;
+pub mod ini;
 pub mod jail;
 pub mod ports;
 pub mod positions;

@@ -13,6 +13,7 @@ use std::time::Duration;
 pub mod containerd;
 pub mod daemon;
 pub mod dockerd;
+pub mod fail2ban;
 pub mod process;
 pub mod sidecar_image;
 
