@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::config::jail::Chain;
 use crate::config::ports::Protocol;
 use crate::duration::{BanTime, format_duration};
 
@@ -130,13 +129,7 @@ fn write_jail(out: &mut String, jail: &Jail) {
         let _ = writeln!(out, "    protocol: {name}");
     }
     if let Some(chains) = &jail.chains {
-        let names: Vec<&str> = chains
-            .iter()
-            .map(|chain| match chain {
-                Chain::Input => "input",
-                Chain::DockerUser => "docker-user",
-            })
-            .collect();
+        let names: Vec<&str> = chains.iter().map(|chain| chain.name()).collect();
         let _ = writeln!(out, "    chains: [{}]", names.join(", "));
     }
     if let Some(action) = jail.action {
