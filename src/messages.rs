@@ -69,7 +69,16 @@ impl fmt::Display for Origin {
             }
             Origin::Journal { unit: Some(unit) } => write!(f, "journal unit {unit}"),
             Origin::Journal { unit: None } => f.write_str("journal"),
-            Origin::Pod(container) => container.fmt(f),
+            // The uid's end tells apart a pod and its same-name successor (a StatefulSet's
+            // `web-0` deleted and created again), as metrics labels must.
+            Origin::Pod(container) => write!(
+                f,
+                "{container} ({})",
+                container
+                    .uid
+                    .get(container.uid.len().saturating_sub(8)..)
+                    .unwrap_or(&container.uid)
+            ),
         }
     }
 }

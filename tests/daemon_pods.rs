@@ -159,10 +159,14 @@ jails:
 }
 
 /// How `/metrics` names a pod container (after `pod `).
+/// A pod container's `source` label in `/metrics` (after the `pod ` prefix): the uid's start
+/// tells a pod from its namesake.
 fn source_name(pod: &Pod, container: &str) -> String {
     format!(
-        "{}/{} container {container}",
-        pod.spec.namespace, pod.spec.name
+        "{}/{} container {container} ({})",
+        pod.spec.namespace,
+        pod.spec.name,
+        &pod.spec.uid[pod.spec.uid.len() - 8..]
     )
 }
 
@@ -493,10 +497,12 @@ async fn a_restart_keeps_counting_and_a_deleted_pod_is_detached_then_its_namesak
     assert_eq!(fresh.container.uid, again.spec.uid, "{fresh:?}");
     assert_eq!(fresh.count(), Some(1));
     let routed = lab.routed().await;
+    let again_name = source_name(&again, "app");
+    assert_ne!(again_name, name, "a namesake has a series of its own");
     assert!(
-        routed[&name] < lines_before,
+        routed[&again_name] < lines_before,
         "the new pod's origin counts its own lines ({} now, {lines_before} before): {routed:?}",
-        routed[&name]
+        routed[&again_name]
     );
     daemon.stop().await;
 
