@@ -31,10 +31,10 @@ use crate::config::ReadMode;
 use crate::messages::JailEvent;
 use crate::messages::MatcherControl;
 use crate::messages::{Origin, Position};
+use crate::routing::Filters;
 use crate::routing::Route;
 use crate::routing::labels::{self, ContainerLabels, LabelContext};
 use crate::routing::select::{ContainerFacts, any_selector, jail_selects};
-use crate::routing::{Filters, add_route};
 
 /// How long after a container is removed (or renamed) its old origin is detached from the
 /// matcher: lines it handed on just before may still wait in the queue, and the matcher
@@ -581,18 +581,8 @@ impl Discovery {
             parsed,
             host_network,
         );
-        let mut routes = planned.routes;
-        let mut problems = planned.problems;
-        for jail in planned.defined {
-            let name = jail.config.name.clone();
-            match self.define(jail.config, jail.definition).await {
-                Ok(()) => add_route(&mut routes, jail.route),
-                Err(message) => problems.push(format!(
-                    "labels `{}{name}.*`: {message} (jail \"{name}\" skipped)",
-                    labels::JAIL_PREFIX,
-                )),
-            }
-        }
+        let (routes, problems) =
+            crate::source::define_workload_jails(&self.wiring.jails, planned).await;
         if parsed.enable == Some(true)
             && parsed.jails.is_empty()
             && parsed.defined.is_empty()
@@ -693,28 +683,6 @@ impl Discovery {
                 Err(error) => tracing::debug!(%error, "cannot list containers after a reload"),
             }
         }
-    }
-
-    /// Asks the jail task to create a label-defined jail (or to confirm an identical one).
-    async fn define(
-        &self,
-        config: crate::config::JailConfig,
-        definition: crate::messages::JailDefinition,
-    ) -> Result<(), String> {
-        let (reply, answer) = oneshot::channel();
-        self.wiring
-            .jails
-            .send(JailEvent::Define {
-                config: Box::new(config),
-                definition: Box::new(definition),
-                reply,
-            })
-            .await
-            .map_err(|_| "the jails are stopping".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the jails are stopping".to_string())?
-            .map_err(|refused| refused.to_string())
     }
 
     /// Starts (or restarts) the follower of a watched container, from where reading stopped.

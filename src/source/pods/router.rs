@@ -23,8 +23,8 @@ use super::cri::{CriClient, PodSandboxInfo};
 use super::{PodCommand, PodContainer, PodEvent};
 use crate::config::{Config, DefaultsConfig, JailConfig};
 use crate::messages::{JailEvent, MatcherControl, Origin, Route};
-use crate::routing::labels::{self, ContainerLabels, LabelContext};
-use crate::routing::{Filters, add_route, pod_routes};
+use crate::routing::labels::{ContainerLabels, LabelContext};
+use crate::routing::{Filters, pod_routes};
 
 /// How often pods' annotations are read again from the runtime.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
@@ -336,26 +336,16 @@ impl Router {
             &words,
             &parsed,
         );
-        let mut routes = planned.routes;
-        let in_pod_words = |problem: &str| {
+        let (routes, planned_problems) =
+            crate::source::define_workload_jails(&self.wiring.jails, planned).await;
+        problems.extend(planned_problems.iter().map(|problem| {
             format!(
                 "pod {}/{}: {}",
                 container.namespace,
                 container.pod,
                 annotations::in_pod_words(problem)
             )
-        };
-        problems.extend(planned.problems.iter().map(|p| in_pod_words(p)));
-        for jail in planned.defined {
-            let name = jail.config.name.clone();
-            match self.define(jail.config, jail.definition).await {
-                Ok(()) => add_route(&mut routes, jail.route),
-                Err(message) => problems.push(in_pod_words(&format!(
-                    "labels `{}{name}.*`: {message} (jail \"{name}\" skipped)",
-                    labels::JAIL_PREFIX,
-                ))),
-            }
-        }
+        }));
         let reported = self.reported.entry(key).or_default();
         for problem in problems {
             if reported.insert(problem.clone()) {
@@ -363,28 +353,6 @@ impl Router {
             }
         }
         routes
-    }
-
-    /// Asks the jail task to create a pod-defined jail (or to confirm an identical one).
-    async fn define(
-        &self,
-        config: JailConfig,
-        definition: crate::messages::JailDefinition,
-    ) -> Result<(), String> {
-        let (reply, answer) = oneshot::channel();
-        self.wiring
-            .jails
-            .send(JailEvent::Define {
-                config: Box::new(config),
-                definition: Box::new(definition),
-                reply,
-            })
-            .await
-            .map_err(|_| "the jails are stopping".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the jails are stopping".to_string())?
-            .map_err(|refused| refused.to_string())
     }
 
     async fn attach(&self, origin: &Arc<Origin>, routes: &[Route]) {
