@@ -507,19 +507,8 @@ impl Validator<'_> {
             return None;
         }
         let mut ok = true;
-        let mut glob = |validator: &mut Self, text: Option<String>, key: &str| match text {
-            None => None,
-            Some(text) => match Glob::new(&text) {
-                Ok(glob) => Some(glob),
-                Err(message) => {
-                    validator.report(place, &path.key(key), Anchor::Value, message);
-                    ok = false;
-                    None
-                }
-            },
-        };
-        let name = glob(self, raw.name, "name");
-        let image = glob(self, raw.image, "image");
+        let name = self.optional_glob(raw.name, path, "name", place, &mut ok);
+        let image = self.optional_glob(raw.image, path, "image", place, &mut ok);
         let label = match raw.label.map(|text| LabelMatch::parse(&text)) {
             None => None,
             Some(Ok(label)) => Some(label),
@@ -534,6 +523,25 @@ impl Validator<'_> {
 }
 
 impl Validator<'_> {
+    /// The glob under `path.key`, when given; a bad one is reported there and clears `ok`.
+    fn optional_glob(
+        &mut self,
+        text: Option<String>,
+        path: &YamlPath,
+        key: &str,
+        place: &Place,
+        ok: &mut bool,
+    ) -> Option<Glob> {
+        match Glob::new(&text?) {
+            Ok(glob) => Some(glob),
+            Err(message) => {
+                self.report(place, &path.key(key), Anchor::Value, message);
+                *ok = false;
+                None
+            }
+        }
+    }
+
     /// `pods: {namespace: GLOB, pod: GLOB, container: GLOB}`, at least one of them.
     pub(super) fn pod_selector(
         &mut self,
@@ -555,21 +563,10 @@ impl Validator<'_> {
         }
         let raw = self.mapping_of::<RawPodSelector>(value, path, place)?;
         let mut ok = true;
-        let mut glob = |validator: &mut Self, text: Option<String>, key: &str| match text {
-            None => None,
-            Some(text) => match Glob::new(&text) {
-                Ok(glob) => Some(glob),
-                Err(message) => {
-                    validator.report(place, &path.key(key), Anchor::Value, message);
-                    ok = false;
-                    None
-                }
-            },
-        };
         let selector = PodSelector {
-            namespace: glob(self, raw.namespace, "namespace"),
-            pod: glob(self, raw.pod, "pod"),
-            container: glob(self, raw.container, "container"),
+            namespace: self.optional_glob(raw.namespace, path, "namespace", place, &mut ok),
+            pod: self.optional_glob(raw.pod, path, "pod", place, &mut ok),
+            container: self.optional_glob(raw.container, path, "container", place, &mut ok),
         };
         if ok && selector.is_empty() {
             self.report(
