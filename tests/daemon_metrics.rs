@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use logjail::messages::DaemonEvent;
 use support::TestDaemon;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A loopback port nobody listens on right now.
 fn free_port() -> u16 {
@@ -21,19 +20,7 @@ fn free_port() -> u16 {
 }
 
 async fn get(address: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").unwrap().1.to_string();
-    (status, body)
+    support::http_get(address, path).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

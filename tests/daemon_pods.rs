@@ -30,7 +30,6 @@ use logjail::messages::{DaemonEvent, Origin, PodContainer};
 use logjail::store::Store;
 use support::containerd::{Containerd, Pod, PodSpec};
 use support::{Stream, TestDaemon, captured_log, ip, log_tail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Longest wait for what the runtime and the daemon do in moments (a second or two at most;
 /// a pod deleted is detached 5 s after its last line).
@@ -171,17 +170,7 @@ fn source_name(pod: &Pod, container: &str) -> String {
 }
 
 async fn get(address: SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response.split_once("\r\n\r\n").unwrap().1.to_string()
+    support::http_get(address, path).await.1
 }
 
 /// Waits until the CRI log file at `path` has a line whose message is `text`.
