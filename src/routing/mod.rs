@@ -245,6 +245,7 @@ pub fn container_routes(
             defined_by,
             kind: DefinitionKind::ContainerLabels,
             host_network,
+            needs_ports: false,
         },
     )
 }
@@ -267,21 +268,7 @@ pub fn pod_routes(
     words: &HashMap<String, String>,
     parsed: &ContainerLabels,
 ) -> ContainerRoutes {
-    let mut parsed = parsed.clone();
-    let mut problems = Vec::new();
-    parsed.defined.retain(|jail| {
-        let has_ports = !matches!(jail.ports, crate::config::Ports::All);
-        if !has_ports {
-            problems.push(format!(
-                "labels `{}{}.*`: {POD_JAIL_NEEDS_PORT} (jail \"{}\" skipped)",
-                labels::JAIL_PREFIX,
-                jail.name,
-                jail.name
-            ));
-        }
-        has_ports
-    });
-    let mut routes = workload_routes(
+    workload_routes(
         jails,
         filters,
         |jail| {
@@ -292,14 +279,13 @@ pub fn pod_routes(
         },
         Definer {
             words,
-            parsed: &parsed,
+            parsed,
             defined_by: format!("pod {}/{}", container.namespace, container.pod),
             kind: DefinitionKind::PodAnnotations,
             host_network: false,
+            needs_ports: true,
         },
-    );
-    routes.problems.extend(problems);
-    routes
+    )
 }
 
 /// What defines jails for a workload (a container's labels, a pod's annotations).
@@ -310,6 +296,8 @@ struct Definer<'a> {
     defined_by: String,
     kind: DefinitionKind,
     host_network: bool,
+    /// Its jails must name their ports (see [`POD_JAIL_NEEDS_PORT`]).
+    needs_ports: bool,
 }
 
 fn workload_routes(
@@ -367,6 +355,15 @@ fn workload_routes(
         }
     }
     for jail in &parsed.defined {
+        if definer.needs_ports && matches!(jail.ports, crate::config::Ports::All) {
+            result.problems.push(format!(
+                "labels `{}{}.*`: {POD_JAIL_NEEDS_PORT} (jail \"{}\" skipped)",
+                labels::JAIL_PREFIX,
+                jail.name,
+                jail.name
+            ));
+            continue;
+        }
         let filter_name = jail.filter.clone().unwrap_or_default();
         let Some(filter) = filters.get_or_builtin(&filter_name) else {
             result.problems.push(format!(
