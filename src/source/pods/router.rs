@@ -106,10 +106,15 @@ struct Router {
 }
 
 /// A pod's jail words, read from its annotations and labels.
+#[derive(Default)]
 struct PodWords {
     /// The words in container-label form (`logjail.jails`), as stored with a definition.
     labels: HashMap<String, String>,
-    parsed: PodJails,
+    /// What they ask for. Its errors are in `problems` instead, said as the pod has them
+    /// (annotation or label, the key as written), so that routing does not repeat them in
+    /// container-label words.
+    parsed: ContainerLabels,
+    problems: Vec<String>,
 }
 
 /// Runs until `stop` or until discovery's events end.
@@ -308,33 +313,18 @@ impl Router {
     /// Problems are said once per pod while they last.
     async fn routes_for(&mut self, container: &PodContainer, origin: &Arc<Origin>) -> Vec<Route> {
         let key = pod_key(container);
-        let empty = (HashMap::new(), ContainerLabels::default(), Vec::new());
-        let (words, parsed, mut problems) = match self.pods.get(&key) {
-            Some(pod) => (
-                pod.labels.clone(),
-                // Its words' errors are said below as the pod has them (annotation or label,
-                // the key as written), not again by the routing in container-label words.
-                ContainerLabels {
-                    errors: Vec::new(),
-                    ..pod.parsed.parsed.clone()
-                },
-                pod.parsed
-                    .errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>(),
-            ),
-            None => empty,
-        };
-        if parsed.opted_out() {
+        let no_words = PodWords::default();
+        let words = self.pods.get(&key).unwrap_or(&no_words);
+        if words.parsed.opted_out() {
             return Vec::new();
         }
+        let mut problems = words.problems.clone();
         let planned = pod_routes(
             &self.settings.jails,
             &mut self.settings.filters,
             container,
-            &words,
-            &parsed,
+            &words.labels,
+            &words.parsed,
         );
         let (routes, planned_problems) =
             crate::source::define_workload_jails(&self.wiring.jails, planned).await;
@@ -446,10 +436,7 @@ impl Router {
 
     fn words_of(&self, pod: &PodSandboxInfo) -> PodWords {
         if !annotations::has_jail_words(pod) {
-            return PodWords {
-                labels: HashMap::new(),
-                parsed: PodJails::default(),
-            };
+            return PodWords::default();
         }
         let context = LabelContext {
             defaults: &self.settings.defaults,
@@ -459,9 +446,12 @@ impl Router {
             // Pods are reached through their ports before DNAT, never through INPUT.
             host_network: false,
         };
+        let PodJails { mut parsed, errors } = annotations::parse(pod, &context);
+        parsed.errors.clear();
         PodWords {
             labels: annotations::jail_words(pod).labels,
-            parsed: annotations::parse(pod, &context),
+            parsed,
+            problems: errors.iter().map(ToString::to_string).collect(),
         }
     }
 }
