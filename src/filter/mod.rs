@@ -8,6 +8,7 @@
 pub mod builtin;
 pub mod date;
 pub mod envelope;
+pub mod fail2ban;
 pub mod matcher;
 pub mod pattern;
 
@@ -234,15 +235,19 @@ impl Matcher {
             }
             Err(error) => {
                 let message = error.to_string();
-                let needs_backtracking =
-                    message.contains("look-around") || message.contains("backreference");
+                // The `regex` crate reads a conditional `(?(name)…)` and a named
+                // backreference `(?P=name)` as unknown flags.
+                let needs_backtracking = message.contains("look-around")
+                    || message.contains("backreference")
+                    || expanded.contains("(?(")
+                    || expanded.contains("(?P=");
                 if !needs_backtracking {
                     return Err(message);
                 }
                 let fancy = fancy_regex::Regex::new(expanded).map_err(|e| e.to_string())?;
                 Ok((
                     Matcher::Fancy(Box::new(fancy)),
-                    Some("uses look-around or backreferences: runs on fancy-regex (backtracking, slower)".to_string()),
+                    Some("uses look-around, backreferences or conditionals: runs on fancy-regex (backtracking, slower)".to_string()),
                 ))
             }
         }

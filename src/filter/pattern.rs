@@ -82,7 +82,9 @@ pub fn expand(pattern: &str) -> Result<Expanded, PatternError> {
         };
         let tag = &after[..close];
         let preceded_by_backslash = rest[..open].ends_with('\\');
-        let replacement = if preceded_by_backslash || !is_tag_name(tag) {
+        // `(?P<USER>…)` is a group name, however it is spelled.
+        let group_name = rest[..open].ends_with("(?P") || rest[..open].ends_with("(?");
+        let replacement = if preceded_by_backslash || group_name || !is_tag_name(tag) {
             None
         } else {
             Some(expand_tag(tag, &mut has_host, &mut open_fields)?)
@@ -222,6 +224,12 @@ mod tests {
 
     #[test]
     fn literals_and_named_groups_pass_through() {
+        let upper = expand(r"^(?P<USER>\w+) (?<CODE>\d) (?P=USER) <HOST>$").unwrap();
+        assert!(
+            upper
+                .regex
+                .starts_with(r"^(?P<USER>\w+) (?<CODE>\d) (?P=USER) (?P<host>")
+        );
         let expanded = expand(r"^(?P<word>\w+) \<HOST> <html> <HOST>$").unwrap();
         assert_eq!(expanded.regex.matches("(?P<host>").count(), 1);
         assert!(

@@ -1,0 +1,449 @@
+//! Fail2Ban filter files (`filter.d/NAME.conf` with its `.local`, its includes and the jail's
+//! filter options) read into a logjail [`FilterSpec`], so the jail pipeline runs them like any
+//! other filter.
+//!
+//! Reading ([`read`]) goes through Fail2Ban's INI rules ([`crate::config::ini`]): `[INCLUDES]`,
+//! `[DEFAULT]`, `[Definition]`, `[Init]`, `%(name)s`. Then Fail2Ban's own `<tag>` substitution
+//! and the rewrite of Python `re` syntax ([`translate`]). What logjail does differently is said
+//! in [`Fail2BanFilter::notes`]:
+//!
+//! - logjail's envelope removes the syslog header (time, host, `prog[pid]:`) before a filter
+//!   runs, so common.conf's `__prefix_line` is read without its host and daemon parts (which
+//!   would otherwise eat the message's first word); the daemon name (`_daemon`) becomes the
+//!   filter's `program` instead.
+//! - Multi-line matching (`F-MLFID`, `maxlines`) is not done: each line is judged alone. A
+//!   failregex that starts by marking its match as no failure (`<F-NOFAIL>`, `<F-MLFGAINED>`)
+//!   becomes an ignoreregex.
+//! - A `datepattern` logjail's date module cannot express falls back to its default date
+//!   detection.
+//! - Host names are never resolved: `<HOST>` captures addresses only.
+
+pub mod translate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::ini::{IniError, IniStack, Options, RawValue, SourceLine};
+
+use super::date::DatePattern;
+use super::{FilterField, FilterSpec};
+
+/// The section a filter's patterns live in.
+const DEFINITION: &str = "Definition";
+/// The section with the defaults of a filter's options (`mode = normal`).
+const INIT: &str = "Init";
+
+/// common.conf's `__prefix_line`, which picks a per-log-type prefix.
+const COMMON_PREFIX_LINE: &str = "<lt_<logtype>/__prefix_line>";
+/// What is left of that prefix once logjail's envelope has removed the syslog header: the
+/// empty `[]` a cut date leaves, a kernel stamp, a Solaris `[ID …]` tag.
+const HEADERLESS_PREFIX_LINE: &str =
+    r"<__date_ambit>?\s*(?:<__kernel_prefix>\s+)?(?:<__daemon_extra_re>\s+)?";
+
+/// A Fail2Ban filter file, read.
+#[derive(Debug, Clone)]
+pub struct Fail2BanFilter {
+    /// The filter as logjail runs it.
+    pub spec: FilterSpec,
+    /// `journalmatch`, for jails that read the journal.
+    pub journalmatch: Option<String>,
+    /// Where each of `spec.failregex` was written.
+    pub failregex_at: Vec<SourceLine>,
+    /// Where each of `spec.ignoreregex` was written.
+    pub ignoreregex_at: Vec<SourceLine>,
+    /// Where the prefregex and the datepattern were written.
+    pub prefregex_at: Option<SourceLine>,
+    pub datepattern_at: Option<SourceLine>,
+    /// Where logjail reads the file differently from Fail2Ban, one sentence each.
+    pub notes: Vec<String>,
+    /// Every file read, in order.
+    pub files: Vec<Arc<Path>>,
+}
+
+impl Fail2BanFilter {
+    /// Where the pattern a compile error names was written.
+    pub fn locate(&self, field: FilterField) -> Option<&SourceLine> {
+        match field {
+            FilterField::Failregex(i) => self.failregex_at.get(i),
+            FilterField::Ignoreregex(i) => self.ignoreregex_at.get(i),
+            FilterField::Prefregex => self.prefregex_at.as_ref(),
+            FilterField::Datepattern => self.datepattern_at.as_ref(),
+            FilterField::Program => None,
+        }
+    }
+}
+
+/// Why a Fail2Ban filter file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fail2BanFilterError {
+    #[error("{0}")]
+    Ini(#[from] IniError),
+    #[error("{path}: not found")]
+    Missing { path: String },
+    #[error("{path}: no [Definition] section, so no filter")]
+    NoDefinition { path: String },
+    #[error("{path}: [Definition] has no failregex")]
+    NoFailregex { path: String },
+    #[error("{at}: {option}: {message}")]
+    Tag {
+        at: SourceLine,
+        option: String,
+        message: String,
+    },
+}
+
+/// Reads the filter file `path` (with its `.local` sibling and includes) as a jail with
+/// `options` (`mode=aggressive`, …) would use it.
+pub fn read(
+    path: &Path,
+    options: &[(String, String)],
+) -> Result<Fail2BanFilter, Fail2BanFilterError> {
+    let display = path.display().to_string();
+    let local = path.with_extension("local");
+    if !path.is_file() && !local.is_file() {
+        return Err(Fail2BanFilterError::Missing { path: display });
+    }
+    let files: Vec<PathBuf> = if path.is_file() {
+        vec![path.to_path_buf()]
+    } else {
+        vec![local]
+    };
+    let stack = IniStack::read_files(&files)?;
+    if !stack.has_section(DEFINITION) {
+        return Err(Fail2BanFilterError::NoDefinition { path: display });
+    }
+    let mut notes = Vec::new();
+
+    // The options a jail hands the filter override [Init], which overrides [Definition].
+    let given_at = SourceLine {
+        file: Arc::from(Path::new("(filter options)")),
+        line: 0,
+    };
+    let mut vars = Options::default();
+    if let Some(init) = stack.own_options(INIT) {
+        for (name, value) in init.iter() {
+            vars.set(name, value.clone());
+        }
+    }
+    for (name, value) in options {
+        vars.set(
+            &name.to_lowercase(),
+            RawValue {
+                text: value.clone(),
+                at: given_at.clone(),
+            },
+        );
+    }
+    if vars.get("__prefix_line").is_none()
+        && let Some(raw) = stack.raw(DEFINITION, "__prefix_line")
+        && raw.text == COMMON_PREFIX_LINE
+    {
+        vars.set(
+            "__prefix_line",
+            RawValue {
+                text: HEADERLESS_PREFIX_LINE.to_string(),
+                at: raw.at.clone(),
+            },
+        );
+    }
+
+    let lookup = |name: &str| -> Option<String> {
+        let (section, option) = match name.split_once('/') {
+            Some((section, option)) => (section, option),
+            None => (DEFINITION, name),
+        };
+        stack
+            .get_with(section, option, &vars)
+            .ok()
+            .flatten()
+            .map(|v| v.text)
+    };
+    let value = |option: &str| -> Result<Option<(String, SourceLine, usize)>, Fail2BanFilterError> {
+        let Some(got) = stack.get_with(DEFINITION, option, &vars)? else {
+            return Ok(None);
+        };
+        let text = translate::substitute_tags(&got.text, &lookup).map_err(|message| {
+            Fail2BanFilterError::Tag {
+                at: got.at.clone(),
+                option: option.to_string(),
+                message,
+            }
+        })?;
+        // Lines of a multi-line value map to file lines only when interpolation kept them.
+        let raw_lines = vars
+            .get(option)
+            .or_else(|| stack.raw(DEFINITION, option))
+            .map_or(0, |raw| raw.text.lines().count());
+        Ok(Some((text, got.at, raw_lines)))
+    };
+    let lines_of = |option: &str| -> Result<Vec<(String, SourceLine)>, Fail2BanFilterError> {
+        let Some((text, at, raw_lines)) = value(option)? else {
+            return Ok(Vec::new());
+        };
+        let same_shape = text.lines().count() == raw_lines;
+        Ok(text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(index, line)| {
+                let line_at = SourceLine {
+                    file: at.file.clone(),
+                    line: if same_shape { at.line + index } else { at.line },
+                };
+                (translate::python_to_rust(line.trim()), line_at)
+            })
+            .collect())
+    };
+
+    let mut spec = FilterSpec {
+        description: Some(format!("Fail2Ban filter {display}")),
+        ..FilterSpec::default()
+    };
+    let mut failregex_at = Vec::new();
+    let mut ignoreregex_at = Vec::new();
+    let prefregex = value("prefregex")?;
+    let prefix_has_host = prefregex
+        .as_ref()
+        .is_some_and(|(text, _, _)| names_an_address(text));
+    for (pattern, at) in lines_of("failregex")? {
+        if !prefix_has_host && !names_an_address(&pattern) {
+            notes.push(format!(
+                "{at}: a failregex without <HOST> is left out: Fail2Ban takes its address from \
+                 an earlier line of the same session (F-MLFID), logjail judges each line alone"
+            ));
+        } else if marks_no_failure(&pattern) {
+            notes.push(format!(
+                "{at}: a failregex that marks its lines as no failure (F-NOFAIL/F-MLFGAINED) is \
+                 an ignoreregex here: logjail judges each line alone"
+            ));
+            spec.ignoreregex.push(pattern);
+            ignoreregex_at.push(at);
+        } else {
+            spec.failregex.push(pattern);
+            failregex_at.push(at);
+        }
+    }
+    for (pattern, at) in lines_of("ignoreregex")? {
+        spec.ignoreregex.push(pattern);
+        ignoreregex_at.push(at);
+    }
+    if spec.failregex.is_empty() {
+        return Err(Fail2BanFilterError::NoFailregex { path: display });
+    }
+    let mut prefregex_at = None;
+    if let Some((text, at, _)) = prefregex
+        && !text.trim().is_empty()
+    {
+        spec.prefregex = Some(translate::python_to_rust(text.trim()));
+        prefregex_at = Some(at);
+    }
+    let mut datepattern_at = None;
+    if let Some((text, at, _)) = value("datepattern")? {
+        let text = text.trim();
+        if !text.is_empty() && text != "{^LN-BEG}" {
+            if text.contains('\n') {
+                notes.push(format!(
+                    "{at}: datepattern lists several patterns; logjail's default date detection \
+                     is used"
+                ));
+            } else {
+                match DatePattern::new(text) {
+                    Ok(_) => {
+                        spec.datepattern = Some(text.to_string());
+                        datepattern_at = Some(at);
+                    }
+                    Err(reason) => notes.push(format!(
+                        "{at}: datepattern `{text}` ({reason}); logjail's default date detection \
+                         is used"
+                    )),
+                }
+            }
+        }
+    }
+    if let Some(daemon) = lookup("_daemon")
+        && names_a_program(&daemon)
+    {
+        spec.program = Some(daemon);
+    }
+    let journalmatch = value("journalmatch")?
+        .map(|(text, _, _)| text.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|text| !text.is_empty());
+    if let Some((text, at, _)) = value("maxlines")?
+        && text.trim().parse::<u32>().is_ok_and(|n| n > 1)
+    {
+        notes.push(format!(
+            "{at}: maxlines = {}: logjail judges each line alone (no multi-line matching)",
+            text.trim()
+        ));
+    }
+    Ok(Fail2BanFilter {
+        spec,
+        journalmatch,
+        failregex_at,
+        ignoreregex_at,
+        prefregex_at,
+        datepattern_at,
+        notes,
+        files: stack.files().to_vec(),
+    })
+}
+
+/// Whether a failregex's every match is marked as no failure: it opens (after `^` and other
+/// field tags) with `<F-NOFAIL>` or `<F-MLFGAINED>`. Such a tag inside an alternation only
+/// marks some matches, and the pattern stays a failregex.
+fn marks_no_failure(pattern: &str) -> bool {
+    let mut rest = pattern.strip_prefix('^').unwrap_or(pattern);
+    loop {
+        if rest.starts_with("<F-NOFAIL>") || rest.starts_with("<F-MLFGAINED>") {
+            return true;
+        }
+        match rest
+            .strip_prefix("<F-")
+            .and_then(|r| r.find('>').map(|i| &r[i + 1..]))
+        {
+            Some(after) => rest = after,
+            None => return false,
+        }
+    }
+}
+
+/// Whether a pattern captures an address with one of the engine's tags.
+fn names_an_address(pattern: &str) -> bool {
+    ["<HOST>", "<ADDR>", "<IP4>", "<IP6>"]
+        .iter()
+        .any(|tag| pattern.contains(tag))
+}
+
+/// Whether `_daemon` names programs rather than matching any word: it compiles and does not
+/// match a made-up name.
+fn names_a_program(daemon: &str) -> bool {
+    let daemon = daemon.trim();
+    if daemon.is_empty() {
+        return false;
+    }
+    regex::Regex::new(&format!("^(?:{daemon})$"))
+        .is_ok_and(|regex| !regex.is_match("logjail-made-up-program-name"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_failure_marks() {
+        assert!(marks_no_failure(
+            "^<F-NOFAIL>Connection from</F-NOFAIL> <HOST>"
+        ));
+        assert!(marks_no_failure(
+            "^<F-MLFFORGET><F-MLFGAINED>Accepted \\w+</F-MLFGAINED></F-MLFFORGET> for"
+        ));
+        assert!(!marks_no_failure(
+            "^Failed (?:<F-NOFAIL>publickey</F-NOFAIL>|\\S+) for"
+        ));
+        assert!(!marks_no_failure("^<F-USER>x</F-USER> <HOST>"));
+    }
+
+    #[test]
+    fn program_names() {
+        assert!(names_a_program("sshd"));
+        assert!(names_a_program("(?:dovecot(?:-auth)?|auth)"));
+        assert!(!names_a_program("\\S*"));
+        assert!(!names_a_program(""));
+        assert!(!names_a_program("(unclosed"));
+    }
+
+    fn judge(filter: &crate::filter::Filter, line: &str) -> crate::filter::Verdict {
+        let now = chrono::Utc::now();
+        let mut decoder = crate::filter::envelope::Decoder::new();
+        let record = decoder.push_at(line, now).unwrap();
+        filter.evaluate_at(&record, now)
+    }
+
+    fn host(filter: &crate::filter::Filter, line: &str) -> Option<String> {
+        match judge(filter, line) {
+            crate::filter::Verdict::Failure(f) => Some(f.host.to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn debian_sshd_in_both_modes() {
+        let path = Path::new("/etc/fail2ban/filter.d/sshd.conf");
+        let normal = read(path, &[]).unwrap();
+        assert_eq!(normal.spec.program.as_deref(), Some("sshd"));
+        assert!(normal.spec.prefregex.is_some());
+        assert_eq!(
+            normal.journalmatch.as_deref(),
+            Some("_SYSTEMD_UNIT=sshd.service + _COMM=sshd")
+        );
+        assert!(normal.files.iter().any(|f| f.ends_with("common.conf")));
+        let filter = crate::filter::Filter::compile("sshd", &normal.spec).unwrap();
+        assert!(!filter.fallbacks().is_empty());
+        let line =
+            "Nov 26 07:00:01 web sshd[42]: Failed password for root from 192.0.2.7 port 22 ssh2";
+        assert_eq!(host(&filter, line).as_deref(), Some("192.0.2.7"));
+        let invalid = "Nov 26 07:00:01 web sshd[42]: Invalid user admin from 192.0.2.8 port 22";
+        assert_eq!(host(&filter, invalid).as_deref(), Some("192.0.2.8"));
+        let other = "Nov 26 07:00:01 web cron[42]: Invalid user admin from 192.0.2.8 port 22";
+        assert_eq!(host(&filter, other), None);
+        let ddos =
+            "Nov 26 07:00:01 web sshd[42]: Did not receive identification string from 192.0.2.9";
+        assert_eq!(host(&filter, ddos), None);
+
+        let aggressive = read(path, &[("mode".to_string(), "aggressive".to_string())]).unwrap();
+        assert!(aggressive.spec.failregex.len() > normal.spec.failregex.len());
+        let filter = crate::filter::Filter::compile("sshd", &aggressive.spec).unwrap();
+        assert_eq!(host(&filter, ddos).as_deref(), Some("192.0.2.9"));
+        // Lines point into the file that holds the pattern.
+        assert!(
+            aggressive
+                .failregex_at
+                .iter()
+                .all(|at| at.file.ends_with("sshd.conf") && at.line > 1)
+        );
+    }
+
+    #[test]
+    fn every_debian_filter_reads_and_compiles() {
+        let mut read_ok = 0;
+        let mut problems = Vec::new();
+        for entry in std::fs::read_dir("/etc/fail2ban/filter.d").unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            // The `-common` files are only included by the others.
+            if path.extension().is_none_or(|e| e != "conf") || name.ends_with("common") {
+                continue;
+            }
+            match read(&path, &[]) {
+                Ok(filter) => match crate::filter::Filter::compile(&name, &filter.spec) {
+                    Ok(_) => read_ok += 1,
+                    Err(errors) => problems.push(format!("{name}: {}", errors[0])),
+                },
+                Err(Fail2BanFilterError::NoFailregex { .. }) => {}
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        assert!(read_ok > 70, "{read_ok} {problems:#?}");
+        // Refused with their reason: two `<IP4>` in one pattern (sendmail-auth,
+        // sendmail-reject), `<SKIPLINES>` multi-line matching (mongodb-auth, slapd).
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.conf");
+        std::fs::write(&path, "[Definition]\nfailregex = x\nfailregex = y\n").unwrap();
+        let error = read(&path, &[]).unwrap_err().to_string();
+        assert!(error.contains("bad.conf:3"), "{error}");
+        std::fs::write(&path, "[Definition]\nignoreregex = x\n").unwrap();
+        assert!(matches!(
+            read(&path, &[]),
+            Err(Fail2BanFilterError::NoFailregex { .. })
+        ));
+        assert!(matches!(
+            read(&dir.path().join("none.conf"), &[]),
+            Err(Fail2BanFilterError::Missing { .. })
+        ));
+    }
+}
