@@ -91,3 +91,36 @@ fn regex_bans_takes_a_jail_from_a_configuration() {
     assert_eq!(ban["failures"], 4);
     assert_eq!(ban["bantime"], 7200);
 }
+
+/// A jail on Debian's own sshd.conf (read with common.conf, in aggressive mode) passes, and
+/// `check` names the patterns that run on fancy-regex with their file and line.
+#[test]
+fn a_fail2ban_filter_file_passes_and_its_fallbacks_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logjail.yaml");
+    std::fs::write(
+        &path,
+        "jails:\n  sshd:\n    filter: {fail2ban: /etc/fail2ban/filter.d/sshd.conf, mode: aggressive}\n    sources:\n      - file: /var/log/auth.log\n",
+    )
+    .unwrap();
+    let output = Command::new(BINARY)
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let name = "fail2ban:/etc/fail2ban/filter.d/sshd.conf[mode=aggressive]";
+    let fancy = format!("note: filter \"{name}\": /etc/fail2ban/filter.d/sshd.conf:");
+    assert!(
+        stdout.lines().any(|line| line.starts_with(&fancy)
+            && line.contains(": failregex[")
+            && line.contains("conditionals: runs on fancy-regex")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("OK (1 jails, 1 enabled; 1 filters in use)"),
+        "{stdout}"
+    );
+}

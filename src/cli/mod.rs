@@ -394,6 +394,13 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         Err(code) => return code,
     };
     for (name, filter) in &config.filters {
+        // Fail2Ban filter files have their notes placed on the file's lines instead.
+        if let Some(notes) = config.filter_notes.get(name) {
+            for note in notes {
+                println!("note: filter \"{name}\": {note}");
+            }
+            continue;
+        }
         for (field, note) in filter.fallbacks() {
             println!("note: filter \"{name}\": {field}: {note}");
         }

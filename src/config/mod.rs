@@ -153,6 +153,10 @@ pub struct Config {
     pub filters: BTreeMap<String, Filter>,
     /// The user filters as written under `filters:` (they shadow built-ins of the same name).
     pub user_filters: BTreeMap<String, FilterSpec>,
+    /// For each Fail2Ban filter file a jail uses (by the name the jail refers to it by): where
+    /// logjail reads it differently from Fail2Ban and which patterns run on fancy-regex, each
+    /// with its file and line, for `logjail check`.
+    pub filter_notes: BTreeMap<String, Vec<String>>,
     /// `docker:`.
     pub docker: DockerConfig,
     /// `pods:`.

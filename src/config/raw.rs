@@ -74,13 +74,46 @@ impl From<RawDefaults> for RawShared {
     }
 }
 
+/// A jail's `filter:`: a filter's name, or `{fail2ban: PATH, OPTION: VALUE…}` for a Fail2Ban
+/// filter file with the options a Fail2Ban jail would hand it (`mode: aggressive`). The
+/// mapping's keys are the file's own options, so they are checked in validation, not here.
+#[derive(Debug)]
+pub(super) enum RawFilterRef {
+    Name(String),
+    Fail2Ban(serde_yaml::Mapping),
+}
+
+impl<'de> Deserialize<'de> for RawFilterRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, Unexpected};
+        // Written by hand so that a wrong type names both shapes instead of serde's
+        // "did not match any variant".
+        match Value::deserialize(deserializer)? {
+            Value::String(name) => Ok(RawFilterRef::Name(name)),
+            Value::Mapping(mapping) => Ok(RawFilterRef::Fail2Ban(mapping)),
+            other => {
+                let unexpected = match &other {
+                    Value::Null => Unexpected::Unit,
+                    Value::Bool(flag) => Unexpected::Bool(*flag),
+                    Value::Sequence(_) => Unexpected::Seq,
+                    _ => Unexpected::Other("a number or tagged value"),
+                };
+                Err(D::Error::invalid_type(
+                    unexpected,
+                    &"a filter name or `{fail2ban: PATH, OPTION: VALUE…}`",
+                ))
+            }
+        }
+    }
+}
+
 /// One entry of `jails:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawJail {
     pub(super) enabled: Option<bool>,
     pub(super) manual: Option<bool>,
-    pub(super) filter: Option<String>,
+    pub(super) filter: Option<RawFilterRef>,
     pub(super) sources: Option<Value>,
     pub(super) maxretry: Option<Scalar>,
     pub(super) findtime: Option<Scalar>,

@@ -118,7 +118,7 @@ impl Validator<'_> {
 }
 
 /// The one place that talks to the filter engine.
-fn compile_filter(name: &str, spec: &FilterSpec) -> Result<Filter, Vec<FilterError>> {
+pub(super) fn compile_filter(name: &str, spec: &FilterSpec) -> Result<Filter, Vec<FilterError>> {
     Filter::compile(name, spec)
 }
 
@@ -135,7 +135,7 @@ fn filter_field_path(filter: &YamlPath, field: FilterField) -> YamlPath {
 /// The regex crate explains parse errors over several lines, quoting the pattern with its tags
 /// expanded (which is not what the user wrote); one error per line keeps the first line and the
 /// reason: `regex parse error: unclosed group`.
-fn one_line(message: &str) -> String {
+pub(super) fn one_line(message: &str) -> String {
     let mut lines = message
         .lines()
         .map(str::trim)

@@ -16,8 +16,13 @@ use crate::config::jail::{
 };
 use crate::config::ports::{Ports, Protocol};
 use crate::config::positions::{COMPLEX_KEY, YamlPath};
-use crate::config::raw::{RawContainer, RawJail, RawJournal, RawPodSelector, RawSource};
+use crate::config::raw::{
+    RawContainer, RawFilterRef, RawJail, RawJournal, RawPodSelector, RawSource,
+};
 use crate::config::sections::MAX_CHAIN_NAME;
+use crate::filter::fail2ban;
+
+use super::filters::{compile_filter, one_line};
 
 /// What jails are checked against.
 pub(super) struct JailContext<'a> {
@@ -144,7 +149,15 @@ impl Validator<'_> {
             }
             None
         } else {
-            self.jail_filter(name, raw.filter.as_deref(), path, &place, context.filters)
+            match &raw.filter {
+                Some(RawFilterRef::Fail2Ban(mapping)) => {
+                    self.fail2ban_filter(mapping, &path.key("filter"), &place)
+                }
+                Some(RawFilterRef::Name(filter)) => {
+                    self.jail_filter(name, Some(filter), path, &place, context.filters)
+                }
+                None => self.jail_filter(name, None, path, &place, context.filters),
+            }
         };
 
         let protocol = raw.protocol.unwrap_or(Protocol::All);
@@ -221,6 +234,116 @@ impl Validator<'_> {
             chains: chains?,
         };
         (name_ok && (manual || filter.is_some())).then_some(jail)
+    }
+
+    /// `filter: {fail2ban: PATH, OPTION: VALUE…}`: reads and compiles the Fail2Ban filter file,
+    /// keeps it under the name the jail then refers to (`fail2ban:PATH[mode=aggressive]`), and
+    /// keeps what `logjail check` says of it. Errors inside the file name its path and line.
+    fn fail2ban_filter(
+        &mut self,
+        mapping: &serde_yaml::Mapping,
+        path: &YamlPath,
+        place: &Place,
+    ) -> Option<String> {
+        let mut file = None;
+        let mut options = Vec::new();
+        let mut ok = true;
+        for (key, value) in mapping {
+            let Some(key) = key_text(key) else {
+                self.report(
+                    place,
+                    &path.key(COMPLEX_KEY),
+                    Anchor::Key,
+                    "keys must be plain words",
+                );
+                ok = false;
+                continue;
+            };
+            let text = match value {
+                Value::String(text) => Some(text.clone()),
+                Value::Number(number) => Some(number.to_string()),
+                Value::Bool(flag) => Some(flag.to_string()),
+                _ => None,
+            };
+            let Some(text) = text else {
+                self.report(
+                    place,
+                    &path.key(&key),
+                    Anchor::Value,
+                    format!(
+                        "a Fail2Ban filter option is one value (text or number), not {}",
+                        describe(value)
+                    ),
+                );
+                ok = false;
+                continue;
+            };
+            if key == "fail2ban" {
+                file = Some(text);
+            } else {
+                options.push((key, text));
+            }
+        }
+        let Some(file) = file else {
+            self.report(
+                place,
+                path,
+                Anchor::Key,
+                "a filter given as a mapping needs `fail2ban: PATH` (a Fail2Ban filter file, \
+                 such as /etc/fail2ban/filter.d/sshd.conf); its other keys are that filter's \
+                 options (`mode: aggressive`)",
+            );
+            return None;
+        };
+        if !ok {
+            return None;
+        }
+        let file_path = path.key("fail2ban");
+        let read = match fail2ban::read(std::path::Path::new(&file), &options) {
+            Ok(read) => read,
+            Err(error) => {
+                self.report(
+                    place,
+                    &file_path,
+                    Anchor::Value,
+                    format!("Fail2Ban filter file: {error}"),
+                );
+                return None;
+            }
+        };
+        let mut name = format!("fail2ban:{file}");
+        if !options.is_empty() {
+            let listed: Vec<String> = options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            name.push_str(&format!("[{}]", listed.join(", ")));
+        }
+        match compile_filter(&name, &read.spec) {
+            Ok(filter) => {
+                let mut notes = read.notes.clone();
+                for (field, note) in filter.fallbacks() {
+                    match read.locate(*field) {
+                        Some(at) => notes.push(format!("{at}: {field}: {note}")),
+                        None => notes.push(format!("{field}: {note}")),
+                    }
+                }
+                self.filter_notes.insert(name.clone(), notes);
+                self.fail2ban_filters.insert(name.clone(), filter);
+                Some(name)
+            }
+            Err(errors) => {
+                for error in errors {
+                    let message = one_line(&error.message);
+                    let message = match error.field {
+                        Some(field) => match read.locate(field) {
+                            Some(at) => format!("{at}: {field}: {message}"),
+                            None => format!("{file}: {field}: {message}"),
+                        },
+                        None => format!("{file}: {message}"),
+                    };
+                    self.report(place, &file_path, Anchor::Value, message);
+                }
+                None
+            }
+        }
     }
 
     /// The filter a (non-manual) jail uses: `filter:`, or by default the jail's own name.

@@ -11,7 +11,7 @@ mod filters;
 mod jails;
 mod settings;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
@@ -20,7 +20,7 @@ use crate::config::error::{ConfigError, Scope};
 use crate::config::positions::{COMPLEX_KEY, PositionIndex, YamlPath};
 use crate::config::raw::{RawConfig, struct_keys};
 use crate::config::{Config, ConfigOrigin};
-use crate::filter::builtin;
+use crate::filter::{Filter, builtin};
 use jails::JailContext;
 use settings::{Overrides, resolve_defaults};
 
@@ -34,6 +34,8 @@ pub(super) fn validate(
         origin: origin.to_string(),
         index,
         errors: Vec::new(),
+        fail2ban_filters: BTreeMap::new(),
+        filter_notes: BTreeMap::new(),
     };
     let config = validator.config(value, origin);
     if validator.errors.is_empty() {
@@ -77,6 +79,10 @@ struct Validator<'a> {
     index: &'a PositionIndex,
     /// Everything found so far.
     errors: Vec<ConfigError>,
+    /// Fail2Ban filter files the jails use, compiled under the names the jails refer to them by.
+    fail2ban_filters: BTreeMap<String, Filter>,
+    /// What `logjail check` says of each of those filters (see [`Config::filter_notes`]).
+    filter_notes: BTreeMap<String, Vec<String>>,
 }
 
 impl Validator<'_> {
@@ -147,7 +153,8 @@ impl Validator<'_> {
             chain_prefix: &firewall.chain_prefix,
         };
         let jails = self.jails(raw.jails.as_ref(), &root.key("jails"), &context);
-        let filters = self.compile_used_builtins(filters, &jails, &root.key("jails"));
+        let mut filters = self.compile_used_builtins(filters, &jails, &root.key("jails"));
+        filters.append(&mut self.fail2ban_filters);
 
         Config {
             origin,
@@ -155,6 +162,7 @@ impl Validator<'_> {
             jails,
             filters,
             user_filters,
+            filter_notes: std::mem::take(&mut self.filter_notes),
             docker: self.docker(raw.docker.as_ref(), &root.key("docker")),
             pods: self.pods(raw.pods.as_ref(), &root.key("pods")),
             store: self.store(raw.store.as_ref(), &root.key("store")),
