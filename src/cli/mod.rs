@@ -126,7 +126,7 @@ enum Command {
 struct RegexArgs {
     /// A log file (plain, syslog, Docker json-file or CRI), `-` for standard input, or one line.
     log: String,
-    /// A built-in filter name, a YAML filter file, or a failregex with <HOST>.
+    /// A built-in filter name, a Fail2Ban filter file (PATH.conf[mode=…]), a YAML filter file, or a failregex with <HOST>.
     filter: String,
     /// Also print matched, ignored and missed lines.
     #[arg(short, long)]

@@ -64,10 +64,22 @@ pub enum RegexCommandError {
     Io { path: String, source: io::Error },
 }
 
-/// Resolves FILTER: a built-in filter name, a path to a YAML filter, or a raw failregex.
+/// Resolves FILTER: a built-in filter name, a Fail2Ban filter file (`…/sshd.conf[mode=…]`), a
+/// path to a YAML filter, or a raw failregex.
 pub fn resolve_filter(argument: &str) -> Result<ResolvedFilter, RegexCommandError> {
     let (name, spec, origin) = if let Some(spec) = builtin::spec(argument) {
         (argument.to_string(), spec, format!("{argument} (built-in)"))
+    } else if let Some((path, options)) = fail2ban_file_argument(argument) {
+        let read = crate::filter::fail2ban::read(&path, &options)
+            .map_err(|e| RegexCommandError::Filter(e.to_string()))?;
+        for note in &read.notes {
+            eprintln!("note: {note}");
+        }
+        (
+            argument.to_string(),
+            read.spec,
+            format!("{argument} (Fail2Ban filter file)"),
+        )
     } else if Path::new(argument).is_file() {
         let spec = FilterSpec::from_yaml_file(Path::new(argument))
             .map_err(|e| RegexCommandError::Filter(e.to_string()))?;
@@ -88,6 +100,28 @@ pub fn resolve_filter(argument: &str) -> Result<ResolvedFilter, RegexCommandErro
         spec,
         origin,
     })
+}
+
+/// `PATH.conf` or `PATH.local`, optionally with Fail2Ban's `[mode=aggressive, …]` options: a
+/// Fail2Ban filter file, when it (or its `.local`) exists.
+fn fail2ban_file_argument(argument: &str) -> Option<(std::path::PathBuf, Vec<(String, String)>)> {
+    let (file, options) = match argument.split_once('[') {
+        Some((file, rest)) => (file, rest.strip_suffix(']')?),
+        None => (argument, ""),
+    };
+    let path = Path::new(file);
+    let is_ini = path
+        .extension()
+        .is_some_and(|e| e == "conf" || e == "local");
+    if !is_ini || !(path.is_file() || path.with_extension("local").is_file()) {
+        return None;
+    }
+    let options = options
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
+        .collect();
+    Some((path.to_path_buf(), options))
 }
 
 /// What the user asked `logjail regex` to print.

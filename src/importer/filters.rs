@@ -167,7 +167,7 @@ pub(super) fn choose(
 
 /// The built-in filter that stands for Fail2Ban's `filter.d/NAME` under `dir` with these
 /// options (Debian's unchanged file, a mode the built-in matches), if there is one: what
-/// `fail2ban-regex` runs for a stock filter name until logjail reads filter files.
+/// `fail2ban-regex` runs for a stock filter name (the built-in stands for Debian's unchanged file).
 pub fn builtin_standing_for(
     dir: &Path,
     name: &str,

@@ -7,7 +7,7 @@
 //! `sshd[mode=normal]`, looked up under `-c DIR/filter.d`, default `/etc/fail2ban`) or path.
 //! A filter file runs as logjail's built-in filter of the same name when it is Debian's
 //! unchanged file ([`crate::importer::filters::builtin_standing_for`]); other filter files
-//! need the Fail2Ban filter-file reader ([`fail2ban_filter_file`]).
+//! are read by the Fail2Ban filter-file reader ([`fail2ban_filter_file`]).
 //!
 //! Like every logjail filter, a failregex sees the message after the syslog header
 //! (`host prog[pid]: `), where fail2ban-regex's own sees the header too: a pattern starting
@@ -190,18 +190,23 @@ enum Named {
     Line(String),
 }
 
-/// Reads the Fail2Ban filter file `path` with `options` into a logjail filter. This is where
-/// the Fail2Ban filter-file reader plugs in; until it lands, only files a built-in filter
-/// stands for are run (by the caller), and any other file is refused here with the reason.
+/// Reads the Fail2Ban filter file `path` with `options` into a logjail filter, through the
+/// filter-file reader ([`crate::filter::fail2ban`]); compile errors name the file and line.
 fn fail2ban_filter_file(path: &Path, options: &[(String, String)]) -> Result<FilterSpec, String> {
-    let _ = options;
-    Err(format!(
-        "{}: logjail runs a Fail2Ban filter file only where one of its built-in filters stands \
-         for it (Debian's unchanged file, in a mode the built-in matches); reading other filter \
-         files is not in this build yet. Give the failregex itself, or a logjail filter to \
-         `logjail regex`",
-        path.display()
-    ))
+    let read = crate::filter::fail2ban::read(path, options).map_err(|e| e.to_string())?;
+    if let Err(errors) = Filter::compile(&path.display().to_string(), &read.spec) {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(
+                |error| match error.field.and_then(|f| read.locate(f).map(|at| (f, at))) {
+                    Some((field, at)) => format!("{at}: {field}: {}", error.message),
+                    None => error.to_string(),
+                },
+            )
+            .collect();
+        return Err(lines.join("\n"));
+    }
+    Ok(read.spec)
 }
 
 /// The filter file FILTER names, as fail2ban-regex looks for it: a path, or a name (with
