@@ -70,6 +70,8 @@ measure() {
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 measure logjail "$logjail" regex "$log" sshd
+# The same stock file fail2ban-regex reads, through logjail's Fail2Ban filter reader.
+measure logjail_f2b "$logjail" regex "$log" "$f2b_filter"
 measure fail2ban fail2ban-regex "$log" "$f2b_filter"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -94,10 +96,11 @@ cores=$(nproc)
     echo
     echo "Machine: $cores cores, $cpu; both tools pinned to core $core (\`taskset -c $core\`),"
     echo "one run each; load average before/after: $load_before / $load_after."
-    echo "logjail: built-in \`sshd\` filter; fail2ban: \`fail2ban-regex $(fail2ban-regex --version | awk '{print $2}')\` with \`$f2b_filter\`."
+    echo "logjail: built-in \`sshd\` filter, and \`$f2b_filter\` read by its Fail2Ban filter reader; fail2ban: \`fail2ban-regex $(fail2ban-regex --version | awk '{print $2}')\` with \`$f2b_filter\`."
     echo "Log: \`$(basename "$log")\`, $(describe_log "$log.truth.json")."
     echo
-    python3 - "$lines" "$work/logjail.time" "$work/logjail.out" "$work/fail2ban.time" "$work/fail2ban.out" <<'EOF'
+    python3 - "$lines" "$work/logjail.time" "$work/logjail.out" "$work/fail2ban.time" "$work/fail2ban.out" \
+        "$work/logjail_f2b.time" "$work/logjail_f2b.out" <<'EOF'
 import re, sys
 
 lines = int(sys.argv[1])
@@ -123,6 +126,7 @@ rows = []
 for name, time_path, out_path in (
     ("logjail regex", sys.argv[2], sys.argv[3]),
     ("fail2ban-regex", sys.argv[4], sys.argv[5]),
+    ("logjail regex, stock sshd.conf", sys.argv[6], sys.argv[7]),
 ):
     wall, cpu, rss = timing(time_path)
     read, hits = matched(out_path)
