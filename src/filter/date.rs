@@ -516,6 +516,239 @@ pub fn inline_time(text: &str, reference: DateTime<Utc>) -> Option<DateTime<Utc>
     None
 }
 
+/// Finds the first timestamp in a line and where it is, the way Fail2Ban's default date
+/// detection does for its filter files (which are written against the line with the date cut
+/// out): anywhere in the line, or only at its start when `anchored` (Fail2Ban's `{^LN-BEG}`).
+/// A bracketed stamp's range leaves the brackets out.
+pub fn find_stamp(
+    text: &str,
+    reference: DateTime<Utc>,
+    anchored: bool,
+) -> Option<(DateTime<Utc>, std::ops::Range<usize>)> {
+    let bytes = text.as_bytes();
+    for (index, &byte) in bytes.iter().enumerate() {
+        if anchored && index > 0 {
+            break;
+        }
+        let candidate = match byte {
+            b'[' => index + 1,
+            b'0'..=b'9' | b'A'..=b'Z' | b'a'..=b'z'
+                if index == 0 || !bytes[index - 1].is_ascii_alphanumeric() =>
+            {
+                index
+            }
+            _ => continue,
+        };
+        if candidate >= bytes.len() || !bytes[candidate].is_ascii_alphanumeric() {
+            continue;
+        }
+        let mut cursor = Cursor::new(bytes);
+        cursor.pos = candidate;
+        let parsed = parse_any(&mut cursor, reference)
+            .map(|(time, _)| time)
+            .or_else(|| {
+                cursor.pos = candidate;
+                parse_day_month_year(&mut cursor)
+            });
+        if let Some(time) = parsed
+            && bytes
+                .get(cursor.pos)
+                .is_none_or(|next| !next.is_ascii_alphanumeric())
+        {
+            return Some((time, candidate..cursor.pos));
+        }
+    }
+    None
+}
+
+/// `22-Jan-2013 22:28:21 +0200`, `17/Jun/2011 17:00:45`, `11-06-2013 02:09:40`: day first,
+/// which Fail2Ban's default detection knows and the envelope does not guess at.
+fn parse_day_month_year(cursor: &mut Cursor<'_>) -> Option<DateTime<Utc>> {
+    let day = cursor.day()?;
+    let separator = cursor.peek()?;
+    if separator != b'-' && separator != b'/' {
+        return None;
+    }
+    cursor.pos += 1;
+    let month = match cursor.word3() {
+        Some(name) => month_number(name)?,
+        None => cursor.digits(2)?,
+    };
+    if !cursor.eat(separator) {
+        return None;
+    }
+    let year = cursor.digits(4)?;
+    if !cursor.eat(b' ') && !cursor.eat(b':') {
+        return None;
+    }
+    let clock = cursor.clock()?;
+    let nanos = cursor.fraction();
+    let before_zone = cursor.pos;
+    let zone = if cursor.eat(b' ') {
+        cursor.zone()
+    } else {
+        None
+    };
+    if zone.is_none() {
+        cursor.pos = before_zone;
+    }
+    let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
+    to_utc(date, clock, nanos, zone)
+}
+
+/// One line of a Fail2Ban `datepattern`, as logjail finds and cuts that date.
+#[derive(Debug, Clone)]
+pub enum Fail2BanDate {
+    /// A strftime format (`%b-%d-%Exy %H:%M:%S`).
+    Format(DatePattern),
+    /// Fail2Ban's default detection (`{^LN-BEG}` alone, or no datepattern), after `prefix`
+    /// when the line is `PREFIX{DATE}`.
+    Default {
+        anchored: bool,
+        prefix: Option<Regex>,
+    },
+    /// Seconds since 1970 (`Epoch`), bare or in brackets.
+    Epoch { anchored: bool },
+    /// daemontools' `@4000…` stamps (`TAI64N`).
+    Tai64n { anchored: bool },
+}
+
+impl Fail2BanDate {
+    /// Reads one datepattern line; `None` when logjail cannot express it (the caller falls
+    /// back to the default detection and says so).
+    pub fn new(line: &str) -> Option<Fail2BanDate> {
+        let line = line.trim();
+        let (anchored, body) = if let Some(rest) = line.strip_prefix("{^LN-BEG}") {
+            (true, rest)
+        } else if let Some(rest) = line.strip_prefix('^') {
+            (true, rest)
+        } else {
+            (false, line)
+        };
+        if body.is_empty() || body == "{DATE}" {
+            return Some(Fail2BanDate::Default {
+                anchored,
+                prefix: None,
+            });
+        }
+        if body.eq_ignore_ascii_case("epoch") || body.eq_ignore_ascii_case("lepoch") {
+            return Some(Fail2BanDate::Epoch { anchored });
+        }
+        if body.eq_ignore_ascii_case("tai64n") {
+            return Some(Fail2BanDate::Tai64n { anchored });
+        }
+        if let Some((before, _)) = body.split_once("{DATE}") {
+            let before = before.strip_suffix('(').unwrap_or(before);
+            let prefix = Regex::new(&format!("^(?:{before})")).ok()?;
+            return Some(Fail2BanDate::Default {
+                anchored: true,
+                prefix: Some(prefix),
+            });
+        }
+        // Fail2Ban's own directives and the regex escapes its formats carry.
+        let format = body
+            .replace("%ExY", "%Y")
+            .replace("%Exy", "%y")
+            .replace("%Exb", "%b")
+            .replace("%Exd", "%d")
+            .replace("%Exm", "%m")
+            .replace("%k", "%H")
+            .replace("\\[", "[")
+            .replace("\\]", "]")
+            .replace("\\.", ".");
+        if format.contains(['(', '?', '\\', '*', '+']) {
+            return None;
+        }
+        let anchor = if anchored { "^" } else { "" };
+        DatePattern::new(&format!("{anchor}{format}"))
+            .ok()
+            .map(Fail2BanDate::Format)
+    }
+
+    /// The date's time and where it is in `line`.
+    pub fn find(
+        &self,
+        line: &str,
+        reference: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, std::ops::Range<usize>)> {
+        match self {
+            Fail2BanDate::Format(pattern) => pattern.find(line, reference),
+            Fail2BanDate::Default {
+                anchored,
+                prefix: None,
+            } => find_stamp(line, reference, *anchored),
+            Fail2BanDate::Default {
+                prefix: Some(prefix),
+                ..
+            } => {
+                let start = prefix.find(line)?.end();
+                let (time, range) = find_stamp(&line[start..], reference, true)?;
+                Some((time, range.start + start..range.end + start))
+            }
+            Fail2BanDate::Epoch { anchored } => find_epoch(line, *anchored),
+            Fail2BanDate::Tai64n { anchored } => find_tai64n(line, *anchored),
+        }
+    }
+}
+
+/// `1386543323.000` or `[1387288694]`: ten digits of seconds, an optional fraction.
+fn find_epoch(line: &str, anchored: bool) -> Option<(DateTime<Utc>, std::ops::Range<usize>)> {
+    let bytes = line.as_bytes();
+    let mut index = 0;
+    while index < bytes.len() {
+        let start = if bytes[index] == b'[' {
+            index + 1
+        } else {
+            index
+        };
+        let boundary = start == 0 || !bytes[start - 1].is_ascii_alphanumeric();
+        let mut end = start;
+        while end < bytes.len() && bytes[end].is_ascii_digit() {
+            end += 1;
+        }
+        if boundary && end - start == 10 {
+            let seconds: i64 = line[start..end].parse().ok()?;
+            let mut cursor = Cursor::new(bytes);
+            cursor.pos = end;
+            let nanos = cursor.fraction();
+            if cursor
+                .peek()
+                .is_none_or(|next| !next.is_ascii_alphanumeric())
+            {
+                let time = DateTime::from_timestamp(seconds, nanos)?;
+                return Some((time, start..cursor.pos));
+            }
+        }
+        if anchored {
+            return None;
+        }
+        index = end.max(index + 1);
+    }
+    None
+}
+
+/// `@4000000050a3e1c81e8ec1ac`: TAI64 seconds (2^62 + seconds since 1970, leap seconds
+/// ignored as daemontools' readers do) and nanoseconds, in hex.
+fn find_tai64n(line: &str, anchored: bool) -> Option<(DateTime<Utc>, std::ops::Range<usize>)> {
+    let mut search = 0;
+    while let Some(offset) = line[search..].find('@') {
+        let start = search + offset;
+        if anchored && start > 0 {
+            return None;
+        }
+        let hex = line.get(start + 1..start + 25)?;
+        if hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let seconds = u64::from_str_radix(&hex[..16], 16).ok()?;
+            let nanos = u32::from_str_radix(&hex[16..], 16).ok()?;
+            let unix = i64::try_from(seconds.checked_sub(1 << 62)?).ok()?;
+            let time = DateTime::from_timestamp(unix, nanos)?;
+            return Some((time, start..start + 25));
+        }
+        search = start + 1;
+    }
+    None
+}
+
 /// A filter's `datepattern`: a strftime format (`%Y-%m-%d %H:%M:%S`), optionally starting with
 /// `^` (or Fail2Ban's `{^LN-BEG}`) to anchor it at the start of the message, or `EPOCH`.
 #[derive(Debug, Clone)]
@@ -948,5 +1181,53 @@ mod tests {
         assert_eq!(time, utc(2026, 11, 26, 6, 0, 1));
         assert!(DatePattern::new("%Q").is_err());
         assert!(DatePattern::new("%H:%M").is_err());
+    }
+
+    #[test]
+    fn fail2ban_dates_are_found_where_fail2ban_finds_them() {
+        let tai = Fail2BanDate::new("{^LN-BEG}TAI64N").unwrap();
+        let line = "@400000004c91b044077a9e94 imap-login: Info: x";
+        let (time, range) = tai.find(line, reference()).unwrap();
+        assert_eq!(time.timestamp(), 0x4c91_b044);
+        assert_eq!(&line[range], "@400000004c91b044077a9e94");
+
+        let epoch = Fail2BanDate::new("{^LN-BEG}Epoch").unwrap();
+        let line = "[1387288694] nsd[7745]: info: x";
+        let (time, range) = epoch.find(line, reference()).unwrap();
+        assert_eq!(time.timestamp(), 1_387_288_694);
+        assert_eq!(&line[range], "1387288694");
+
+        // Day first, in brackets: the brackets stay, as Fail2Ban leaves them.
+        let default = Fail2BanDate::new("{^LN-BEG}").unwrap();
+        let line = "[22-Jan-2013 22:28:21 +0200]: FAILED login for u from 192.0.2.1";
+        let (time, range) = default.find(line, reference()).unwrap();
+        assert_eq!(time, utc(2013, 1, 22, 20, 28, 21));
+        assert_eq!(&line[..range.start], "[");
+        assert_eq!(&line[range.end..range.end + 2], "]:");
+        // Anchored: a date further in does not count.
+        assert!(
+            default
+                .find("x 22-Jan-2013 22:28:21 y", reference())
+                .is_none()
+        );
+        let anywhere = Fail2BanDate::new("").unwrap();
+        assert!(
+            anywhere
+                .find("x 22-Jan-2013 22:28:21 y", reference())
+                .is_some()
+        );
+
+        let prefixed = Fail2BanDate::new("^<W>{DATE}").unwrap();
+        let line = "<W>2015-11-29 16:38:01.818 1 => x";
+        let (_, range) = prefixed.find(line, reference()).unwrap();
+        assert_eq!(range.start, 3);
+
+        let format = Fail2BanDate::new("{^LN-BEG}%b-%d-%Exy %H:%M:%S").unwrap();
+        let (time, _) = format
+            .find("Apr-07-13 07:08:36 [SSL-out] x", reference())
+            .unwrap();
+        assert_eq!(time, local(2013, 4, 7, 7, 8, 36));
+        // What logjail cannot read is said, not guessed at.
+        assert!(Fail2BanDate::new("{^LN-BEG}%ExY(?P<_sep>[-/.])%m(?P=_sep)%d").is_none());
     }
 }

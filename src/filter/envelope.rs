@@ -59,6 +59,10 @@ pub struct Record<'a> {
     pub envelope: EnvelopeKind,
     /// The kind of leading stamp that was stripped, if any.
     pub stamp: Option<StampKind>,
+    /// The line as the envelope unwrapped it (json-file and CRI decoded), stamp and syslog
+    /// header still in, trailing blanks removed: Fail2Ban filter files are written against
+    /// it, with only the date cut out.
+    pub line: Cow<'a, str>,
 }
 
 impl<'a> Record<'a> {
@@ -239,6 +243,7 @@ impl Record<'_> {
             stream: self.stream,
             envelope: self.envelope,
             stamp: self.stamp,
+            line: Cow::Owned(self.line.into_owned()),
         }
     }
 }
@@ -330,15 +335,18 @@ fn normalize(
         )
     };
     let time = envelope_time.or(stamp_time);
-    let (text, program) = match text {
+    let (text, program, line) = match text {
         Cow::Borrowed(full) => (
             Cow::Borrowed(&full[text_range.0..text_range.1]),
             program_range.map(|(s, e)| Cow::Borrowed(&full[s..e])),
+            Cow::Borrowed(full.trim_end_matches(['\r', '\n', ' ', '\t'])),
         ),
-        Cow::Owned(full) => (
-            Cow::Owned(full[text_range.0..text_range.1].to_string()),
-            program_range.map(|(s, e)| Cow::Owned(full[s..e].to_string())),
-        ),
+        Cow::Owned(mut full) => {
+            let text = Cow::Owned(full[text_range.0..text_range.1].to_string());
+            let program = program_range.map(|(s, e)| Cow::Owned(full[s..e].to_string()));
+            full.truncate(full.trim_end_matches(['\r', '\n', ' ', '\t']).len());
+            (text, program, Cow::Owned(full))
+        }
     };
     Record {
         text,
@@ -347,6 +355,7 @@ fn normalize(
         stream: None,
         envelope: EnvelopeKind::Plain,
         stamp,
+        line,
     }
 }
 

@@ -24,7 +24,10 @@ use crate::address::{self, NotAClient};
 
 use date::DatePattern;
 use envelope::Record;
-use pattern::{CONTENT_GROUP, HOST_GROUP, ID_GROUP, USER_GROUP};
+use pattern::{
+    ALT_USER_GROUP, CONTENT_GROUP, HOST_GROUP, ID_GROUP, NOFAIL_GROUP, OTHER_FAMILY_HOST_GROUP,
+    USER_GROUP,
+};
 
 /// A filter as written in YAML: the `filters:` section of the config, a filter file given to
 /// `logjail regex`, or one of the built-in filters compiled into the binary.
@@ -53,6 +56,19 @@ pub struct FilterSpec {
     /// does not find it.
     #[serde(default)]
     pub datepattern: Option<String>,
+    /// Set by the reader of Fail2Ban filter files, never in YAML: such a filter is written
+    /// against the whole line with its date cut out (the text around it, brackets and blanks
+    /// included, stays), not against the bare message. Syslog lines keep going by their
+    /// message: the reader has adapted `__prefix_line` to it.
+    #[serde(skip)]
+    pub cut_date: Option<CutDate>,
+}
+
+/// How a Fail2Ban filter finds the date it cuts out of a line: its `datepattern` lines, tried
+/// in order (none: Fail2Ban's default detection, anywhere in the line).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CutDate {
+    pub patterns: Vec<String>,
 }
 
 /// One failure found in a line.
@@ -180,9 +196,12 @@ fn ascii_twin(expanded: &str, groups: GroupIndex) -> Option<regex::bytes::Regex>
     let position = |wanted: &str| twin.capture_names().position(|name| name == Some(wanted));
     let twin_groups = GroupIndex {
         host: position(HOST_GROUP),
+        other_host: position(OTHER_FAMILY_HOST_GROUP),
         user: position(USER_GROUP),
         id: position(ID_GROUP),
         content: position(CONTENT_GROUP),
+        nofail: position(NOFAIL_GROUP),
+        alt_user: position(ALT_USER_GROUP),
     };
     (twin_groups == groups).then_some(twin)
 }
@@ -192,9 +211,12 @@ fn ascii_twin(expanded: &str, groups: GroupIndex) -> Option<regex::bytes::Regex>
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct GroupIndex {
     host: Option<usize>,
+    other_host: Option<usize>,
     user: Option<usize>,
     id: Option<usize>,
     content: Option<usize>,
+    nofail: Option<usize>,
+    alt_user: Option<usize>,
 }
 
 impl GroupIndex {
@@ -202,9 +224,12 @@ impl GroupIndex {
         let position = |wanted: &str| regex.capture_names().position(|name| name == Some(wanted));
         GroupIndex {
             host: position(HOST_GROUP),
+            other_host: position(OTHER_FAMILY_HOST_GROUP),
             user: position(USER_GROUP),
             id: position(ID_GROUP),
             content: position(CONTENT_GROUP),
+            nofail: position(NOFAIL_GROUP),
+            alt_user: position(ALT_USER_GROUP),
         }
     }
 }
@@ -216,6 +241,8 @@ struct Captured {
     user: Option<Range<usize>>,
     id: Option<Range<usize>>,
     content: Option<Range<usize>>,
+    nofail: Option<Range<usize>>,
+    alt_user: Option<Range<usize>>,
 }
 
 impl Matcher {
@@ -275,29 +302,38 @@ impl Matcher {
                     let range =
                         |index: Option<usize>| index.and_then(|i| caps.get(i)).map(|m| m.range());
                     return Some(Captured {
-                        host: range(groups.host),
+                        host: range(groups.host).or_else(|| range(groups.other_host)),
                         user: range(groups.user),
                         id: range(groups.id),
                         content: range(groups.content),
+                        nofail: range(groups.nofail),
+                        alt_user: range(groups.alt_user),
                     });
                 }
                 let caps = regex.captures(text)?;
                 let range =
                     |index: Option<usize>| index.and_then(|i| caps.get(i)).map(|m| m.range());
                 Some(Captured {
-                    host: range(groups.host),
+                    host: range(groups.host).or_else(|| range(groups.other_host)),
                     user: range(groups.user),
                     id: range(groups.id),
                     content: range(groups.content),
+                    nofail: range(groups.nofail),
+                    alt_user: range(groups.alt_user),
                 })
             }
             Matcher::Fancy(regex) => {
                 let caps = regex.captures(text).ok()??;
                 Some(Captured {
-                    host: caps.name(HOST_GROUP).map(|m| m.range()),
+                    host: caps
+                        .name(HOST_GROUP)
+                        .or_else(|| caps.name(OTHER_FAMILY_HOST_GROUP))
+                        .map(|m| m.range()),
                     user: caps.name(USER_GROUP).map(|m| m.range()),
                     id: caps.name(ID_GROUP).map(|m| m.range()),
                     content: caps.name(CONTENT_GROUP).map(|m| m.range()),
+                    nofail: caps.name(NOFAIL_GROUP).map(|m| m.range()),
+                    alt_user: caps.name(ALT_USER_GROUP).map(|m| m.range()),
                 })
             }
         }
@@ -549,6 +585,8 @@ pub struct Filter {
     has_fancy_failregex: bool,
     ignoreregex: Vec<Matcher>,
     datepattern: Option<DatePattern>,
+    /// Fail2Ban's date rules, for filters read from its files (see [`FilterSpec::cut_date`]).
+    cut_date: Option<Vec<date::Fail2BanDate>>,
     /// Patterns that fell back to fancy-regex, for `logjail check`.
     fallbacks: Vec<(FilterField, String)>,
 }
@@ -676,6 +714,20 @@ impl Filter {
             has_fancy_failregex,
             ignoreregex,
             datepattern,
+            cut_date: spec.cut_date.as_ref().map(|cut| {
+                let mut rules: Vec<date::Fail2BanDate> = cut
+                    .patterns
+                    .iter()
+                    .filter_map(|line| date::Fail2BanDate::new(line))
+                    .collect();
+                if rules.is_empty() {
+                    rules.push(date::Fail2BanDate::Default {
+                        anchored: false,
+                        prefix: None,
+                    });
+                }
+                rules
+            }),
             fallbacks,
         })
     }
@@ -712,7 +764,25 @@ impl Filter {
         }
         let mut text: &str = &record.text;
         let mut time = record.time;
-        if let Some(pattern) = &self.datepattern
+        let cut_line;
+        if let Some(rules) = &self.cut_date
+            && record.program.is_none()
+        {
+            let line: &str = &record.line;
+            let reference = record.time.unwrap_or(now);
+            let found = rules.iter().find_map(|rule| rule.find(line, reference));
+            cut_line = match found {
+                Some((found, range)) => {
+                    time = time.or(Some(found));
+                    let mut joined = String::with_capacity(line.len());
+                    joined.push_str(&line[..range.start]);
+                    joined.push_str(&line[range.end..]);
+                    joined
+                }
+                None => line.to_string(),
+            };
+            text = &cut_line;
+        } else if let Some(pattern) = &self.datepattern
             && let Some((found, range)) = pattern.find(text, record.time.unwrap_or(now))
         {
             time = Some(found);
@@ -741,7 +811,7 @@ impl Filter {
 
         let found = match self.first_by_priority(text, prefix_host) {
             Some(Attempt::Found(found)) => Ok(found),
-            Some(Attempt::NoMatch) => Err(None),
+            Some(Attempt::NoMatch | Attempt::NoFail) => Err(None),
             // The first failregex's address did not parse or is never a client: a later one
             // may still capture a client, which the set search finds out.
             Some(Attempt::Unusable(_)) | None => self.first_by_set(text, prefix_host),
@@ -775,7 +845,10 @@ impl Filter {
         Verdict::Failure(Failure {
             host,
             time,
-            user: captured.user.map(|r| text[r].to_string()),
+            user: captured
+                .user
+                .or(captured.alt_user)
+                .map(|r| text[r].to_string()),
             id: captured.id.map(|r| text[r].to_string()),
             failregex_index,
         })
@@ -810,6 +883,9 @@ impl Filter {
                 Attempt::Found(found) => return Ok(found),
                 Attempt::Unusable(refusal) => refused = refused.or(refusal),
                 Attempt::NoMatch => {}
+                // Fail2Ban stops at the first failregex that matches, even one that says the
+                // line is no failure.
+                Attempt::NoFail => return Err(None),
             }
         }
         Err(refused)
@@ -829,6 +905,7 @@ impl Filter {
         };
         match self.try_failregex(end.pattern().as_usize(), text, prefix_host) {
             Attempt::Found(found) => Some(Attempt::Found(found)),
+            Attempt::NoFail => Some(Attempt::NoMatch),
             Attempt::Unusable(_) | Attempt::NoMatch => None,
         }
     }
@@ -842,6 +919,9 @@ impl Filter {
         let Some(captured) = self.failregex.get(index).and_then(|m| m.captures(text)) else {
             return Attempt::NoMatch;
         };
+        if captured.nofail.is_some() {
+            return Attempt::NoFail;
+        }
         let host_text = captured.host.clone().map(|r| &text[r]).or(prefix_host);
         match host_text.and_then(parse_captured) {
             Some(Ok(host)) => Attempt::Found((index, captured, host)),
@@ -865,6 +945,8 @@ enum Attempt {
     /// client's.
     Unusable(Option<Refusal>),
     NoMatch,
+    /// It matched where Fail2Ban's `<F-NOFAIL>` says the line is no failure.
+    NoFail,
 }
 
 /// All failregexes as one multi-pattern regex, when every one of them is anchored at the start
@@ -1119,7 +1201,7 @@ mod tests {
                 let by_set = filter.first_by_set(message, None);
                 let answer = match filter.first_by_priority(message, None) {
                     Some(Attempt::Found(found)) => Ok(found),
-                    Some(Attempt::NoMatch) => Err(None),
+                    Some(Attempt::NoMatch | Attempt::NoFail) => Err(None),
                     Some(Attempt::Unusable(_)) | None => filter.first_by_set(message, None),
                 };
                 assert_eq!(answer, by_set, "{name}: {message}");
@@ -1497,6 +1579,86 @@ mod tests {
         assert_eq!(
             failure.time,
             Some(Utc.with_ymd_and_hms(2026, 11, 26, 7, 0, 1).unwrap())
+        );
+    }
+
+    #[test]
+    fn one_ip4_and_one_ip6_are_alternatives() {
+        let filter =
+            Filter::compile("t", &spec(&[r"^relay=\[(?:IPv6:<IP6>|<IP4>)\]$"], &[])).unwrap();
+        assert_eq!(
+            host(&filter, "relay=[192.0.2.7]"),
+            Some("192.0.2.7".parse().unwrap())
+        );
+        assert_eq!(
+            host(&filter, "relay=[IPv6:2001:db8::7]"),
+            Some("2001:db8::7".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn nofail_stops_at_its_failregex_and_alt_user_stands_in() {
+        let filter = Filter::compile(
+            "t",
+            &spec(
+                &[
+                    r"^<F-NOFAIL>Accepted</F-NOFAIL> \w+ for \S+ from <HOST>$",
+                    r"^(?:Accepted|Failed) \w+ for (?:user <F-USER>\S+</F-USER>|<F-ALT_USER>\S+</F-ALT_USER>) from <HOST>$",
+                ],
+                &[],
+            ),
+        )
+        .unwrap();
+        // The first failregex matches and says no failure: the second is never tried.
+        assert!(matches!(
+            judge(&filter, "Accepted password for bob from 192.0.2.1"),
+            Verdict::Missed
+        ));
+        let Verdict::Failure(failure) = judge(&filter, "Failed password for bob from 192.0.2.1")
+        else {
+            panic!()
+        };
+        assert_eq!(failure.user.as_deref(), Some("bob"));
+        let Verdict::Failure(failure) =
+            judge(&filter, "Failed password for user eve from 192.0.2.1")
+        else {
+            panic!()
+        };
+        assert_eq!(failure.user.as_deref(), Some("eve"));
+    }
+
+    #[test]
+    fn fail2ban_filters_see_the_line_with_only_its_date_cut_out() {
+        let mut apache = spec(&[r"^\[\] \[error\] \[client <HOST>\] denied$"], &[]);
+        apache.cut_date = Some(CutDate {
+            patterns: vec!["{^LN-BEG}".to_string()],
+        });
+        let filter = Filter::compile("t", &apache).unwrap();
+        let line = "[Sun Jun 09 07:57:47 2013] [error] [client 192.0.2.4] denied";
+        let Verdict::Failure(failure) = judge(&filter, line) else {
+            panic!("{:?}", judge(&filter, line))
+        };
+        assert_eq!(failure.host, "192.0.2.4".parse::<IpAddr>().unwrap());
+        assert!(failure.time.is_some());
+        // The same line in a json-file envelope.
+        let json =
+            format!(r#"{{"log":"{line}\n","stream":"stderr","time":"2026-11-26T07:00:01Z"}}"#);
+        assert!(matches!(judge(&filter, &json), Verdict::Failure(_)));
+
+        let mut epoch = spec(&[r"^ +\d+ <HOST> TCP_DENIED/403 "], &[]);
+        epoch.cut_date = Some(CutDate {
+            patterns: vec!["{^LN-BEG}Epoch".to_string()],
+        });
+        let filter = Filter::compile("t", &epoch).unwrap();
+        let Verdict::Failure(failure) = judge(
+            &filter,
+            "1386543323.000      4 192.0.2.9 TCP_DENIED/403 4099 GET http://x/ -",
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            failure.time,
+            Some(Utc.with_ymd_and_hms(2013, 12, 8, 22, 55, 23).unwrap())
         );
     }
 }

@@ -7,12 +7,19 @@ use std::fmt;
 
 /// Capture group that holds the failure's address.
 pub const HOST_GROUP: &str = "host";
+/// Capture group of the other family's tag when a pattern has both `<IP4>` and `<IP6>` (as
+/// Fail2Ban's `(?:IPv6:<IP6>|<IP4>)` does, where each names its own group).
+pub const OTHER_FAMILY_HOST_GROUP: &str = "host_other_family";
 /// Capture group of `<F-USER>`.
 pub const USER_GROUP: &str = "user";
 /// Capture group of `<F-ID>`.
 pub const ID_GROUP: &str = "fid";
 /// Capture group of `<F-CONTENT>` in a prefregex.
 pub const CONTENT_GROUP: &str = "content";
+/// Capture group of Fail2Ban's `<F-NOFAIL>`: a line whose match takes part in it is no failure.
+pub const NOFAIL_GROUP: &str = "nofail";
+/// Capture group of Fail2Ban's `<F-ALT_USER>`: the user when `<F-USER>` captured none.
+pub const ALT_USER_GROUP: &str = "alt_user";
 
 /// Dotted quad; the address is checked by parsing after the match, so the regex may be loose.
 const IPV4: &str = r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}";
@@ -68,6 +75,7 @@ pub fn expand(pattern: &str) -> Result<Expanded, PatternError> {
     }
     let mut out = String::with_capacity(pattern.len() + 64);
     let mut has_host = false;
+    let mut host_tags: Vec<&'static str> = Vec::new();
     let mut open_fields: Vec<String> = Vec::new();
     let mut rest = pattern;
     while let Some(open) = rest.find('<') {
@@ -87,7 +95,7 @@ pub fn expand(pattern: &str) -> Result<Expanded, PatternError> {
         let replacement = if preceded_by_backslash || group_name || !is_tag_name(tag) {
             None
         } else {
-            Some(expand_tag(tag, &mut has_host, &mut open_fields)?)
+            Some(expand_tag(tag, &mut host_tags, &mut open_fields)?)
         };
         match replacement {
             Some(text) => {
@@ -102,6 +110,7 @@ pub fn expand(pattern: &str) -> Result<Expanded, PatternError> {
         }
     }
     out.push_str(rest);
+    has_host |= !host_tags.is_empty();
     if let Some(name) = open_fields.pop() {
         return Err(PatternError::UnclosedField(name));
     }
@@ -122,20 +131,26 @@ fn is_tag_name(tag: &str) -> bool {
 
 fn expand_tag(
     tag: &str,
-    has_host: &mut bool,
+    host_tags: &mut Vec<&'static str>,
     open_fields: &mut Vec<String>,
 ) -> Result<String, PatternError> {
-    let mut host = |body: String| -> Result<String, PatternError> {
-        if *has_host {
-            return Err(PatternError::RepeatedTag(format!("<{tag}>")));
-        }
-        *has_host = true;
-        Ok(format!("(?P<{HOST_GROUP}>{body})"))
+    // One address per pattern, so that which one is banned never depends on what else a line
+    // holds. The exception is one `<IP4>` with one `<IP6>`, Fail2Ban's way of writing
+    // alternatives (`(?:IPv6:<IP6>|<IP4>)`); should both take part, the first written wins.
+    let mut host = |kind: &'static str, body: String| -> Result<String, PatternError> {
+        let group = match host_tags.as_slice() {
+            [] => HOST_GROUP,
+            ["IP4"] if kind == "IP6" => OTHER_FAMILY_HOST_GROUP,
+            ["IP6"] if kind == "IP4" => OTHER_FAMILY_HOST_GROUP,
+            _ => return Err(PatternError::RepeatedTag(format!("<{tag}>"))),
+        };
+        host_tags.push(kind);
+        Ok(format!("(?P<{group}>{body})"))
     };
     match tag {
-        "HOST" | "ADDR" => host(format!(r"{IPV4}|\[{IPV6}\]|{IPV6}")),
-        "IP4" => host(IPV4.to_string()),
-        "IP6" => host(format!(r"\[{IPV6}\]|{IPV6}")),
+        "HOST" | "ADDR" => host("HOST", format!(r"{IPV4}|\[{IPV6}\]|{IPV6}")),
+        "IP4" => host("IP4", IPV4.to_string()),
+        "IP6" => host("IP6", format!(r"\[{IPV6}\]|{IPV6}")),
         "SKIPLINES" => Err(PatternError::UnsupportedTag(
             "SKIPLINES> (multi-line matching".to_string(),
         )),
@@ -255,6 +270,14 @@ mod tests {
         );
         assert!(matches!(
             expand("<HOST> <HOST>"),
+            Err(PatternError::RepeatedTag(_))
+        ));
+        assert!(matches!(
+            expand("<IP4> <IP4>"),
+            Err(PatternError::RepeatedTag(_))
+        ));
+        assert!(matches!(
+            expand("(?:<IP6>|<IP4>) <IP6>"),
             Err(PatternError::RepeatedTag(_))
         ));
         assert!(matches!(

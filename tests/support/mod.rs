@@ -14,6 +14,7 @@ pub mod containerd;
 pub mod daemon;
 pub mod dockerd;
 pub mod fail2ban;
+pub mod fail2ban_logs;
 pub mod process;
 pub mod sidecar_image;
 
