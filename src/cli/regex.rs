@@ -267,6 +267,10 @@ pub fn scan<W: Write>(
     // One reference time for the whole run: replaying an old log must not drift.
     let now = Utc::now();
     let mut decoder = Decoder::new();
+    // The file is one source: a filter with sessions follows them through it, as the daemon does.
+    let mut sessions = filter
+        .uses_sessions()
+        .then(crate::filter::session::Sessions::new);
     let mut buffer = Vec::with_capacity(4096);
     let mut missed_lines = Vec::new();
     let write_error = |source: io::Error| RegexCommandError::Io {
@@ -309,7 +313,7 @@ pub fn scan<W: Write>(
             continue;
         };
         tally.count_date(date_label(&record));
-        let verdict = filter.evaluate_at(&record, now);
+        let verdict = filter.evaluate_in(&record, now, sessions.as_mut());
         match verdict {
             Verdict::Failure(failure) => {
                 tally.matched += 1;

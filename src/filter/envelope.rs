@@ -54,6 +54,8 @@ pub struct Record<'a> {
     pub time: Option<DateTime<Utc>>,
     /// The syslog tag's program name (`sshd` of `sshd[123]:`), when there was one.
     pub program: Option<Cow<'a, str>>,
+    /// The syslog tag's process id (`123` of `sshd[123]:`): which session of the program.
+    pub pid: Option<u32>,
     /// The container stream, for json-file and CRI lines.
     pub stream: Option<Stream>,
     pub envelope: EnvelopeKind,
@@ -240,6 +242,7 @@ impl Record<'_> {
             text: Cow::Owned(self.text.into_owned()),
             time: self.time,
             program: self.program.map(|p| Cow::Owned(p.into_owned())),
+            pid: self.pid,
             stream: self.stream,
             envelope: self.envelope,
             stamp: self.stamp,
@@ -335,6 +338,10 @@ fn normalize(
         )
     };
     let time = envelope_time.or(stamp_time);
+    let pid = program_range.and_then(|(_, end)| {
+        let after = text.get(end..)?.strip_prefix('[')?;
+        after[..after.find(']')?].parse().ok()
+    });
     let (text, program, line) = match text {
         Cow::Borrowed(full) => (
             Cow::Borrowed(&full[text_range.0..text_range.1]),
@@ -352,6 +359,7 @@ fn normalize(
         text,
         time,
         program,
+        pid,
         stream: None,
         envelope: EnvelopeKind::Plain,
         stamp,

@@ -12,6 +12,7 @@ use crate::address::RefusalWarnings;
 use crate::clock::SharedClock;
 use crate::filter::Verdict;
 use crate::filter::envelope::{Decoder, Record};
+use crate::filter::session::Sessions;
 pub use crate::messages::Route;
 use crate::messages::{LineBatch, Origin, Position};
 
@@ -30,6 +31,9 @@ pub struct OriginCounts {
 struct OriginState {
     decoder: Decoder,
     routes: Arc<[Route]>,
+    /// Per route, the sessions of its filter on this origin (Fail2Ban's `<F-MLFID>`), for
+    /// filters that keep them. A new set of routes (a reload) starts them afresh.
+    sessions: Vec<Option<Sessions>>,
     counts: OriginCounts,
     /// Seconds between the last timed line's own time and its matching.
     lag_seconds: Option<f64>,
@@ -92,12 +96,16 @@ async fn apply_control(
 ) {
     match request {
         MatcherControl::Attach { origin, routes } => match origins.get_mut(&origin) {
-            Some(state) => state.routes = routes,
+            Some(state) => {
+                state.sessions = sessions_for(&routes);
+                state.routes = routes;
+            }
             None => {
                 origins.insert(
                     origin,
                     OriginState {
                         decoder: Decoder::new(),
+                        sessions: sessions_for(&routes),
                         routes,
                         counts: OriginCounts::default(),
                         lag_seconds: None,
@@ -160,6 +168,7 @@ async fn match_batch(
         judge(
             &record,
             &state.routes,
+            &mut state.sessions,
             &batch.origin,
             now,
             line_index,
@@ -183,17 +192,26 @@ async fn match_batch(
     }
 }
 
+fn sessions_for(routes: &[Route]) -> Vec<Option<Sessions>> {
+    routes
+        .iter()
+        .map(|route| route.filter.uses_sessions().then(Sessions::new))
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn judge(
     record: &Record<'_>,
     routes: &[Route],
+    sessions: &mut [Option<Sessions>],
     origin: &Arc<Origin>,
     now: chrono::DateTime<chrono::Utc>,
     line_index: usize,
     found: &mut Vec<(usize, FailureEvent)>,
     refusals: &mut RefusalWarnings,
 ) {
-    for route in routes {
-        match route.filter.evaluate_at(record, now) {
+    for (route, sessions) in routes.iter().zip(sessions.iter_mut()) {
+        match route.filter.evaluate_in(record, now, sessions.as_mut()) {
             Verdict::Failure(failure) => found.push((
                 line_index,
                 FailureEvent {

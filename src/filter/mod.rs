@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod fail2ban;
 pub mod matcher;
 pub mod pattern;
+pub mod session;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -25,9 +26,10 @@ use crate::address::{self, NotAClient};
 use date::DatePattern;
 use envelope::Record;
 use pattern::{
-    ALT_USER_GROUP, CONTENT_GROUP, HOST_GROUP, ID_GROUP, NOFAIL_GROUP, OTHER_FAMILY_HOST_GROUP,
-    USER_GROUP,
+    ALT_USER_GROUP, CONTENT_GROUP, HOST_GROUP, ID_GROUP, MLFFORGET_GROUP, MLFGAINED_GROUP,
+    MLFID_GROUP, NOFAIL_GROUP, OTHER_FAMILY_HOST_GROUP, USER_GROUP,
 };
+use session::{Merged, Seen, SessionKey, Sessions};
 
 /// A filter as written in YAML: the `filters:` section of the config, a filter file given to
 /// `logjail regex`, or one of the built-in filters compiled into the binary.
@@ -160,6 +162,9 @@ impl FilterSpec {
 /// A compiled pattern: the `regex` crate when it can, `fancy-regex` for lookaround and
 /// backreferences (slower, backtracking, and so reported by `logjail check`).
 #[derive(Debug, Clone)]
+// A filter holds a handful of matchers, built once: their size does not matter, and boxing
+// the fast one would add a pointer chase to every line.
+#[allow(clippy::large_enum_variant)]
 enum Matcher {
     Fast(FastMatcher),
     Fancy(Box<fancy_regex::Regex>),
@@ -202,6 +207,9 @@ fn ascii_twin(expanded: &str, groups: GroupIndex) -> Option<regex::bytes::Regex>
         content: position(CONTENT_GROUP),
         nofail: position(NOFAIL_GROUP),
         alt_user: position(ALT_USER_GROUP),
+        mlfid: position(MLFID_GROUP),
+        forget: position(MLFFORGET_GROUP),
+        gained: position(MLFGAINED_GROUP),
     };
     (twin_groups == groups).then_some(twin)
 }
@@ -217,6 +225,9 @@ struct GroupIndex {
     content: Option<usize>,
     nofail: Option<usize>,
     alt_user: Option<usize>,
+    mlfid: Option<usize>,
+    forget: Option<usize>,
+    gained: Option<usize>,
 }
 
 impl GroupIndex {
@@ -230,6 +241,9 @@ impl GroupIndex {
             content: position(CONTENT_GROUP),
             nofail: position(NOFAIL_GROUP),
             alt_user: position(ALT_USER_GROUP),
+            mlfid: position(MLFID_GROUP),
+            forget: position(MLFFORGET_GROUP),
+            gained: position(MLFGAINED_GROUP),
         }
     }
 }
@@ -243,6 +257,9 @@ struct Captured {
     content: Option<Range<usize>>,
     nofail: Option<Range<usize>>,
     alt_user: Option<Range<usize>>,
+    mlfid: Option<Range<usize>>,
+    forget: Option<Range<usize>>,
+    gained: Option<Range<usize>>,
 }
 
 impl Matcher {
@@ -308,6 +325,9 @@ impl Matcher {
                         content: range(groups.content),
                         nofail: range(groups.nofail),
                         alt_user: range(groups.alt_user),
+                        mlfid: range(groups.mlfid),
+                        forget: range(groups.forget),
+                        gained: range(groups.gained),
                     });
                 }
                 let caps = regex.captures(text)?;
@@ -320,6 +340,9 @@ impl Matcher {
                     content: range(groups.content),
                     nofail: range(groups.nofail),
                     alt_user: range(groups.alt_user),
+                    mlfid: range(groups.mlfid),
+                    forget: range(groups.forget),
+                    gained: range(groups.gained),
                 })
             }
             Matcher::Fancy(regex) => {
@@ -334,6 +357,9 @@ impl Matcher {
                     content: caps.name(CONTENT_GROUP).map(|m| m.range()),
                     nofail: caps.name(NOFAIL_GROUP).map(|m| m.range()),
                     alt_user: caps.name(ALT_USER_GROUP).map(|m| m.range()),
+                    mlfid: caps.name(MLFID_GROUP).map(|m| m.range()),
+                    forget: caps.name(MLFFORGET_GROUP).map(|m| m.range()),
+                    gained: caps.name(MLFGAINED_GROUP).map(|m| m.range()),
                 })
             }
         }
@@ -587,6 +613,8 @@ pub struct Filter {
     datepattern: Option<DatePattern>,
     /// Fail2Ban's date rules, for filters read from its files (see [`FilterSpec::cut_date`]).
     cut_date: Option<Vec<date::Fail2BanDate>>,
+    /// Whether the filter marks sessions (`<F-MLFID>`), whose lines share what they capture.
+    sessions: bool,
     /// Patterns that fell back to fancy-regex, for `logjail check`.
     fallbacks: Vec<(FilterField, String)>,
 }
@@ -641,11 +669,18 @@ impl Filter {
             .and_then(|text| compile_one(FilterField::Prefregex, text));
         let prefregex_has_host = prefregex.as_ref().is_some_and(|(_, host)| *host);
 
+        // A filter with sessions may fail on lines without address: an earlier line of the
+        // session gave it.
+        let sessions = spec
+            .prefregex
+            .iter()
+            .chain(&spec.failregex)
+            .any(|text| text.contains("<F-MLFID>"));
         let mut failregex = Vec::new();
         let mut missing_host = Vec::new();
         for (index, text) in spec.failregex.iter().enumerate() {
             if let Some((matcher, has_host)) = compile_one(FilterField::Failregex(index), text) {
-                if !has_host && !prefregex_has_host {
+                if !has_host && !prefregex_has_host && !sessions {
                     missing_host.push(index);
                 }
                 failregex.push(matcher);
@@ -699,7 +734,8 @@ impl Filter {
         };
         let prefregex = prefregex.map(|(matcher, _)| matcher);
         let split_prefregex = match &prefregex {
-            Some(Matcher::Fast(fast)) => SplitPrefregex::new(fast.regex.as_str()),
+            // The shortcut reads the address and content only, not the session id.
+            Some(Matcher::Fast(fast)) if !sessions => SplitPrefregex::new(fast.regex.as_str()),
             _ => None,
         };
         Ok(Filter {
@@ -714,6 +750,7 @@ impl Filter {
             has_fancy_failregex,
             ignoreregex,
             datepattern,
+            sessions,
             cut_date: spec.cut_date.as_ref().map(|cut| {
                 let mut rules: Vec<date::Fail2BanDate> = cut
                     .patterns
@@ -755,8 +792,25 @@ impl Filter {
     }
 
     /// Judges one record; `now` places year-less dates and is the failure's time when the
-    /// line carries none.
+    /// line carries none. Each line is judged alone: see [`Filter::evaluate_in`].
     pub fn evaluate_at(&self, record: &Record<'_>, now: DateTime<Utc>) -> Verdict {
+        self.evaluate_in(record, now, None)
+    }
+
+    /// Whether the filter keeps sessions (Fail2Ban's `<F-MLFID>`): its callers then give
+    /// [`Filter::evaluate_in`] one [`Sessions`] per source.
+    pub fn uses_sessions(&self) -> bool {
+        self.sessions
+    }
+
+    /// Judges one record among the earlier lines of its source, whose sessions `sessions`
+    /// holds (for filters that use them; `None` judges the line alone).
+    pub fn evaluate_in(
+        &self,
+        record: &Record<'_>,
+        now: DateTime<Utc>,
+        sessions: Option<&mut Sessions>,
+    ) -> Verdict {
         if let (Some(wanted), Some(program)) = (&self.program, &record.program)
             && !wanted.matches(program)
         {
@@ -791,6 +845,7 @@ impl Filter {
             }
         }
         let mut prefix_host = None;
+        let mut prefix_id = None;
         if let Some(prefregex) = &self.prefregex {
             let settled = self
                 .split_prefregex
@@ -804,9 +859,23 @@ impl Filter {
                 return Verdict::Missed;
             };
             prefix_host = captured.host.map(|r| &text[r]);
+            prefix_id = captured.mlfid.map(|r| &text[r]);
             if let Some(content) = captured.content {
                 text = &text[content];
             }
+        }
+        if self.sessions
+            && let Some(sessions) = sessions
+        {
+            return self.evaluate_session(
+                record,
+                text,
+                prefix_host,
+                prefix_id,
+                time,
+                now,
+                sessions,
+            );
         }
 
         let found = match self.first_by_priority(text, prefix_host) {
@@ -859,6 +928,107 @@ impl Filter {
     /// The failregex a line counts under: the first, in order, that matches and captures a
     /// client address. When none does, `Err` carries the first match whose address is never
     /// a client (`Err(None)`: no match with an address at all).
+    /// Fail2Ban's way with a session's lines: the first failregex that matches decides, and
+    /// what it captured is merged with what earlier lines of the session captured.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_session(
+        &self,
+        record: &Record<'_>,
+        text: &str,
+        prefix_host: Option<&str>,
+        prefix_id: Option<&str>,
+        time: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        sessions: &mut Sessions,
+    ) -> Verdict {
+        let Some((failregex_index, captured)) = self.first_match(text) else {
+            return Verdict::Missed;
+        };
+        if let Some(ignoreregex_index) = self.ignoreregex.iter().position(|m| m.is_match(text)) {
+            return Verdict::Ignored {
+                failregex_index,
+                ignoreregex_index,
+            };
+        }
+        let key = SessionKey {
+            program: record.program.as_deref().map(str::to_string),
+            pid: record.pid,
+            id: captured
+                .mlfid
+                .clone()
+                .map(|r| &text[r])
+                .or(prefix_id)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        };
+        let seen = Seen {
+            host: captured
+                .host
+                .clone()
+                .map(|r| &text[r])
+                .or(prefix_host)
+                .map(str::to_string),
+            user: captured
+                .user
+                .clone()
+                .or(captured.alt_user.clone())
+                .map(|r| text[r].to_string()),
+            nofail: captured.nofail.is_some() || captured.gained.is_some(),
+            forget: captured.forget.is_some(),
+        };
+        let event_time = time.or_else(|| date::inline_time(&record.text, now));
+        // Without a pid or an id, every line of the source would be one session, and a
+        // client's failure could take the address of whoever logged in before it: such lines
+        // are judged alone.
+        let merged = if key.pid.is_none() && key.id.is_empty() {
+            Sessions::new().merge(key, seen, event_time.unwrap_or(now))
+        } else {
+            sessions.merge(key, seen, event_time.unwrap_or(now))
+        };
+        let (host_text, user) = match merged {
+            Merged::Failure { host, user } => (host, user),
+            Merged::Nothing => return Verdict::Missed,
+        };
+        match parse_captured(&host_text) {
+            Some(Ok(host)) => Verdict::Failure(Failure {
+                host,
+                time: event_time,
+                user,
+                id: captured.id.map(|r| text[r].to_string()),
+                failregex_index,
+            }),
+            Some(Err((address, reason))) => Verdict::NotAClient {
+                failregex_index,
+                address,
+                reason,
+            },
+            None => Verdict::Missed,
+        }
+    }
+
+    /// The first failregex that matches, in their order, whatever it captured.
+    fn first_match(&self, text: &str) -> Option<(usize, Captured)> {
+        let set_matches = self.fail_set.matches(text);
+        if !set_matches.matched_any() && !self.has_fancy_failregex {
+            return None;
+        }
+        let mut set_position = 0;
+        for (index, matcher) in self.failregex.iter().enumerate() {
+            if let Matcher::Fast(_) = matcher {
+                let position = set_position;
+                set_position += 1;
+                if !set_matches.matched(position) {
+                    continue;
+                }
+            }
+            if let Some(captured) = matcher.captures(text) {
+                return Some((index, captured));
+            }
+        }
+        None
+    }
+
     fn first_by_set<'t>(
         &self,
         text: &'t str,
@@ -939,6 +1109,8 @@ type Refusal = (usize, IpAddr, NotAClient);
 
 /// What one failregex made of a text.
 #[derive(Debug, PartialEq, Eq)]
+// Returned once per tried failregex and matched on at once: never stored.
+#[allow(clippy::large_enum_variant)]
 enum Attempt {
     Found(Found),
     /// It matched, but what it captured is not an address (`Unusable(None)`) or never a

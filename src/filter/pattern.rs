@@ -18,6 +18,12 @@ pub const ID_GROUP: &str = "fid";
 pub const CONTENT_GROUP: &str = "content";
 /// Capture group of Fail2Ban's `<F-NOFAIL>`: a line whose match takes part in it is no failure.
 pub const NOFAIL_GROUP: &str = "nofail";
+/// Capture group of Fail2Ban's `<F-MLFID>`: the session a line belongs to.
+pub const MLFID_GROUP: &str = "mlfid";
+/// Capture group of Fail2Ban's `<F-MLFFORGET>`: the session ends with this line.
+pub const MLFFORGET_GROUP: &str = "mlfforget";
+/// Capture group of Fail2Ban's `<F-MLFGAINED>`: the session logged in; no failure.
+pub const MLFGAINED_GROUP: &str = "mlfgained";
 /// Capture group of Fail2Ban's `<F-ALT_USER>`: the user when `<F-USER>` captured none.
 pub const ALT_USER_GROUP: &str = "alt_user";
 

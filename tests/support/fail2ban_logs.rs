@@ -9,6 +9,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use logjail::filter::envelope::{Decoder, Record};
+use logjail::filter::session::Sessions;
 use logjail::filter::{Filter, Verdict};
 use serde_json::{Map, Value};
 
@@ -243,6 +244,17 @@ pub struct Outcome {
 /// (syslog header, json-file, CRI), or, for `logtype: journal` sets, as journal fields (the
 /// program from the `TAG[PID]:` Fail2Ban's journal backend writes, with `test.prefix-line`).
 pub fn run(filter: &Filter, options: &Options, line: &str, now: DateTime<Utc>) -> Outcome {
+    run_in(filter, options, line, now, None)
+}
+
+/// [`run`] among the earlier lines of the same file, whose sessions `sessions` keeps.
+pub fn run_in(
+    filter: &Filter,
+    options: &Options,
+    line: &str,
+    now: DateTime<Utc>,
+    sessions: Option<&mut Sessions>,
+) -> Outcome {
     let verdict = if options.get("logtype").and_then(Value::as_str) == Some("journal") {
         let prefix = options
             .get("test.prefix-line")
@@ -250,14 +262,15 @@ pub fn run(filter: &Filter, options: &Options, line: &str, now: DateTime<Utc>) -
             .unwrap_or("");
         let full = format!("{prefix}{line}");
         let (program, message) = journal_fields(&full);
-        let record = Record::from_parts(message, None, program, now);
-        filter.evaluate_at(&record, now)
+        let mut record = Record::from_parts(message, None, program, now);
+        record.pid = journal_pid(&full);
+        filter.evaluate_in(&record, now, sessions)
     } else {
         let mut decoder = Decoder::new();
         let record = decoder
             .push_at(line, now)
             .expect("a sample line is a complete line");
-        filter.evaluate_at(&record, now)
+        filter.evaluate_in(&record, now, sessions)
     };
     match verdict {
         Verdict::Failure(failure) => Outcome {
@@ -292,17 +305,23 @@ fn journal_fields(full: &str) -> (Option<&str>, &str) {
     (Some(program), message)
 }
 
+/// The `PID` of `HOST TAG[PID]: …`, as the journal's `_PID` field gives it.
+fn journal_pid(full: &str) -> Option<u32> {
+    let tag = full.split(' ').nth(1)?.strip_suffix("]:")?;
+    tag.split_once('[')?.1.parse().ok()
+}
+
 /// Whether logjail's outcome is Fail2Ban's: match or no match, the host, and the user where
 /// the annotation names one.
 pub fn agrees(expected: &Expected, outcome: &Outcome) -> bool {
     match (expected.matched, outcome.host) {
         (false, None) => true,
         (true, Some(host)) => {
+            // An annotation without host (a session's line) only says that it matches.
             let host_agrees = expected
                 .host
                 .as_deref()
-                .and_then(logjail::filter::parse_host)
-                == Some(host);
+                .is_none_or(|wanted| logjail::filter::parse_host(wanted) == Some(host));
             let user_agrees = match (&expected.user, &outcome.user) {
                 (Some(wanted), Some(got)) => wanted == got,
                 (Some(_), None) => false,

@@ -11,9 +11,10 @@
 //!   runs, so common.conf's `__prefix_line` is read without its host and daemon parts (which
 //!   would otherwise eat the message's first word); the daemon name (`_daemon`) becomes the
 //!   filter's `program` instead.
-//! - Multi-line matching (`F-MLFID`, `maxlines`) is not done: each line is judged alone. A
-//!   failregex that starts by marking its match as no failure (`<F-NOFAIL>`, `<F-MLFGAINED>`)
-//!   becomes an ignoreregex.
+//! - Sessions (`<F-MLFID>`, with `<F-NOFAIL>`, `<F-MLFFORGET>`, `<F-MLFGAINED>`) are kept per
+//!   source by [`crate::filter::session`]; the syslog program and pid, which the envelope
+//!   removes, are part of the session's id. `maxlines` above 1 (patterns spanning several
+//!   lines) is not done.
 //! - A `datepattern` logjail's date module cannot express falls back to its default date
 //!   detection.
 //! - Host names are never resolved: `<HOST>` captures addresses only.
@@ -205,19 +206,16 @@ pub fn read(
     let prefix_has_host = prefregex
         .as_ref()
         .is_some_and(|(text, _, _)| names_an_address(text));
+    let sessions = prefregex
+        .as_ref()
+        .is_some_and(|(text, _, _)| text.contains("<F-MLFID>"));
     for (pattern, at) in lines_of("failregex")? {
-        if !prefix_has_host && !names_an_address(&pattern) {
+        let pattern_sessions = sessions || pattern.contains("<F-MLFID>");
+        if !prefix_has_host && !names_an_address(&pattern) && !pattern_sessions {
             notes.push(format!(
-                "{at}: a failregex without <HOST> is left out: Fail2Ban takes its address from \
-                 an earlier line of the same session (F-MLFID), logjail judges each line alone"
+                "{at}: a failregex without <HOST> and without a session (<F-MLFID>) to take \
+                 the address from is left out"
             ));
-        } else if marks_no_failure(&pattern) {
-            notes.push(format!(
-                "{at}: a failregex that marks its lines as no failure (F-NOFAIL/F-MLFGAINED) is \
-                 an ignoreregex here: logjail judges each line alone"
-            ));
-            spec.ignoreregex.push(pattern);
-            ignoreregex_at.push(at);
         } else {
             spec.failregex.push(pattern);
             failregex_at.push(at);
@@ -281,25 +279,6 @@ pub fn read(
     })
 }
 
-/// Whether a failregex's every match is marked as no failure: it opens (after `^` and other
-/// field tags) with `<F-NOFAIL>` or `<F-MLFGAINED>`. Such a tag inside an alternation only
-/// marks some matches, and the pattern stays a failregex.
-fn marks_no_failure(pattern: &str) -> bool {
-    let mut rest = pattern.strip_prefix('^').unwrap_or(pattern);
-    loop {
-        if rest.starts_with("<F-NOFAIL>") || rest.starts_with("<F-MLFGAINED>") {
-            return true;
-        }
-        match rest
-            .strip_prefix("<F-")
-            .and_then(|r| r.find('>').map(|i| &r[i + 1..]))
-        {
-            Some(after) => rest = after,
-            None => return false,
-        }
-    }
-}
-
 /// Whether a pattern captures an address with one of the engine's tags.
 fn names_an_address(pattern: &str) -> bool {
     ["<HOST>", "<ADDR>", "<IP4>", "<IP6>"]
@@ -323,20 +302,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn no_failure_marks() {
-        assert!(marks_no_failure(
-            "^<F-NOFAIL>Connection from</F-NOFAIL> <HOST>"
-        ));
-        assert!(marks_no_failure(
-            "^<F-MLFFORGET><F-MLFGAINED>Accepted \\w+</F-MLFGAINED></F-MLFFORGET> for"
-        ));
-        assert!(!marks_no_failure(
-            "^Failed (?:<F-NOFAIL>publickey</F-NOFAIL>|\\S+) for"
-        ));
-        assert!(!marks_no_failure("^<F-USER>x</F-USER> <HOST>"));
-    }
-
-    #[test]
     fn program_names() {
         assert!(names_a_program("sshd"));
         assert!(names_a_program("(?:dovecot(?:-auth)?|auth)"));
@@ -357,6 +322,65 @@ mod tests {
             crate::filter::Verdict::Failure(f) => Some(f.host.to_string()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn debian_sshd_follows_a_session_to_its_failure() {
+        use crate::filter::Verdict;
+        use crate::filter::envelope::Decoder;
+        use crate::filter::session::Sessions;
+        let path = Path::new("/etc/fail2ban/filter.d/sshd.conf");
+        let filter =
+            crate::filter::Filter::compile("sshd", &read(path, &[]).unwrap().spec).unwrap();
+        assert!(filter.uses_sessions());
+        let now = chrono::Utc::now();
+        let mut sessions = Sessions::new();
+        let mut judge_in = |line: &str| {
+            let mut decoder = Decoder::new();
+            let record = decoder.push_at(line, now).unwrap();
+            filter.evaluate_in(&record, now, Some(&mut sessions))
+        };
+        // Rejected keys are no failure by themselves (a client tries several)...
+        for _ in 0..2 {
+            assert!(matches!(
+                judge_in(
+                    "Nov 28 09:16:05 srv sshd[32310]: Failed publickey for git from 192.0.2.111 port 57910 ssh2: RSA 14:ba"
+                ),
+                Verdict::Missed
+            ));
+        }
+        // ...until the session ends without success, on a line that names no address.
+        let Verdict::Failure(failure) = judge_in(
+            "Nov 28 09:16:05 srv sshd[32310]: Disconnecting: Too many authentication failures for git [preauth]",
+        ) else {
+            panic!("the session's address was not carried over");
+        };
+        assert_eq!(failure.host.to_string(), "192.0.2.111");
+        assert_eq!(failure.user.as_deref(), Some("git"));
+        // Another sshd process is another session: its line alone names nobody.
+        assert!(matches!(
+            judge_in(
+                "Nov 28 09:16:06 srv sshd[32311]: Disconnecting: Too many authentication failures for git [preauth]"
+            ),
+            Verdict::Missed
+        ));
+        // Container output (`sshd -e`) carries no pid: its lines are never joined, so that
+        // one client's failure cannot take the address another logged in from.
+        judge_in("Nov 28 09:16:07 srv sshd: Accepted password for bob from 192.0.2.50 port 1 ssh2");
+        assert!(matches!(
+            judge_in("Disconnecting: Too many authentication failures for git [preauth]"),
+            Verdict::Missed
+        ));
+        let json = r#"{"log":"Failed publickey for git from 192.0.2.112 port 57910 ssh2: RSA 14:ba\n","stream":"stderr","time":"2026-11-26T07:00:01Z"}"#;
+        assert!(matches!(judge_in(json), Verdict::Missed));
+        // Judged alone, the same failure line has no address either.
+        assert_eq!(
+            host(
+                &filter,
+                "Nov 28 09:16:05 srv sshd[32310]: Disconnecting: Too many authentication failures for git [preauth]"
+            ),
+            None
+        );
     }
 
     #[test]
