@@ -317,7 +317,9 @@ pub fn scan<W: Write>(
         match verdict {
             Verdict::Failure(failure) => {
                 tally.matched += 1;
-                tally.failregex_hits[failure.failregex_index] += 1;
+                if let Some(hits) = tally.failregex_hits.get_mut(failure.failregex_index) {
+                    *hits += 1;
+                }
                 let time = failure.time.unwrap_or(now);
                 on_line(&JudgedLine::Failure {
                     failure: &ReplayedFailure {
@@ -358,7 +360,9 @@ pub fn scan<W: Write>(
                 ignoreregex_index, ..
             } => {
                 tally.ignored += 1;
-                tally.ignoreregex_hits[ignoreregex_index] += 1;
+                if let Some(hits) = tally.ignoreregex_hits.get_mut(ignoreregex_index) {
+                    *hits += 1;
+                }
                 on_line(&JudgedLine::Ignored {
                     ignoreregex_index,
                     line_number,

@@ -64,6 +64,10 @@ pub struct FilterSpec {
     /// message: the reader has adapted `__prefix_line` to it.
     #[serde(skip)]
     pub cut_date: Option<CutDate>,
+    /// Also set by that reader: the same filter for whole lines that still carry their
+    /// syslog host and tag, which Fail2Ban's `__prefix_line` reads itself.
+    #[serde(skip)]
+    pub line_variant: Option<Box<FilterSpec>>,
 }
 
 /// How a Fail2Ban filter finds the date it cuts out of a line: its `datepattern` lines, tried
@@ -615,6 +619,10 @@ pub struct Filter {
     cut_date: Option<Vec<date::Fail2BanDate>>,
     /// Whether the filter marks sessions (`<F-MLFID>`), whose lines share what they capture.
     sessions: bool,
+    /// For lines that still carry a header (see [`FilterSpec::line_variant`]).
+    line_variant: Option<Box<Filter>>,
+    /// This filter judges whole lines (with only their date cut out), header included.
+    whole_line: bool,
     /// Patterns that fell back to fancy-regex, for `logjail check`.
     fallbacks: Vec<(FilterField, String)>,
 }
@@ -709,6 +717,21 @@ impl Filter {
                 None
             }
         };
+        let line_variant = match spec
+            .line_variant
+            .as_deref()
+            .map(|line| Filter::compile(name, line))
+        {
+            None => None,
+            Some(Ok(mut filter)) => {
+                filter.whole_line = true;
+                Some(Box::new(filter))
+            }
+            Some(Err(line_errors)) => {
+                errors.extend(line_errors);
+                None
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -751,6 +774,8 @@ impl Filter {
             ignoreregex,
             datepattern,
             sessions,
+            line_variant,
+            whole_line: false,
             cut_date: spec.cut_date.as_ref().map(|cut| {
                 let mut rules: Vec<date::Fail2BanDate> = cut
                     .patterns
@@ -800,7 +825,7 @@ impl Filter {
     /// Whether the filter keeps sessions (Fail2Ban's `<F-MLFID>`): its callers then give
     /// [`Filter::evaluate_in`] one [`Sessions`] per source.
     pub fn uses_sessions(&self) -> bool {
-        self.sessions
+        self.sessions || self.line_variant.as_ref().is_some_and(|line| line.sessions)
     }
 
     /// Judges one record among the earlier lines of its source, whose sessions `sessions`
@@ -811,6 +836,11 @@ impl Filter {
         now: DateTime<Utc>,
         sessions: Option<&mut Sessions>,
     ) -> Verdict {
+        if let Some(line_filter) = &self.line_variant
+            && record.line.trim_start().len() != record.text.len()
+        {
+            return line_filter.evaluate_in(record, now, sessions);
+        }
         if let (Some(wanted), Some(program)) = (&self.program, &record.program)
             && !wanted.matches(program)
         {
@@ -820,7 +850,7 @@ impl Filter {
         let mut time = record.time;
         let cut_line;
         if let Some(rules) = &self.cut_date
-            && record.program.is_none()
+            && (record.program.is_none() || self.whole_line)
         {
             let line: &str = &record.line;
             let reference = record.time.unwrap_or(now);
@@ -950,17 +980,16 @@ impl Filter {
                 ignoreregex_index,
             };
         }
+        let own_id = captured.mlfid.clone().map(|r| text[r].trim().to_string());
+        // A prefix's id is the syslog header (host, `prog[pid]:`): without a pid it names the
+        // program, not a session.
+        let joinable = record.pid.is_some() || own_id.as_ref().is_some_and(|id| !id.is_empty());
         let key = SessionKey {
             program: record.program.as_deref().map(str::to_string),
             pid: record.pid,
-            id: captured
-                .mlfid
-                .clone()
-                .map(|r| &text[r])
-                .or(prefix_id)
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
+            id: own_id
+                .or(prefix_id.map(|id| id.trim().to_string()))
+                .unwrap_or_default(),
         };
         let seen = Seen {
             host: captured
@@ -978,10 +1007,10 @@ impl Filter {
             forget: captured.forget.is_some(),
         };
         let event_time = time.or_else(|| date::inline_time(&record.text, now));
-        // Without a pid or an id, every line of the source would be one session, and a
-        // client's failure could take the address of whoever logged in before it: such lines
-        // are judged alone.
-        let merged = if key.pid.is_none() && key.id.is_empty() {
+        // Without a pid or an id of its own, every line of the program would be one session,
+        // and a client's failure could take the address of whoever logged in before it: such
+        // lines are judged alone.
+        let merged = if !joinable {
             Sessions::new().merge(key, seen, event_time.unwrap_or(now))
         } else {
             sessions.merge(key, seen, event_time.unwrap_or(now))

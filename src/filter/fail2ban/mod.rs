@@ -7,10 +7,11 @@
 //! and the rewrite of Python `re` syntax ([`translate`]). What logjail does differently is said
 //! in [`Fail2BanFilter::notes`]:
 //!
-//! - logjail's envelope removes the syslog header (time, host, `prog[pid]:`) before a filter
-//!   runs, so common.conf's `__prefix_line` is read without its host and daemon parts (which
-//!   would otherwise eat the message's first word); the daemon name (`_daemon`) becomes the
-//!   filter's `program` instead.
+//! - A whole syslog line is judged as Fail2Ban does: date cut out, the rest with its host and
+//!   `prog[pid]:` through common.conf's `__prefix_line`. A bare message (the journal, container
+//!   output) is judged with `__prefix_line` read without its host and daemon parts, which
+//!   would otherwise eat the message's first word; the daemon name (`_daemon`) becomes the
+//!   filter's `program`, checked against the journal's or the tag's.
 //! - Sessions (`<F-MLFID>`, with `<F-NOFAIL>`, `<F-MLFFORGET>`, `<F-MLFGAINED>`) are kept per
 //!   source by [`crate::filter::session`]; the syslog program and pid, which the envelope
 //!   removes, are part of the session's id. `maxlines` above 1 (patterns spanning several
@@ -95,10 +96,37 @@ pub enum Fail2BanFilterError {
 
 /// Reads the filter file `path` (with its `.local` sibling and includes) as a jail with
 /// `options` (`mode=aggressive`, …) would use it.
+///
+/// A filter built on common.conf's `__prefix_line` is read twice: for whole log lines (a
+/// syslog file), where Fail2Ban's prefix takes the host and `prog[pid]:` as it does there, and
+/// for bare messages (the journal, container output), where that prefix would take the
+/// message's first words for a host name and is read without them.
 pub fn read(
     path: &Path,
     options: &[(String, String)],
 ) -> Result<Fail2BanFilter, Fail2BanFilterError> {
+    let (mut filter, adapted) = read_for(path, options, Prefix::BareMessage)?;
+    if adapted {
+        let (whole, _) = read_for(path, options, Prefix::WholeLine)?;
+        filter.spec.line_variant = Some(Box::new(whole.spec));
+    }
+    Ok(filter)
+}
+
+/// What a filter's `__prefix_line` is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prefix {
+    WholeLine,
+    BareMessage,
+}
+
+/// [`read`] for one kind of text; also says whether `__prefix_line` was adapted to bare
+/// messages.
+fn read_for(
+    path: &Path,
+    options: &[(String, String)],
+    prefix: Prefix,
+) -> Result<(Fail2BanFilter, bool), Fail2BanFilterError> {
     let display = path.display().to_string();
     let local = path.with_extension("local");
     if !path.is_file() && !local.is_file() {
@@ -135,10 +163,13 @@ pub fn read(
             },
         );
     }
+    let mut adapted = false;
     if vars.get("__prefix_line").is_none()
         && let Some(raw) = stack.raw(DEFINITION, "__prefix_line")
         && raw.text == COMMON_PREFIX_LINE
+        && prefix == Prefix::BareMessage
     {
+        adapted = true;
         vars.set(
             "__prefix_line",
             RawValue {
@@ -267,16 +298,19 @@ pub fn read(
             text.trim()
         ));
     }
-    Ok(Fail2BanFilter {
-        spec,
-        journalmatch,
-        failregex_at,
-        ignoreregex_at,
-        prefregex_at,
-        datepattern_at,
-        notes,
-        files: stack.files().to_vec(),
-    })
+    Ok((
+        Fail2BanFilter {
+            spec,
+            journalmatch,
+            failregex_at,
+            ignoreregex_at,
+            prefregex_at,
+            datepattern_at,
+            notes,
+            files: stack.files().to_vec(),
+        },
+        adapted,
+    ))
 }
 
 /// Whether a pattern captures an address with one of the engine's tags.
@@ -367,10 +401,12 @@ mod tests {
         // Container output (`sshd -e`) carries no pid: its lines are never joined, so that
         // one client's failure cannot take the address another logged in from.
         judge_in("Nov 28 09:16:07 srv sshd: Accepted password for bob from 192.0.2.50 port 1 ssh2");
-        assert!(matches!(
-            judge_in("Disconnecting: Too many authentication failures for git [preauth]"),
-            Verdict::Missed
-        ));
+        for line in [
+            "Disconnecting: Too many authentication failures for git [preauth]",
+            "Nov 28 09:16:08 srv sshd: Disconnecting: Too many authentication failures for git [preauth]",
+        ] {
+            assert!(matches!(judge_in(line), Verdict::Missed), "{line}");
+        }
         let json = r#"{"log":"Failed publickey for git from 192.0.2.112 port 57910 ssh2: RSA 14:ba\n","stream":"stderr","time":"2026-11-26T07:00:01Z"}"#;
         assert!(matches!(judge_in(json), Verdict::Missed));
         // Judged alone, the same failure line has no address either.
