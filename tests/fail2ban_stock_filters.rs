@@ -32,7 +32,7 @@ const DIFFERENCES: &str = "tests/fixtures/fail2ban-stock-differences.txt";
 /// The share of agreeing lines, among those whose host is an address, that the issue asks for.
 const TARGET: f64 = 0.98;
 /// The share reached today, which must not fall.
-const FLOOR: f64 = 0.94;
+const FLOOR: f64 = 0.945;
 
 /// Fail2Ban's `TEST_NOW` (2005-08-14 10:00 UTC), which its samples' year-less dates assume.
 fn frozen_now() -> DateTime<Utc> {
@@ -133,6 +133,7 @@ fn check_all() -> (Vec<Checked>, Vec<String>) {
                     None => Outcome {
                         host: None,
                         user: None,
+                        refused: None,
                     },
                 };
                 checked.push(Checked {
@@ -172,6 +173,7 @@ fn write_list(checked: &[Checked], known: &BTreeMap<String, String>, unreadable:
     for line in checked.iter().filter(|c| !c.agrees) {
         let reason = known
             .get(&line.key)
+            .filter(|reason| reason.as_str() != UNANALYSED)
             .cloned()
             .unwrap_or_else(|| reason_for(line, unreadable));
         out.push_str(&format!(
@@ -187,8 +189,9 @@ fn write_list(checked: &[Checked], known: &BTreeMap<String, String>, unreadable:
 const HOST_NAME: &str = "host name: logjail never resolves names";
 const NOT_READ: &str =
     "logjail refuses this filter file (`logjail check` says why: <SKIPLINES>, multi-line matching)";
-const SESSION_HOST: &str = "Fail2Ban takes this line's address from an earlier line of the same session (F-MLFID); logjail judges each line alone";
+const SESSION_HOST: &str = "Fail2Ban takes this line's address from an earlier line of the same session (F-MLFID), which logjail only joins by pid or by an id of the line's own";
 const UNANALYSED: &str = "not analysed yet";
+const LEADING_ZERO: &str = "an IPv4 octet with a leading zero is octal to some parsers and decimal to others: logjail refuses to guess which address is meant";
 
 /// The reason a new difference gets when the list is rewritten, where the outcome tells it.
 fn reason_for(line: &Checked, unreadable: &[String]) -> String {
@@ -200,6 +203,13 @@ fn reason_for(line: &Checked, unreadable: &[String]) -> String {
         .any(|entry| entry.starts_with(&format!("{filter} ")))
     {
         NOT_READ
+    } else if let Some(refused) = &line.outcome.refused {
+        return format!("logjail never bans it: {refused}");
+    } else if line.sample.expected.host.as_deref().is_some_and(|host| {
+        host.split('.')
+            .any(|octet| octet.len() > 1 && octet.starts_with('0'))
+    }) {
+        LEADING_ZERO
     } else if line.sample.expected.matched && line.sample.expected.host.is_none() {
         SESSION_HOST
     } else {

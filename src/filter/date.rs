@@ -570,9 +570,9 @@ fn parse_day_month_year(cursor: &mut Cursor<'_>) -> Option<DateTime<Utc>> {
         return None;
     }
     cursor.pos += 1;
-    let month = match cursor.word3() {
-        Some(name) => month_number(name)?,
-        None => cursor.digits(2)?,
+    let (month, named) = match cursor.word3() {
+        Some(name) => (month_number(name)?, true),
+        None => (cursor.digits(2)?, false),
     };
     if !cursor.eat(separator) {
         return None;
@@ -584,7 +584,9 @@ fn parse_day_month_year(cursor: &mut Cursor<'_>) -> Option<DateTime<Utc>> {
     let clock = cursor.clock()?;
     let nanos = cursor.fraction();
     let before_zone = cursor.pos;
-    let zone = if cursor.eat(b' ') {
+    // Fail2Ban's template reads a zone after a named month only (`22-Jan-2013 22:28:21
+    // +0200`); after `11-06-2013 02:09:40` it is left to the filter.
+    let zone = if named && cursor.eat(b' ') {
         cursor.zone()
     } else {
         None

@@ -822,6 +822,17 @@ impl Filter {
         self.evaluate_in(record, now, None)
     }
 
+    /// Whether one of the filter's Fail2Ban date rules finds a date in the record's line: a
+    /// line with a stamp the envelope does not know (TAI64N, epoch) still has a header.
+    fn finds_a_date(&self, record: &Record<'_>, now: DateTime<Utc>) -> bool {
+        let reference = record.time.unwrap_or(now);
+        self.cut_date.as_ref().is_some_and(|rules| {
+            rules
+                .iter()
+                .any(|rule| rule.find(&record.line, reference).is_some())
+        })
+    }
+
     /// Whether the filter keeps sessions (Fail2Ban's `<F-MLFID>`): its callers then give
     /// [`Filter::evaluate_in`] one [`Sessions`] per source.
     pub fn uses_sessions(&self) -> bool {
@@ -837,7 +848,8 @@ impl Filter {
         sessions: Option<&mut Sessions>,
     ) -> Verdict {
         if let Some(line_filter) = &self.line_variant
-            && record.line.trim_start().len() != record.text.len()
+            && (record.line.trim_start().len() != record.text.len()
+                || line_filter.finds_a_date(record, now))
         {
             return line_filter.evaluate_in(record, now, sessions);
         }

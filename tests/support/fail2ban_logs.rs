@@ -238,6 +238,8 @@ fn block(filter_name: &str, file_options: &Options, sets: &[Options]) -> Vec<Opt
 pub struct Outcome {
     pub host: Option<IpAddr>,
     pub user: Option<String>,
+    /// The address a failregex matched that logjail never bans, and why.
+    pub refused: Option<String>,
 }
 
 /// Runs `line` through `filter` as logjail would read it: from a file, through the envelope
@@ -276,10 +278,19 @@ pub fn run_in(
         Verdict::Failure(failure) => Outcome {
             host: Some(failure.host),
             user: failure.user,
+            refused: None,
         },
-        Verdict::Ignored { .. } | Verdict::NotAClient { .. } | Verdict::Missed => Outcome {
+        Verdict::NotAClient {
+            address, reason, ..
+        } => Outcome {
             host: None,
             user: None,
+            refused: Some(format!("{address} {reason}")),
+        },
+        Verdict::Ignored { .. } | Verdict::Missed => Outcome {
+            host: None,
+            user: None,
+            refused: None,
         },
     }
 }
