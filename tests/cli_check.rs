@@ -5,21 +5,33 @@ use std::process::Command;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_logjail");
 
+/// Writes `yaml` as `name` in `dir` and runs `logjail check -c` on it from `cwd` (the test's
+/// own working directory when `None`).
+fn check_config(
+    dir: &std::path::Path,
+    name: &str,
+    yaml: &str,
+    cwd: Option<&std::path::Path>,
+) -> (std::path::PathBuf, std::process::Output) {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    let mut command = Command::new(BINARY);
+    command.arg("check").arg("-c").arg(&path);
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    (path, command.output().unwrap())
+}
+
 #[test]
 fn every_error_is_listed_and_the_exit_code_says_config() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("broken.yaml");
-    std::fs::write(
-        &path,
+    let (path, output) = check_config(
+        dir.path(),
+        "broken.yaml",
         "jails:\n  sshd:\n    maxretry: -1\n    findtime: 10x\n  web:\n    filter: nope\n    ignoreip: [10.0.0.300/8]\n    bantimee: 1h\n",
-    )
-    .unwrap();
-    let output = Command::new(BINARY)
-        .arg("check")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
+        None,
+    );
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8(output.stderr).unwrap();
     let shown = path.display().to_string();
@@ -97,18 +109,12 @@ fn regex_bans_takes_a_jail_from_a_configuration() {
 #[test]
 fn a_fail2ban_filter_file_passes_and_its_fallbacks_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("logjail.yaml");
-    std::fs::write(
-        &path,
+    let (_, output) = check_config(
+        dir.path(),
+        "logjail.yaml",
         "jails:\n  sshd:\n    filter: {fail2ban: /etc/fail2ban/filter.d/sshd.conf, mode: aggressive}\n    sources:\n      - file: /var/log/auth.log\n",
-    )
-    .unwrap();
-    let output = Command::new(BINARY)
-        .arg("check")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
+        None,
+    );
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     let name = "fail2ban:/etc/fail2ban/filter.d/sshd.conf[mode=aggressive]";
@@ -123,4 +129,41 @@ fn a_fail2ban_filter_file_passes_and_its_fallbacks_are_named() {
         stdout.contains("OK (1 jails, 1 enabled; 1 filters in use)"),
         "{stdout}"
     );
+}
+
+/// A relative `fail2ban:` path is read from the configuration's folder, wherever `check` (or
+/// the daemon) is started from; a missing one is an error that names the file looked for.
+#[test]
+fn a_relative_fail2ban_filter_path_is_read_from_the_configuration_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let filters = dir.path().join("filters");
+    std::fs::create_dir_all(&filters).unwrap();
+    std::fs::write(
+        filters.join("myapp.conf"),
+        "[Definition]\nfailregex = ^login failed for \\S+ from <HOST>$\n",
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let jail = |file: &str| {
+        format!(
+            "jails:\n  myapp:\n    filter: {{fail2ban: {file}}}\n    sources:\n      - file: /var/log/myapp.log\n"
+        )
+    };
+    let (_, output) = check_config(
+        dir.path(),
+        "logjail.yaml",
+        &jail("filters/myapp.conf"),
+        Some(elsewhere.path()),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let (_, output) = check_config(
+        dir.path(),
+        "missing.yaml",
+        &jail("filters/nope.conf"),
+        Some(elsewhere.path()),
+    );
+    assert_eq!(output.status.code(), Some(64), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let looked_for = dir.path().join("filters/nope.conf").display().to_string();
+    assert!(stderr.contains(&looked_for), "{stderr}");
 }

@@ -18,12 +18,15 @@ fn bad_fixtures() -> Vec<PathBuf> {
     files
 }
 
+/// The `# expect:` lines; `{here}` stands for the fixture's folder, from which relative paths
+/// in it are read.
 fn expected_errors(path: &Path) -> Vec<String> {
+    let here = path.parent().unwrap().display().to_string();
     fs::read_to_string(path)
         .unwrap()
         .lines()
         .filter_map(|line| line.strip_prefix("# expect: "))
-        .map(str::to_string)
+        .map(|line| line.replace("{here}", &here))
         .collect()
 }
 

@@ -715,6 +715,75 @@ fn includes(
     Ok(out)
 }
 
+/// What a `<tag>` stands for, as the caller of [`substitute_tags`] decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tag {
+    /// The option's value, itself searched for tags in the next round.
+    Value(String),
+    /// Text that replaces the tag and is final (such as an escaped literal).
+    Literal(String),
+    /// Not a tag here: `<name>` stays as written.
+    Keep,
+}
+
+/// Why [`substitute_tags`] gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagError<E> {
+    /// The lookup failed.
+    Lookup(E),
+    /// Still changing after the most rounds allowed (a tag refers to itself); the text so far.
+    Unsettled(String),
+}
+
+/// Fail2Ban's `<tag>` substitution, shared by filter and action files: each `<name>` (no
+/// blanks or angle brackets inside, so the innermost of `<lt_<logtype>/x>` comes first) is
+/// replaced by what `lookup(name, text_before_the_tag)` says, round after round until a round
+/// changes nothing.
+pub fn substitute_tags<E>(
+    text: &str,
+    max_rounds: usize,
+    mut lookup: impl FnMut(&str, &str) -> Result<Tag, E>,
+) -> Result<String, TagError<E>> {
+    let mut current = text.to_string();
+    for _ in 0..max_rounds {
+        let mut changed = false;
+        let mut out = String::with_capacity(current.len());
+        let mut rest = current.as_str();
+        while let Some(open) = rest.find('<') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            match after.find(['<', '>', ' ', '\t', '\n']) {
+                Some(close) if close > 0 && after.as_bytes()[close] == b'>' => {
+                    let name = &after[..close];
+                    match lookup(name, &rest[..open]).map_err(TagError::Lookup)? {
+                        Tag::Value(value) => {
+                            out.push_str(&value);
+                            changed = true;
+                        }
+                        Tag::Literal(literal) => out.push_str(&literal),
+                        Tag::Keep => {
+                            out.push('<');
+                            out.push_str(name);
+                            out.push('>');
+                        }
+                    }
+                    rest = &after[close + 1..];
+                }
+                _ => {
+                    out.push('<');
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        current = out;
+        if !changed {
+            return Ok(current);
+        }
+    }
+    Err(TagError::Unsettled(current))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -908,5 +977,27 @@ mod tests {
         assert_eq!(stack.files().len(), 2);
         assert_eq!(stack.get("Definition", "x").unwrap().unwrap().text, "a");
         assert_eq!(stack.get("Definition", "y").unwrap().unwrap().text, "b");
+    }
+
+    #[test]
+    fn tags_are_filled_innermost_first_and_loops_are_caught() {
+        let options = |name: &str| match name {
+            "logtype" => Tag::Value("file".into()),
+            "lt_file/prefix" => Tag::Value("P:".into()),
+            "self" => Tag::Value("<self>".into()),
+            _ => Tag::Keep,
+        };
+        let filled = substitute_tags("<lt_<logtype>/prefix> <HOST> a<b", 10, |name, _| {
+            Ok::<_, ()>(options(name))
+        });
+        assert_eq!(filled, Ok("P: <HOST> a<b".to_string()));
+        assert!(matches!(
+            substitute_tags("<self>", 10, |name, _| Ok::<_, ()>(options(name))),
+            Err(TagError::Unsettled(_))
+        ));
+        assert_eq!(
+            substitute_tags("x <bad>", 10, |_, _| Err::<Tag, _>("no")),
+            Err(TagError::Lookup("no"))
+        );
     }
 }

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::config::ini::{IniError, IniStack, Options, RawValue, SourceLine, Value};
+use crate::config::ini::{
+    IniError, IniStack, Options, RawValue, SourceLine, Tag, TagError, Value, substitute_tags,
+};
 
 /// How many rounds of `<tag>` replacement are made before giving up (Fail2Ban stops at 25).
 const MAX_TAG_ROUNDS: usize = 25;
@@ -132,48 +134,23 @@ impl Definition {
 
     /// Fills in `<tag>`s of `text` from the options (`<known/NAME>`: the file's own value).
     pub fn fill_tags(&self, text: &str) -> Result<String, IniError> {
-        let mut current = text.to_string();
-        for _ in 0..MAX_TAG_ROUNDS {
-            let mut changed = false;
-            let mut out = String::with_capacity(current.len());
-            let mut rest = current.as_str();
-            while let Some(open) = rest.find('<') {
-                out.push_str(&rest[..open]);
-                let after = &rest[open + 1..];
-                let close = after.find(['>', '<', ' ']);
-                match close {
-                    Some(close) if after.as_bytes()[close] == b'>' && close > 0 => {
-                        let tag = &after[..close];
-                        let replacement = match tag.strip_prefix("known/") {
-                            Some(known) => self.definition_default(known)?,
-                            None => self.option(tag)?,
-                        };
-                        match replacement {
-                            Some(value) if !tag.eq_ignore_ascii_case(&value.text) => {
-                                out.push_str(&value.text);
-                                changed = true;
-                            }
-                            _ => {
-                                out.push('<');
-                                out.push_str(tag);
-                                out.push('>');
-                            }
-                        }
-                        rest = &after[close + 1..];
-                    }
-                    _ => {
-                        out.push('<');
-                        rest = after;
-                    }
-                }
-            }
-            out.push_str(rest);
-            current = out;
-            if !changed {
-                break;
-            }
+        let filled = substitute_tags(text, MAX_TAG_ROUNDS, |tag, _| {
+            let replacement = match tag.strip_prefix("known/") {
+                Some(known) => self.definition_default(known)?,
+                None => self.option(tag)?,
+            };
+            Ok(match replacement {
+                // `name = <name>` would never settle.
+                Some(value) if !tag.eq_ignore_ascii_case(&value.text) => Tag::Value(value.text),
+                _ => Tag::Keep,
+            })
+        });
+        match filled {
+            Ok(text) => Ok(text),
+            Err(TagError::Lookup(error)) => Err(error),
+            // A loop of tags leaves what the rounds made of it, as Fail2Ban does.
+            Err(TagError::Unsettled(text)) => Ok(text),
         }
-        Ok(current)
     }
 }
 

@@ -58,10 +58,13 @@ fn write_jail(out: &mut String, jail: &Jail) {
         }
         Some(FilterPlan::Fail2Ban { path, options }) => {
             let _ = writeln!(out, "    filter:");
+            // Written absolute: logjail reads a relative path from the YAML's own folder,
+            // which need not be where the import ran.
+            let written = std::path::absolute(path).unwrap_or_else(|_| path.clone());
             let _ = writeln!(
                 out,
                 "      fail2ban: {}",
-                scalar(&path.display().to_string())
+                scalar(&written.display().to_string())
             );
             for (key, value) in options {
                 let _ = writeln!(out, "      {}: {}", scalar(key), scalar(value));

@@ -299,7 +299,12 @@ impl Validator<'_> {
             return None;
         }
         let file_path = path.key("fail2ban");
-        let read = match fail2ban::read(std::path::Path::new(&file), &options) {
+        let given = std::path::Path::new(&file);
+        let resolved = match &self.base_dir {
+            Some(base) if given.is_relative() => base.join(given),
+            _ => given.to_path_buf(),
+        };
+        let read = match fail2ban::read(&resolved, &options) {
             Ok(read) => read,
             Err(error) => {
                 self.report(

@@ -30,8 +30,13 @@ pub(super) fn validate(
     origin: ConfigOrigin,
     index: &PositionIndex,
 ) -> Result<Config, Vec<ConfigError>> {
+    let base_dir = match &origin {
+        ConfigOrigin::File(path) => path.parent().map(std::path::Path::to_path_buf),
+        _ => None,
+    };
     let mut validator = Validator {
         origin: origin.to_string(),
+        base_dir,
         index,
         errors: Vec::new(),
         fail2ban_filters: BTreeMap::new(),
@@ -75,6 +80,9 @@ impl Place {
 struct Validator<'a> {
     /// What errors show as the file name.
     origin: String,
+    /// The configuration file's folder: relative paths in it (a jail's `fail2ban:` filter file)
+    /// are read from there, not from wherever the daemon was started.
+    base_dir: Option<std::path::PathBuf>,
     /// Where each key and value is, to place the errors.
     index: &'a PositionIndex,
     /// Everything found so far.

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::config::ini::{self, Tag, TagError};
+
 /// Tags that are Fail2Ban's own, never an option's name: left in place for the filter engine.
 fn is_engine_tag(name: &str) -> bool {
     matches!(
@@ -23,72 +25,36 @@ pub fn substitute_tags(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, String> {
-    let mut current = text.to_string();
     let mut cache: HashMap<String, Option<String>> = HashMap::new();
-    for _ in 0..MAX_TAG_ROUNDS {
-        let mut changed = false;
-        let mut out = String::with_capacity(current.len());
-        let mut rest = current.as_str();
-        while let Some(open) = rest.find('<') {
-            out.push_str(&rest[..open]);
-            let after = &rest[open + 1..];
-            let end = after.find(['<', '>']);
-            match end {
-                Some(close) if after.as_bytes()[close] == b'>' => {
-                    let name = &after[..close];
-                    let preceded = rest[..open].ends_with("(?P") || rest[..open].ends_with("(?");
-                    let plain = !name.is_empty()
-                        && name
-                            .chars()
-                            .all(|c| c.is_alphanumeric() || "_-/.".contains(c));
-                    let value = if preceded || !plain || is_engine_tag(name) {
-                        None
-                    } else {
-                        cache
-                            .entry(name.to_string())
-                            .or_insert_with(|| lookup(name))
-                            .clone()
-                    };
-                    match value {
-                        Some(value) => {
-                            out.push_str(&value);
-                            rest = &after[close + 1..];
-                            changed = true;
-                        }
-                        // An uppercase tag that is neither an option nor the engine's is
-                        // literal text to Fail2Ban; the engine would refuse it as a tag.
-                        None if !preceded
-                            && !is_engine_tag(name)
-                            && name.starts_with(|c: char| c.is_ascii_uppercase()) =>
-                        {
-                            out.push_str("[<]");
-                            out.push_str(name);
-                            out.push('>');
-                            rest = &after[close + 1..];
-                        }
-                        None => {
-                            out.push('<');
-                            out.push_str(name);
-                            out.push('>');
-                            rest = &after[close + 1..];
-                        }
-                    }
-                }
-                _ => {
-                    out.push('<');
-                    rest = after;
-                }
+    let substituted = ini::substitute_tags(text, MAX_TAG_ROUNDS, |name, before| {
+        let group_name = before.ends_with("(?P") || before.ends_with("(?");
+        let plain = name
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_-/.".contains(c));
+        if group_name || !plain || is_engine_tag(name) {
+            return Ok::<Tag, std::convert::Infallible>(Tag::Keep);
+        }
+        let value = cache
+            .entry(name.to_string())
+            .or_insert_with(|| lookup(name))
+            .clone();
+        Ok(match value {
+            Some(value) => Tag::Value(value),
+            // An uppercase tag that is neither an option nor the engine's is literal text to
+            // Fail2Ban; the engine would refuse it as a tag.
+            None if name.starts_with(|c: char| c.is_ascii_uppercase()) => {
+                Tag::Literal(format!("[<]{name}>"))
             }
-        }
-        out.push_str(rest);
-        current = out;
-        if !changed {
-            return Ok(current);
-        }
+            None => Tag::Keep,
+        })
+    });
+    match substituted {
+        Ok(text) => Ok(text),
+        Err(TagError::Lookup(never)) => match never {},
+        Err(TagError::Unsettled(_)) => Err(format!(
+            "`<tag>` substitution did not settle after {MAX_TAG_ROUNDS} rounds (a tag refers to itself)"
+        )),
     }
-    Err(format!(
-        "`<tag>` substitution did not settle after {MAX_TAG_ROUNDS} rounds (a tag refers to itself)"
-    ))
 }
 
 /// Rewrites a Python `re` pattern into the `regex` crate's syntax where the two differ:
