@@ -87,7 +87,10 @@ impl Sessions {
         let mut nofail = seen.nofail;
         let (host, user) = match self.map.get_mut(&key) {
             Some(session) => {
+                // An empty capture (`ruser=`) names nobody: counted, it would make the session
+                // look like attempts on several users.
                 if let Some(user) = &seen.user
+                    && !user.is_empty()
                     && !session.users.contains(user)
                     && session.users.len() < MAX_USERS
                 {
@@ -117,7 +120,12 @@ impl Sessions {
                         Session {
                             host: seen.host.clone(),
                             user: seen.user.clone(),
-                            users: seen.user.iter().cloned().collect(),
+                            users: seen
+                                .user
+                                .iter()
+                                .filter(|u| !u.is_empty())
+                                .cloned()
+                                .collect(),
                             pending: false,
                             seen: now,
                         },
