@@ -352,6 +352,8 @@ pub struct BanRecord {
     pub origin: Option<String>,
     /// The log lines that led to the ban.
     pub matches: Vec<String>,
+    /// The fleet member that made the ban and shared it; `None` when it was made here.
+    pub fleet_member: Option<String>,
 }
 
 /// What defined a jail at run time.

@@ -57,6 +57,7 @@ fn rules() -> Vec<Rule> {
         "routing",
         "control::protocol",
         "messages",
+        "fleet",
     ];
     let mut rules: Vec<Rule> = pure_cores
         .into_iter()

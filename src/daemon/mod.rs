@@ -169,6 +169,14 @@ impl Daemon {
         let clock = options.clock.clone();
         let now = clock.now();
         tracing::info!(config = %config.origin, "logjail starting");
+        if let Some(fleet) = &config.fleet {
+            // The section is parsed and checked, but no stage connects to Redis yet: say so
+            // rather than let users believe their bans spread.
+            tracing::warn!(
+                member = %fleet.name,
+                "fleet: configured, but sharing with Redis is not wired in this build; bans stay local"
+            );
+        }
 
         // 1. The store, and what survives a restart.
         let (store, recovered) = StoreStage::open(&config.store.path, now).await?;

@@ -773,6 +773,8 @@ fn ban_record(order: &BanOrder, origin: Option<&Arc<Origin>>) -> BanRecord {
         failures: order.failures,
         origin: origin.map(|o| o.to_string()),
         matches: order.matches.clone(),
+        // Bans from the fleet are not made through a `BanOrder` of this member's jails.
+        fleet_member: None,
     }
 }
 
@@ -957,6 +959,7 @@ mod tests {
             failures: 5,
             origin: Some("container web (abc)".to_string()),
             matches: Vec::new(),
+            fleet_member: None,
         }
     }
 
