@@ -17,6 +17,7 @@ const ACTORS: &[&str] = &[
     "firewall::queue",
     "control::server",
     "action",
+    "fleet::task",
 ];
 
 /// What the modules under `owner` may not name, and why.

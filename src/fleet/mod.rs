@@ -18,6 +18,7 @@
 
 mod keys;
 mod record;
+pub mod task;
 
 pub use keys::Keys;
 pub use record::{

@@ -178,6 +178,13 @@ async fn handle(
                     None => runtime.jail.unban_all(),
                 };
                 for ban in ended {
+                    runtime.fleet_origins.remove(&ban.host);
+                    context.effects.share_unban(
+                        &runtime.name,
+                        ban.host,
+                        &runtime.config,
+                        context.now,
+                    );
                     context
                         .effects
                         .unbanned(&runtime.name, &ban, "manual", &runtime.config, context.now)
