@@ -356,14 +356,26 @@ async fn session(
     pubsub.subscribe(settings.keys.feed()).await?;
     let mut feed = pubsub.into_on_message();
 
-    let (pulled, _) = pull(settings, health, &mut connection).await?;
+    let (pulled, in_redis) = pull(settings, health, &mut connection).await?;
     let now_ms = Utc::now().timestamp_millis();
     state.local.retain(|_, ban| ban.remaining(now_ms).is_some());
+    // This member's bans that Redis lacks (made while it was away, or lost with it) are
+    // written and announced: members that pulled before this push learn them from the feed.
     let mut pipe = redis::pipe();
+    let mut pushed = 0;
     for ban in state.local.values() {
+        if in_redis.contains(&settings.keys.ban(&ban.jail, ban.ip)) {
+            continue;
+        }
         add_ban(&mut pipe, settings, ban, now_ms);
+        let message = encode_message(&FeedMessage::Ban(ban.clone()), &settings.signer);
+        pipe.cmd("PUBLISH")
+            .arg(settings.keys.feed())
+            .arg(message)
+            .ignore();
+        pushed += 1;
     }
-    if !state.local.is_empty() {
+    if pushed > 0 {
         pipe.query_async::<()>(&mut connection).await?;
     }
     for change in pulled {
@@ -372,7 +384,7 @@ async fn session(
         }
     }
     if health.degraded.swap(false, Ordering::Relaxed) {
-        tracing::info!(pushed = state.local.len(), "fleet: Redis back; synced");
+        tracing::info!(pushed, "fleet: Redis back; synced");
     } else {
         tracing::info!(member = %settings.name, "fleet: connected");
     }
@@ -446,11 +458,15 @@ fn receive(
                 .store((now_ms - ban.start_ms).max(0), Ordering::Relaxed);
             foreign_ban(ban, now_ms)
         }
-        FeedMessage::Unban(unban) => Some(FleetChange::Unban {
-            member: unban.origin,
-            jail: unban.jail,
-            host: unban.ip,
-        }),
+        FeedMessage::Unban(unban) => {
+            // Lifted by another member: not this member's to push again after a reconnect.
+            state.local.remove(&(unban.jail.clone(), unban.ip));
+            Some(FleetChange::Unban {
+                member: unban.origin,
+                jail: unban.jail,
+                host: unban.ip,
+            })
+        }
     }
 }
 
