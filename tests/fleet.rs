@@ -407,6 +407,25 @@ fn bans_spread_across_three_members_through_a_real_redis() {
         "{}",
         c.log()
     );
+    let listing = c.process().must(&["banned"]);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains(ATTACKER) && l.ends_with("from fleet member a")),
+        "`banned` on C names where the ban came from: {listing}"
+    );
+    let listing = a.process().must(&["banned"]);
+    assert!(
+        !listing.contains("from fleet member"),
+        "made on A: {listing}"
+    );
+    wait_until("A's status listing every member", || {
+        a.process()
+            .must(&["status"])
+            .contains("Members seen:\ta, b, c, d")
+    });
+    let status = a.process().must(&["status"]);
+    assert!(status.contains("Fleet:\t\tconnected as a"), "{status}");
 
     // D signs with another key: it refuses A's ban and nobody takes D's.
     assert!(!d.has_ban(ATTACKER), "D took a ban it cannot check");
@@ -484,6 +503,9 @@ fn bans_spread_across_three_members_through_a_real_redis() {
     redis.kill();
     a.process().must(&["ban", "app", "10.77.100.11"]);
     assert!(a.in_kernel("10.77.100.11"), "A bans without Redis");
+    wait_until("A's status saying the fleet is degraded", || {
+        a.process().must(&["status"]).contains("Fleet:\t\tdegraded")
+    });
     redis.spawn();
     assert_eq!(
         redis.cli(&["EXISTS", "logjail:ban:app:10.77.100.9"]).trim(),
@@ -501,6 +523,11 @@ fn bans_spread_across_three_members_through_a_real_redis() {
         },
     );
     assert!(a.has_ban("10.77.100.9") && b.has_ban("10.77.100.9"));
+    wait_until("A's status connected again", || {
+        a.process()
+            .must(&["status"])
+            .contains("Fleet:\t\tconnected")
+    });
 
     for member in [&mut a, &mut b, &mut c, &mut d] {
         member.process.as_mut().unwrap().stop();

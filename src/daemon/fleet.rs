@@ -50,6 +50,7 @@ impl FleetStage {
             share_default: fleet.share,
             queue,
             dropped: Arc::new(AtomicU64::new(0)),
+            health: health.clone(),
         };
         match tokio::time::timeout(
             CATCH_UP_PATIENCE,

@@ -166,9 +166,6 @@ pub struct Daemon {
     /// The fleet task, when this member shares bans; stopped before the jail task drains,
     /// since it holds a sender of the jails' queue.
     fleet: Option<crate::fleet::task::FleetTask>,
-    /// The fleet's health, for `status` and `/metrics`.
-    #[allow(dead_code)]
-    fleet_health: Option<Arc<crate::fleet::task::FleetHealth>>,
 }
 
 impl Daemon {
@@ -235,6 +232,8 @@ impl Daemon {
             _ => None,
         };
 
+        let fleet_link = fleet.as_ref().map(|stage| stage.link.clone());
+
         // 5. Notifications.
         let notifier = NotifierStage::start();
 
@@ -245,7 +244,7 @@ impl Daemon {
             notifier: notifier.handle.clone(),
             enforcer: enforcer.as_ref().map(|e| e.queue.clone()),
             no_firewall: firewall.missing_reason(),
-            fleet: fleet.as_ref().map(|stage| stage.link.clone()),
+            fleet: fleet_link.clone(),
         };
         let (pipeline, lines) = Pipeline::start(
             runtimes,
@@ -258,7 +257,6 @@ impl Daemon {
         );
 
         // The fleet task hands the jail task the other members' changes from now on.
-        let fleet_health = fleet.as_ref().map(|stage| stage.health.clone());
         let fleet = fleet.map(|stage| stage.start(fleet_local, pipeline.jails.clone()));
 
         // 7. The control socket and metrics answer before the first line is read.
@@ -269,6 +267,7 @@ impl Daemon {
                 matcher: pipeline.matcher.clone(),
                 actions: notifier.handle.stats(),
                 firewall_errors,
+                fleet: fleet_link,
             },
         )
         .await?;
@@ -295,7 +294,6 @@ impl Daemon {
             front,
             sources,
             fleet,
-            fleet_health,
         })
     }
 

@@ -123,8 +123,26 @@ pub struct FleetHealth {
     pub last_sync_ms: AtomicI64,
     /// Delay between a foreign ban's start and its arrival here, of the last one, in ms.
     pub lag_ms: AtomicI64,
-    /// Members whose heartbeat was seen at the last look, names joined by `,`.
+    /// Members whose heartbeat was seen at the last look.
     pub members: std::sync::Mutex<Vec<String>>,
+}
+
+impl FleetHealth {
+    /// What `status` shows, for `member`.
+    pub fn status(&self, member: &str) -> crate::control::protocol::FleetStatus {
+        let last_sync = self.last_sync_ms.load(Ordering::Relaxed);
+        crate::control::protocol::FleetStatus {
+            member: member.to_string(),
+            degraded: self.degraded.load(Ordering::Relaxed),
+            members: self.members.lock().map(|m| m.clone()).unwrap_or_default(),
+            last_sync: (last_sync > 0)
+                .then(|| DateTime::from_timestamp_millis(last_sync))
+                .flatten()
+                .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            lag_ms: self.lag_ms.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Loads every ban of the fleet in force now that another member made, for the jails before

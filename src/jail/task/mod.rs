@@ -52,6 +52,8 @@ pub struct FleetLink {
     pub queue: mpsc::Sender<crate::messages::FleetOutbound>,
     /// Changes that did not fit, for `/metrics`.
     pub dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// What the fleet task says of Redis, for `status`.
+    pub health: Arc<crate::fleet::task::FleetHealth>,
 }
 
 impl FleetLink {
