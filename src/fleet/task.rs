@@ -603,3 +603,89 @@ pub fn unban_record(member: &str, jail: &str, host: IpAddr) -> UnbanRecord {
         at_ms: Utc::now().timestamp_millis(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(name: &str, key: &[u8]) -> FleetSettings {
+        FleetSettings {
+            name: name.to_string(),
+            // Opening a client connects to nothing.
+            client: redis::Client::open("redis://127.0.0.1:1").unwrap(),
+            signer: Signer::with_key(key).unwrap(),
+            keys: Keys::default(),
+        }
+    }
+
+    fn ban(origin: &str, end_ms: i64) -> BanRecord {
+        BanRecord {
+            origin: origin.to_string(),
+            jail: "sshd".to_string(),
+            ip: "203.0.113.7".parse().unwrap(),
+            start_ms: Utc::now().timestamp_millis(),
+            end_ms: Some(end_ms),
+            count: 1,
+        }
+    }
+
+    fn state() -> State {
+        State {
+            local: HashMap::new(),
+            refusals: Refusals::default(),
+        }
+    }
+
+    #[test]
+    fn own_messages_are_skipped_and_others_become_changes_with_the_same_end() {
+        let a = settings("a", b"k");
+        let b = settings("b", b"k");
+        let health = FleetHealth::default();
+        let end = Utc::now().timestamp_millis() + 60_000;
+        let wire = encode_message(&FeedMessage::Ban(ban("a", end)), &a.signer);
+        assert_eq!(receive(&a, &health, &mut state(), &wire), None, "no echo");
+        let Some(FleetChange::Ban {
+            member, end: got, ..
+        }) = receive(&b, &health, &mut state(), &wire)
+        else {
+            panic!("B takes A's ban");
+        };
+        assert_eq!(member, "a");
+        assert_eq!(got.map(|e| e.timestamp_millis()), Some(end));
+        assert_eq!(health.errors.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn records_signed_with_another_key_or_ended_are_refused() {
+        let b = settings("b", b"k");
+        let intruder = settings("x", b"another key");
+        let health = FleetHealth::default();
+        let mut state = state();
+        let future = Utc::now().timestamp_millis() + 60_000;
+        let forged = encode_message(&FeedMessage::Ban(ban("x", future)), &intruder.signer);
+        assert_eq!(receive(&b, &health, &mut state, &forged), None);
+        assert_eq!(receive(&b, &health, &mut state, &forged), None);
+        assert_eq!(health.errors.load(Ordering::Relaxed), 2, "each one counted");
+        assert_eq!(state.refusals.warned.len(), 1, "warned once for member x");
+        assert!(state.refusals.warned.contains("x"));
+        let ended = encode_message(&FeedMessage::Ban(ban("a", 1)), &b.signer);
+        assert_eq!(receive(&b, &health, &mut state, &ended), None);
+    }
+
+    #[test]
+    fn an_unban_from_another_member_is_not_pushed_back_later() {
+        let b = settings("b", b"k");
+        let health = FleetHealth::default();
+        let mut state = state();
+        let own = ban("b", Utc::now().timestamp_millis() + 60_000);
+        state.remember(FleetOutbound::Ban(own.clone()));
+        assert_eq!(state.local.len(), 1);
+        let unban = unban_record("c", "sshd", own.ip);
+        let wire = encode_message(&FeedMessage::Unban(unban), &b.signer);
+        assert!(matches!(
+            receive(&b, &health, &mut state, &wire),
+            Some(FleetChange::Unban { .. })
+        ));
+        assert!(state.local.is_empty());
+    }
+}
