@@ -26,6 +26,9 @@
 //!   and the queue that carries the jails' decisions to it.
 //! - [`store`]: SQLite for bans, ban history, read positions and label jail definitions, and the
 //!   thread that owns the connection.
+//! - [`fleet`]: sharing bans between hosts through Redis: the protocol (key layout, signed ban
+//!   records) and the fleet task (`fleet::task`) that publishes this member's shared bans and
+//!   hands the others' to the jail task.
 //! - [`action`]: notifications about bans and unbans (webhooks, commands), off the ban path.
 //! - [`daemon`]: only wiring: [`daemon::Daemon`] starts the stages in order and stops them in
 //!   reverse; [`daemon::run`] is what `logjail run` calls.
@@ -55,6 +58,7 @@ pub mod daemon;
 pub mod duration;
 pub mod filter;
 pub mod firewall;
+pub mod fleet;
 pub mod importer;
 pub mod jail;
 pub mod messages;

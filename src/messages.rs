@@ -236,6 +236,37 @@ pub enum JailEvent {
     DefinerGone {
         defined_by: String,
     },
+    /// A ban or unban another fleet member made, checked (signature, origin, expiry) by the
+    /// fleet task; the jail applies its own ignoreip and refusals to it.
+    Fleet(FleetChange),
+}
+
+/// What another fleet member did to a jail of this name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetChange {
+    Ban {
+        /// The member that made the ban.
+        member: String,
+        jail: String,
+        host: IpAddr,
+        start: DateTime<Utc>,
+        /// The same end on every member, whatever the delay: the same remaining time.
+        end: Option<DateTime<Utc>>,
+        ban_count: u32,
+    },
+    Unban {
+        member: String,
+        jail: String,
+        host: IpAddr,
+    },
+}
+
+/// What the jail task hands the fleet task about its shared jails: bans made here (from a
+/// log or the CLI) and unbans asked here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetOutbound {
+    Ban(crate::fleet::BanRecord),
+    Unban(crate::fleet::UnbanRecord),
 }
 
 /// What the daemon tells observers (tests, metrics, webhooks) about its decisions.
@@ -352,6 +383,8 @@ pub struct BanRecord {
     pub origin: Option<String>,
     /// The log lines that led to the ban.
     pub matches: Vec<String>,
+    /// The fleet member that made the ban and shared it; `None` when it was made here.
+    pub fleet_member: Option<String>,
 }
 
 /// What defined a jail at run time.

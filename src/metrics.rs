@@ -60,6 +60,19 @@ pub struct Snapshot {
     pub sources: Vec<SourceMetrics>,
     pub actions: Vec<ActionMetrics>,
     pub firewall_errors: u64,
+    /// The fleet's figures, when this member shares bans.
+    pub fleet: Option<FleetMetrics>,
+}
+
+/// The fleet as `/metrics` shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetMetrics {
+    pub degraded: bool,
+    pub lag_seconds: f64,
+    pub errors: u64,
+    /// Shared changes the jails could not queue (the fleet task was behind).
+    pub dropped: u64,
+    pub members: usize,
 }
 
 /// Asks the owners for a snapshot; implemented by the daemon.
@@ -224,6 +237,44 @@ pub fn render(snapshot: &Snapshot) -> String {
         "logjail_firewall_errors_total {}",
         snapshot.firewall_errors
     );
+    if let Some(fleet) = &snapshot.fleet {
+        let fleet_families: [(&str, &str, &str, f64); 5] = [
+            (
+                "logjail_fleet_degraded",
+                "gauge",
+                "1 while Redis is unreachable (local bans go on).",
+                if fleet.degraded { 1.0 } else { 0.0 },
+            ),
+            (
+                "logjail_fleet_lag_seconds",
+                "gauge",
+                "Delay of the last ban received from another member, start to arrival.",
+                fleet.lag_seconds,
+            ),
+            (
+                "logjail_fleet_errors_total",
+                "counter",
+                "Redis failures and refused records (bad signature, malformed).",
+                fleet.errors as f64,
+            ),
+            (
+                "logjail_fleet_dropped_total",
+                "counter",
+                "Shared ban changes not queued for Redis because the fleet task was behind.",
+                fleet.dropped as f64,
+            ),
+            (
+                "logjail_fleet_members",
+                "gauge",
+                "Members whose heartbeat is in Redis.",
+                fleet.members as f64,
+            ),
+        ];
+        for (name, kind, help, value) in fleet_families {
+            family(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+    }
     out
 }
 
@@ -362,8 +413,18 @@ mod tests {
                 dropped: 0,
             }],
             firewall_errors: 0,
+            fleet: Some(FleetMetrics {
+                degraded: true,
+                lag_seconds: 0.25,
+                errors: 3,
+                dropped: 0,
+                members: 2,
+            }),
         };
         let text = render(&snapshot);
+        assert!(text.contains("logjail_fleet_degraded 1\n"));
+        assert!(text.contains("logjail_fleet_lag_seconds 0.25\n"));
+        assert!(text.contains("logjail_fleet_errors_total 3\n"));
         assert!(text.contains("logjail_action_failures_total{action=\"webhook\"} 2\n"));
         assert!(text.contains("logjail_up 1\n"));
         assert!(text.contains("logjail_jail_failures_total{jail=\"sshd\"} 7\n"));

@@ -17,6 +17,7 @@ const ACTORS: &[&str] = &[
     "firewall::queue",
     "control::server",
     "action",
+    "fleet::task",
 ];
 
 /// What the modules under `owner` may not name, and why.
@@ -57,6 +58,7 @@ fn rules() -> Vec<Rule> {
         "routing",
         "control::protocol",
         "messages",
+        "fleet",
     ];
     let mut rules: Vec<Rule> = pure_cores
         .into_iter()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use logjail::config::{
     ActionConfig, Chain, Config, ConfigOrigin, FirewallAction, FirewallBackend, FirewallMode,
     FirewallTarget, IncrementConfig, JailConfig, LogFormat, LogLevel, PortRange, Ports, Protocol,
-    ReadMode, RejectWith, SourceConfig,
+    ReadMode, RejectWith, SecretSource, SourceConfig,
 };
 use logjail::duration::BanTime;
 
@@ -553,4 +553,59 @@ fn embedded_default_when_no_file_exists() {
     assert!(config.docker.enabled);
     assert!(config.jail("blacklist").unwrap().is_manual());
     assert!(config.jail("sshd").is_some());
+}
+
+#[test]
+fn a_fleet_with_its_secrets_out_of_the_file_and_jails_choosing_to_share() {
+    let config = load(
+        "
+fleet:
+  redis: rediss://redis.internal:6380/2
+  name: node-1.eu
+  username: logjail
+  password_file: /run/secrets/redis
+  hmac_key_file: /run/secrets/fleet-hmac
+  share: false
+jails:
+  shared:
+    filter: app
+    share: true
+    share_failures: true
+  private:
+    filter: app
+",
+    );
+    let fleet = config.fleet.clone().unwrap();
+    assert_eq!(fleet.redis, "rediss://redis.internal:6380/2");
+    assert_eq!(fleet.name, "node-1.eu");
+    assert_eq!(fleet.username.as_deref(), Some("logjail"));
+    assert_eq!(
+        fleet.password,
+        Some(SecretSource::File("/run/secrets/redis".into()))
+    );
+    assert_eq!(
+        fleet.hmac_key_file.as_deref(),
+        Some(Path::new("/run/secrets/fleet-hmac"))
+    );
+    assert!(config.shares(jail(&config, "shared")));
+    assert!(jail(&config, "shared").share_failures);
+    assert!(!config.shares(jail(&config, "private")));
+
+    let env = load(
+        "
+fleet: {redis: 'unix:///run/redis/redis.sock', name: b, password_env: REDIS_PASSWORD}
+jails:
+  j: {filter: app}
+",
+    );
+    let fleet = env.fleet.clone().unwrap();
+    assert_eq!(
+        fleet.password,
+        Some(SecretSource::Env("REDIS_PASSWORD".into()))
+    );
+    assert!(env.shares(jail(&env, "j")), "fleet.share defaults to true");
+
+    let alone = load("jails:\n  j: {filter: app}\n");
+    assert!(alone.fleet.is_none());
+    assert!(!alone.shares(jail(&alone, "j")));
 }

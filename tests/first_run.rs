@@ -306,6 +306,7 @@ async fn without_a_firewall_label_jails_that_block_are_refused() {
             notifier,
             enforcer: None,
             no_firewall: no_firewall.clone(),
+            fleet: None,
         };
         let (events, receiver) = mpsc::channel(16);
         let task = tokio::spawn(jails::run(

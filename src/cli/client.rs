@@ -60,6 +60,22 @@ fn render(request: &Request, result: &serde_json::Value) -> Result<String, serde
             let _ = writeln!(out, "Status");
             let _ = writeln!(out, "|- Number of jail:\t{}", status.jails.len());
             let _ = writeln!(out, "|- Firewall:\t\t{}", status.firewall);
+            if let Some(fleet) = &status.fleet {
+                let state = if fleet.degraded {
+                    "degraded (Redis unreachable; local bans go on)"
+                } else {
+                    "connected"
+                };
+                let _ = writeln!(out, "|- Fleet:\t\t{} as {}", state, fleet.member);
+                let _ = writeln!(out, "|  |- Members seen:\t{}", fleet.members.join(", "));
+                let _ = writeln!(
+                    out,
+                    "|  |- Last sync:\t{}",
+                    fleet.last_sync.as_deref().unwrap_or("never")
+                );
+                let _ = writeln!(out, "|  |- Lag:\t\t{} ms", fleet.lag_ms);
+                let _ = writeln!(out, "|  `- Errors:\t\t{}", fleet.errors);
+            }
             let _ = writeln!(out, "`- Jail list:\t\t{}", names.join(", "));
         }
         Request::Status { jail: Some(_) } => {
@@ -82,9 +98,14 @@ fn render(request: &Request, result: &serde_json::Value) -> Result<String, serde
             let bans: Vec<BanView> = serde_json::from_value(result.clone())?;
             for ban in bans {
                 let end = ban.end.as_deref().unwrap_or("permanent");
+                let from = ban
+                    .fleet_member
+                    .as_deref()
+                    .map(|member| format!("\tfrom fleet member {member}"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "{}\t{}\tsince {}\tuntil {}\t(ban #{})",
+                    "{}\t{}\tsince {}\tuntil {}\t(ban #{}){from}",
                     ban.jail, ban.ip, ban.start, end, ban.ban_count
                 );
             }

@@ -53,6 +53,10 @@ pub struct JailConfig {
     pub increment: Option<IncrementConfig>,
     /// Firewall chains the ban is applied in; never empty, no duplicates.
     pub chains: Vec<Chain>,
+    /// `share:`: whether bans are shared with the fleet; `None` follows `fleet.share`.
+    pub share: Option<bool>,
+    /// `share_failures:`: failures counted across the fleet, not only here.
+    pub share_failures: bool,
 }
 
 impl JailConfig {

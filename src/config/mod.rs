@@ -57,7 +57,13 @@
 //! control:  {socket: /run/logjail/logjail.sock}
 //! metrics:  {enabled: false, listen: "127.0.0.1:9191"}
 //! log:      {format: text, level: info}
+//! fleet:    {redis: "rediss://redis:6380/0", name: node-1,   # absent: nothing shared
+//!            username: logjail, password_file: /run/secrets/redis,  # or password_env: VAR
+//!            hmac_key_file: /run/secrets/fleet-hmac, share: true}   # share: jails' default
 //! ```
+//!
+//! A jail may say `share: true|false` (its bans spread to the fleet or not) and
+//! `share_failures: true` (its failures counted fleet-wide); both need `fleet:`.
 //!
 //! `action:` is one action or a list of them; an action is a word (`drop`, `reject`, `log`),
 //! `reject-with TYPE` (`icmp-port-unreachable`, `icmp-host-unreachable`,
@@ -109,8 +115,9 @@ pub use self::ports::{PortRange, Ports, Protocol};
 pub use self::positions::TextPosition;
 pub use self::sections::{
     ControlConfig, DEFAULT_CONFIG_PATH, DEFAULT_POD_LOG_DIR, DockerConfig, FirewallBackend,
-    FirewallConfig, FirewallMode, FirewallTarget, LogConfig, LogFormat, LogLevel, MetricsConfig,
-    PodsConfig, ReadMode, RequiredLabel, StoreConfig,
+    FirewallConfig, FirewallMode, FirewallTarget, FleetConfig, LogConfig, LogFormat, LogLevel,
+    MetricsConfig, PodsConfig, ReadMode, RequiredLabel, SecretSource, StoreConfig, check_redis_url,
+    is_fleet_word,
 };
 use crate::filter::{Filter, FilterSpec};
 use positions::PositionIndex;
@@ -171,6 +178,18 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `log:`.
     pub log: LogConfig,
+    /// `fleet:`; `None` when this host shares nothing.
+    pub fleet: Option<FleetConfig>,
+}
+
+impl Config {
+    /// Whether `jail` shares its bans with the fleet: its own `share:`, else the fleet's
+    /// default; never without a fleet.
+    pub fn shares(&self, jail: &JailConfig) -> bool {
+        self.fleet
+            .as_ref()
+            .is_some_and(|fleet| jail.share.unwrap_or(fleet.share))
+    }
 }
 
 impl Config {

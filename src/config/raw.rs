@@ -32,6 +32,7 @@ pub(super) struct RawConfig {
     pub(super) control: Option<Value>,
     pub(super) metrics: Option<Value>,
     pub(super) log: Option<Value>,
+    pub(super) fleet: Option<Value>,
 }
 
 /// `defaults:`.
@@ -125,6 +126,8 @@ pub(super) struct RawJail {
     pub(super) action: Option<Value>,
     pub(super) increment: Option<Value>,
     pub(super) chains: Option<Vec<Chain>>,
+    pub(super) share: Option<bool>,
+    pub(super) share_failures: Option<bool>,
 }
 
 impl RawJail {
@@ -265,6 +268,19 @@ pub(super) struct RawControl {
 pub(super) struct RawMetrics {
     pub(super) enabled: Option<bool>,
     pub(super) listen: Option<String>,
+}
+
+/// `fleet:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFleet {
+    pub(super) redis: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) username: Option<String>,
+    pub(super) password_file: Option<String>,
+    pub(super) password_env: Option<String>,
+    pub(super) hmac_key_file: Option<String>,
+    pub(super) share: Option<bool>,
 }
 
 /// `log:`.

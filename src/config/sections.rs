@@ -1,4 +1,5 @@
-//! The daemon-wide sections (`docker`, `pods`, `store`, `firewall`, `control`, `metrics`, `log`):
+//! The daemon-wide sections (`docker`, `pods`, `store`, `firewall`, `control`, `metrics`, `log`,
+//! `fleet`):
 //! parsed and checked now so the file format is stable before the code using them lands.
 
 use std::net::SocketAddr;
@@ -135,6 +136,81 @@ pub enum ReadMode {
     Logfile,
     /// Follow the Docker API's logs stream.
     Api,
+}
+
+/// `fleet:` — bans (and, per jail, failure counts) shared with other members through Redis.
+/// Off when the section is absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// `redis://HOST[:PORT][/DB]`, `rediss://…` (TLS) or `unix:///PATH`; never with a
+    /// password in it (the YAML is often in version control).
+    pub redis: String,
+    /// This member's id, stamped on what it publishes so that nothing echoes back to it.
+    pub name: String,
+    /// The Redis ACL user, if not `default`.
+    pub username: Option<String>,
+    /// Where the Redis password comes from, if the server wants one.
+    pub password: Option<SecretSource>,
+    /// A key shared by the members signing every ban record (HMAC-SHA256): a record whose
+    /// signature does not check is refused.
+    pub hmac_key_file: Option<PathBuf>,
+    /// Whether a jail without `share:` shares its bans.
+    pub share: bool,
+}
+
+/// Where a secret is read at start: a file (a mounted Secret) or an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// The file's content, trailing newline removed.
+    File(PathBuf),
+    /// The variable's value.
+    Env(String),
+}
+
+/// Whether `name` can be a fleet member's id or a Redis key part: 1 to 64 letters, digits,
+/// `.`, `-` or `_` (no `:`, which separates the parts of a key).
+pub fn is_fleet_word(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// Checks `fleet.redis`: the scheme, and that no password is written in it.
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    let rest = if let Some(path) = url.strip_prefix("unix://") {
+        if !path.starts_with('/') {
+            return Err(format!(
+                "a unix:// address needs an absolute socket path, as in unix:///run/redis/redis.sock (got \"{url}\")"
+            ));
+        }
+        return Ok(());
+    } else if let Some(rest) = url.strip_prefix("rediss://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("redis://") {
+        rest
+    } else {
+        return Err(format!(
+            "must start with redis://, rediss:// (TLS) or unix:// (got \"{url}\")"
+        ));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && userinfo.contains(':')
+    {
+        return Err(
+            "holds a password: give it in `password_file` or `password_env` instead of in the \
+             file"
+                .to_string(),
+        );
+    }
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.is_empty() {
+        return Err(format!("names no host (got \"{url}\")"));
+    }
+    Ok(())
 }
 
 /// `store:` — where bans survive restarts.

@@ -166,6 +166,26 @@ pub struct DaemonStatus {
     pub jails: Vec<JailSummary>,
     /// The firewall backend in use (`nft`, `legacy`) or `none`.
     pub firewall: String,
+    /// The fleet, when this member shares bans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
+}
+
+/// The fleet as this member sees it, in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetStatus {
+    /// This member's name.
+    pub member: String,
+    /// Redis is unreachable: local bans go on, the fleet syncs when it returns.
+    pub degraded: bool,
+    /// Members whose heartbeat is in Redis (this one included).
+    pub members: Vec<String>,
+    /// When the last full sync with Redis finished (RFC 3339), if ever.
+    pub last_sync: Option<String>,
+    /// Delay of the last ban received from another member, start to arrival, in ms.
+    pub lag_ms: i64,
+    /// Redis failures and refused records since start.
+    pub errors: u64,
 }
 
 /// One ban in `banned`.
@@ -178,6 +198,9 @@ pub struct BanView {
     /// RFC 3339, `None` for a permanent ban.
     pub end: Option<String>,
     pub ban_count: u32,
+    /// The fleet member the ban came from; absent for a ban made here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_member: Option<String>,
 }
 
 /// The answer of a change (`ban`, `unban`, `set`): what happened and whether it lasts.

@@ -29,6 +29,8 @@ pub(super) struct Wiring {
     pub matcher: mpsc::Sender<MatcherControl>,
     pub actions: NotifierStats,
     pub firewall_errors: Arc<AtomicU64>,
+    /// The fleet's health and the jails' dropped shared changes, when this member shares.
+    pub fleet: Option<crate::jail::task::FleetLink>,
 }
 
 /// The running control socket and metrics endpoint.
@@ -116,6 +118,7 @@ async fn start_metrics(
         matcher,
         actions,
         firewall_errors,
+        fleet,
     } = wiring;
     Ok(Some(tokio::spawn(async move {
         while let Some(answer) = incoming.recv().await {
@@ -147,6 +150,16 @@ async fn start_metrics(
                 sources,
                 actions,
                 firewall_errors: firewall_errors.load(Ordering::Relaxed),
+                fleet: fleet.as_ref().map(|link| {
+                    let status = link.health.status(&link.member);
+                    crate::metrics::FleetMetrics {
+                        degraded: status.degraded,
+                        lag_seconds: status.lag_ms as f64 / 1000.0,
+                        errors: status.errors,
+                        dropped: link.dropped.load(Ordering::Relaxed),
+                        members: status.members.len(),
+                    }
+                }),
             });
         }
         let _ = server.await;

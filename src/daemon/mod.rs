@@ -18,6 +18,7 @@
 //! firewall's queue in [`crate::firewall::queue`], the source supervisors in
 //! [`crate::source::supervisor`] and [`crate::source::docker`].
 
+mod fleet;
 mod front;
 mod reload;
 
@@ -88,6 +89,8 @@ pub enum DaemonError {
         error: FirewallError,
         blocking: Vec<String>,
     },
+    #[error("{0}")]
+    Fleet(#[from] crate::fleet::task::FleetError),
     #[error("cannot listen for SIGHUP: {0}")]
     Signal(#[source] std::io::Error),
     #[error("a daemon task failed: {0}")]
@@ -160,6 +163,9 @@ pub struct Daemon {
     pipeline: Pipeline,
     front: front::Front,
     sources: Sources,
+    /// The fleet task, when this member shares bans; stopped before the jail task drains,
+    /// since it holds a sender of the jails' queue.
+    fleet: Option<crate::fleet::task::FleetTask>,
 }
 
 impl Daemon {
@@ -169,7 +175,6 @@ impl Daemon {
         let clock = options.clock.clone();
         let now = clock.now();
         tracing::info!(config = %config.origin, "logjail starting");
-
         // 1. The store, and what survives a restart.
         let (store, recovered) = StoreStage::open(&config.store.path, now).await?;
 
@@ -194,6 +199,13 @@ impl Daemon {
         if restored > 0 {
             tracing::info!(restored, "bans restored from the store");
         }
+        // The other fleet members' bans in force join them, so that the firewall is laid out
+        // with every ban at once, before any source starts.
+        let fleet = fleet::FleetStage::load(&config, &mut runtimes, &store.handle, now).await?;
+        let fleet_local = fleet
+            .as_ref()
+            .map(|stage| fleet::local_shared(&runtimes, &stage.link))
+            .unwrap_or_default();
 
         // 3. Chains and sets for every jail that runs, then the restored bans in them.
         let firewall = if options.manage_firewall {
@@ -220,6 +232,8 @@ impl Daemon {
             _ => None,
         };
 
+        let fleet_link = fleet.as_ref().map(|stage| stage.link.clone());
+
         // 5. Notifications.
         let notifier = NotifierStage::start();
 
@@ -230,6 +244,7 @@ impl Daemon {
             notifier: notifier.handle.clone(),
             enforcer: enforcer.as_ref().map(|e| e.queue.clone()),
             no_firewall: firewall.missing_reason(),
+            fleet: fleet_link.clone(),
         };
         let (pipeline, lines) = Pipeline::start(
             runtimes,
@@ -241,6 +256,9 @@ impl Daemon {
             summary,
         );
 
+        // The fleet task hands the jail task the other members' changes from now on.
+        let fleet = fleet.map(|stage| stage.start(fleet_local, pipeline.jails.clone()));
+
         // 7. The control socket and metrics answer before the first line is read.
         let front = front::Front::start(
             &config,
@@ -249,6 +267,7 @@ impl Daemon {
                 matcher: pipeline.matcher.clone(),
                 actions: notifier.handle.stats(),
                 firewall_errors,
+                fleet: fleet_link,
             },
         )
         .await?;
@@ -274,6 +293,7 @@ impl Daemon {
             pipeline,
             front,
             sources,
+            fleet,
         })
     }
 
@@ -311,10 +331,14 @@ impl Daemon {
             pipeline,
             front,
             sources,
+            fleet,
             ..
         } = self;
         front.stop().await;
         sources.stop().await;
+        if let Some(fleet) = fleet {
+            fleet.stop().await;
+        }
         let jails = pipeline.drain().await?;
         if let Some(enforcer) = enforcer {
             enforcer.drain().await;

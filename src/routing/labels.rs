@@ -357,6 +357,10 @@ fn define_jail(
         } else {
             vec![Chain::DockerUser]
         },
+        // For the same reason a label jail's bans stay on this host: a container's forged
+        // output must not ban across the fleet.
+        share: Some(false),
+        share_failures: false,
     };
     let mut filter_label = None;
     let mut action_label = None;

@@ -21,7 +21,8 @@ pub use crate::messages::{BanRecord, DefinitionKind, JailDefinition, Position};
 /// Bumped whenever the schema changes; older files are migrated on open.
 /// 2: `positions.cursor` (journal sources resume by cursor).
 /// 3: `jail_definitions` (jails defined by container labels keep their bans across restarts).
-const SCHEMA_VERSION: i64 = 3;
+/// 4: `bans.fleet_member` (the fleet member a shared ban came from, for `logjail banned`).
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -38,6 +39,8 @@ CREATE TABLE IF NOT EXISTS bans (
     failures  INTEGER NOT NULL,
     origin    TEXT,
     matches   TEXT    NOT NULL DEFAULT '[]',
+    -- The fleet member that made the ban; NULL when it was made here.
+    fleet_member TEXT,
     PRIMARY KEY (jail, host)
 );
 -- Every ban ever made, for bantime increments of repeat offenders.
@@ -79,6 +82,10 @@ CREATE TABLE IF NOT EXISTS jail_definitions (
 /// no cursor (they resume by time) and no file head (their files are taken as the same).
 const MIGRATE_1_TO_2: &str = "ALTER TABLE positions ADD COLUMN cursor TEXT;
 ALTER TABLE positions ADD COLUMN head BLOB;";
+
+/// Brings a store of schema version 3 to version 4: bans made before the fleet existed were
+/// all made here, which a NULL member says.
+const MIGRATE_3_TO_4: &str = "ALTER TABLE bans ADD COLUMN fleet_member TEXT;";
 
 /// Store failures, naming the database file.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +200,9 @@ impl Store {
             // Version 3 only added `jail_definitions`, which `SCHEMA` has just made. Bans of
             // label-defined jails written before it have no definition: the daemon holds them
             // until the container's labels define their jail again.
+            if from < 4 {
+                transaction.execute_batch(MIGRATE_3_TO_4)?;
+            }
             transaction.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
                 params![SCHEMA_VERSION.to_string()],
@@ -235,8 +245,9 @@ impl Store {
             let mut insert_ban = transaction
                 .prepare_cached(
                     "INSERT OR REPLACE INTO bans
-                     (jail, host, start_ms, end_ms, ban_count, failures, origin, matches)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     (jail, host, start_ms, end_ms, ban_count, failures, origin, matches,
+                      fleet_member)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(wrap)?;
             let mut insert_history = transaction
@@ -256,7 +267,8 @@ impl Store {
                         ban.ban_count,
                         ban.failures,
                         ban.origin,
-                        matches
+                        matches,
+                        ban.fleet_member
                     ])
                     .map_err(wrap)?;
                 insert_history
@@ -282,7 +294,8 @@ impl Store {
     pub fn active_bans(&self, now: DateTime<Utc>) -> Result<Vec<BanRecord>, StoreError> {
         self.sqlite(|c| {
             let mut statement = c.prepare(
-                "SELECT jail, host, start_ms, end_ms, ban_count, failures, origin, matches
+                "SELECT jail, host, start_ms, end_ms, ban_count, failures, origin, matches,
+                        fleet_member
                  FROM bans WHERE end_ms IS NULL OR end_ms > ?1 ORDER BY start_ms",
             )?;
             let rows = statement.query_map(params![millis(now)], |row| {
@@ -299,6 +312,7 @@ impl Store {
                         failures: row.get(5)?,
                         origin: row.get(6)?,
                         matches: serde_json::from_str(&matches).unwrap_or_default(),
+                        fleet_member: row.get(8)?,
                     },
                 ))
             })?;
@@ -580,6 +594,7 @@ mod tests {
             failures: 5,
             origin: Some("container web (0123456789ab)".to_string()),
             matches: vec!["Failed password for root from 1.2.3.4".to_string()],
+            fleet_member: None,
         }
     }
 
@@ -841,7 +856,7 @@ INSERT INTO meta (key, value) VALUES ('schema_version', '2');
                 |row| row.get(0),
             )
             .unwrap();
-        assert_eq!(version, "3");
+        assert_eq!(version, SCHEMA_VERSION.to_string());
         assert_eq!(store.definitions().unwrap(), vec![web_definition("80")]);
         // Redefined with other labels: replaced, not added.
         store
@@ -850,6 +865,69 @@ INSERT INTO meta (key, value) VALUES ('schema_version', '2');
         assert_eq!(store.definitions().unwrap(), vec![web_definition("8080")]);
         store.remove_definition("web").unwrap();
         assert!(store.definitions().unwrap().is_empty());
+    }
+
+    /// The schema of version 3, as logjail wrote it before the fleet.
+    const SCHEMA_V3: &str = r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE bans (
+    jail TEXT NOT NULL, host TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER,
+    ban_count INTEGER NOT NULL, failures INTEGER NOT NULL, origin TEXT,
+    matches TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (jail, host)
+);
+CREATE TABLE ban_history (jail TEXT NOT NULL, host TEXT NOT NULL, start_ms INTEGER NOT NULL);
+CREATE INDEX ban_history_host ON ban_history (host, jail);
+CREATE TABLE positions (
+    source TEXT PRIMARY KEY, device INTEGER, inode INTEGER, offset INTEGER, time_ns INTEGER,
+    seen_at_time INTEGER, updated_ms INTEGER NOT NULL, cursor TEXT, head BLOB
+);
+CREATE TABLE jail_definitions (
+    jail TEXT PRIMARY KEY, kind TEXT NOT NULL, defined_by TEXT NOT NULL,
+    host_network INTEGER NOT NULL, labels TEXT NOT NULL, updated_ms INTEGER NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('schema_version', '3');
+"#;
+
+    #[test]
+    fn a_version_3_store_is_migrated_its_bans_made_here_and_fleet_bans_keep_their_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logjail.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(SCHEMA_V3).unwrap();
+            old.execute(
+                "INSERT INTO bans (jail, host, start_ms, end_ms, ban_count, failures, origin, matches)
+                 VALUES ('sshd', '203.0.113.4', ?1, ?2, 1, 5, 'file /var/log/auth.log', '[]')",
+                params![millis(at(0)), millis(at(3600))],
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        let bans = store.active_bans(at(1)).unwrap();
+        assert_eq!(bans.len(), 1);
+        assert_eq!(bans[0].origin.as_deref(), Some("file /var/log/auth.log"));
+        assert_eq!(bans[0].fleet_member, None, "made here, before the fleet");
+
+        let shared = BanRecord {
+            fleet_member: Some("node-a".to_string()),
+            ..ban("sshd", "198.51.100.2", 10, Some(7200))
+        };
+        store.save_bans(std::slice::from_ref(&shared)).unwrap();
+        drop(store);
+
+        let store = Store::open(&path).unwrap();
+        let version: String = store
+            .connection
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, "4");
+        let bans = store.active_bans(at(20)).unwrap();
+        assert_eq!(bans.len(), 2);
+        assert_eq!(bans[1], shared);
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct Recovered {
     pub definitions: Vec<JailDefinition>,
 }
 
+/// Most bans written in one transaction.
+const SAVE_BATCH: usize = 10_000;
+
 /// Reads what the daemon needs to resume, then moves the store to its own thread.
 pub fn start(
     mut store: Store,
@@ -82,9 +85,34 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("logjail-store".into())
         .spawn(move || {
-            while let Some(request) = receiver.blocking_recv() {
-                if let Err(error) = apply(&mut store, request) {
+            let mut pending = receiver.blocking_recv();
+            while let Some(request) = pending.take() {
+                let result = match request {
+                    StoreRequest::SaveBan(ban) => {
+                        // Bans queued together (the fleet's bans loaded at start, a burst
+                        // from another member) go in one transaction, not one fsync each.
+                        let mut batch = vec![ban];
+                        loop {
+                            match receiver.try_recv() {
+                                Ok(StoreRequest::SaveBan(ban)) if batch.len() < SAVE_BATCH => {
+                                    batch.push(ban);
+                                }
+                                Ok(other) => {
+                                    pending = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        store.save_bans(&batch)
+                    }
+                    other => apply(&mut store, other),
+                };
+                if let Err(error) = result {
                     tracing::error!(%error, "store write failed");
+                }
+                if pending.is_none() {
+                    pending = receiver.blocking_recv();
                 }
             }
         })

@@ -692,6 +692,7 @@ mod tests {
             start: "2026-12-02T07:07:27Z".into(),
             end: None,
             ban_count: 1,
+            fleet_member: None,
         };
         assert!(with_time(&ban).ends_with(" + -1 = 9999-12-31 23:59:59"));
         let finite = BanView {

@@ -232,6 +232,8 @@ impl Validator<'_> {
             action: action.map_or_else(|| defaults.action.clone(), |(a, _)| a.clone()),
             increment: own.increment.or(&context.defaults.increment).resolve(),
             chains: chains?,
+            share: raw.share,
+            share_failures: raw.share_failures.unwrap_or(false),
         };
         (name_ok && (manual || filter.is_some())).then_some(jail)
     }

@@ -8,6 +8,7 @@
 mod actions;
 mod daemon;
 mod filters;
+mod fleet;
 mod jails;
 mod settings;
 
@@ -163,6 +164,10 @@ impl Validator<'_> {
         let jails = self.jails(raw.jails.as_ref(), &root.key("jails"), &context);
         let mut filters = self.compile_used_builtins(filters, &jails, &root.key("jails"));
         filters.append(&mut self.fail2ban_filters);
+        let fleet = self.fleet(raw.fleet.as_ref(), &root.key("fleet"));
+        if fleet.is_none() && raw.fleet.is_none() {
+            self.sharing_without_fleet(&jails, &root.key("jails"));
+        }
 
         Config {
             origin,
@@ -178,6 +183,7 @@ impl Validator<'_> {
             control: self.control(raw.control.as_ref(), &root.key("control")),
             metrics: self.metrics(raw.metrics.as_ref(), &root.key("metrics")),
             log: self.log(raw.log.as_ref(), &root.key("log")),
+            fleet,
         }
     }
 

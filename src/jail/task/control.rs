@@ -112,6 +112,11 @@ async fn handle(
             version: env!("CARGO_PKG_VERSION").to_string(),
             jails: jails.iter().map(summary).collect(),
             firewall: context.firewall.to_string(),
+            fleet: context
+                .effects
+                .fleet
+                .as_ref()
+                .map(|fleet| fleet.health.status(&fleet.member)),
         }),
         Request::Status { jail: Some(name) } => {
             let runtime = find(jails, &name)?;
@@ -128,7 +133,9 @@ async fn handle(
             for runtime in jails.iter() {
                 for ban in runtime.jail.banned() {
                     if wanted.is_none_or(|w| w == ban.host) {
-                        views.push(ban_view(&runtime.name, ban));
+                        let mut view = ban_view(&runtime.name, ban);
+                        view.fleet_member = runtime.fleet_origins.get(&ban.host).cloned();
+                        views.push(view);
                     }
                 }
             }
@@ -178,6 +185,13 @@ async fn handle(
                     None => runtime.jail.unban_all(),
                 };
                 for ban in ended {
+                    runtime.fleet_origins.remove(&ban.host);
+                    context.effects.share_unban(
+                        &runtime.name,
+                        ban.host,
+                        &runtime.config,
+                        context.now,
+                    );
                     context
                         .effects
                         .unbanned(&runtime.name, &ban, "manual", &runtime.config, context.now)
@@ -344,5 +358,6 @@ fn ban_view(jail: &Arc<str>, ban: &ActiveBan) -> BanView {
             .end
             .map(|end| end.to_rfc3339_opts(SecondsFormat::Secs, true)),
         ban_count: ban.ban_count,
+        fleet_member: None,
     }
 }

@@ -37,9 +37,77 @@ pub struct Effects {
     /// Why the daemon runs without the firewall it should manage (only log-only jails were
     /// configured and iptables does not work): label jails that block are refused then.
     pub no_firewall: Option<Arc<str>>,
+    /// The fleet task's queue, when this member shares bans.
+    pub fleet: Option<FleetLink>,
+}
+
+/// How the jails reach the fleet task.
+#[derive(Debug, Clone)]
+pub struct FleetLink {
+    /// This member's id, stamped on what it publishes.
+    pub member: Arc<str>,
+    /// Whether a jail without `share:` shares (`fleet.share`).
+    pub share_default: bool,
+    /// Bounded; the jails `try_send`, since the local path never waits on Redis.
+    pub queue: mpsc::Sender<crate::messages::FleetOutbound>,
+    /// Changes that did not fit, for `/metrics`.
+    pub dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// What the fleet task says of Redis, for `status`.
+    pub health: Arc<crate::fleet::task::FleetHealth>,
+}
+
+impl FleetLink {
+    fn shares(&self, config: &JailConfig) -> bool {
+        config.share.unwrap_or(self.share_default)
+    }
+
+    fn offer(&self, change: crate::messages::FleetOutbound) {
+        if self.queue.try_send(change).is_err() {
+            // The fleet task is behind (a burst while Redis is slow): this change is not
+            // published now. The ban is kept locally; the next reconnection's push does not
+            // know it either, so say it.
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!("fleet: queue full, a ban change was not shared");
+        }
+    }
 }
 
 impl Effects {
+    /// Shares a ban made here, when its jail shares.
+    fn share_ban(&self, order: &BanOrder, config: &JailConfig) {
+        if let Some(fleet) = &self.fleet
+            && fleet.shares(config)
+        {
+            fleet.offer(crate::messages::FleetOutbound::Ban(
+                crate::fleet::BanRecord {
+                    origin: fleet.member.to_string(),
+                    jail: order.jail.clone(),
+                    ip: order.host,
+                    start_ms: order.start.timestamp_millis(),
+                    end_ms: order.end.map(|end| end.timestamp_millis()),
+                    count: order.ban_count,
+                },
+            ));
+        }
+    }
+
+    /// Shares an unban asked here (not an expiry: Redis expires the key itself).
+    pub fn share_unban(&self, jail: &str, host: IpAddr, config: &JailConfig, now: DateTime<Utc>) {
+        if let Some(fleet) = &self.fleet
+            && fleet.shares(config)
+        {
+            fleet.offer(crate::messages::FleetOutbound::Unban(
+                crate::fleet::UnbanRecord {
+                    origin: fleet.member.to_string(),
+                    jail: jail.to_string(),
+                    ip: host,
+                    at_ms: now.timestamp_millis(),
+                },
+            ));
+        }
+    }
+
     pub async fn banned(
         &self,
         order: &BanOrder,
@@ -47,6 +115,7 @@ impl Effects {
         config: &JailConfig,
     ) {
         announce_ban(order, origin);
+        self.share_ban(order, config);
         self.store
             .send(StoreRequest::SaveBan(ban_record(order, origin)))
             .await;
@@ -195,6 +264,8 @@ pub struct JailRuntime {
     pub sources: BTreeSet<String>,
     /// The configuration file, or a container's labels (which a reload keeps).
     pub definer: Definer,
+    /// The fleet member each ban from the fleet came from, for `banned`.
+    pub fleet_origins: HashMap<IpAddr, String>,
 }
 
 /// What defined a jail.
@@ -334,6 +405,7 @@ impl JailRuntime {
             config,
             sources,
             definer: Definer::Config,
+            fleet_origins: HashMap::new(),
         }
     }
 
@@ -419,6 +491,9 @@ pub async fn run(
                         let _ = reply.send(answer);
                     }
                     JailEvent::DefinerGone { defined_by } => definer_gone(&mut jails, &defined_by),
+                    JailEvent::Fleet(change) => {
+                        on_fleet(&mut jails, &index, change, &effects, clock.now()).await;
+                    }
                     JailEvent::Define { config, definition, reply } => {
                         let name = Arc::<str>::from(config.name.as_str());
                         let blocks = crate::firewall::JailRule::from_config(&config).acts();
@@ -745,6 +820,85 @@ async fn on_failure(
     });
 }
 
+/// Applies another member's ban or unban to the jail of that name, if this member runs one:
+/// through the jail's own ignoreip and refusals (own addresses, loopback), into its own
+/// firewall target. Not shared again.
+async fn on_fleet(
+    jails: &mut [JailRuntime],
+    index: &HashMap<Arc<str>, usize>,
+    change: crate::messages::FleetChange,
+    effects: &Effects,
+    now: DateTime<Utc>,
+) {
+    use crate::messages::FleetChange;
+    let jail = match &change {
+        FleetChange::Ban { jail, .. } | FleetChange::Unban { jail, .. } => jail.clone(),
+    };
+    let Some(&slot) = index.get(jail.as_str()) else {
+        tracing::debug!(%jail, "fleet: change for a jail not run here");
+        return;
+    };
+    let runtime = &mut jails[slot];
+    if let Some(fleet) = &effects.fleet
+        && !fleet.shares(&runtime.config)
+    {
+        return;
+    }
+    match change {
+        FleetChange::Ban {
+            member,
+            host,
+            start,
+            end,
+            ban_count,
+            ..
+        } => {
+            let before = runtime.jail.ban_of(host).map(|ban| ban.end);
+            if let Err(refused) = runtime.jail.restore_ban(host, start, end, ban_count, now) {
+                tracing::info!(jail = %runtime.name, %host, %member, %refused, "fleet ban not applied here");
+                return;
+            }
+            let after = runtime.jail.ban_of(host).map(|ban| ban.end);
+            if before.is_some() && before == after {
+                return;
+            }
+            tracing::info!(target: "logjail::ban", jail = %runtime.name, %host, %member, "ban from the fleet");
+            runtime.fleet_origins.insert(host, member.clone());
+            effects
+                .store
+                .send(StoreRequest::SaveBan(BanRecord {
+                    jail: runtime.name.to_string(),
+                    host,
+                    start,
+                    end,
+                    ban_count,
+                    failures: 0,
+                    origin: Some(format!("fleet member {member}")),
+                    matches: Vec::new(),
+                    fleet_member: Some(member),
+                }))
+                .await;
+            effects
+                .enforce(Enforcement::Ban {
+                    jail: runtime.name.to_string(),
+                    host,
+                    end,
+                })
+                .await;
+        }
+        FleetChange::Unban { member, host, .. } => {
+            if let Some(ban) = runtime.jail.unban(host) {
+                runtime.fleet_origins.remove(&host);
+                let reason = format!("fleet unban by {member}");
+                let config = runtime.config.clone();
+                effects
+                    .unbanned(&runtime.name, &ban, &reason, &config, now)
+                    .await;
+            }
+        }
+    }
+}
+
 /// The one log event per ban; the `recidive` filter reads these lines, so their shape
 /// (`ban jail=… host=…`) is part of logjail's interface.
 pub fn announce_ban(order: &BanOrder, origin: Option<&Arc<Origin>>) {
@@ -773,6 +927,8 @@ fn ban_record(order: &BanOrder, origin: Option<&Arc<Origin>>) -> BanRecord {
         failures: order.failures,
         origin: origin.map(|o| o.to_string()),
         matches: order.matches.clone(),
+        // Bans from the fleet are not made through a `BanOrder` of this member's jails.
+        fleet_member: None,
     }
 }
 
@@ -827,7 +983,12 @@ fn restore_into(runtime: &mut JailRuntime, bans: &[BanRecord], now: DateTime<Utc
             .jail
             .restore_ban(ban.host, ban.start, ban.end, ban.ban_count, now)
         {
-            Ok(()) => restored += 1,
+            Ok(()) => {
+                restored += 1;
+                if let Some(member) = &ban.fleet_member {
+                    runtime.fleet_origins.insert(ban.host, member.clone());
+                }
+            }
             Err(refused) => {
                 tracing::warn!(jail = %ban.jail, host = %ban.host, %refused, "stored ban not restored")
             }
@@ -957,6 +1118,7 @@ mod tests {
             failures: 5,
             origin: Some("container web (abc)".to_string()),
             matches: Vec::new(),
+            fleet_member: None,
         }
     }
 
@@ -984,6 +1146,7 @@ mod tests {
                 notifier,
                 enforcer: Some(enforcer),
                 no_firewall: None,
+                fleet: None,
             };
             let (events, receiver) = mpsc::channel(16);
             let task = tokio::spawn(run(

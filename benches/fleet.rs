@@ -1,0 +1,187 @@
+//! The fleet at scale, with a real `redis-server` and real `logjail run` members in network
+//! namespaces of their own (tests/fleet_support): 100,000 bans in Redis loaded by a new
+//! member into its firewall, and a burst of 10,000 bans on one member reaching another.
+//!
+//! Runs as root. No packet is sent: the banned addresses come from 198.18.0.0/15, the range
+//! reserved for benchmarks.
+//!
+//! `cargo bench --bench fleet` (both), `… -- load` or `… -- burst` (one).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/firewall_support/mod.rs"]
+mod firewall_support;
+#[path = "../tests/fleet_support/mod.rs"]
+mod fleet_support;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fleet_support::{Hub, Member, Redis};
+use logjail::fleet::{BanRecord, FeedMessage, Keys, Signer, encode_message};
+
+const LOADED: usize = 100_000;
+const BURST: usize = 10_000;
+const KEY: &str = "the fleet's benchmark key";
+
+fn address(index: usize) -> IpAddr {
+    // 198.18.0.0/15 holds 131,072 addresses: enough for both runs.
+    let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
+    IpAddr::V4(Ipv4Addr::from(base + u32::try_from(index).unwrap()))
+}
+
+/// Entries in a member's kernel set, from its header alone.
+fn entries(member: &Member) -> usize {
+    let output = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &member.ns.name,
+            "ipset",
+            "list",
+            "-t",
+            "ljf-s-app-4",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("Number of entries: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+/// Writes `count` signed bans of member `origin` straight into Redis, as members would have.
+fn fill_redis(hub: &Hub, count: usize) {
+    let records: Vec<(String, String)> = {
+        let signer = Signer::with_key(KEY.as_bytes()).unwrap();
+        let keys = Keys::default();
+        let now = chrono::Utc::now().timestamp_millis();
+        (0..count)
+            .map(|i| {
+                let ip = address(i);
+                let record = BanRecord {
+                    origin: "elsewhere".to_string(),
+                    jail: "app".to_string(),
+                    ip,
+                    start_ms: now,
+                    end_ms: Some(now + 3_600_000),
+                    count: 1,
+                };
+                (
+                    keys.ban("app", ip),
+                    encode_message(&FeedMessage::Ban(record), &signer),
+                )
+            })
+            .collect()
+    };
+    hub.ns.run(move || {
+        let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+        let mut connection = client.get_connection().unwrap();
+        for chunk in records.chunks(10_000) {
+            let mut pipe = redis::pipe();
+            for (key, value) in chunk {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(3_600_000)
+                    .ignore();
+            }
+            pipe.query::<()>(&mut connection).unwrap();
+        }
+    });
+}
+
+fn load(hub: &mut Hub, root: &std::path::Path, key: &std::path::Path) {
+    fill_redis(hub, LOADED);
+    let mut newcomer = Member::new(hub, root, "new", key, &[]);
+    let started = Instant::now();
+    newcomer.start();
+    let ready = started.elapsed();
+    let loaded = wait_for(
+        "100,000 bans in the kernel",
+        Duration::from_secs(60),
+        || entries(&newcomer) >= LOADED,
+    );
+    let total = started.elapsed();
+    println!(
+        "fleet load: {LOADED} bans in Redis; new member answering after {:.2} s, all in its ipset after {:.2} s from spawn (checked {:.0} ms later)",
+        ready.as_secs_f64(),
+        total.as_secs_f64(),
+        loaded.as_secs_f64() * 1000.0
+    );
+    newcomer.process.as_mut().unwrap().stop();
+}
+
+fn burst(hub: &mut Hub, root: &std::path::Path, key: &std::path::Path) {
+    let mut a = Member::new(hub, root, "burst-a", key, &[]);
+    let mut b = Member::new(hub, root, "burst-b", key, &[]);
+    a.start();
+    b.start();
+    let before_a = entries(&a);
+    let before_b = entries(&b);
+    // Two failures for each of 10,000 new addresses (maxretry 2), in one write.
+    let mut text = String::with_capacity(BURST * 64);
+    for i in 0..BURST {
+        let ip = address(120_000 + i);
+        let line = format!("login failed from {ip}\n");
+        text.push_str(&line);
+        text.push_str(&line);
+    }
+    let written = Instant::now();
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(a.dir.join("app.log"))
+        .unwrap();
+    log.write_all(text.as_bytes()).unwrap();
+    drop(log);
+    let on_a = wait_for("the burst banned on A", Duration::from_secs(60), || {
+        entries(&a) >= before_a + BURST
+    });
+    let on_b = wait_for("the burst on B", Duration::from_secs(60), || {
+        entries(&b) >= before_b + BURST
+    });
+    println!(
+        "fleet burst: {BURST} bans from A's log: all in A's ipset {:.2} s after the write, all in B's {:.2} s after that ({:.2} s from the write)",
+        on_a.as_secs_f64(),
+        on_b.as_secs_f64(),
+        written.elapsed().as_secs_f64()
+    );
+    a.process.as_mut().unwrap().stop();
+    b.process.as_mut().unwrap().stop();
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| f == name);
+    let root = tempfile::tempdir().unwrap();
+    let key = root.path().join("fleet.key");
+    std::fs::write(&key, KEY).unwrap();
+    let redis_dir = root.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).unwrap();
+    let mut hub = Hub::new();
+    let _redis = Redis::start(&hub.ns, &redis_dir);
+    if wanted("load") {
+        load(&mut hub, root.path(), &key);
+    }
+    if wanted("burst") {
+        burst(&mut hub, root.path(), &key);
+    }
+}

@@ -1,0 +1,129 @@
+//! `fleet:` and the jails' `share:` / `share_failures:`.
+
+use serde_yaml::Value;
+
+use super::{Anchor, Place, Validator};
+use crate::config::JailConfig;
+use crate::config::error::Scope;
+use crate::config::positions::YamlPath;
+use crate::config::raw::RawFleet;
+use crate::config::sections::{FleetConfig, SecretSource, check_redis_url, is_fleet_word};
+
+impl Validator<'_> {
+    pub(super) fn fleet(&mut self, value: Option<&Value>, path: &YamlPath) -> Option<FleetConfig> {
+        let raw = self.mapping_of::<RawFleet>(value?, path, &Place::file())?;
+        let file = Place::file();
+        let mut ok = true;
+        let redis = match raw.redis {
+            Some(url) => match check_redis_url(&url) {
+                Ok(()) => Some(url),
+                Err(message) => {
+                    self.report(&file, &path.key("redis"), Anchor::Value, message);
+                    None
+                }
+            },
+            None => {
+                self.report(
+                    &file,
+                    path,
+                    Anchor::Key,
+                    "needs `redis:`, the server the members share (redis://HOST:6379)",
+                );
+                None
+            }
+        };
+        let name = match raw.name {
+            Some(name) if is_fleet_word(&name) => Some(name),
+            Some(name) => {
+                self.report(
+                    &file,
+                    &path.key("name"),
+                    Anchor::Value,
+                    format!("must be 1 to 64 letters, digits, `.`, `-` or `_` (got \"{name}\")"),
+                );
+                None
+            }
+            None => {
+                self.report(
+                    &file,
+                    path,
+                    Anchor::Key,
+                    "needs `name:`, this member's id in the fleet (unique per member)",
+                );
+                None
+            }
+        };
+        let password = match (raw.password_file, raw.password_env) {
+            (Some(_), Some(_)) => {
+                self.report(
+                    &file,
+                    &path.key("password_env"),
+                    Anchor::Key,
+                    "give the password in `password_file` or in `password_env`, not both",
+                );
+                ok = false;
+                None
+            }
+            (Some(file_path), None) => self
+                .absolute_path(&file_path, &path.key("password_file"))
+                .map(SecretSource::File)
+                .or_else(|| {
+                    ok = false;
+                    None
+                }),
+            (None, Some(variable)) if variable.is_empty() => {
+                self.report(
+                    &file,
+                    &path.key("password_env"),
+                    Anchor::Value,
+                    "must name an environment variable",
+                );
+                ok = false;
+                None
+            }
+            (None, Some(variable)) => Some(SecretSource::Env(variable)),
+            (None, None) => None,
+        };
+        let hmac_key_file = match raw.hmac_key_file {
+            Some(text) => {
+                let checked = self.absolute_path(&text, &path.key("hmac_key_file"));
+                ok &= checked.is_some();
+                checked
+            }
+            None => None,
+        };
+        Some(FleetConfig {
+            redis: redis?,
+            name: name?,
+            username: raw.username,
+            password,
+            hmac_key_file,
+            share: raw.share.unwrap_or(true),
+        })
+        .filter(|_| ok)
+    }
+
+    /// A jail asking to share when there is no fleet to share with is a mistake worth
+    /// stopping for: the user expects the bans to spread.
+    pub(super) fn sharing_without_fleet(&mut self, jails: &[JailConfig], path: &YamlPath) {
+        for jail in jails {
+            let place = Place {
+                scope: Scope::Jail(jail.name.clone()),
+                depth: 2,
+            };
+            for (key, on) in [
+                ("share", jail.share == Some(true)),
+                ("share_failures", jail.share_failures),
+            ] {
+                if on {
+                    self.report(
+                        &place,
+                        &path.key(&jail.name).key(key),
+                        Anchor::Key,
+                        format!("`{key}: true` needs a `fleet:` section to share with"),
+                    );
+                }
+            }
+        }
+    }
+}

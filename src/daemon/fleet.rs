@@ -1,0 +1,172 @@
+//! The fleet stage: reads the fleet's secrets, loads the other members' bans into the jails
+//! before the firewall is laid out (so that a new member's firewall gets them in one batch),
+//! then runs the fleet task once the jail task is there.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::fleet::task::{FleetError, FleetHealth, FleetSettings, FleetTask};
+use crate::jail::task::{FleetLink, JailRuntime};
+use crate::messages::{FleetChange, FleetOutbound, JailEvent, StoreRequest};
+use crate::store::BanRecord;
+use crate::store::task::StoreHandle;
+
+/// How long the start waits for Redis before going on degraded: a member must start (and
+/// protect its host) when Redis is down.
+const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
+/// Shared changes in flight from the jails to the fleet task: a burst of 10,000 bans fits.
+const FLEET_QUEUE: usize = 16_384;
+
+/// The stage between its two steps: the other members' bans loaded, the task not started.
+pub(super) struct FleetStage {
+    settings: FleetSettings,
+    pub(super) health: Arc<FleetHealth>,
+    pub(super) link: FleetLink,
+    inbound: mpsc::Receiver<FleetOutbound>,
+}
+
+impl FleetStage {
+    /// Reads the secrets (a missing one stops the start: the user asked for a fleet) and
+    /// applies every ban in force in Redis to the jails that share it.
+    pub(super) async fn load(
+        config: &Config,
+        runtimes: &mut [JailRuntime],
+        store: &StoreHandle,
+        now: DateTime<Utc>,
+    ) -> Result<Option<FleetStage>, FleetError> {
+        let Some(fleet) = &config.fleet else {
+            return Ok(None);
+        };
+        let settings = FleetSettings::from_config(fleet)?;
+        let health = Arc::new(FleetHealth::default());
+        let (queue, inbound) = mpsc::channel(FLEET_QUEUE);
+        let link = FleetLink {
+            member: Arc::from(fleet.name.as_str()),
+            share_default: fleet.share,
+            queue,
+            dropped: Arc::new(AtomicU64::new(0)),
+            health: health.clone(),
+        };
+        match tokio::time::timeout(
+            CATCH_UP_PATIENCE,
+            crate::fleet::task::catch_up(&settings, &health),
+        )
+        .await
+        {
+            Ok(Ok(changes)) => {
+                let records = apply(runtimes, &link, changes, now);
+                tracing::info!(member = %fleet.name, loaded = records.len(), "fleet: bans loaded from Redis");
+                for record in records {
+                    store.send(StoreRequest::SaveBan(record)).await;
+                }
+            }
+            Ok(Err(error)) => degraded(&health, &error.to_string()),
+            Err(_) => degraded(&health, "Redis did not answer in time"),
+        }
+        Ok(Some(FleetStage {
+            settings,
+            health,
+            link,
+            inbound,
+        }))
+    }
+
+    /// Starts the fleet task, with this member's shared bans in force to push to Redis.
+    pub(super) fn start(
+        self,
+        runtimes_bans: Vec<crate::fleet::BanRecord>,
+        jails: mpsc::Sender<JailEvent>,
+    ) -> FleetTask {
+        FleetTask::start(
+            self.settings,
+            self.health,
+            runtimes_bans,
+            self.inbound,
+            jails,
+        )
+    }
+}
+
+fn degraded(health: &FleetHealth, why: &str) {
+    health.degraded.store(true, Ordering::Relaxed);
+    health.errors.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(error = %why, "fleet: Redis unreachable at start; degraded, local bans go on and the fleet syncs when it returns");
+}
+
+/// Puts the other members' bans into the jails that share them; returns what to store.
+fn apply(
+    runtimes: &mut [JailRuntime],
+    link: &FleetLink,
+    changes: Vec<FleetChange>,
+    now: DateTime<Utc>,
+) -> Vec<BanRecord> {
+    let mut records = Vec::new();
+    for change in changes {
+        let FleetChange::Ban {
+            member,
+            jail,
+            host,
+            start,
+            end,
+            ban_count,
+        } = change
+        else {
+            continue;
+        };
+        let Some(runtime) = runtimes
+            .iter_mut()
+            .find(|r| *r.name == *jail && r.config.share.unwrap_or(link.share_default))
+        else {
+            continue;
+        };
+        match runtime.jail.restore_ban(host, start, end, ban_count, now) {
+            Ok(()) => {
+                runtime.fleet_origins.insert(host, member.clone());
+                records.push(BanRecord {
+                    jail,
+                    host,
+                    start,
+                    end,
+                    ban_count,
+                    failures: 0,
+                    origin: Some(format!("fleet member {member}")),
+                    matches: Vec::new(),
+                    fleet_member: Some(member),
+                });
+            }
+            Err(refused) => {
+                tracing::info!(%jail, %host, %member, %refused, "fleet ban not applied here");
+            }
+        }
+    }
+    records
+}
+
+/// This member's own shared bans in force (from its store), for the fleet task to push.
+pub(super) fn local_shared(
+    runtimes: &[JailRuntime],
+    link: &FleetLink,
+) -> Vec<crate::fleet::BanRecord> {
+    runtimes
+        .iter()
+        .filter(|r| r.config.share.unwrap_or(link.share_default))
+        .flat_map(|r| {
+            r.jail
+                .banned()
+                .filter(|ban| !r.fleet_origins.contains_key(&ban.host))
+                .map(|ban| crate::fleet::BanRecord {
+                    origin: link.member.to_string(),
+                    jail: r.name.to_string(),
+                    ip: ban.host,
+                    start_ms: ban.start.timestamp_millis(),
+                    end_ms: ban.end.map(|end| end.timestamp_millis()),
+                    count: ban.ban_count,
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,78 @@
+//! Key and channel names.
+
+use std::net::IpAddr;
+
+/// The names of everything a fleet keeps in Redis, from one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys::new("logjail")
+    }
+}
+
+impl Keys {
+    /// Names under `prefix` (`logjail` unless several fleets share one server).
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The key holding the ban of `ip` in `jail`.
+    pub fn ban(&self, jail: &str, ip: IpAddr) -> String {
+        format!("{}:ban:{jail}:{ip}", self.prefix)
+    }
+
+    /// The SCAN pattern matching every ban of the fleet. Jail names are words without glob
+    /// characters (config's `check_name`), so none needs escaping.
+    pub fn ban_pattern(&self) -> String {
+        format!("{}:ban:*", self.prefix)
+    }
+
+    /// The pub/sub channel of bans and unbans.
+    pub fn feed(&self) -> String {
+        format!("{}:feed", self.prefix)
+    }
+
+    /// The key a member refreshes to say it is alive.
+    pub fn member(&self, name: &str) -> String {
+        format!("{}:member:{name}", self.prefix)
+    }
+
+    /// The SCAN pattern matching every member's heartbeat.
+    pub fn member_pattern(&self) -> String {
+        format!("{}:member:*", self.prefix)
+    }
+
+    /// The sorted set of recent failures of `ip` in `jail`, counted fleet-wide.
+    pub fn failures(&self, jail: &str, ip: IpAddr) -> String {
+        format!("{}:fail:{jail}:{ip}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_share_the_prefix_and_tell_jails_and_addresses_apart() {
+        let keys = Keys::default();
+        let v4: IpAddr = "203.0.113.7".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(keys.ban("sshd", v4), "logjail:ban:sshd:203.0.113.7");
+        assert_eq!(keys.ban("sshd", v6), "logjail:ban:sshd:2001:db8::1");
+        assert_ne!(keys.ban("sshd", v4), keys.ban("nginx", v4));
+        assert_eq!(keys.ban_pattern(), "logjail:ban:*");
+        assert!(
+            keys.ban("sshd", v4)
+                .starts_with(keys.ban_pattern().trim_end_matches('*'))
+        );
+        assert_eq!(Keys::new("edge").feed(), "edge:feed");
+        assert_eq!(keys.member("a"), "logjail:member:a");
+        assert_eq!(keys.failures("sshd", v4), "logjail:fail:sshd:203.0.113.7");
+    }
+}

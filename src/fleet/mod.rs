@@ -1,0 +1,26 @@
+//! The fleet's protocol over Redis, without the connection: where things live (key layout),
+//! what a shared ban looks like on the wire, and how members sign it.
+//!
+//! Layout, under one prefix so that several fleets can share a server:
+//!
+//! ```text
+//!  PREFIX:ban:JAIL:IP     one key per ban in force, PX = its remaining time,
+//!                         value = a signed BanRecord (origin member, jail, ip, start, end, count)
+//!  PREFIX:feed            pub/sub channel: every ban and unban as a signed FeedMessage,
+//!                         for latency; the keys are the truth a (re)connecting member loads
+//!  PREFIX:member:NAME     a member's last heartbeat, for `status` (members seen, lag)
+//!  PREFIX:fail:JAIL:IP    sorted set of failure times (score and member: ms), findtime window
+//! ```
+//!
+//! The keys carry the durable state so that a member that was down catches up by a SCAN
+//! alone; the feed only makes the common case fast. Every message names its origin member so
+//! that a member ignores its own.
+
+mod keys;
+mod record;
+pub mod task;
+
+pub use keys::Keys;
+pub use record::{
+    BanRecord, FeedMessage, RecordError, Signer, UnbanRecord, decode_message, encode_message,
+};

@@ -1,0 +1,691 @@
+//! The fleet task: owns the Redis connections, publishes this member's shared bans and unbans,
+//! and hands the other members' to the jail task; degraded (local bans go on) while Redis is
+//! unreachable, and syncing both ways when it returns.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use redis::IntoConnectionInfo;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{BanRecord, FeedMessage, Keys, RecordError, Signer, UnbanRecord};
+use super::{decode_message, encode_message};
+use crate::config::{FleetConfig, SecretSource};
+use crate::messages::{FleetChange, FleetOutbound, JailEvent};
+
+/// Why the fleet cannot start (its secrets) or a Redis round failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// `password_file` or `hmac_key_file` could not be read.
+    #[error("fleet: cannot read {what} {path}: {source}")]
+    Secret {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    /// `password_env` names a variable that is not set.
+    #[error("fleet: the environment variable {0} (fleet.password_env) is not set")]
+    MissingEnv(String),
+    /// The HMAC key is not usable.
+    #[error("fleet: hmac_key_file: {0}")]
+    Key(RecordError),
+    /// Redis refused or the connection failed.
+    #[error("fleet: redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// What the task needs, secrets read.
+#[derive(Clone)]
+pub struct FleetSettings {
+    /// The member's id.
+    pub name: String,
+    /// The server, with the ACL user and password set from their sources.
+    client: redis::Client,
+    /// Signs what is published, checks what is read.
+    signer: Signer,
+    /// Key and channel names.
+    keys: Keys,
+}
+
+impl std::fmt::Debug for FleetSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client holds the password: never printed.
+        f.debug_struct("FleetSettings")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_secret(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, FleetError> {
+    let mut bytes = std::fs::read(path).map_err(|source| FleetError::Secret {
+        what,
+        path: path.display().to_string(),
+        source,
+    })?;
+    // Files written by `echo` end with a newline that is no part of the secret.
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    Ok(bytes)
+}
+
+impl FleetSettings {
+    /// Reads the password and the HMAC key from where the configuration says.
+    pub fn from_config(config: &FleetConfig) -> Result<FleetSettings, FleetError> {
+        let mut info = config.redis.as_str().into_connection_info()?;
+        let mut redis = info.redis_settings().clone();
+        if let Some(user) = &config.username {
+            redis = redis.set_username(user);
+        }
+        match &config.password {
+            Some(SecretSource::File(path)) => {
+                let password = read_secret("password_file", path)?;
+                redis = redis.set_password(String::from_utf8_lossy(&password));
+            }
+            Some(SecretSource::Env(variable)) => {
+                let password = std::env::var(variable)
+                    .map_err(|_| FleetError::MissingEnv(variable.clone()))?;
+                redis = redis.set_password(password);
+            }
+            None => {}
+        }
+        info = info.set_redis_settings(redis);
+        let signer = match &config.hmac_key_file {
+            Some(path) => {
+                Signer::with_key(&read_secret("hmac_key_file", path)?).map_err(FleetError::Key)?
+            }
+            None => Signer::unsigned(),
+        };
+        Ok(FleetSettings {
+            name: config.name.clone(),
+            client: redis::Client::open(info)?,
+            signer,
+            keys: Keys::default(),
+        })
+    }
+}
+
+/// The fleet's health, shared with `status` and `/metrics`; written only by the task.
+#[derive(Debug, Default)]
+pub struct FleetHealth {
+    /// Whether Redis is unreachable now (local bans go on).
+    pub degraded: AtomicBool,
+    /// Redis failures and refused records since start.
+    pub errors: AtomicU64,
+    /// When the last full sync with Redis finished, ms since the epoch (0: never).
+    pub last_sync_ms: AtomicI64,
+    /// Delay between a foreign ban's start and its arrival here, of the last one, in ms.
+    pub lag_ms: AtomicI64,
+    /// Members whose heartbeat was seen at the last look.
+    pub members: std::sync::Mutex<Vec<String>>,
+}
+
+impl FleetHealth {
+    /// What `status` shows, for `member`.
+    pub fn status(&self, member: &str) -> crate::control::protocol::FleetStatus {
+        let last_sync = self.last_sync_ms.load(Ordering::Relaxed);
+        crate::control::protocol::FleetStatus {
+            member: member.to_string(),
+            degraded: self.degraded.load(Ordering::Relaxed),
+            members: self.members.lock().map(|m| m.clone()).unwrap_or_default(),
+            last_sync: (last_sync > 0)
+                .then(|| DateTime::from_timestamp_millis(last_sync))
+                .flatten()
+                .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            lag_ms: self.lag_ms.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Loads every ban of the fleet in force now that another member made, for the jails before
+/// any source starts. Fails (and the daemon starts degraded) when Redis does not answer.
+pub async fn catch_up(
+    settings: &FleetSettings,
+    health: &FleetHealth,
+) -> Result<Vec<FleetChange>, FleetError> {
+    let mut connection = settings.client.get_multiplexed_async_connection().await?;
+    let (changes, _) = pull(settings, health, &mut connection).await?;
+    Ok(changes)
+}
+
+/// Every valid ban in Redis not made here, and the keys found (for the push that follows).
+async fn pull(
+    settings: &FleetSettings,
+    health: &FleetHealth,
+    connection: &mut MultiplexedConnection,
+) -> Result<(Vec<FleetChange>, std::collections::HashSet<String>), FleetError> {
+    let now_ms = Utc::now().timestamp_millis();
+    let mut cursor: u64 = 0;
+    let mut changes = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut refused = Refusals::default();
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(settings.keys.ban_pattern())
+            .arg("COUNT")
+            .arg(2000)
+            .query_async(connection)
+            .await?;
+        if !keys.is_empty() {
+            let values: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(&keys)
+                .query_async(connection)
+                .await?;
+            for (key, value) in keys.into_iter().zip(values) {
+                let Some(value) = value else { continue };
+                seen.insert(key);
+                match decode_message(&value, &settings.signer) {
+                    Ok(FeedMessage::Ban(ban)) if ban.origin != settings.name => {
+                        if let Some(change) = foreign_ban(ban, now_ms) {
+                            changes.push(change);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => refused.note(health, "?", &error),
+                }
+            }
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    health.last_sync_ms.store(now_ms, Ordering::Relaxed);
+    Ok((changes, seen))
+}
+
+fn foreign_ban(ban: BanRecord, now_ms: i64) -> Option<FleetChange> {
+    ban.remaining(now_ms)?;
+    Some(FleetChange::Ban {
+        member: ban.origin,
+        jail: ban.jail,
+        host: ban.ip,
+        start: DateTime::from_timestamp_millis(ban.start_ms)?,
+        end: match ban.end_ms {
+            Some(ms) => Some(DateTime::from_timestamp_millis(ms)?),
+            None => None,
+        },
+        ban_count: ban.count,
+    })
+}
+
+/// Refused records are logged once per member, then only counted: a member with the wrong
+/// key would otherwise fill the log with one line per ban.
+#[derive(Default)]
+struct Refusals {
+    warned: std::collections::HashSet<String>,
+}
+
+impl Refusals {
+    fn note(&mut self, health: &FleetHealth, member: &str, error: &RecordError) {
+        health.errors.fetch_add(1, Ordering::Relaxed);
+        if self.warned.insert(member.to_string()) {
+            tracing::warn!(member = %member, %error, "fleet: record refused");
+        }
+    }
+}
+
+/// The member a message claims to come from, read without trusting it, to name in warnings.
+fn claimed_origin(text: &str) -> String {
+    text.split_once(' ')
+        .and_then(|(_, json)| serde_json::from_str::<serde_json::Value>(json).ok())
+        .and_then(|v| v.get("origin").and_then(|o| o.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "?".to_string())
+}
+
+/// Heartbeats live this long: a member not heard from for it is no longer listed.
+const MEMBER_TTL: Duration = Duration::from_secs(30);
+/// How often the heartbeat and the member list are refreshed.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// The longest wait between two connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The running task's handle, for shutdown.
+pub struct FleetTask {
+    join: tokio::task::JoinHandle<()>,
+    shutdown: CancellationToken,
+}
+
+impl FleetTask {
+    /// Starts the task. `local` are the shared bans this member holds now (restored from its
+    /// store), pushed to Redis at every (re)connection so that nothing made while Redis was
+    /// away is lost; `inbound` is what the jails share from now on.
+    pub fn start(
+        settings: FleetSettings,
+        health: Arc<FleetHealth>,
+        local: Vec<BanRecord>,
+        inbound: mpsc::Receiver<FleetOutbound>,
+        jails: mpsc::Sender<JailEvent>,
+    ) -> FleetTask {
+        let shutdown = CancellationToken::new();
+        let state = State {
+            local: local
+                .into_iter()
+                .map(|ban| ((ban.jail.clone(), ban.ip), ban))
+                .collect(),
+            refusals: Refusals::default(),
+        };
+        let join = tokio::spawn(run(
+            settings,
+            health.clone(),
+            state,
+            inbound,
+            jails,
+            shutdown.clone(),
+        ));
+        FleetTask { join, shutdown }
+    }
+
+    /// Stops the task (what is queued is published if Redis answers).
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.join.await;
+    }
+}
+
+/// What the task owns between connections.
+struct State {
+    /// This member's shared bans in force, by (jail, address).
+    local: HashMap<(String, IpAddr), BanRecord>,
+    refusals: Refusals,
+}
+
+async fn run(
+    settings: FleetSettings,
+    health: Arc<FleetHealth>,
+    mut state: State,
+    mut inbound: mpsc::Receiver<FleetOutbound>,
+    jails: mpsc::Sender<JailEvent>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match session(
+            &settings,
+            &health,
+            &mut state,
+            &mut inbound,
+            &jails,
+            &shutdown,
+        )
+        .await
+        {
+            Ok(()) => return,
+            Err(error) => {
+                health.errors.fetch_add(1, Ordering::Relaxed);
+                if !health.degraded.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%error, "fleet: Redis unreachable; degraded, local bans go on");
+                }
+            }
+        }
+        // While away, keep taking the jails' changes so they never wait on Redis.
+        let until = tokio::time::sleep(backoff);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = &mut until => break,
+                change = inbound.recv() => match change {
+                    Some(change) => state.remember(change),
+                    None => return,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+impl State {
+    fn remember(&mut self, change: FleetOutbound) {
+        match change {
+            FleetOutbound::Ban(ban) => {
+                self.local.insert((ban.jail.clone(), ban.ip), ban);
+            }
+            FleetOutbound::Unban(unban) => {
+                self.local.remove(&(unban.jail.clone(), unban.ip));
+            }
+        }
+    }
+}
+
+/// One connection's life: sync both ways, then publish and listen until an error or shutdown
+/// (`Ok`).
+async fn session(
+    settings: &FleetSettings,
+    health: &FleetHealth,
+    state: &mut State,
+    inbound: &mut mpsc::Receiver<FleetOutbound>,
+    jails: &mpsc::Sender<JailEvent>,
+    shutdown: &CancellationToken,
+) -> Result<(), FleetError> {
+    let mut connection = settings.client.get_multiplexed_async_connection().await?;
+    let mut pubsub = settings.client.get_async_pubsub().await?;
+    // Subscribed before the pull, so that nothing published in between is missed.
+    pubsub.subscribe(settings.keys.feed()).await?;
+    let mut feed = pubsub.into_on_message();
+
+    let (pulled, in_redis) = pull(settings, health, &mut connection).await?;
+    let now_ms = Utc::now().timestamp_millis();
+    state.local.retain(|_, ban| ban.remaining(now_ms).is_some());
+    // This member's bans that Redis lacks (made while it was away, or lost with it) are
+    // written and announced: members that pulled before this push learn them from the feed.
+    let mut pipe = redis::pipe();
+    let mut pushed = 0;
+    for ban in state.local.values() {
+        if in_redis.contains(&settings.keys.ban(&ban.jail, ban.ip)) {
+            continue;
+        }
+        add_ban(&mut pipe, settings, ban, now_ms);
+        let message = encode_message(&FeedMessage::Ban(ban.clone()), &settings.signer);
+        pipe.cmd("PUBLISH")
+            .arg(settings.keys.feed())
+            .arg(message)
+            .ignore();
+        pushed += 1;
+    }
+    if pushed > 0 {
+        pipe.query_async::<()>(&mut connection).await?;
+    }
+    for change in pulled {
+        if jails.send(JailEvent::Fleet(change)).await.is_err() {
+            return Ok(());
+        }
+    }
+    if health.degraded.swap(false, Ordering::Relaxed) {
+        tracing::info!(pushed, "fleet: Redis back; synced");
+    } else {
+        tracing::info!(member = %settings.name, "fleet: connected");
+    }
+
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                // Publish what the jails queued before they stopped.
+                while let Ok(change) = inbound.try_recv() {
+                    publish(settings, state, &mut connection, change).await?;
+                }
+                return Ok(());
+            }
+            change = inbound.recv() => {
+                let Some(change) = change else { return Ok(()) };
+                publish(settings, state, &mut connection, change).await?;
+                // A burst is sent as one pipeline rather than one round trip per ban.
+                let mut pipe = redis::pipe();
+                let mut queued = 0;
+                while queued < 1000 && let Ok(change) = inbound.try_recv() {
+                    queue(&mut pipe, settings, state, change);
+                    queued += 1;
+                }
+                if queued > 0 {
+                    pipe.query_async::<()>(&mut connection).await?;
+                }
+            }
+            message = feed.next() => {
+                let Some(message) = message else {
+                    return Err(FleetError::Redis(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "the change feed closed",
+                    ))));
+                };
+                let Ok(text) = message.get_payload::<String>() else { continue };
+                let Some(change) = receive(settings, health, state, &text) else { continue };
+                if jails.send(JailEvent::Fleet(change)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            _ = heartbeat.tick() => {
+                beat(settings, health, &mut connection).await?;
+            }
+        }
+    }
+}
+
+/// Checks one feed message; `None` for this member's own, refused or ended ones.
+fn receive(
+    settings: &FleetSettings,
+    health: &FleetHealth,
+    state: &mut State,
+    text: &str,
+) -> Option<FleetChange> {
+    let message = match decode_message(text, &settings.signer) {
+        Ok(message) => message,
+        Err(error) => {
+            state.refusals.note(health, &claimed_origin(text), &error);
+            return None;
+        }
+    };
+    if message.origin() == settings.name {
+        return None;
+    }
+    let now_ms = Utc::now().timestamp_millis();
+    match message {
+        FeedMessage::Ban(ban) => {
+            health
+                .lag_ms
+                .store((now_ms - ban.start_ms).max(0), Ordering::Relaxed);
+            foreign_ban(ban, now_ms)
+        }
+        FeedMessage::Unban(unban) => {
+            // Lifted by another member: not this member's to push again after a reconnect.
+            state.local.remove(&(unban.jail.clone(), unban.ip));
+            Some(FleetChange::Unban {
+                member: unban.origin,
+                jail: unban.jail,
+                host: unban.ip,
+            })
+        }
+    }
+}
+
+fn add_ban(pipe: &mut redis::Pipeline, settings: &FleetSettings, ban: &BanRecord, now_ms: i64) {
+    let key = settings.keys.ban(&ban.jail, ban.ip);
+    let value = encode_message(&FeedMessage::Ban(ban.clone()), &settings.signer);
+    let set = pipe.cmd("SET").arg(&key).arg(&value);
+    // Redis drops the key when the ban ends, so a member loading later never sees it.
+    if let Some(Some(remaining)) = ban.remaining(now_ms) {
+        set.arg("PX").arg(
+            u64::try_from(remaining.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+    }
+    set.ignore();
+}
+
+fn queue(
+    pipe: &mut redis::Pipeline,
+    settings: &FleetSettings,
+    state: &mut State,
+    change: FleetOutbound,
+) {
+    let now_ms = Utc::now().timestamp_millis();
+    match &change {
+        FleetOutbound::Ban(ban) => {
+            if ban.remaining(now_ms).is_none() {
+                return;
+            }
+            add_ban(pipe, settings, ban, now_ms);
+            let message = encode_message(&FeedMessage::Ban(ban.clone()), &settings.signer);
+            pipe.cmd("PUBLISH")
+                .arg(settings.keys.feed())
+                .arg(message)
+                .ignore();
+        }
+        FleetOutbound::Unban(unban) => {
+            pipe.cmd("DEL")
+                .arg(settings.keys.ban(&unban.jail, unban.ip))
+                .ignore();
+            let message = encode_message(&FeedMessage::Unban(unban.clone()), &settings.signer);
+            pipe.cmd("PUBLISH")
+                .arg(settings.keys.feed())
+                .arg(message)
+                .ignore();
+        }
+    }
+    state.remember(change);
+}
+
+async fn publish(
+    settings: &FleetSettings,
+    state: &mut State,
+    connection: &mut MultiplexedConnection,
+    change: FleetOutbound,
+) -> Result<(), FleetError> {
+    let mut pipe = redis::pipe();
+    queue(&mut pipe, settings, state, change.clone());
+    if let Err(error) = pipe.query_async::<()>(connection).await {
+        // Kept in `local` by `queue`: the push after reconnecting publishes the ban. An
+        // unban lost here is not repeated; its key expires with the ban.
+        return Err(error.into());
+    }
+    Ok(())
+}
+
+/// Refreshes this member's heartbeat and reads who else is there.
+async fn beat(
+    settings: &FleetSettings,
+    health: &FleetHealth,
+    connection: &mut MultiplexedConnection,
+) -> Result<(), FleetError> {
+    let now_ms = Utc::now().timestamp_millis();
+    redis::cmd("SET")
+        .arg(settings.keys.member(&settings.name))
+        .arg(now_ms)
+        .arg("PX")
+        .arg(u64::try_from(MEMBER_TTL.as_millis()).unwrap_or(30_000))
+        .query_async::<()>(connection)
+        .await?;
+    let mut cursor: u64 = 0;
+    let mut members = Vec::new();
+    let prefix = settings.keys.member("");
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(settings.keys.member_pattern())
+            .arg("COUNT")
+            .arg(500)
+            .query_async(connection)
+            .await?;
+        members.extend(
+            keys.iter()
+                .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string)),
+        );
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    members.sort();
+    if let Ok(mut seen) = health.members.lock() {
+        *seen = members;
+    }
+    Ok(())
+}
+
+/// The unban this member publishes for `jail`/`host`.
+pub fn unban_record(member: &str, jail: &str, host: IpAddr) -> UnbanRecord {
+    UnbanRecord {
+        origin: member.to_string(),
+        jail: jail.to_string(),
+        ip: host,
+        at_ms: Utc::now().timestamp_millis(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(name: &str, key: &[u8]) -> FleetSettings {
+        FleetSettings {
+            name: name.to_string(),
+            // Opening a client connects to nothing.
+            client: redis::Client::open("redis://127.0.0.1:1").unwrap(),
+            signer: Signer::with_key(key).unwrap(),
+            keys: Keys::default(),
+        }
+    }
+
+    fn ban(origin: &str, end_ms: i64) -> BanRecord {
+        BanRecord {
+            origin: origin.to_string(),
+            jail: "sshd".to_string(),
+            ip: "203.0.113.7".parse().unwrap(),
+            start_ms: Utc::now().timestamp_millis(),
+            end_ms: Some(end_ms),
+            count: 1,
+        }
+    }
+
+    fn state() -> State {
+        State {
+            local: HashMap::new(),
+            refusals: Refusals::default(),
+        }
+    }
+
+    #[test]
+    fn own_messages_are_skipped_and_others_become_changes_with_the_same_end() {
+        let a = settings("a", b"k");
+        let b = settings("b", b"k");
+        let health = FleetHealth::default();
+        let end = Utc::now().timestamp_millis() + 60_000;
+        let wire = encode_message(&FeedMessage::Ban(ban("a", end)), &a.signer);
+        assert_eq!(receive(&a, &health, &mut state(), &wire), None, "no echo");
+        let Some(FleetChange::Ban {
+            member, end: got, ..
+        }) = receive(&b, &health, &mut state(), &wire)
+        else {
+            panic!("B takes A's ban");
+        };
+        assert_eq!(member, "a");
+        assert_eq!(got.map(|e| e.timestamp_millis()), Some(end));
+        assert_eq!(health.errors.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn records_signed_with_another_key_or_ended_are_refused() {
+        let b = settings("b", b"k");
+        let intruder = settings("x", b"another key");
+        let health = FleetHealth::default();
+        let mut state = state();
+        let future = Utc::now().timestamp_millis() + 60_000;
+        let forged = encode_message(&FeedMessage::Ban(ban("x", future)), &intruder.signer);
+        assert_eq!(receive(&b, &health, &mut state, &forged), None);
+        assert_eq!(receive(&b, &health, &mut state, &forged), None);
+        assert_eq!(health.errors.load(Ordering::Relaxed), 2, "each one counted");
+        assert_eq!(state.refusals.warned.len(), 1, "warned once for member x");
+        assert!(state.refusals.warned.contains("x"));
+        let ended = encode_message(&FeedMessage::Ban(ban("a", 1)), &b.signer);
+        assert_eq!(receive(&b, &health, &mut state, &ended), None);
+    }
+
+    #[test]
+    fn an_unban_from_another_member_is_not_pushed_back_later() {
+        let b = settings("b", b"k");
+        let health = FleetHealth::default();
+        let mut state = state();
+        let own = ban("b", Utc::now().timestamp_millis() + 60_000);
+        state.remember(FleetOutbound::Ban(own.clone()));
+        assert_eq!(state.local.len(), 1);
+        let unban = unban_record("c", "sshd", own.ip);
+        let wire = encode_message(&FeedMessage::Unban(unban), &b.signer);
+        assert!(matches!(
+            receive(&b, &health, &mut state, &wire),
+            Some(FleetChange::Unban { .. })
+        ));
+        assert!(state.local.is_empty());
+    }
+}

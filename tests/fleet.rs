@@ -1,0 +1,206 @@
+//! The fleet for real: a Debian `redis-server` in a hub namespace the test made, and `logjail
+//! run` members A, B and C (and D, with another HMAC key), each in its own network namespace
+//! with its own iptables and ipset, reaching Redis over a veth link. The attacker is an
+//! address of the hub, the same on every link, so that a ban made on A drops real packets on
+//! B and C.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod firewall_support;
+mod fleet_support;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use firewall_support::{Reach, listen, try_connect};
+use fleet_support::{ATTACKER, Hub, IGNORED_ON_B, Member, PORT, Redis};
+use support::process::wait_until;
+
+/// Waits until `done`, at most `limit`; returns how long it took.
+fn within(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "{what}: not within {} ms",
+            limit.as_millis()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+/// How long "not spread" is watched before it is believed: well over the 1 s the fleet
+/// promises for what does spread.
+const QUIET: Duration = Duration::from_millis(1500);
+
+#[test]
+fn bans_spread_across_three_members_through_a_real_redis() {
+    let root = tempfile::tempdir().unwrap();
+    let key = root.path().join("fleet.key");
+    std::fs::write(&key, "the fleet's shared secret\n").unwrap();
+    let wrong_key = root.path().join("other.key");
+    std::fs::write(&wrong_key, "not the fleet's key\n").unwrap();
+    let redis_dir = root.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).unwrap();
+
+    let mut hub = Hub::new();
+    let mut redis = Redis::start(&hub.ns, &redis_dir);
+    let mut a = Member::new(&mut hub, root.path(), "a", &key, &[]);
+    let mut b = Member::new(&mut hub, root.path(), "b", &key, &[IGNORED_ON_B]);
+    let mut c = Member::new(&mut hub, root.path(), "c", &key, &[]);
+    let mut d = Member::new(&mut hub, root.path(), "d", &wrong_key, &[]);
+    for member in [&mut a, &mut b, &mut c, &mut d] {
+        member.start();
+    }
+    let _servers: Vec<_> = [&b, &c].iter().map(|m| listen(&m.ns, PORT)).collect();
+    let reach = |index: u8, member: &Member| {
+        try_connect(&hub.ns, member.target(index), Duration::from_millis(800))
+    };
+    assert_eq!(reach(2, &b), Reach::Connected, "B served before any ban");
+    assert_eq!(reach(3, &c), Reach::Connected, "C served before any ban");
+
+    // An attack seen in A's log: banned on B and C within 1 s, packets dropped there.
+    a.attack_log(ATTACKER);
+    within("the ban on A", Duration::from_secs(20), || {
+        a.has_ban(ATTACKER)
+    });
+    let spread = within(
+        "A's ban on B and C, in their kernels",
+        Duration::from_secs(1),
+        || b.in_kernel(ATTACKER) && c.in_kernel(ATTACKER),
+    );
+    eprintln!("fleet: A's ban in B's and C's ipsets after {spread:?}");
+    assert_eq!(reach(2, &b), Reach::TimedOut, "B drops the attacker");
+    assert_eq!(reach(3, &c), Reach::TimedOut, "C drops the attacker");
+    assert!(
+        c.log().contains("ban from the fleet") && c.log().contains("member=a"),
+        "{}",
+        c.log()
+    );
+    let listing = c.process().must(&["banned"]);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains(ATTACKER) && l.ends_with("from fleet member a")),
+        "`banned` on C names where the ban came from: {listing}"
+    );
+    let listing = a.process().must(&["banned"]);
+    assert!(
+        !listing.contains("from fleet member"),
+        "made on A: {listing}"
+    );
+    wait_until("A's status listing every member", || {
+        a.process()
+            .must(&["status"])
+            .contains("Members seen:\ta, b, c, d")
+    });
+    let status = a.process().must(&["status"]);
+    assert!(status.contains("Fleet:\t\tconnected as a"), "{status}");
+
+    // D signs with another key: it refuses A's ban and nobody takes D's.
+    assert!(!d.has_ban(ATTACKER), "D took a ban it cannot check");
+    wait_until("D's warning naming A", || {
+        d.log().contains("record refused") && d.log().contains("member=a")
+    });
+    d.process().must(&["ban", "app", "10.77.100.66"]);
+    std::thread::sleep(QUIET);
+    for member in [&a, &b, &c] {
+        assert!(
+            !member.has_ban("10.77.100.66"),
+            "{} took D's forged ban",
+            member.name
+        );
+    }
+    assert!(
+        a.log().contains("record refused") && a.log().contains("member=d"),
+        "{}",
+        a.log()
+    );
+
+    // B's own ignoreip stands against a fleet ban.
+    a.process().must(&["ban", "app", IGNORED_ON_B]);
+    within(
+        "the ignored address banned on C",
+        Duration::from_secs(1),
+        || c.has_ban(IGNORED_ON_B),
+    );
+    std::thread::sleep(QUIET);
+    assert!(!b.has_ban(IGNORED_ON_B), "B banned an address it ignores");
+    assert!(
+        b.log().contains("fleet ban not applied here"),
+        "{}",
+        b.log()
+    );
+
+    // An unban on C lifts the ban everywhere, and B serves the attacker again.
+    c.process().must(&["unban", "app", ATTACKER]);
+    within("the unban on A and B", Duration::from_secs(1), || {
+        !a.has_ban(ATTACKER) && !b.has_ban(ATTACKER) && !b.in_kernel(ATTACKER)
+    });
+    assert_eq!(
+        reach(2, &b),
+        Reach::Connected,
+        "B serves the attacker again"
+    );
+    assert_eq!(
+        redis
+            .cli(&["EXISTS", &format!("logjail:ban:app:{ATTACKER}")])
+            .trim(),
+        "0",
+        "the key is gone"
+    );
+
+    // B is killed; a ban made meanwhile is held by B once it is back, with the same end.
+    b.process.as_mut().unwrap().kill();
+    a.process().must(&["ban", "app", "10.77.100.9"]);
+    within("the ban on C", Duration::from_secs(1), || {
+        c.has_ban("10.77.100.9")
+    });
+    b.start();
+    assert!(b.has_ban("10.77.100.9"), "B caught up at start");
+    assert!(b.in_kernel("10.77.100.9"), "and in its kernel");
+    let (on_b, on_c) = (
+        b.kernel_timeout("10.77.100.9"),
+        c.kernel_timeout("10.77.100.9"),
+    );
+    assert!(
+        on_b.abs_diff(on_c) <= 2 && on_b > 3500,
+        "the same remaining time on B ({on_b} s) as on C ({on_c} s)"
+    );
+
+    // Redis is killed mid-run: A bans while it is away (local bans go on), and once Redis is
+    // back nothing is lost: the earlier ban is still there and the new one reaches B and C.
+    redis.kill();
+    a.process().must(&["ban", "app", "10.77.100.11"]);
+    assert!(a.in_kernel("10.77.100.11"), "A bans without Redis");
+    wait_until("A's status saying the fleet is degraded", || {
+        a.process().must(&["status"]).contains("Fleet:\t\tdegraded")
+    });
+    redis.spawn();
+    assert_eq!(
+        redis.cli(&["EXISTS", "logjail:ban:app:10.77.100.9"]).trim(),
+        "1",
+        "the ban made before the restart is still in Redis"
+    );
+    within(
+        "the ban made while Redis was away on B and C",
+        Duration::from_secs(15),
+        || {
+            b.has_ban("10.77.100.11")
+                && c.has_ban("10.77.100.11")
+                && b.in_kernel("10.77.100.11")
+                && c.in_kernel("10.77.100.11")
+        },
+    );
+    assert!(a.has_ban("10.77.100.9") && b.has_ban("10.77.100.9"));
+    wait_until("A's status connected again", || {
+        a.process()
+            .must(&["status"])
+            .contains("Fleet:\t\tconnected")
+    });
+
+    for member in [&mut a, &mut b, &mut c, &mut d] {
+        member.process.as_mut().unwrap().stop();
+    }
+}
