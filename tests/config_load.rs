@@ -570,7 +570,6 @@ jails:
   shared:
     filter: app
     share: true
-    share_failures: true
   private:
     filter: app
 ",
@@ -588,7 +587,6 @@ jails:
         Some(Path::new("/run/secrets/fleet-hmac"))
     );
     assert!(config.shares(jail(&config, "shared")));
-    assert!(jail(&config, "shared").share_failures);
     assert!(!config.shares(jail(&config, "private")));
 
     let env = load(

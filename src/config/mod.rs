@@ -63,7 +63,7 @@
 //! ```
 //!
 //! A jail may say `share: true|false` (its bans spread to the fleet or not) and
-//! `share_failures: true` (its failures counted fleet-wide); both need `fleet:`.
+//! `share_failures: true` (its failures counted fleet-wide: refused, not built yet); `share` needs `fleet:`.
 //!
 //! `action:` is one action or a list of them; an action is a word (`drop`, `reject`, `log`),
 //! `reject-with TYPE` (`icmp-port-unreachable`, `icmp-host-unreachable`,

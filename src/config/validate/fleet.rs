@@ -111,19 +111,33 @@ impl Validator<'_> {
                 scope: Scope::Jail(jail.name.clone()),
                 depth: 2,
             };
-            for (key, on) in [
-                ("share", jail.share == Some(true)),
-                ("share_failures", jail.share_failures),
-            ] {
-                if on {
-                    self.report(
-                        &place,
-                        &path.key(&jail.name).key(key),
-                        Anchor::Key,
-                        format!("`{key}: true` needs a `fleet:` section to share with"),
-                    );
-                }
+            if jail.share == Some(true) {
+                self.report(
+                    &place,
+                    &path.key(&jail.name).key("share"),
+                    Anchor::Key,
+                    "`share: true` needs a `fleet:` section to share with".to_string(),
+                );
             }
+        }
+    }
+
+    /// Failures counted fleet-wide are not built yet: a jail asking for them is refused
+    /// rather than quietly counting alone, which would ban later than its operator expects.
+    pub(super) fn shared_failures_refused(&mut self, jails: &[JailConfig], path: &YamlPath) {
+        for jail in jails.iter().filter(|jail| jail.share_failures) {
+            let place = Place {
+                scope: Scope::Jail(jail.name.clone()),
+                depth: 2,
+            };
+            self.report(
+                &place,
+                &path.key(&jail.name).key("share_failures"),
+                Anchor::Key,
+                "`share_failures: true` is not available in this version: each member counts \
+                 its own failures (bans are shared with `share: true`)"
+                    .to_string(),
+            );
         }
     }
 }

@@ -168,6 +168,7 @@ impl Validator<'_> {
         if fleet.is_none() && raw.fleet.is_none() {
             self.sharing_without_fleet(&jails, &root.key("jails"));
         }
+        self.shared_failures_refused(&jails, &root.key("jails"));
 
         Config {
             origin,
