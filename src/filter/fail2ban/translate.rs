@@ -111,6 +111,18 @@ pub fn python_to_rust(pattern: &str) -> String {
                 i += 1;
                 repeatable = true;
             }
+            // Python's `(?(name)yes|no)` tests a named group; fancy-regex reads a bare name
+            // there as a pattern to look for, and spells the group test `(?(<name>)…)`.
+            '(' if chars[i..].starts_with(&['(', '?', '('])
+                && let Some(name_len) = conditional_name(&chars[i + 3..]) =>
+            {
+                let name: String = chars[i + 3..i + 3 + name_len].iter().collect();
+                out.push_str("(?(<");
+                out.push_str(&name);
+                out.push_str(">)");
+                i += 3 + name_len + 1;
+                repeatable = false;
+            }
             '(' | '|' => {
                 out.push(c);
                 i += 1;
@@ -130,6 +142,16 @@ pub fn python_to_rust(pattern: &str) -> String {
         }
     }
     out
+}
+
+/// The length of a group name closed by `)` at the start of `chars` (`cond_user)`), when it
+/// is a name: a group number (`1)`) fancy-regex reads as Python does.
+fn conditional_name(chars: &[char]) -> Option<usize> {
+    let len = chars.iter().position(|&c| c == ')')?;
+    let name = &chars[..len];
+    let is_name = name.first().is_some_and(|c| c.is_alphabetic() || *c == '_')
+        && name.iter().all(|c| c.is_alphanumeric() || *c == '_');
+    is_name.then_some(len)
 }
 
 /// A `{m}`, `{m,}`, `{m,n}` or `{,n}` at `start`, rewritten, and the index after it.
@@ -213,6 +235,8 @@ mod tests {
             (r"a{2}b{1,}c{1,2}", r"a{2}b{1,}c{1,2}"),
             (r"^{DATE} x", r"^\{DATE\} x"),
             (r"x{y}", r"x\{y\}"),
+            (r"(?P<u>x)?(?(u): |$)", r"(?P<u>x)?(?(<u>): |$)"),
+            (r"(b)?(?(1)c|d)", r"(b)?(?(1)c|d)"),
             (r"[^[]+", r"[^\[]+"),
             (r"[]a]", r"[\]a]"),
             (r"[a&&b]", r"[a&\&b]"),
@@ -224,7 +248,9 @@ mod tests {
         ] {
             assert_eq!(python_to_rust(python), rust, "{python}");
             assert!(
-                regex::Regex::new(rust).is_ok() || rust.contains("(?P="),
+                regex::Regex::new(rust).is_ok()
+                    || (rust.contains("(?P=") || rust.contains("(?("))
+                        && fancy_regex::Regex::new(rust).is_ok(),
                 "{rust}"
             );
         }
