@@ -9,16 +9,15 @@
 //! true. `tests/fixtures/filters/DIFFERENCES.md` documents the same differences.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::path::Path;
 
 use chrono::{DateTime, TimeZone, Utc};
 use logjail::filter::envelope::{Decoder, Record};
 use logjail::filter::{Filter, Verdict, builtin, parse_host};
 use serde_json::{Map, Value};
-
-const LOGS_DIR: &str = "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs";
+use support::fail2ban_logs::{Expected, LOGS_DIR, Outcome, condition_holds, describe, logs_dir};
 
 /// A line where we deliberately disagree with Fail2Ban, found by its exact text.
 struct Difference {
@@ -202,14 +201,6 @@ const AGREEMENTS: &[Agreement] = &[
     },
 ];
 
-/// What Fail2Ban's annotation says of a line.
-#[derive(Debug, Clone)]
-struct Expected {
-    matched: bool,
-    host: Option<String>,
-    user: Option<String>,
-}
-
 /// An annotated line of a sample file, in a block our filter implements.
 #[derive(Debug)]
 struct Sample {
@@ -221,25 +212,8 @@ struct Sample {
     journal_program: Option<String>,
 }
 
-/// What our filter made of a line.
-#[derive(Debug, PartialEq, Eq)]
-struct Outcome {
-    host: Option<IpAddr>,
-    user: Option<String>,
-}
-
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()
-}
-
-fn logs_dir() -> &'static Path {
-    let dir = Path::new(LOGS_DIR);
-    assert!(
-        dir.is_dir(),
-        "{LOGS_DIR} is missing: install Debian's `fail2ban` package (apt-get install fail2ban; \
-         scripts/test does it), whose sample logs these tests compare the built-in filters with"
-    );
-    dir
 }
 
 /// Option keys that only describe the log format: our envelope handles formats by itself.
@@ -253,33 +227,6 @@ fn filter_options(options: &Map<String, Value>) -> Map<String, Value> {
         .filter(|(key, _)| !is_format_key(key))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
-}
-
-/// Evaluates the few Python expressions Fail2Ban's sample files use as conditions.
-fn condition_holds(expression: &str, sample_name: &str, options: &Map<String, Value>) -> bool {
-    let compact: String = expression.chars().filter(|c| !c.is_whitespace()).collect();
-    let (left, right, equal) = if let Some((l, r)) = compact.split_once("==") {
-        (l, r, true)
-    } else if let Some((l, r)) = compact.split_once("!=") {
-        (l, r, false)
-    } else {
-        panic!("unsupported condition in {sample_name}: {expression}");
-    };
-    let literal = right
-        .strip_prefix('\'')
-        .and_then(|r| r.strip_suffix('\''))
-        .unwrap_or_else(|| panic!("unsupported condition in {sample_name}: {expression}"));
-    let value = if left == "name" {
-        Some(sample_name.to_string())
-    } else if let Some(key) = left
-        .strip_prefix("opts.get('")
-        .and_then(|k| k.strip_suffix("')"))
-    {
-        options.get(key).and_then(Value::as_str).map(str::to_string)
-    } else {
-        panic!("unsupported condition in {sample_name}: {expression}");
-    };
-    (value.as_deref() == Some(literal)) == equal
 }
 
 /// The option set of a `filterOptions` block that our filter implements, if any.
@@ -421,10 +368,12 @@ fn run(filter: &Filter, sample: &Sample) -> Outcome {
         Verdict::Failure(failure) => Outcome {
             host: Some(failure.host),
             user: failure.user,
+            refused: None,
         },
         Verdict::Ignored { .. } | Verdict::NotAClient { .. } | Verdict::Missed => Outcome {
             host: None,
             user: None,
+            refused: None,
         },
     }
 }
@@ -442,34 +391,6 @@ fn agrees(expected: &Expected, outcome: &Outcome) -> bool {
         }
         _ => false,
     }
-}
-
-fn describe(expected: &Expected, outcome: &Outcome) -> String {
-    let fail2ban = if expected.matched {
-        format!(
-            "Fail2Ban: {}{}",
-            expected.host.as_deref().unwrap_or("(no host)"),
-            expected
-                .user
-                .as_deref()
-                .map(|u| format!(" user {u:?}"))
-                .unwrap_or_default()
-        )
-    } else {
-        "Fail2Ban: no match".to_string()
-    };
-    let ours = match outcome.host {
-        Some(host) => format!(
-            "logjail: {host}{}",
-            outcome
-                .user
-                .as_deref()
-                .map(|u| format!(" user {u:?}"))
-                .unwrap_or_default()
-        ),
-        None => "logjail: no match".to_string(),
-    };
-    format!("{fail2ban}, {ours}")
 }
 
 #[test]
