@@ -387,6 +387,30 @@ pub struct BanRecord {
     pub fleet_member: Option<String>,
 }
 
+impl BanRecord {
+    /// A ban another fleet member made and shared, as this member stores it.
+    pub fn from_fleet(
+        jail: String,
+        host: IpAddr,
+        start: DateTime<Utc>,
+        end: Option<DateTime<Utc>>,
+        ban_count: u32,
+        member: String,
+    ) -> BanRecord {
+        BanRecord {
+            jail,
+            host,
+            start,
+            end,
+            ban_count,
+            failures: 0,
+            origin: Some(format!("fleet member {member}")),
+            matches: Vec::new(),
+            fleet_member: Some(member),
+        }
+    }
+}
+
 /// What defined a jail at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DefinitionKind {

@@ -120,24 +120,16 @@ fn apply(
         };
         let Some(runtime) = runtimes
             .iter_mut()
-            .find(|r| *r.name == *jail && r.config.share.unwrap_or(link.share_default))
+            .find(|r| *r.name == *jail && link.shares(&r.config))
         else {
             continue;
         };
         match runtime.jail.restore_ban(host, start, end, ban_count, now) {
             Ok(()) => {
                 runtime.fleet_origins.insert(host, member.clone());
-                records.push(BanRecord {
-                    jail,
-                    host,
-                    start,
-                    end,
-                    ban_count,
-                    failures: 0,
-                    origin: Some(format!("fleet member {member}")),
-                    matches: Vec::new(),
-                    fleet_member: Some(member),
-                });
+                records.push(BanRecord::from_fleet(
+                    jail, host, start, end, ban_count, member,
+                ));
             }
             Err(refused) => {
                 tracing::info!(%jail, %host, %member, %refused, "fleet ban not applied here");
@@ -154,7 +146,7 @@ pub(super) fn local_shared(
 ) -> Vec<crate::fleet::BanRecord> {
     runtimes
         .iter()
-        .filter(|r| r.config.share.unwrap_or(link.share_default))
+        .filter(|r| link.shares(&r.config))
         .flat_map(|r| {
             r.jail
                 .banned()

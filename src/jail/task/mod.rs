@@ -57,7 +57,8 @@ pub struct FleetLink {
 }
 
 impl FleetLink {
-    fn shares(&self, config: &JailConfig) -> bool {
+    /// Whether a jail shares its bans: its own `share:`, else the fleet's default.
+    pub(crate) fn shares(&self, config: &JailConfig) -> bool {
         config.share.unwrap_or(self.share_default)
     }
 
@@ -866,17 +867,14 @@ async fn on_fleet(
             runtime.fleet_origins.insert(host, member.clone());
             effects
                 .store
-                .send(StoreRequest::SaveBan(BanRecord {
-                    jail: runtime.name.to_string(),
+                .send(StoreRequest::SaveBan(BanRecord::from_fleet(
+                    runtime.name.to_string(),
                     host,
                     start,
                     end,
                     ban_count,
-                    failures: 0,
-                    origin: Some(format!("fleet member {member}")),
-                    matches: Vec::new(),
-                    fleet_member: Some(member),
-                }))
+                    member,
+                )))
                 .await;
             effects
                 .enforce(Enforcement::Ban {
