@@ -236,9 +236,10 @@ pub enum JailEvent {
     DefinerGone {
         defined_by: String,
     },
-    /// A ban or unban another fleet member made, checked (signature, origin, expiry) by the
-    /// fleet task; the jail applies its own ignoreip and refusals to it.
-    Fleet(FleetChange),
+    /// Bans and unbans other fleet members made, in the order they were made, checked
+    /// (signature, origin, expiry) by the fleet task; the jail applies its own ignoreip and
+    /// refusals to each. Sent in batches: a burst of thousands is one message.
+    Fleet(Vec<FleetChange>),
 }
 
 /// What another fleet member did to a jail of this name.
@@ -327,6 +328,9 @@ pub struct ReloadSummary {
 #[derive(Debug)]
 pub enum StoreRequest {
     SaveBan(BanRecord),
+    /// Many bans at once (the fleet's bans at start, a batch from another member): one
+    /// message on the queue, written in as few transactions as the store allows.
+    SaveBans(Vec<BanRecord>),
     RemoveBan {
         jail: String,
         host: IpAddr,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use redis::IntoConnectionInfo;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
@@ -173,7 +173,7 @@ async fn pull(
             .arg("MATCH")
             .arg(settings.keys.ban_pattern())
             .arg("COUNT")
-            .arg(2000)
+            .arg(SCAN_COUNT)
             .query_async(connection)
             .await?;
         if !keys.is_empty() {
@@ -244,6 +244,14 @@ fn claimed_origin(text: &str) -> String {
 }
 
 /// Heartbeats live this long: a member not heard from for it is no longer listed.
+/// Most changes handed to the jail task in one message: a burst from another member crosses
+/// as a few batches, not thousands of messages, and a batch stays short for the jail task.
+const CHANGE_BATCH: usize = 1000;
+/// Keys asked per SCAN step when pulling: a few milliseconds of Redis's time per step, and
+/// 100,000 bans in 20 round trips.
+const SCAN_COUNT: usize = 5000;
+/// Most outgoing changes sent to Redis in one pipeline.
+const PUBLISH_BATCH: usize = 1000;
 const MEMBER_TTL: Duration = Duration::from_secs(30);
 /// How often the heartbeat and the member list are refreshed.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
@@ -396,8 +404,12 @@ async fn session(
     if pushed > 0 {
         pipe.query_async::<()>(&mut connection).await?;
     }
-    for change in pulled {
-        if jails.send(JailEvent::Fleet(change)).await.is_err() {
+    for changes in pulled.chunks(CHANGE_BATCH) {
+        if jails
+            .send(JailEvent::Fleet(changes.to_vec()))
+            .await
+            .is_err()
+        {
             return Ok(());
         }
     }
@@ -423,7 +435,7 @@ async fn session(
                 // A burst is sent as one pipeline rather than one round trip per ban.
                 let mut pipe = redis::pipe();
                 let mut queued = 0;
-                while queued < 1000 && let Ok(change) = inbound.try_recv() {
+                while queued < PUBLISH_BATCH && let Ok(change) = inbound.try_recv() {
                     queue(&mut pipe, settings, state, change);
                     queued += 1;
                 }
@@ -438,9 +450,20 @@ async fn session(
                         "the change feed closed",
                     ))));
                 };
-                let Ok(text) = message.get_payload::<String>() else { continue };
-                let Some(change) = receive(settings, health, state, &text) else { continue };
-                if jails.send(JailEvent::Fleet(change)).await.is_err() {
+                // The messages already here join this one: a burst is one batch for the jails.
+                let mut changes = Vec::new();
+                let mut next = Some(message);
+                while let Some(message) = next.take() {
+                    if let Ok(text) = message.get_payload::<String>()
+                        && let Some(change) = receive(settings, health, state, &text)
+                    {
+                        changes.push(change);
+                    }
+                    if changes.len() < CHANGE_BATCH {
+                        next = feed.next().now_or_never().flatten();
+                    }
+                }
+                if !changes.is_empty() && jails.send(JailEvent::Fleet(changes)).await.is_err() {
                     return Ok(());
                 }
             }

@@ -492,8 +492,8 @@ pub async fn run(
                         let _ = reply.send(answer);
                     }
                     JailEvent::DefinerGone { defined_by } => definer_gone(&mut jails, &defined_by),
-                    JailEvent::Fleet(change) => {
-                        on_fleet(&mut jails, &index, change, &effects, clock.now()).await;
+                    JailEvent::Fleet(changes) => {
+                        on_fleet(&mut jails, &index, changes, &effects, clock.now()).await;
                     }
                     JailEvent::Define { config, definition, reply } => {
                         let name = Arc::<str>::from(config.name.as_str());
@@ -821,79 +821,89 @@ async fn on_failure(
     });
 }
 
-/// Applies another member's ban or unban to the jail of that name, if this member runs one:
-/// through the jail's own ignoreip and refusals (own addresses, loopback), into its own
-/// firewall target. Not shared again.
+/// Applies other members' bans and unbans to the jails of those names, if this member runs
+/// them: through each jail's own ignoreip and refusals (own addresses, loopback), into its own
+/// firewall target. Not shared again. The bans of a batch are stored in one request.
 async fn on_fleet(
     jails: &mut [JailRuntime],
     index: &HashMap<Arc<str>, usize>,
-    change: crate::messages::FleetChange,
+    changes: Vec<crate::messages::FleetChange>,
     effects: &Effects,
     now: DateTime<Utc>,
 ) {
     use crate::messages::FleetChange;
-    let jail = match &change {
-        FleetChange::Ban { jail, .. } | FleetChange::Unban { jail, .. } => jail.clone(),
-    };
-    let Some(&slot) = index.get(jail.as_str()) else {
-        tracing::debug!(%jail, "fleet: change for a jail not run here");
-        return;
-    };
-    let runtime = &mut jails[slot];
-    if let Some(fleet) = &effects.fleet
-        && !fleet.shares(&runtime.config)
-    {
-        return;
-    }
-    match change {
-        FleetChange::Ban {
-            member,
-            host,
-            start,
-            end,
-            ban_count,
-            ..
-        } => {
-            let before = runtime.jail.ban_of(host).map(|ban| ban.end);
-            if let Err(refused) = runtime.jail.restore_ban(host, start, end, ban_count, now) {
-                tracing::info!(jail = %runtime.name, %host, %member, %refused, "fleet ban not applied here");
-                return;
-            }
-            let after = runtime.jail.ban_of(host).map(|ban| ban.end);
-            if before.is_some() && before == after {
-                return;
-            }
-            tracing::info!(target: "logjail::ban", jail = %runtime.name, %host, %member, "ban from the fleet");
-            runtime.fleet_origins.insert(host, member.clone());
-            effects
-                .store
-                .send(StoreRequest::SaveBan(BanRecord::from_fleet(
+    let mut records = Vec::new();
+    for change in changes {
+        let jail = match &change {
+            FleetChange::Ban { jail, .. } | FleetChange::Unban { jail, .. } => jail.clone(),
+        };
+        let Some(&slot) = index.get(jail.as_str()) else {
+            tracing::debug!(%jail, "fleet: change for a jail not run here");
+            continue;
+        };
+        let runtime = &mut jails[slot];
+        if let Some(fleet) = &effects.fleet
+            && !fleet.shares(&runtime.config)
+        {
+            continue;
+        }
+        match change {
+            FleetChange::Ban {
+                member,
+                host,
+                start,
+                end,
+                ban_count,
+                ..
+            } => {
+                let before = runtime.jail.ban_of(host).map(|ban| ban.end);
+                if let Err(refused) = runtime.jail.restore_ban(host, start, end, ban_count, now) {
+                    tracing::info!(jail = %runtime.name, %host, %member, %refused, "fleet ban not applied here");
+                    continue;
+                }
+                let after = runtime.jail.ban_of(host).map(|ban| ban.end);
+                if before.is_some() && before == after {
+                    continue;
+                }
+                tracing::info!(target: "logjail::ban", jail = %runtime.name, %host, %member, "ban from the fleet");
+                runtime.fleet_origins.insert(host, member.clone());
+                records.push(BanRecord::from_fleet(
                     runtime.name.to_string(),
                     host,
                     start,
                     end,
                     ban_count,
                     member,
-                )))
-                .await;
-            effects
-                .enforce(Enforcement::Ban {
-                    jail: runtime.name.to_string(),
-                    host,
-                    end,
-                })
-                .await;
-        }
-        FleetChange::Unban { member, host, .. } => {
-            if let Some(ban) = runtime.jail.unban(host) {
-                runtime.fleet_origins.remove(&host);
-                let reason = format!("fleet unban by {member}");
-                let config = runtime.config.clone();
+                ));
                 effects
-                    .unbanned(&runtime.name, &ban, &reason, &config, now)
+                    .enforce(Enforcement::Ban {
+                        jail: runtime.name.to_string(),
+                        host,
+                        end,
+                    })
                     .await;
             }
+            FleetChange::Unban { member, host, .. } => {
+                if let Some(ban) = runtime.jail.unban(host) {
+                    // The ban's row must be written before its removal is.
+                    if !records.is_empty() {
+                        effects
+                            .store
+                            .send(StoreRequest::SaveBans(std::mem::take(&mut records)))
+                            .await;
+                    }
+                    runtime.fleet_origins.remove(&host);
+                    let reason = format!("fleet unban by {member}");
+                    let config = runtime.config.clone();
+                    effects
+                        .unbanned(&runtime.name, &ban, &reason, &config, now)
+                        .await;
+                }
+            }
         }
+    }
+    if !records.is_empty() {
+        effects.store.send(StoreRequest::SaveBans(records)).await;
     }
 }
 
@@ -1216,6 +1226,80 @@ mod tests {
             "container web".to_string(),
             false,
         )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fleet_batch_is_applied_in_order_and_a_repeat_changes_nothing() {
+        use crate::messages::FleetChange;
+        let mut harness = Harness::start(vec![restored_web("80")], &[]);
+        let end = Some(start_time() + chrono::Duration::hours(1));
+        let ban = |host: &str| FleetChange::Ban {
+            member: "b".to_string(),
+            jail: "web".to_string(),
+            host: host.parse().unwrap(),
+            start: start_time(),
+            end,
+            ban_count: 1,
+        };
+        let unban = |host: &str| FleetChange::Unban {
+            member: "c".to_string(),
+            jail: "web".to_string(),
+            host: host.parse().unwrap(),
+        };
+        let batch = vec![
+            ban("192.0.2.1"),
+            ban("192.0.2.2"),
+            unban("192.0.2.1"),
+            // A jail this member does not run: skipped, the rest of the batch still applies.
+            FleetChange::Ban {
+                member: "b".to_string(),
+                jail: "elsewhere".to_string(),
+                host: "192.0.2.3".parse().unwrap(),
+                start: start_time(),
+                end,
+                ban_count: 1,
+            },
+            ban("192.0.2.4"),
+        ];
+        harness
+            .events
+            .send(JailEvent::Fleet(batch.clone()))
+            .await
+            .unwrap();
+        // The same batch again (a reconnect pulls what the feed already brought): the bans
+        // in force stay as they are, and the unbanned address is not banned twice over.
+        harness
+            .events
+            .send(JailEvent::Fleet(batch[1..].to_vec()))
+            .await
+            .unwrap();
+        let mut firewall = std::mem::replace(&mut harness.firewall, mpsc::channel(1).1);
+        let (jails, _) = harness.stop().await;
+        let changes: Vec<String> = std::iter::from_fn(|| firewall.try_recv().ok())
+            .map(|change| match change {
+                Enforcement::Ban { host, end: e, .. } if e == end => format!("ban {host}"),
+                Enforcement::Unban { host, .. } => format!("unban {host}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                "ban 192.0.2.1",
+                "ban 192.0.2.2",
+                "unban 192.0.2.1",
+                "ban 192.0.2.4"
+            ]
+        );
+        let mut banned: Vec<IpAddr> = jails[0].jail.banned().map(|b| b.host).collect();
+        banned.sort();
+        assert_eq!(
+            banned,
+            [
+                "192.0.2.2".parse::<IpAddr>().unwrap(),
+                "192.0.2.4".parse().unwrap()
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]
