@@ -93,6 +93,26 @@ impl Effects {
         }
     }
 
+    /// Adds a failure counted here to the fleet's count, when its jail counts fleet-wide.
+    /// Never waits: a full queue drops it (counted), and the local count goes on.
+    fn share_failure(&self, runtime: &JailRuntime, host: IpAddr, time: DateTime<Utc>) {
+        if let Some(fleet) = &self.fleet
+            && runtime.config.share_failures
+            && fleet.shares(&runtime.config)
+        {
+            let settings = runtime.jail.settings();
+            fleet.offer(crate::messages::FleetOutbound::Failure(
+                crate::messages::FailureShare {
+                    jail: runtime.name.to_string(),
+                    host: crate::address::canonical(host),
+                    at_ms: time.timestamp_millis(),
+                    findtime_ms: i64::try_from(settings.findtime.as_millis()).unwrap_or(i64::MAX),
+                    maxretry: settings.maxretry,
+                },
+            ));
+        }
+    }
+
     /// Shares an unban asked here (not an expiry: Redis expires the key itself).
     pub fn share_unban(&self, jail: &str, host: IpAddr, config: &JailConfig, now: DateTime<Utc>) {
         if let Some(fleet) = &self.fleet
@@ -492,6 +512,9 @@ pub async fn run(
                         let _ = reply.send(answer);
                     }
                     JailEvent::DefinerGone { defined_by } => definer_gone(&mut jails, &defined_by),
+                    JailEvent::FleetCounts(counts) => {
+                        on_fleet_counts(&mut jails, &index, counts, &mut history, &effects, clock.now()).await;
+                    }
                     JailEvent::Fleet(changes) => {
                         on_fleet(&mut jails, &index, changes, &effects, clock.now()).await;
                     }
@@ -797,14 +820,17 @@ async fn on_failure(
                 .banned(order, Some(&failure.origin), &runtime.config)
                 .await;
         }
-        Decision::Counted { failures, maxretry } => tracing::debug!(
-            jail = %runtime.name,
-            host = %failure.host,
-            failures,
-            maxretry,
-            origin = %failure.origin,
-            "failure"
-        ),
+        Decision::Counted { failures, maxretry } => {
+            tracing::debug!(
+                jail = %runtime.name,
+                host = %failure.host,
+                failures,
+                maxretry,
+                origin = %failure.origin,
+                "failure"
+            );
+            effects.share_failure(runtime, failure.host, failure.time);
+        }
         Decision::Ignored { reason } => tracing::debug!(
             jail = %runtime.name,
             host = %failure.host,
@@ -819,6 +845,44 @@ async fn on_failure(
         origin: failure.origin,
         decision,
     });
+}
+
+/// Bans the addresses whose failures across the fleet reached maxretry, each through its
+/// jail's own rules (ignore list, ban in force, increments), as a ban made here: it is shared,
+/// so the members that saw fewer tries learn it.
+async fn on_fleet_counts(
+    jails: &mut [JailRuntime],
+    index: &HashMap<Arc<str>, usize>,
+    counts: Vec<crate::messages::FleetCount>,
+    history: &mut CountedHistory,
+    effects: &Effects,
+    now: DateTime<Utc>,
+) {
+    let origin = Arc::new(Origin::FleetFailures);
+    for count in counts {
+        let Some(&slot) = index.get(count.jail.as_str()) else {
+            continue;
+        };
+        let runtime = &mut jails[slot];
+        // A reload may have turned the sharing off since the failure went out.
+        if !runtime.config.share_failures {
+            continue;
+        }
+        let decision =
+            runtime
+                .jail
+                .on_fleet_count(count.host, count.failures, now, history, &mut rand::rng());
+        if let Decision::Ban(order) = &decision {
+            tracing::info!(
+                jail = %runtime.name,
+                host = %count.host,
+                failures = count.failures,
+                members = %count.members.join(","),
+                "failures across the fleet reached maxretry"
+            );
+            effects.banned(order, Some(&origin), &runtime.config).await;
+        }
+    }
 }
 
 /// Applies other members' bans and unbans to the jails of those names, if this member runs
