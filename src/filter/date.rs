@@ -310,11 +310,12 @@ fn parse_bsd(cursor: &mut Cursor<'_>, reference: DateTime<Utc>) -> Option<DateTi
     to_utc(date, clock, nanos, None)
 }
 
-/// `2026-11-26T07:00:01[.frac][zone]`, also with a blank instead of `T`, or `/` between date parts.
+/// `2026-11-26T07:00:01[.frac][zone]`, also with a blank instead of `T`, or `/` or `.` between
+/// date parts (stunnel's `2011.11.21 14:29:16`, which Fail2Ban's detection reads too).
 fn parse_iso(cursor: &mut Cursor<'_>) -> Option<(DateTime<Utc>, bool)> {
     let year = cursor.digits(4)?;
     let separator = cursor.peek()?;
-    if separator != b'-' && separator != b'/' {
+    if !matches!(separator, b'-' | b'/' | b'.') {
         return None;
     }
     cursor.pos += 1;
@@ -603,11 +604,11 @@ fn parse_day_month_year(cursor: &mut Cursor<'_>) -> Option<DateTime<Utc>> {
 pub enum Fail2BanDate {
     /// A strftime format (`%b-%d-%Exy %H:%M:%S`).
     Format(DatePattern),
-    /// Fail2Ban's default detection (`{^LN-BEG}` alone, or no datepattern), after `prefix`
-    /// when the line is `PREFIX{DATE}`.
+    /// Fail2Ban's default detection (`{^LN-BEG}` alone, or no datepattern), inside
+    /// `around` when the pattern is `BEFORE{DATE}AFTER`.
     Default {
         anchored: bool,
-        prefix: Option<Regex>,
+        prefix: Option<Box<AroundDate>>,
     },
     /// Seconds since 1970 (`Epoch`), bare or in brackets.
     Epoch { anchored: bool },
@@ -639,12 +640,10 @@ impl Fail2BanDate {
         if body.eq_ignore_ascii_case("tai64n") {
             return Some(Fail2BanDate::Tai64n { anchored });
         }
-        if let Some((before, _)) = body.split_once("{DATE}") {
-            let before = before.strip_suffix('(').unwrap_or(before);
-            let prefix = Regex::new(&format!("^(?:{before})")).ok()?;
+        if let Some((before, after)) = body.split_once("{DATE}") {
             return Some(Fail2BanDate::Default {
                 anchored: true,
-                prefix: Some(prefix),
+                prefix: Some(Box::new(AroundDate::new(before, after)?)),
             });
         }
         // Fail2Ban's own directives and the regex escapes its formats carry.
@@ -680,17 +679,127 @@ impl Fail2BanDate {
                 prefix: None,
             } => find_stamp(line, reference, *anchored),
             Fail2BanDate::Default {
-                prefix: Some(prefix),
+                prefix: Some(around),
                 ..
-            } => {
-                let start = prefix.find(line)?.end();
-                let (time, range) = find_stamp(&line[start..], reference, true)?;
-                Some((time, range.start + start..range.end + start))
-            }
+            } => around.find(line, reference),
             Fail2BanDate::Epoch { anchored } => find_epoch(line, *anchored),
             Fail2BanDate::Tai64n { anchored } => find_tai64n(line, *anchored),
         }
     }
+}
+
+/// What a `BEFORE{DATE}AFTER` datepattern says around the date, split where Fail2Ban cuts.
+///
+/// Fail2Ban cuts out the pattern's first capturing group, or, when it has none, all it
+/// matched: `^<W>{DATE}` takes `<W>` out with the date, `^[^\[]*(\[{DATE}\s*\])` the
+/// brackets and the blanks before the closing one, and leaves what comes before the group.
+#[derive(Debug, Clone)]
+pub struct AroundDate {
+    /// What comes before the cut, from the start of the line.
+    outside: Regex,
+    /// The cut's part before the date and after it.
+    before: Regex,
+    after: Regex,
+}
+
+impl AroundDate {
+    fn new(before: &str, after: &str) -> Option<AroundDate> {
+        let after = after.strip_suffix('$').unwrap_or(after);
+        let (outside, before, after) = match unclosed_group(before) {
+            Some((open, depth)) => {
+                let close = closing_paren(after, depth)?;
+                (&before[..open], &before[open + 1..], &after[..close])
+            }
+            None => ("", before, after),
+        };
+        let anchored = |part: &str| Regex::new(&format!("^(?:{part})")).ok();
+        Some(AroundDate {
+            outside: anchored(outside)?,
+            before: anchored(before)?,
+            after: anchored(after)?,
+        })
+    }
+
+    fn find(
+        &self,
+        line: &str,
+        reference: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, std::ops::Range<usize>)> {
+        let start = self.outside.find(line)?.end();
+        let date_start = start + self.before.find(&line[start..])?.end();
+        let (time, range) = find_stamp(&line[date_start..], reference, true)?;
+        let date_end = date_start + range.end;
+        let end = date_end + self.after.find(&line[date_end..])?.end();
+        Some((time, start..end))
+    }
+}
+
+/// The first capturing group left open in `pattern` (a part of a regex), and how many groups
+/// are open from it on: where the cut of a `BEFORE{DATE}AFTER` starts.
+fn unclosed_group(pattern: &str) -> Option<(usize, usize)> {
+    let bytes = pattern.as_bytes();
+    // Open groups: where each starts and whether it captures.
+    let mut open: Vec<(usize, bool)> = Vec::new();
+    let mut index = 0;
+    let mut in_class = false;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'\\' => index += 1,
+            b']' if in_class => in_class = false,
+            _ if in_class => {}
+            b'[' => {
+                in_class = true;
+                index = skip_class_start(bytes, index + 1) - 1;
+            }
+            b'(' => open.push((index, bytes.get(index + 1) != Some(&b'?'))),
+            b')' => {
+                open.pop();
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    let first = open.iter().position(|(_, capturing)| *capturing)?;
+    Some((open[first].0, open.len() - first))
+}
+
+/// Where the group left open `depth` levels deep closes in `pattern`.
+fn closing_paren(pattern: &str, mut depth: usize) -> Option<usize> {
+    let bytes = pattern.as_bytes();
+    let mut index = 0;
+    let mut in_class = false;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'\\' => index += 1,
+            b']' if in_class => in_class = false,
+            _ if in_class => {}
+            b'[' => {
+                in_class = true;
+                index = skip_class_start(bytes, index + 1) - 1;
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(index);
+                }
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    None
+}
+
+/// Past a class's opening: a leading `^` and `]` belong to the class.
+fn skip_class_start(bytes: &[u8], mut index: usize) -> usize {
+    if bytes.get(index) == Some(&b'^') {
+        index += 1;
+    }
+    if bytes.get(index) == Some(&b']') {
+        index += 1;
+    }
+    index
 }
 
 /// `1386543323.000` or `[1387288694]`: ten digits of seconds, an optional fraction.
@@ -1219,10 +1328,21 @@ mod tests {
                 .is_some()
         );
 
+        // Without a group, all the pattern matched is cut, prefix included (as Fail2Ban
+        // does); with one, the group.
         let prefixed = Fail2BanDate::new("^<W>{DATE}").unwrap();
         let line = "<W>2015-11-29 16:38:01.818 1 => x";
         let (_, range) = prefixed.find(line, reference()).unwrap();
-        assert_eq!(range.start, 3);
+        assert_eq!(&line[range.end..], " 1 => x");
+        assert_eq!(range.start, 0);
+        let grouped = Fail2BanDate::new(r"^[^\[]*(\[{DATE}\s*\])").unwrap();
+        let line = r#"192.0.2.1 - - - [31/Jan/2015:14:29:44 ] example.com "GET / HTTP/1.1""#;
+        let (time, range) = grouped.find(line, reference()).unwrap();
+        assert_eq!(time, local(2015, 1, 31, 14, 29, 44));
+        let cut = format!("{}{}", &line[..range.start], &line[range.end..]);
+        assert_eq!(cut, r#"192.0.2.1 - - -  example.com "GET / HTTP/1.1""#);
+        // A group left open that never closes is no pattern.
+        assert!(Fail2BanDate::new(r"^x(\[{DATE}").is_none());
 
         let format = Fail2BanDate::new("{^LN-BEG}%b-%d-%Exy %H:%M:%S").unwrap();
         let (time, _) = format
