@@ -458,6 +458,15 @@ impl IniStack {
         self.defaults.get(&option)
     }
 
+    /// What `%(known/option)s` reads in `section`: the raw value `option` had there before a
+    /// later file set it again, else the `[DEFAULT]` one.
+    pub fn known_raw(&self, section: &str, option: &str) -> Option<&RawValue> {
+        let option = option.to_lowercase();
+        self.merged(&format!("{KNOWN_PREFIX}{section}"))
+            .and_then(|s| s.options.get(&option))
+            .or_else(|| self.defaults.get(&option))
+    }
+
     /// The interpolated value of `option` in `section` (else from `[DEFAULT]`); `None` when it
     /// is not set.
     pub fn get(&self, section: &str, option: &str) -> Result<Option<Value>, IniError> {

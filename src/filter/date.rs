@@ -278,7 +278,8 @@ fn infer_year(month: u32, day: u32, reference: DateTime<Utc>) -> Option<NaiveDat
     }
 }
 
-/// `Nov 26 07:00:01[.frac][ 2026]`
+/// `Nov 26 07:00:01[.frac][ 2026]`, or `Nov 26 2026 07:00:01` (macOS's syslog, which
+/// Fail2Ban's detection reads too).
 fn parse_bsd(cursor: &mut Cursor<'_>, reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let month = month_number(cursor.word3()?)?;
     if !cursor.eat(b' ') {
@@ -288,7 +289,20 @@ fn parse_bsd(cursor: &mut Cursor<'_>, reference: DateTime<Utc>) -> Option<DateTi
     if !cursor.eat(b' ') {
         return None;
     }
+    let before_year = cursor.pos;
+    let year_first = match cursor.digits(4) {
+        Some(year) if cursor.eat(b' ') => Some(year),
+        _ => {
+            cursor.pos = before_year;
+            None
+        }
+    };
     let clock = cursor.clock()?;
+    if let Some(year) = year_first {
+        let nanos = cursor.fraction();
+        let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
+        return to_utc(date, clock, nanos, None);
+    }
     let nanos = cursor.fraction();
     // Some syslog daemons append the year: `Nov 26 07:00:01 2026 host …`.
     let save = cursor.pos;
@@ -1168,6 +1182,12 @@ mod tests {
         // Single-digit day padded with a blank.
         let stamp = leading_stamp("Nov  6 07:00:01 h x", reference()).unwrap();
         assert_eq!(stamp.time, local(2026, 11, 6, 7, 0, 1));
+        // The year between the day and the time (macOS).
+        let text = "Oct 27 2015 12:35:40 host screensharingd[1170]: x";
+        let stamp = leading_stamp(text, reference()).unwrap();
+        assert_eq!(stamp.kind, StampKind::Bsd);
+        assert_eq!(stamp.time, local(2015, 10, 27, 12, 35, 40));
+        assert_eq!(&text[stamp.len..], "host screensharingd[1170]: x");
     }
 
     #[test]
@@ -1180,6 +1200,7 @@ mod tests {
             "Nov 26 07:00:01 2026 web1 sshd[3]: with a year",
             "Nov 26 07:00:01 2025 web1 sshd[3]: another year",
             "Nov 26 07:00:01 2025x web1 sshd[3]: not a year",
+            "Nov 26 2025 07:00:01 web1 sshd[3]: the year before the time",
             "Nov 26 07:00:01.5 web1 sshd[3]: fraction",
             "Nov 26 07:00:01 web1 sshd[1]: a",
             "Nov 26 07:00:01x web1 sshd[1]: glued",

@@ -170,18 +170,33 @@ fn read_for(
     }
     let mut adapted = false;
     if vars.get("__prefix_line").is_none()
-        && let Some(raw) = stack.raw(DEFINITION, "__prefix_line")
-        && raw.text == COMMON_PREFIX_LINE
         && prefix == Prefix::BareMessage
+        && let Some(raw) = stack.raw(DEFINITION, "__prefix_line")
     {
-        adapted = true;
-        vars.set(
-            "__prefix_line",
-            RawValue {
-                text: HEADERLESS_PREFIX_LINE.to_string(),
-                at: raw.at.clone(),
-            },
-        );
+        // common.conf's prefix, or a filter's own that extends it (sendmail's queue id after
+        // `%(known/__prefix_line)s`): the common part is what the envelope removed.
+        let known = "%(known/__prefix_line)s";
+        let headerless = if raw.text == COMMON_PREFIX_LINE {
+            Some(HEADERLESS_PREFIX_LINE.to_string())
+        } else if raw.text.contains(known)
+            && stack
+                .known_raw(DEFINITION, "__prefix_line")
+                .is_some_and(|earlier| earlier.text == COMMON_PREFIX_LINE)
+        {
+            Some(raw.text.replace(known, HEADERLESS_PREFIX_LINE))
+        } else {
+            None
+        };
+        if let Some(text) = headerless {
+            adapted = true;
+            vars.set(
+                "__prefix_line",
+                RawValue {
+                    text,
+                    at: raw.at.clone(),
+                },
+            );
+        }
     }
 
     let lookup = |name: &str| -> Option<String> {
