@@ -675,7 +675,8 @@ impl Fail2BanDate {
             return None;
         }
         let anchor = if anchored { "^" } else { "" };
-        DatePattern::new(&format!("{anchor}{format}"))
+        // Fail2Ban reads a time without a date (guacamole's `^%H:%M:%S.%f`) as today's.
+        DatePattern::build(&format!("{anchor}{format}"), true)
             .ok()
             .map(Fail2BanDate::Format)
     }
@@ -885,6 +886,9 @@ pub struct DatePattern {
     has_year: bool,
     has_zone: bool,
     epoch: bool,
+    /// Only a time of day: the date is the reference's (or the day before, when that time
+    /// is still to come).
+    time_only: bool,
 }
 
 /// Why a datepattern was refused.
@@ -894,6 +898,11 @@ pub struct DatePatternError(String);
 
 impl DatePattern {
     pub fn new(pattern: &str) -> Result<Self, DatePatternError> {
+        DatePattern::build(pattern, false)
+    }
+
+    /// [`DatePattern::new`], also taking a time of day alone when `time_only_allowed`.
+    fn build(pattern: &str, time_only_allowed: bool) -> Result<Self, DatePatternError> {
         let (anchored, body) = if let Some(rest) = pattern.strip_prefix("{^LN-BEG}") {
             (true, rest)
         } else if let Some(rest) = pattern.strip_prefix('^') {
@@ -911,6 +920,7 @@ impl DatePattern {
                 has_year: true,
                 has_zone: true,
                 epoch: true,
+                time_only: false,
             });
         }
         let mut regex = String::from(prefix);
@@ -962,7 +972,10 @@ impl DatePattern {
             regex.push_str(fragment);
         }
         regex.push(')');
-        if !(has_year || body.contains("%m") || body.contains("%b") || body.contains("%B")) {
+        let has_date =
+            has_year || body.contains("%m") || body.contains("%b") || body.contains("%B");
+        let time_only = !has_date && time_only_allowed && body.contains("%H");
+        if !has_date && !time_only {
             return Err(DatePatternError(
                 "datepattern needs at least a month (%m, %b or %B)".into(),
             ));
@@ -974,6 +987,7 @@ impl DatePattern {
             has_year,
             has_zone,
             epoch: false,
+            time_only,
         })
     }
 
@@ -989,6 +1003,15 @@ impl DatePattern {
         let time = if self.epoch {
             let seconds: f64 = stamp.parse().ok()?;
             DateTime::from_timestamp_millis((seconds * 1000.0) as i64)?
+        } else if self.time_only {
+            let clock = chrono::NaiveTime::parse_from_str(stamp, &self.format).ok()?;
+            let today = reference.with_timezone(&Local).date_naive();
+            let time = local_to_utc(today.and_time(clock))?;
+            if time > reference {
+                local_to_utc(today.pred_opt()?.and_time(clock))?
+            } else {
+                time
+            }
         } else if self.has_zone {
             DateTime::parse_from_str(stamp, &self.format)
                 .ok()?
@@ -1370,6 +1393,16 @@ mod tests {
             .find("Apr-07-13 07:08:36 [SSL-out] x", reference())
             .unwrap();
         assert_eq!(time, local(2013, 4, 7, 7, 8, 36));
+        // A time alone is today's, or yesterday's when it is still to come.
+        let clock = Fail2BanDate::new("^%H:%M:%S.%f").unwrap();
+        let line = "12:57:32.907 [http-nio-8080-exec-10] WARN x";
+        let (time, range) = clock.find(line, reference()).unwrap();
+        assert_eq!(&line[range.end..], " [http-nio-8080-exec-10] WARN x");
+        assert!(time <= reference() && reference() - time < chrono::Duration::days(1));
+        assert!(
+            DatePattern::new("%H:%M:%S").is_err(),
+            "logjail's own need a date"
+        );
         // What logjail cannot read is said, not guessed at.
         assert!(Fail2BanDate::new("{^LN-BEG}%ExY(?P<_sep>[-/.])%m(?P=_sep)%d").is_none());
     }
