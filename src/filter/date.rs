@@ -281,6 +281,15 @@ fn infer_year(month: u32, day: u32, reference: DateTime<Utc>) -> Option<NaiveDat
 /// `Nov 26 07:00:01[.frac][ 2026]`, or `Nov 26 2026 07:00:01` (macOS's syslog, which
 /// Fail2Ban's detection reads too).
 fn parse_bsd(cursor: &mut Cursor<'_>, reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    parse_bsd_in(cursor, reference, None)
+}
+
+/// [`parse_bsd`] in `zone` (local time when `None`).
+fn parse_bsd_in(
+    cursor: &mut Cursor<'_>,
+    reference: DateTime<Utc>,
+    zone: Option<FixedOffset>,
+) -> Option<DateTime<Utc>> {
     let month = month_number(cursor.word3()?)?;
     if !cursor.eat(b' ') {
         return None;
@@ -301,7 +310,7 @@ fn parse_bsd(cursor: &mut Cursor<'_>, reference: DateTime<Utc>) -> Option<DateTi
     if let Some(year) = year_first {
         let nanos = cursor.fraction();
         let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
-        return to_utc(date, clock, nanos, None);
+        return to_utc(date, clock, nanos, zone);
     }
     let nanos = cursor.fraction();
     // Some syslog daemons append the year: `Nov 26 07:00:01 2026 host …`.
@@ -321,7 +330,7 @@ fn parse_bsd(cursor: &mut Cursor<'_>, reference: DateTime<Utc>) -> Option<DateTi
         Some(y) => NaiveDate::from_ymd_opt(y as i32, month, day)?,
         None => infer_year(month, day, reference)?,
     };
-    to_utc(date, clock, nanos, None)
+    to_utc(date, clock, nanos, zone)
 }
 
 /// `2026-11-26T07:00:01[.frac][zone]`, also with a blank instead of `T`, or `/` or `.` between
@@ -564,6 +573,10 @@ pub fn find_stamp(
             .or_else(|| {
                 cursor.pos = candidate;
                 parse_day_month_year(&mut cursor)
+            })
+            .or_else(|| {
+                cursor.pos = candidate;
+                parse_zone_first(&mut cursor, reference)
             });
         if let Some(time) = parsed
             && bytes
@@ -574,6 +587,222 @@ pub fn find_stamp(
         }
     }
     None
+}
+
+/// Zone abbreviations Fail2Ban's date detection knows, with their fixed offsets in minutes
+/// (no daylight-saving switch: `CET` is always +01:00, `CEST` +02:00).
+const ZONE_ABBREVIATIONS: &[(&str, i32)] = &[
+    ("ACDT", 630),
+    ("ACST", 570),
+    ("ACT", 480),
+    ("ADT", -180),
+    ("AEDT", 660),
+    ("AEST", 600),
+    ("AFT", 270),
+    ("AKDT", -480),
+    ("AKST", -540),
+    ("ALMT", 360),
+    ("AMST", 300),
+    ("AMT", 240),
+    ("ANAST", 720),
+    ("ANAT", 720),
+    ("AQTT", 300),
+    ("ART", -180),
+    ("AST", -240),
+    ("AWDT", 540),
+    ("AWST", 480),
+    ("AZOT", -60),
+    ("AZST", 300),
+    ("AZT", 240),
+    ("BDT", 480),
+    ("BIOT", 360),
+    ("BNT", 480),
+    ("BOT", -240),
+    ("BRST", -120),
+    ("BRT", -180),
+    ("BTT", 360),
+    ("CAST", 480),
+    ("CAT", 120),
+    ("CCT", 390),
+    ("CDT", -300),
+    ("CEDT", 120),
+    ("CEST", 120),
+    ("CET", 60),
+    ("CIST", -480),
+    ("CKT", -600),
+    ("CLST", -180),
+    ("CLT", -240),
+    ("COST", -240),
+    ("COT", -300),
+    ("CST", -360),
+    ("CVT", -60),
+    ("CXT", 420),
+    ("ChST", 600),
+    ("DAVT", 420),
+    ("DFT", 60),
+    ("EASST", -300),
+    ("EAST", -360),
+    ("EAT", 180),
+    ("ECT", -300),
+    ("EDT", -240),
+    ("EEDT", 180),
+    ("EEST", 180),
+    ("EET", 120),
+    ("EGST", 0),
+    ("EGT", -60),
+    ("EST", -300),
+    ("FJST", 780),
+    ("FJT", 720),
+    ("FKST", -180),
+    ("FKT", -240),
+    ("FNT", -120),
+    ("GALT", -360),
+    ("GAMT", -540),
+    ("GET", 240),
+    ("GFT", -180),
+    ("GILT", 720),
+    ("GIT", -540),
+    ("GMT", 0),
+    ("GST", 240),
+    ("GYT", -240),
+    ("HAA", -180),
+    ("HAC", -300),
+    ("HADT", -540),
+    ("HAE", -240),
+    ("HAP", -420),
+    ("HAR", -360),
+    ("HAST", -600),
+    ("HAT", -150),
+    ("HAY", -480),
+    ("HKT", 480),
+    ("HLV", -270),
+    ("HMT", 300),
+    ("HNA", -240),
+    ("HNC", -360),
+    ("HNE", -300),
+    ("HNP", -480),
+    ("HNR", -420),
+    ("HNT", -210),
+    ("HNY", -540),
+    ("HOVT", 420),
+    ("HST", -600),
+    ("ICT", 420),
+    ("IDT", 180),
+    ("IOT", 360),
+    ("IRDT", 270),
+    ("IRKST", 540),
+    ("IRKT", 480),
+    ("IRST", 210),
+    ("JST", 540),
+    ("KGT", 360),
+    ("KRAST", 480),
+    ("KRAT", 420),
+    ("KST", 540),
+    ("KUYT", 240),
+    ("LHDT", 660),
+    ("LHST", 630),
+    ("MAGST", 720),
+    ("MAGT", 660),
+    ("MAWT", 300),
+    ("MDT", -360),
+    ("MHT", 720),
+    ("MMT", 390),
+    ("MSD", 240),
+    ("MSK", 180),
+    ("MST", -420),
+    ("MUT", 240),
+    ("MVT", 300),
+    ("MYT", 480),
+    ("NCT", 660),
+    ("NDT", -150),
+    ("NFT", 690),
+    ("NOVST", 420),
+    ("NOVT", 360),
+    ("NPT", 345),
+    ("NST", -210),
+    ("NUT", -660),
+    ("NZDT", 780),
+    ("NZST", 720),
+    ("OMSST", 420),
+    ("OMST", 360),
+    ("PDT", -420),
+    ("PET", -300),
+    ("PETST", 720),
+    ("PETT", 720),
+    ("PGT", 600),
+    ("PHT", 480),
+    ("PKT", 300),
+    ("PMDT", -120),
+    ("PMST", -180),
+    ("PONT", 660),
+    ("PST", -480),
+    ("PWT", 540),
+    ("PYST", -180),
+    ("PYT", -240),
+    ("RET", 240),
+    ("SAMT", 240),
+    ("SAST", 120),
+    ("SBT", 660),
+    ("SCT", 240),
+    ("SGT", 480),
+    ("SLT", 330),
+    ("SRT", -180),
+    ("SST", -660),
+    ("TAHT", -600),
+    ("TFT", 300),
+    ("THA", 420),
+    ("TJT", 300),
+    ("TKT", -600),
+    ("TLT", 540),
+    ("TMT", 300),
+    ("TVT", 720),
+    ("ULAT", 480),
+    ("UTC", 0),
+    ("UYST", -120),
+    ("UYT", -180),
+    ("UZT", 300),
+    ("VET", -270),
+    ("VLAST", 660),
+    ("VLAT", 600),
+    ("VUT", 660),
+    ("WAST", 120),
+    ("WAT", 60),
+    ("WDT", 540),
+    ("WEDT", 60),
+    ("WEST", 60),
+    ("WET", 0),
+    ("WFT", 720),
+    ("WGST", -120),
+    ("WGT", -180),
+    ("WIB", 420),
+    ("WIT", 540),
+    ("WITA", 480),
+    ("WST", 480),
+    ("YAKST", 600),
+    ("YAKT", 540),
+    ("YAPT", 600),
+    ("YEKST", 360),
+    ("YEKT", 300),
+];
+
+/// A zone abbreviation and a blank before a BSD stamp (monit's `[PDT Apr 16 21:05:29]`), as
+/// Fail2Ban's default detection reads it: the stamp in that zone's fixed offset.
+fn parse_zone_first(cursor: &mut Cursor<'_>, reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let start = cursor.pos;
+    let name_len = cursor.bytes[start..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphabetic())
+        .count();
+    let name = std::str::from_utf8(&cursor.bytes[start..start + name_len]).ok()?;
+    let &(_, minutes) = ZONE_ABBREVIATIONS
+        .iter()
+        .find(|(known, _)| *known == name)?;
+    cursor.pos = start + name_len;
+    if !cursor.eat(b' ') {
+        return None;
+    }
+    let zone = FixedOffset::east_opt(minutes * 60)?;
+    parse_bsd_in(cursor, reference, Some(zone))
 }
 
 /// `22-Jan-2013 22:28:21 +0200`, `17/Jun/2011 17:00:45`, `11-06-2013 02:09:40`: day first,
@@ -1393,6 +1622,18 @@ mod tests {
             .find("Apr-07-13 07:08:36 [SSL-out] x", reference())
             .unwrap();
         assert_eq!(time, local(2013, 4, 7, 7, 8, 36));
+        // A zone's name before the stamp is part of it.
+        let line = "[PDT Apr 16 21:05:29] error    : Warning: x";
+        let (time, range) = anywhere.find(line, reference()).unwrap();
+        assert_eq!(
+            format!("{}{}", &line[..range.start], &line[range.end..]),
+            "[] error    : Warning: x"
+        );
+        assert_eq!(time.format("%m-%d %H:%M").to_string(), "04-17 04:05");
+        // An unknown name is no zone: it stays in the line, the stamp after it is cut.
+        let line = "[XYZQ Apr 16 21:05:29] x";
+        let (_, range) = anywhere.find(line, reference()).unwrap();
+        assert_eq!(&line[..range.start], "[XYZQ ");
         // A time alone is today's, or yesterday's when it is still to come.
         let clock = Fail2BanDate::new("^%H:%M:%S.%f").unwrap();
         let line = "12:57:32.907 [http-nio-8080-exec-10] WARN x";
