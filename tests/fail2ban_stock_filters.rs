@@ -32,7 +32,7 @@ const DIFFERENCES: &str = "tests/fixtures/fail2ban-stock-differences.txt";
 /// The share of agreeing lines, among those whose host is an address, that the issue asks for.
 const TARGET: f64 = 0.98;
 /// The share reached today, which must not fall.
-const FLOOR: f64 = 0.987;
+const FLOOR: f64 = 0.989;
 
 /// Fail2Ban's `TEST_NOW` (2005-08-14 10:00 UTC), which its samples' year-less dates assume.
 fn frozen_now() -> DateTime<Utc> {

@@ -910,6 +910,10 @@ mod tests {
         assert_eq!(&*port.at.file, Path::new("t.local"));
         assert_eq!(stack.get("sshd", "maxretry").unwrap().unwrap().text, "5");
         assert_eq!(stack.sections().collect::<Vec<_>>(), ["sshd"]);
+        // What `known/` reads, raw: the section's earlier value, else the defaults'.
+        assert_eq!(stack.known_raw("sshd", "port").unwrap().text, "ssh");
+        assert_eq!(stack.known_raw("sshd", "bantime").unwrap().text, "1h");
+        assert!(stack.known_raw("sshd", "nothing").is_none());
     }
 
     #[test]

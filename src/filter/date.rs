@@ -589,200 +589,95 @@ pub fn find_stamp(
     None
 }
 
-/// Zone abbreviations Fail2Ban's date detection knows, with their fixed offsets in minutes
-/// (no daylight-saving switch: `CET` is always +01:00, `CEST` +02:00).
-const ZONE_ABBREVIATIONS: &[(&str, i32)] = &[
-    ("ACDT", 630),
-    ("ACST", 570),
-    ("ACT", 480),
-    ("ADT", -180),
-    ("AEDT", 660),
-    ("AEST", 600),
-    ("AFT", 270),
-    ("AKDT", -480),
-    ("AKST", -540),
-    ("ALMT", 360),
-    ("AMST", 300),
-    ("AMT", 240),
-    ("ANAST", 720),
-    ("ANAT", 720),
-    ("AQTT", 300),
-    ("ART", -180),
-    ("AST", -240),
-    ("AWDT", 540),
-    ("AWST", 480),
-    ("AZOT", -60),
-    ("AZST", 300),
-    ("AZT", 240),
-    ("BDT", 480),
-    ("BIOT", 360),
-    ("BNT", 480),
-    ("BOT", -240),
-    ("BRST", -120),
-    ("BRT", -180),
-    ("BTT", 360),
-    ("CAST", 480),
-    ("CAT", 120),
-    ("CCT", 390),
-    ("CDT", -300),
-    ("CEDT", 120),
-    ("CEST", 120),
-    ("CET", 60),
-    ("CIST", -480),
-    ("CKT", -600),
-    ("CLST", -180),
-    ("CLT", -240),
-    ("COST", -240),
-    ("COT", -300),
-    ("CST", -360),
-    ("CVT", -60),
-    ("CXT", 420),
-    ("ChST", 600),
-    ("DAVT", 420),
-    ("DFT", 60),
-    ("EASST", -300),
-    ("EAST", -360),
-    ("EAT", 180),
-    ("ECT", -300),
-    ("EDT", -240),
-    ("EEDT", 180),
-    ("EEST", 180),
-    ("EET", 120),
-    ("EGST", 0),
-    ("EGT", -60),
-    ("EST", -300),
-    ("FJST", 780),
-    ("FJT", 720),
-    ("FKST", -180),
-    ("FKT", -240),
-    ("FNT", -120),
-    ("GALT", -360),
-    ("GAMT", -540),
-    ("GET", 240),
-    ("GFT", -180),
-    ("GILT", 720),
-    ("GIT", -540),
-    ("GMT", 0),
-    ("GST", 240),
-    ("GYT", -240),
-    ("HAA", -180),
-    ("HAC", -300),
-    ("HADT", -540),
-    ("HAE", -240),
-    ("HAP", -420),
-    ("HAR", -360),
-    ("HAST", -600),
-    ("HAT", -150),
-    ("HAY", -480),
-    ("HKT", 480),
-    ("HLV", -270),
-    ("HMT", 300),
-    ("HNA", -240),
-    ("HNC", -360),
-    ("HNE", -300),
-    ("HNP", -480),
-    ("HNR", -420),
-    ("HNT", -210),
-    ("HNY", -540),
-    ("HOVT", 420),
-    ("HST", -600),
-    ("ICT", 420),
-    ("IDT", 180),
-    ("IOT", 360),
-    ("IRDT", 270),
-    ("IRKST", 540),
-    ("IRKT", 480),
-    ("IRST", 210),
-    ("JST", 540),
-    ("KGT", 360),
-    ("KRAST", 480),
-    ("KRAT", 420),
-    ("KST", 540),
-    ("KUYT", 240),
-    ("LHDT", 660),
-    ("LHST", 630),
-    ("MAGST", 720),
-    ("MAGT", 660),
-    ("MAWT", 300),
-    ("MDT", -360),
-    ("MHT", 720),
-    ("MMT", 390),
-    ("MSD", 240),
-    ("MSK", 180),
-    ("MST", -420),
-    ("MUT", 240),
-    ("MVT", 300),
-    ("MYT", 480),
-    ("NCT", 660),
-    ("NDT", -150),
-    ("NFT", 690),
-    ("NOVST", 420),
-    ("NOVT", 360),
-    ("NPT", 345),
-    ("NST", -210),
-    ("NUT", -660),
-    ("NZDT", 780),
-    ("NZST", 720),
-    ("OMSST", 420),
-    ("OMST", 360),
-    ("PDT", -420),
-    ("PET", -300),
-    ("PETST", 720),
-    ("PETT", 720),
-    ("PGT", 600),
-    ("PHT", 480),
-    ("PKT", 300),
-    ("PMDT", -120),
-    ("PMST", -180),
-    ("PONT", 660),
-    ("PST", -480),
-    ("PWT", 540),
-    ("PYST", -180),
-    ("PYT", -240),
-    ("RET", 240),
-    ("SAMT", 240),
-    ("SAST", 120),
-    ("SBT", 660),
-    ("SCT", 240),
-    ("SGT", 480),
-    ("SLT", 330),
-    ("SRT", -180),
-    ("SST", -660),
-    ("TAHT", -600),
-    ("TFT", 300),
-    ("THA", 420),
-    ("TJT", 300),
-    ("TKT", -600),
-    ("TLT", 540),
-    ("TMT", 300),
-    ("TVT", 720),
-    ("ULAT", 480),
-    ("UTC", 0),
-    ("UYST", -120),
-    ("UYT", -180),
-    ("UZT", 300),
-    ("VET", -270),
-    ("VLAST", 660),
-    ("VLAT", 600),
-    ("VUT", 660),
-    ("WAST", 120),
-    ("WAT", 60),
-    ("WDT", 540),
-    ("WEDT", 60),
-    ("WEST", 60),
-    ("WET", 0),
-    ("WFT", 720),
-    ("WGST", -120),
-    ("WGT", -180),
-    ("WIB", 420),
-    ("WIT", 540),
-    ("WITA", 480),
-    ("WST", 480),
-    ("YAKST", 600),
-    ("YAKT", 540),
-    ("YAPT", 600),
-    ("YEKST", 360),
-    ("YEKT", 300),
+/// Zone abbreviations Fail2Ban's date detection knows, by their fixed offset in minutes (no
+/// daylight-saving switch: `CET` is always +01:00, `CEST` +02:00).
+const ZONE_OFFSETS: &[(i32, &[&str])] = &[
+    (-660, &["NUT", "SST"]),
+    (-600, &["CKT", "HAST", "HST", "TAHT", "TKT"]),
+    (-540, &["AKST", "GAMT", "GIT", "HADT", "HNY"]),
+    (-480, &["AKDT", "CIST", "HAY", "HNP", "PST"]),
+    (-420, &["HAP", "HNR", "MST", "PDT"]),
+    (-360, &["CST", "EAST", "GALT", "HAR", "HNC", "MDT"]),
+    (
+        -300,
+        &["CDT", "COT", "EASST", "ECT", "EST", "HAC", "HNE", "PET"],
+    ),
+    (-270, &["HLV", "VET"]),
+    (
+        -240,
+        &[
+            "AST", "BOT", "CLT", "COST", "EDT", "FKT", "GYT", "HAE", "HNA", "PYT",
+        ],
+    ),
+    (-210, &["HNT", "NST"]),
+    (
+        -180,
+        &[
+            "ADT", "ART", "BRT", "CLST", "FKST", "GFT", "HAA", "PMST", "PYST", "SRT", "UYT", "WGT",
+        ],
+    ),
+    (-150, &["HAT", "NDT"]),
+    (-120, &["BRST", "FNT", "PMDT", "UYST", "WGST"]),
+    (-60, &["AZOT", "CVT", "EGT"]),
+    (0, &["EGST", "GMT", "UTC", "WET"]),
+    (60, &["CET", "DFT", "WAT", "WEDT", "WEST"]),
+    (120, &["CAT", "CEDT", "CEST", "EET", "SAST", "WAST"]),
+    (180, &["EAT", "EEDT", "EEST", "IDT", "MSK"]),
+    (210, &["IRST"]),
+    (
+        240,
+        &[
+            "AMT", "AZT", "GET", "GST", "KUYT", "MSD", "MUT", "RET", "SAMT", "SCT",
+        ],
+    ),
+    (270, &["AFT", "IRDT"]),
+    (
+        300,
+        &[
+            "AMST", "AQTT", "AZST", "HMT", "MAWT", "MVT", "PKT", "TFT", "TJT", "TMT", "UZT", "YEKT",
+        ],
+    ),
+    (330, &["SLT"]),
+    (345, &["NPT"]),
+    (
+        360,
+        &["ALMT", "BIOT", "BTT", "IOT", "KGT", "NOVT", "OMST", "YEKST"],
+    ),
+    (390, &["CCT", "MMT"]),
+    (
+        420,
+        &[
+            "CXT", "DAVT", "HOVT", "ICT", "KRAT", "NOVST", "OMSST", "THA", "WIB",
+        ],
+    ),
+    (
+        480,
+        &[
+            "ACT", "AWST", "BDT", "BNT", "CAST", "HKT", "IRKT", "KRAST", "MYT", "PHT", "SGT",
+            "ULAT", "WITA", "WST",
+        ],
+    ),
+    (
+        540,
+        &[
+            "AWDT", "IRKST", "JST", "KST", "PWT", "TLT", "WDT", "WIT", "YAKT",
+        ],
+    ),
+    (570, &["ACST"]),
+    (600, &["AEST", "ChST", "PGT", "VLAT", "YAKST", "YAPT"]),
+    (630, &["ACDT", "LHST"]),
+    (
+        660,
+        &["AEDT", "LHDT", "MAGT", "NCT", "PONT", "SBT", "VLAST", "VUT"],
+    ),
+    (690, &["NFT"]),
+    (
+        720,
+        &[
+            "ANAST", "ANAT", "FJT", "GILT", "MAGST", "MHT", "NZST", "PETST", "PETT", "TVT", "WFT",
+        ],
+    ),
+    (780, &["FJST", "NZDT"]),
 ];
 
 /// A zone abbreviation and a blank before a BSD stamp (monit's `[PDT Apr 16 21:05:29]`), as
@@ -794,9 +689,9 @@ fn parse_zone_first(cursor: &mut Cursor<'_>, reference: DateTime<Utc>) -> Option
         .take_while(|b| b.is_ascii_alphabetic())
         .count();
     let name = std::str::from_utf8(&cursor.bytes[start..start + name_len]).ok()?;
-    let &(_, minutes) = ZONE_ABBREVIATIONS
+    let &(minutes, _) = ZONE_OFFSETS
         .iter()
-        .find(|(known, _)| *known == name)?;
+        .find(|(_, names)| names.contains(&name))?;
     cursor.pos = start + name_len;
     if !cursor.eat(b' ') {
         return None;
@@ -847,6 +742,8 @@ fn parse_day_month_year(cursor: &mut Cursor<'_>) -> Option<DateTime<Utc>> {
 pub enum Fail2BanDate {
     /// A strftime format (`%b-%d-%Exy %H:%M:%S`).
     Format(DatePattern),
+    /// A regex with `%` directives in it (`%d/%b[^/]*/%Y:%H:%M:%S %z`).
+    Regex(Box<RegexDate>),
     /// Fail2Ban's default detection (`{^LN-BEG}` alone, or no datepattern), inside
     /// `around` when the pattern is `BEFORE{DATE}AFTER`.
     Default {
@@ -900,8 +797,17 @@ impl Fail2BanDate {
             .replace("\\[", "[")
             .replace("\\]", "]")
             .replace("\\.", ".");
-        if format.contains(['(', '?', '\\', '*', '+']) {
-            return None;
+        if format.contains(['(', '?', '\\', '*', '+', '[']) {
+            // Fail2Ban's formats are regexes: what is not a directive stays one.
+            let regex = body
+                .replace("%ExY", "%Y")
+                .replace("%Exy", "%y")
+                .replace("%Exb", "%b")
+                .replace("%Exd", "%d")
+                .replace("%Exm", "%m")
+                .replace("%k", "%H");
+            return RegexDate::new(&regex, anchored)
+                .map(|date| Fail2BanDate::Regex(Box::new(date)));
         }
         let anchor = if anchored { "^" } else { "" };
         // Fail2Ban reads a time without a date (guacamole's `^%H:%M:%S.%f`) as today's.
@@ -918,6 +824,7 @@ impl Fail2BanDate {
     ) -> Option<(DateTime<Utc>, std::ops::Range<usize>)> {
         match self {
             Fail2BanDate::Format(pattern) => pattern.find(line, reference),
+            Fail2BanDate::Regex(date) => date.find(line, reference),
             Fail2BanDate::Default {
                 anchored,
                 prefix: None,
@@ -929,6 +836,104 @@ impl Fail2BanDate {
             Fail2BanDate::Epoch { anchored } => find_epoch(line, *anchored),
             Fail2BanDate::Tai64n { anchored } => find_tai64n(line, *anchored),
         }
+    }
+}
+
+/// A Fail2Ban datepattern written as a regex with `%` directives, read by fields.
+///
+/// Each directive becomes a named group; the date is put together from what they captured. As
+/// in Fail2Ban, the cut is the pattern's first group when it has a plain one (ejabberd's
+/// `^(?:=[^=]+={3,} )?(%ExY…)`), else all it matched.
+#[derive(Debug, Clone)]
+pub struct RegexDate {
+    /// fancy-regex, for the backreferences some use (`(?P<_sep>[-/.])%m(?P=_sep)`).
+    regex: fancy_regex::Regex,
+    cut_group: usize,
+}
+
+impl RegexDate {
+    fn new(body: &str, anchored: bool) -> Option<RegexDate> {
+        let mut regex = String::from(if anchored { "^" } else { "" });
+        let mut chars = body.chars();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                regex.push(c);
+                continue;
+            }
+            let directive = chars.next()?;
+            let (name, fragment) = match directive {
+                'Y' => ("Y", r"\d{4}"),
+                'y' => ("y", r"\d{2}"),
+                'm' => ("m", r"\d{1,2}"),
+                'd' => ("d", r"\d{1,2}"),
+                'e' => ("d", r" ?\d{1,2}"),
+                'H' => ("H", r"\d{1,2}"),
+                'I' => ("I", r"\d{1,2}"),
+                'M' => ("M", r"\d{1,2}"),
+                'S' => ("S", r"\d{1,2}"),
+                'f' => ("f", r"\d{1,9}"),
+                'b' | 'h' => ("b", r"[A-Za-z]{3}"),
+                'B' => ("b", r"[A-Za-z]{3}[A-Za-z]*"),
+                'a' => ("a", r"[A-Za-z]{3}"),
+                'A' => ("a", r"[A-Za-z]+"),
+                'p' => ("p", r"[AaPp][Mm]"),
+                'z' => ("z", r"Z|UTC|GMT|[+-]\d{2}:?\d{2}"),
+                '%' => {
+                    regex.push('%');
+                    continue;
+                }
+                _ => return None,
+            };
+            regex.push_str(&format!("(?P<{name}>{fragment})"));
+        }
+        // A plain group in the pattern as written (not one of the directives' named ones).
+        let plain_group = body.as_bytes().windows(2).enumerate().any(|(i, w)| {
+            w[0] == b'(' && w[1] != b'?' && (i == 0 || body.as_bytes()[i - 1] != b'\\')
+        });
+        let regex = fancy_regex::Regex::new(&regex).ok()?;
+        Some(RegexDate {
+            regex,
+            cut_group: usize::from(plain_group),
+        })
+    }
+
+    fn find(
+        &self,
+        line: &str,
+        reference: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, std::ops::Range<usize>)> {
+        let caps = self.regex.captures(line).ok()??;
+        let text = |name: &str| caps.name(name).map(|m| m.as_str().trim());
+        let number = |name: &str| text(name).and_then(|t| t.parse::<u32>().ok());
+        let month = match number("m") {
+            Some(month) => month,
+            None => month_number(text("b")?.as_bytes().get(..3)?)?,
+        };
+        let day = number("d")?;
+        let mut hour = number("H").or_else(|| number("I"))?;
+        if let Some(half) = text("p") {
+            hour %= 12;
+            if half.eq_ignore_ascii_case("pm") {
+                hour += 12;
+            }
+        }
+        let clock = (hour, number("M").unwrap_or(0), number("S").unwrap_or(0));
+        let nanos = text("f").map_or(0, |digits| {
+            let padded = format!("{digits:0<9}");
+            padded[..9].parse().unwrap_or(0)
+        });
+        let zone = match text("z") {
+            None => None,
+            Some("Z" | "UTC" | "GMT") => FixedOffset::east_opt(0),
+            Some(offset) => Cursor::new(offset.as_bytes()).zone(),
+        };
+        let date = match (number("Y"), number("y")) {
+            (Some(year), _) => NaiveDate::from_ymd_opt(year as i32, month, day)?,
+            (None, Some(short)) => NaiveDate::from_ymd_opt(2000 + short as i32, month, day)?,
+            (None, None) => infer_year(month, day, reference)?,
+        };
+        let time = to_utc(date, clock, nanos, zone)?;
+        Some((time, caps.get(self.cut_group)?.range()))
     }
 }
 
@@ -1644,7 +1649,37 @@ mod tests {
             DatePattern::new("%H:%M:%S").is_err(),
             "logjail's own need a date"
         );
+        // Formats that are regexes are read by their fields.
+        let regex = Fail2BanDate::new("%d/%b[^/]*/%Y:%H:%M:%S %z").unwrap();
+        let line = r#"192.0.2.10 -  -  [02/sept./2015:00:11:31 +0200] "GET / HTTP/1.1" 401"#;
+        let (time, range) = regex.find(line, reference()).unwrap();
+        assert_eq!(time, utc(2015, 9, 1, 22, 11, 31));
+        assert_eq!(&line[range.end..range.end + 2], "] ");
+        let separated =
+            Fail2BanDate::new("{^LN-BEG}%ExY(?P<_sep>[-/.])%m(?P=_sep)%d[T ]%H:%M:%S(?:[.,]%f)?")
+                .unwrap();
+        let (time, _) = separated
+            .find("2013.01.22 22:28:21,5 x", reference())
+            .unwrap();
+        assert_eq!(
+            time,
+            local(2013, 1, 22, 22, 28, 21) + chrono::Duration::milliseconds(500)
+        );
+        assert!(
+            separated
+                .find("2013.01-22 22:28:21 x", reference())
+                .is_none()
+        );
+        let grouped = Fail2BanDate::new(r"^(?:=[^=]+={3,} )?(%ExY-%m-%d %H:%M:%S)").unwrap();
+        let line = "=INFO REPORT==== 2013-01-22 22:28:21 ===";
+        let (_, range) = grouped.find(line, reference()).unwrap();
+        assert_eq!(&line[range], "2013-01-22 22:28:21");
+        let half_day = Fail2BanDate::new("^%b %d, %ExY %I:%M:%S %p").unwrap();
+        let (time, _) = half_day
+            .find("Aug 14, 2005 10:00:01 PM x", reference())
+            .unwrap();
+        assert_eq!(time, local(2005, 8, 14, 22, 0, 1));
         // What logjail cannot read is said, not guessed at.
-        assert!(Fail2BanDate::new("{^LN-BEG}%ExY(?P<_sep>[-/.])%m(?P=_sep)%d").is_none());
+        assert!(Fail2BanDate::new("{^LN-BEG}%ExY%Q").is_none());
     }
 }

@@ -989,7 +989,7 @@ impl Filter {
             Ok(found) => found,
             Err(None) => return Verdict::Missed,
             Err(Some((failregex_index, captured, address, reason))) if reported_anyway(reason) => {
-                (failregex_index, captured, address)
+                (failregex_index, *captured, address)
             }
             Err(Some((failregex_index, _, address, reason))) => {
                 if let Some(ignoreregex_index) =
@@ -1015,9 +1015,7 @@ impl Filter {
         }
         // The lines of a failure count once: they leave the buffer, but for those its
         // `<SKIPLINES>` passed over.
-        if buffered
-            && let (Some(lines), Some(whole)) = (sessions.as_deref_mut(), captured.whole.clone())
-        {
+        if buffered && let (Some(lines), Some(whole)) = (sessions, captured.whole.clone()) {
             lines.forget_matched(whole, captured.skipped.clone());
         }
         let time = time.or_else(|| date::inline_time(&record.text, now));
@@ -1207,7 +1205,7 @@ impl Filter {
         match host_text.and_then(parse_captured) {
             Some(Ok(host)) => Attempt::Found((index, captured, host)),
             Some(Err((address, reason))) => {
-                Attempt::Unusable(Some((index, captured, address, reason)))
+                Attempt::Unusable(Some((index, Box::new(captured), address, reason)))
             }
             None => Attempt::Unusable(None),
         }
@@ -1219,7 +1217,7 @@ type Found = (usize, Captured, IpAddr);
 
 /// A failregex that matched an address that is never a client: its index, what it captured,
 /// the address, why.
-type Refusal = (usize, Captured, IpAddr, NotAClient);
+type Refusal = (usize, Box<Captured>, IpAddr, NotAClient);
 
 /// What one failregex made of a text.
 #[derive(Debug, PartialEq, Eq)]

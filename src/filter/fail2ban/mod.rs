@@ -481,6 +481,33 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_extending_commons_reads_bare_messages_too() {
+        // sendmail-reject's `__prefix_line` is common.conf's followed by a queue id: its
+        // common part is what the envelope takes off a syslog line.
+        let path = Path::new("/etc/fail2ban/filter.d/sendmail-reject.conf");
+        let read = read(path, &[]).unwrap();
+        assert!(read.spec.line_variant.is_some());
+        let filter = crate::filter::Filter::compile("sendmail-reject", &read.spec).unwrap();
+        let message = "ruleset=check_relay, arg1=[192.0.2.123], arg2=192.0.2.123, \
+                       relay=[192.0.2.123], reject=421 4.3.2 Connection rate limit exceeded.";
+        let now = chrono::Utc::now();
+        let mut sessions = crate::filter::session::Sessions::new();
+        let record =
+            crate::filter::envelope::Record::from_parts(message, None, Some("sm-mta"), now);
+        assert!(matches!(
+            filter.evaluate_in(&record, now, Some(&mut sessions)),
+            crate::filter::Verdict::Failure(f) if f.host.to_string() == "192.0.2.123"
+        ));
+        let line = format!("Feb 19 18:01:50 batman sm-mta[78152]: {message}");
+        let mut decoder = crate::filter::envelope::Decoder::new();
+        let record = decoder.push_at(&line, now).unwrap();
+        assert!(matches!(
+            filter.evaluate_in(&record, now, Some(&mut sessions)),
+            crate::filter::Verdict::Failure(f) if f.host.to_string() == "192.0.2.123"
+        ));
+    }
+
+    #[test]
     fn every_debian_filter_reads_and_compiles() {
         let mut read_ok = 0;
         let mut problems = Vec::new();
