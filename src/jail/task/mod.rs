@@ -14,9 +14,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::action::{Notice, NotifierHandle};
+use crate::address::RefusalWarnings;
 use crate::clock::SharedClock;
 use crate::config::JailConfig;
-use crate::jail::{ActiveBan, BanHistory, BanOrder, Decision, Jail};
+use crate::jail::{ActiveBan, BanHistory, BanOrder, Decision, IgnoreReason, Jail};
 use crate::messages::Origin;
 use crate::store::{BanRecord, JailDefinition};
 
@@ -463,6 +464,10 @@ pub async fn run(
     firewall: String,
 ) -> Vec<JailRuntime> {
     let mut index = index_of(&jails);
+    // Failures of an address that is never a client (a filter reports `0.0.0.0` and `::` as
+    // Fail2Ban does): refused here, with a warning rate-limited per jail, since whoever
+    // writes such lines chooses how many come.
+    let mut refusals = RefusalWarnings::new();
     let mut purge = tokio::time::interval(PURGE_EVERY);
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -477,7 +482,15 @@ pub async fn run(
                             tracing::warn!(jail = %failure.jail, "failure for an unknown jail");
                             continue;
                         };
-                        on_failure(&mut jails[slot], failure, &mut history, &effects, &clock).await;
+                        on_failure(
+                            &mut jails[slot],
+                            failure,
+                            &mut history,
+                            &mut refusals,
+                            &effects,
+                            &clock,
+                        )
+                        .await;
                     }
                     JailEvent::Control(call) => {
                         let context = control::Context {
@@ -799,6 +812,7 @@ async fn on_failure(
     runtime: &mut JailRuntime,
     failure: FailureEvent,
     history: &mut CountedHistory,
+    refusals: &mut RefusalWarnings,
     effects: &Effects,
     clock: &SharedClock,
 ) {
@@ -831,6 +845,28 @@ async fn on_failure(
             );
             effects.share_failure(runtime, failure.host, failure.time);
         }
+        Decision::Ignored {
+            reason: IgnoreReason::NotAClient(reason),
+        } => match refusals.record(&runtime.name, now) {
+            Some(refused) => tracing::warn!(
+                jail = %runtime.name,
+                host = %failure.host,
+                origin = %failure.origin,
+                refused_since_last_warning = refused,
+                "a failure line names {}, {reason}; not counted, never banned (the next such \
+                 failures of this jail are logged at debug level, with a warning at most every \
+                 {} minutes)",
+                failure.host,
+                crate::address::REFUSAL_WARNING_INTERVAL.num_minutes()
+            ),
+            None => tracing::debug!(
+                jail = %runtime.name,
+                host = %failure.host,
+                origin = %failure.origin,
+                "a failure line names {}, {reason}; not counted, never banned",
+                failure.host
+            ),
+        },
         Decision::Ignored { reason } => tracing::debug!(
             jail = %runtime.name,
             host = %failure.host,
@@ -1364,6 +1400,50 @@ mod tests {
                 "192.0.2.4".parse().unwrap()
             ]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_of_the_unspecified_address_are_never_counted_nor_banned() {
+        // Filters report `0.0.0.0` and `::` as Fail2Ban does; the jail task is where they
+        // stop, however many come.
+        let (config, _) = defined(&web_labels("80"), "web");
+        let jail = Jail::new(config.jail_settings(&[]).unwrap()).unwrap();
+        let mut harness = Harness::start(vec![JailRuntime::new(jail, config)], &[]);
+        let origin = Arc::new(Origin::File {
+            path: "/var/log/assp.log".into(),
+        });
+        let failure = |host: &str| {
+            JailEvent::Failure(FailureEvent {
+                jail: Arc::from("web"),
+                host: host.parse().unwrap(),
+                time: start_time(),
+                line: format!("[TLS-out] {host} [SMTP Error] 535 5.7.8 Error"),
+                origin: origin.clone(),
+            })
+        };
+        for _ in 0..20 {
+            for nobody in ["0.0.0.0", "::", "::ffff:0.0.0.0"] {
+                harness.events.send(failure(nobody)).await.unwrap();
+            }
+        }
+        // A client's failures, as many as maxretry, in the same jail: that one is banned.
+        for _ in 0..5 {
+            harness.events.send(failure(HOST)).await.unwrap();
+        }
+        // The firewall's queue, read once the task has judged everything.
+        let mut firewall = std::mem::replace(&mut harness.firewall, mpsc::channel(1).1);
+        let (jails, _) = harness.stop().await;
+        let status = jails[0].jail.status();
+        assert_eq!(status.total_failed, 5, "only the client's failures count");
+        let banned: Vec<IpAddr> = jails[0].jail.banned().map(|ban| ban.host).collect();
+        assert_eq!(banned, [HOST.parse::<IpAddr>().unwrap()]);
+        let enforced: Vec<IpAddr> = std::iter::from_fn(|| firewall.try_recv().ok())
+            .filter_map(|change| match change {
+                Enforcement::Ban { host, .. } => Some(host),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(enforced, [HOST.parse::<IpAddr>().unwrap()]);
     }
 
     #[tokio::test(start_paused = true)]
