@@ -1331,7 +1331,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_fleet_batch_is_applied_in_order_and_a_repeat_changes_nothing() {
         use crate::messages::FleetChange;
-        let mut harness = Harness::start(vec![restored_web("80")], &[]);
+        // A jail running in its own right (a restored one not claimed again would go).
+        let (config, _) = defined(&web_labels("80"), "web");
+        let jail = Jail::new(config.jail_settings(&[]).unwrap()).unwrap();
+        let mut harness = Harness::start(vec![JailRuntime::new(jail, config)], &[]);
         let end = Some(start_time() + chrono::Duration::hours(1));
         let ban = |host: &str| FleetChange::Ban {
             member: "b".to_string(),
