@@ -58,8 +58,11 @@
 //! metrics:  {enabled: false, listen: "127.0.0.1:9191"}
 //! log:      {format: text, level: info}
 //! fleet:    {redis: "rediss://redis:6380/0", name: node-1,   # absent: nothing shared
+//!            # or name_env: NODE_NAME; neither: the host name
 //!            username: logjail, password_file: /run/secrets/redis,  # or password_env: VAR
-//!            hmac_key_file: /run/secrets/fleet-hmac, share: true}   # share: jails' default
+//!            hmac_key_file: /run/secrets/fleet-hmac, share: true,   # share: jails' default
+//!            tls: {ca_file: /run/secrets/redis-ca.pem,   # rediss:// only; absent: system roots
+//!                  cert_file: /run/secrets/client.pem, key_file: /run/secrets/client.key}}
 //! ```
 //!
 //! A jail may say `share: true|false` (its bans spread to the fleet or not) and
@@ -114,10 +117,10 @@ pub use self::jail::{
 pub use self::ports::{PortRange, Ports, Protocol};
 pub use self::positions::TextPosition;
 pub use self::sections::{
-    ControlConfig, DEFAULT_CONFIG_PATH, DEFAULT_POD_LOG_DIR, DockerConfig, FirewallBackend,
-    FirewallConfig, FirewallMode, FirewallTarget, FleetConfig, LogConfig, LogFormat, LogLevel,
-    MetricsConfig, PodsConfig, ReadMode, RequiredLabel, SecretSource, StoreConfig, check_redis_url,
-    is_fleet_word,
+    ClientCertificate, ControlConfig, DEFAULT_CONFIG_PATH, DEFAULT_POD_LOG_DIR, DockerConfig,
+    FirewallBackend, FirewallConfig, FirewallMode, FirewallTarget, FleetConfig, FleetTls,
+    LogConfig, LogFormat, LogLevel, MetricsConfig, PodsConfig, ReadMode, RequiredLabel,
+    SecretSource, StoreConfig, check_redis_url, is_fleet_word,
 };
 use crate::filter::{Filter, FilterSpec};
 use positions::PositionIndex;
