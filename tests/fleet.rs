@@ -312,11 +312,18 @@ fn acl_users_authenticate_from_a_file_or_the_environment_and_a_wrong_password_de
     let redis = Redis::start_with(
         &hub.ns,
         &redis_dir,
+        // Redis joins the words after an option into one line of its configuration.
         &[
             "--user",
-            "default off",
+            "default",
+            "off",
             "--user",
-            "fleet on >s3cret-fleet ~logjail:* &logjail:* +@all",
+            "fleet",
+            "on",
+            ">s3cret-fleet",
+            "~logjail:*",
+            "&logjail:*",
+            "+@all",
         ],
         &[
             "-h",
