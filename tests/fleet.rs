@@ -323,7 +323,9 @@ fn acl_users_authenticate_from_a_file_or_the_environment_and_a_wrong_password_de
             ">s3cret-fleet",
             "~logjail:*",
             "&logjail:*",
+            // The README's ACL for a fleet user.
             "+@all",
+            "-@admin",
         ],
         &[
             "-h",
