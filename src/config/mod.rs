@@ -61,7 +61,7 @@
 //!            # or name_env: NODE_NAME; neither: the host name
 //!            username: logjail, password_file: /run/secrets/redis,  # or password_env: VAR
 //!            hmac_key_file: /run/secrets/fleet-hmac, share: true,   # share: jails' default
-//!            tls: {ca_file: /run/secrets/redis-ca.pem,   # rediss:// only; absent: system roots
+//!            tls: {ca_file: /run/secrets/redis-ca.pem,   # rediss:// only; absent: Mozilla's roots
 //!                  cert_file: /run/secrets/client.pem, key_file: /run/secrets/client.key}}
 //! ```
 //!

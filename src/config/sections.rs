@@ -156,7 +156,8 @@ pub struct FleetConfig {
     pub hmac_key_file: Option<PathBuf>,
     /// Whether a jail without `share:` shares its bans.
     pub share: bool,
-    /// Certificates for `rediss://`; absent, the system's roots check the server.
+    /// Certificates for `rediss://`; absent, the Mozilla roots built into logjail check the
+    /// server.
     pub tls: Option<FleetTls>,
 }
 
@@ -164,7 +165,7 @@ pub struct FleetConfig {
 /// client certificate for servers that ask for one (`tls-auth-clients yes`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FleetTls {
-    /// PEM certificates trusted instead of the system's roots.
+    /// PEM certificates trusted instead of the built-in Mozilla roots.
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate chain and its key, given together.
     pub client: Option<ClientCertificate>,

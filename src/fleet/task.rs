@@ -125,7 +125,8 @@ impl FleetSettings {
         info = info.set_redis_settings(redis);
         let client = match &config.tls {
             Some(tls) => redis::Client::build_with_tls(info, tls_certificates(tls)?)?,
-            // `rediss://` without `tls:` checks the server against the system's roots.
+            // `rediss://` without `tls:` checks the server against the Mozilla roots built in
+            // (webpki-roots, as the webhooks do): the image has no system store to read.
             None => redis::Client::open(info)?,
         };
         let signer = match &config.hmac_key_file {
