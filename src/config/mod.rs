@@ -318,6 +318,36 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn a_fleet_without_name_or_name_env_is_named_after_the_host() {
+        let text = "fleet: {redis: \"redis://127.0.0.1:6379\"}\n";
+        match sections::host_name().filter(|host| is_fleet_word(host)) {
+            Some(host) => {
+                let config = Config::from_yaml_str(text, "fleet.yaml").unwrap();
+                assert_eq!(config.fleet.unwrap().name, host);
+            }
+            // A host name that is not a word: the error says what to set.
+            None => {
+                let errors = Config::from_yaml_str(text, "fleet.yaml").unwrap_err();
+                assert!(errors.to_string().contains("set `name:` or `name_env:`"));
+            }
+        }
+        let config = Config::from_yaml_str(
+            "fleet: {redis: \"rediss://redis.example.net:6380\", name: a, tls: {ca_file: /ca.pem}}\n",
+            "fleet.yaml",
+        )
+        .unwrap();
+        let fleet = config.fleet.unwrap();
+        assert_eq!(fleet.name, "a", "name: wins over the host name");
+        assert_eq!(
+            fleet.tls,
+            Some(FleetTls {
+                ca_file: Some(PathBuf::from("/ca.pem")),
+                client: None
+            })
+        );
+    }
+
+    #[test]
     fn embedded_default_validates() {
         let config = Config::parse(EMBEDDED_DEFAULT, ConfigOrigin::Embedded)
             .unwrap_or_else(|errors| panic!("{errors}"));
