@@ -369,6 +369,8 @@ fn acl_users_authenticate_from_a_file_or_the_environment_and_a_wrong_password_de
     let mut c = Member::with_fleet(&mut hub, root.path(), "c", &[], |hub_ip| {
         fleet("c", hub_ip, &format!("password_file: {}", wrong.display()))
     });
+    a.enable_metrics();
+    c.enable_metrics();
     for member in [&mut a, &mut b, &mut c] {
         member.start();
     }
@@ -393,6 +395,10 @@ fn acl_users_authenticate_from_a_file_or_the_environment_and_a_wrong_password_de
     // C: refused by Redis, up, degraded, banning on its own, and not taking A's bans.
     let status = c.process().must(&["status"]);
     assert!(status.contains("Fleet:\t\tdegraded"), "{status}");
+    assert!(c.metrics().contains("logjail_fleet_degraded 1\n"));
+    wait_until("A's metrics saying connected", || {
+        a.metrics().contains("logjail_fleet_degraded 0\n")
+    });
     c.attack_log("10.77.100.32");
     within(
         "C's own ban without the fleet",

@@ -398,6 +398,29 @@ jails:
         self.process = Some(process);
     }
 
+    /// Turns `/metrics` on at `127.0.0.1:9191` in the member's namespace (before `start`).
+    pub fn enable_metrics(&self) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let on = text.replace(
+            "metrics: {enabled: false}",
+            "metrics: {enabled: true, listen: \"127.0.0.1:9191\"}",
+        );
+        assert_ne!(text, on, "the member's file turns metrics off");
+        std::fs::write(&self.config, on).unwrap();
+    }
+
+    /// The member's `/metrics`, fetched inside its namespace.
+    pub fn metrics(&self) -> String {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.ns.name])
+            .arg(find_program("curl"))
+            .args(["-sf", "http://127.0.0.1:9191/metrics"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "curl /metrics on {}", self.name);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     pub fn process(&self) -> &LogjailProcess {
         self.process.as_ref().expect("member running")
     }
