@@ -41,6 +41,21 @@ pub enum FleetError {
     Redis(#[from] redis::RedisError),
 }
 
+impl FleetError {
+    /// Whether Redis answered but refused this member (credentials or ACL), which retrying
+    /// alone does not mend: said apart from an unreachable server in the log.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            FleetError::Redis(error) => matches!(
+                error.kind(),
+                redis::ErrorKind::AuthenticationFailed
+                    | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// What the task needs, secrets read.
 #[derive(Clone)]
 pub struct FleetSettings {
@@ -417,7 +432,11 @@ async fn run(
                 state.requeue_in_flight();
                 health.errors.fetch_add(1, Ordering::Relaxed);
                 if !health.degraded.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(%error, "fleet: Redis unreachable; degraded, local bans go on");
+                    if error.is_refusal() {
+                        tracing::warn!(%error, "fleet: Redis refused this member (check fleet.username, the password and the user's ACL); degraded, local bans go on");
+                    } else {
+                        tracing::warn!(%error, "fleet: Redis unreachable; degraded, local bans go on");
+                    }
                 }
             }
         }
