@@ -347,6 +347,8 @@ fn claimed_origin(text: &str) -> String {
 const MEMBER_TTL: Duration = Duration::from_secs(30);
 /// How often the heartbeat and the member list are refreshed.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// The first wait before reconnecting, doubled at each failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -415,7 +417,7 @@ async fn run(
     jails: mpsc::Sender<JailEvent>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = FIRST_BACKOFF;
     loop {
         match session(
             &settings,
@@ -432,6 +434,8 @@ async fn run(
                 state.requeue_in_flight();
                 health.errors.fetch_add(1, Ordering::Relaxed);
                 if !health.degraded.swap(true, Ordering::Relaxed) {
+                    // A connection that worked and then broke: retry soon, as after a start.
+                    backoff = FIRST_BACKOFF;
                     if error.is_refusal() {
                         tracing::warn!(%error, "fleet: Redis refused this member (check fleet.username, the password and the user's ACL); degraded, local bans go on");
                     } else {
