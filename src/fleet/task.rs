@@ -545,6 +545,14 @@ async fn session(
         FleetChange::Unban { jail, host, .. } => !superseded.contains(&(jail.clone(), *host)),
         FleetChange::Ban { .. } => true,
     });
+    // This member's own bans that another member lifted while this one was away: not pushed
+    // back (Redis lacks their key because of the unban, not because it lost it).
+    for unban in &recorded {
+        let key = (unban.jail.clone(), unban.ip);
+        if !superseded.contains(&key) {
+            state.local.remove(&key);
+        }
+    }
     // This member's bans that Redis lacks (made while it was away, or lost with it) are
     // written and announced: members that pulled before this push learn them from the feed.
     let mut pipe = redis::pipe();
