@@ -64,6 +64,15 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Dura
     start.elapsed()
 }
 
+/// With `LOGJAIL_BENCH_LOGS=1`, prints a member's log: where the time went.
+fn show_log(name: &str, member: &Member) {
+    if std::env::var_os("LOGJAIL_BENCH_LOGS").is_some() {
+        for line in member.log().lines() {
+            println!("{name}: {line}");
+        }
+    }
+}
+
 /// Writes `count` signed bans of member `origin` straight into Redis, as members would have.
 fn fill_redis(hub: &Hub, count: usize) {
     let records: Vec<(String, String)> = {
@@ -124,6 +133,7 @@ fn load(hub: &mut Hub, root: &std::path::Path, key: &std::path::Path) {
         total.as_secs_f64(),
         loaded.as_secs_f64() * 1000.0
     );
+    show_log("new", &newcomer);
     newcomer.process.as_mut().unwrap().stop();
 }
 
@@ -132,6 +142,14 @@ fn burst(hub: &mut Hub, root: &std::path::Path, key: &std::path::Path) {
     let mut b = Member::new(hub, root, "burst-b", key, &[]);
     a.start();
     b.start();
+    // Both members past their first sync with Redis: the burst measures the feed, not a start.
+    for member in [&a, &b] {
+        wait_for(
+            "the member connected to the fleet",
+            Duration::from_secs(60),
+            || member.log().contains("fleet: connected"),
+        );
+    }
     let before_a = entries(&a);
     let before_b = entries(&b);
     // Two failures for each of 10,000 new addresses (maxretry 2), in one write.
@@ -161,6 +179,8 @@ fn burst(hub: &mut Hub, root: &std::path::Path, key: &std::path::Path) {
         on_b.as_secs_f64(),
         written.elapsed().as_secs_f64()
     );
+    show_log("burst-a", &a);
+    show_log("burst-b", &b);
     a.process.as_mut().unwrap().stop();
     b.process.as_mut().unwrap().stop();
 }

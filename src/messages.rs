@@ -42,6 +42,9 @@ pub enum Origin {
     Journal { unit: Option<String> },
     /// A container of a Kubernetes pod, by its CRI log files (`/var/log/pods`).
     Pod(PodContainer),
+    /// No source of this member: the failures the fleet's members saw together
+    /// (`share_failures`) reached maxretry.
+    FleetFailures,
 }
 
 impl Origin {
@@ -51,6 +54,8 @@ impl Origin {
             Origin::File { path } => format!("file:{}", path.display()),
             Origin::Container { id, .. } => format!("container:{id}"),
             Origin::Journal { unit } => format!("journal:{}", unit.as_deref().unwrap_or("*")),
+            // Never a source that is read; the key is only ever asked for completeness.
+            Origin::FleetFailures => "fleet".to_string(),
             // The uid tells apart a pod deleted and created again under the same name.
             Origin::Pod(container) => format!(
                 "pod:{}/{}/{}/{}",
@@ -69,6 +74,7 @@ impl fmt::Display for Origin {
             }
             Origin::Journal { unit: Some(unit) } => write!(f, "journal unit {unit}"),
             Origin::Journal { unit: None } => f.write_str("journal"),
+            Origin::FleetFailures => f.write_str("failures across the fleet"),
             // The uid's end tells apart a pod and its same-name successor (a StatefulSet's
             // `web-0` deleted and created again), as metrics labels must.
             Origin::Pod(container) => write!(
@@ -236,9 +242,12 @@ pub enum JailEvent {
     DefinerGone {
         defined_by: String,
     },
-    /// A ban or unban another fleet member made, checked (signature, origin, expiry) by the
-    /// fleet task; the jail applies its own ignoreip and refusals to it.
-    Fleet(FleetChange),
+    /// Bans and unbans other fleet members made, in the order they were made, checked
+    /// (signature, origin, expiry) by the fleet task; the jail applies its own ignoreip and
+    /// refusals to each. Sent in batches: a burst of thousands is one message.
+    Fleet(Vec<FleetChange>),
+    /// Addresses whose failures across the fleet reached maxretry (`share_failures`).
+    FleetCounts(Vec<FleetCount>),
 }
 
 /// What another fleet member did to a jail of this name.
@@ -267,6 +276,32 @@ pub enum FleetChange {
 pub enum FleetOutbound {
     Ban(crate::fleet::BanRecord),
     Unban(crate::fleet::UnbanRecord),
+    /// A failure counted here in a jail with `share_failures`, to add to the fleet's count.
+    Failure(FailureShare),
+}
+
+/// One failure for the fleet's count of its address, with the jail's window and limit as
+/// they are on this member now, so the fleet task needs no copy of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureShare {
+    pub jail: String,
+    pub host: IpAddr,
+    /// The failure's time, in milliseconds since the epoch.
+    pub at_ms: i64,
+    /// The jail's findtime, in milliseconds.
+    pub findtime_ms: i64,
+    pub maxretry: u32,
+}
+
+/// The fleet's count of an address's failures in a jail, once it reached the jail's maxretry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetCount {
+    pub jail: String,
+    pub host: IpAddr,
+    /// Failures within findtime, on every member, checked one by one.
+    pub failures: u32,
+    /// The members they were seen on (for the log).
+    pub members: Vec<String>,
 }
 
 /// What the daemon tells observers (tests, metrics, webhooks) about its decisions.
@@ -327,6 +362,9 @@ pub struct ReloadSummary {
 #[derive(Debug)]
 pub enum StoreRequest {
     SaveBan(BanRecord),
+    /// Many bans at once (the fleet's bans at start, a batch from another member): one
+    /// message on the queue, written in as few transactions as the store allows.
+    SaveBans(Vec<BanRecord>),
     RemoveBan {
         jail: String,
         host: IpAddr,

@@ -15,9 +15,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use logjail::filter::envelope::{Decoder, Record};
-use logjail::filter::{Filter, Verdict, builtin, parse_host};
+use logjail::filter::{Filter, Verdict, builtin};
 use serde_json::{Map, Value};
-use support::fail2ban_logs::{Expected, LOGS_DIR, Outcome, condition_holds, describe, logs_dir};
+use support::fail2ban_logs::{
+    Expected, LOGS_DIR, Outcome, annotated_address, condition_holds, describe, logs_dir,
+};
 
 /// A line where we deliberately disagree with Fail2Ban, found by its exact text.
 struct Difference {
@@ -382,7 +384,7 @@ fn agrees(expected: &Expected, outcome: &Outcome) -> bool {
     match (expected.matched, outcome.host) {
         (false, None) => true,
         (true, Some(host)) => {
-            let host_agrees = expected.host.as_deref().and_then(parse_host) == Some(host);
+            let host_agrees = expected.host.as_deref().and_then(annotated_address) == Some(host);
             let user_agrees = match (&expected.user, &outcome.user) {
                 (Some(wanted), Some(got)) => wanted == got,
                 _ => true,

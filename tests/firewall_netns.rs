@@ -811,3 +811,69 @@ fn auto_follows_docker_to_iptables_legacy() {
         assert!(!sh("iptables-legacy", &["-w", "-S"]).contains(&config.chain_prefix));
     });
 }
+
+/// The enforcer takes bans queued one behind the other as one batch; unbans queued between
+/// them still happen in their place. A is banned, unbanned and banned again; B is banned then
+/// unbanned; a thousand other addresses ride in the same batches. Real packets say who is out.
+#[test]
+fn the_enforcer_batches_queued_bans_and_keeps_their_order_with_unbans() {
+    use logjail::messages::Enforcement;
+    let lab = Lab::new();
+    let config = config(FirewallMode::Ipset);
+    let _service = listen(&lab.server, PORT);
+    lab.run(move |lab| async move {
+        let rule = jail("t", &[Chain::Input], Ports::All, FirewallAction::Drop);
+        let firewall = start(&config, vec![rule]).await;
+        let (queue, changes) = tokio::sync::mpsc::channel(4096);
+        let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let ban = |host: IpAddr| Enforcement::Ban {
+            jail: "t".to_string(),
+            host,
+            end: in_hour(),
+        };
+        let unban = |host: IpAddr| Enforcement::Unban {
+            jail: "t".to_string(),
+            host,
+        };
+        let others: Vec<IpAddr> = (0..1000u32)
+            .map(|i| IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000 + i)))
+            .collect();
+        // Queued before the enforcer runs, so they are all waiting when it starts.
+        let mut sequence = vec![ban(ip(A4)), ban(ip(B4))];
+        sequence.extend(others[..500].iter().map(|&host| ban(host)));
+        sequence.push(unban(ip(A4)));
+        sequence.extend(others[500..].iter().map(|&host| ban(host)));
+        sequence.push(unban(ip(B4)));
+        sequence.push(ban(ip(A4)));
+        for change in sequence {
+            queue.send(change).await.unwrap();
+        }
+        let (applied, barrier) = tokio::sync::oneshot::channel();
+        queue.send(Enforcement::Barrier(applied)).await.unwrap();
+        let enforcer = tokio::spawn(logjail::firewall::queue::run(
+            firewall.clone(),
+            changes,
+            Arc::new(tokio::sync::Notify::new()),
+            errors.clone(),
+            stop.clone(),
+        ));
+        barrier.await.unwrap();
+        let set = format!("{}-s-t-4", config.chain_prefix);
+        let listing = sh("ipset", &["list", &set]);
+        let entries = listing
+            .lines()
+            .skip_while(|line| *line != "Members:")
+            .filter(|line| line.contains(" timeout "))
+            .count();
+        assert_eq!(entries, 1001, "A and the thousand others:\n{listing}");
+        assert!(entry_timeout(&set, A4).is_some());
+        assert_eq!(entry_timeout(&set, B4), None);
+        assert_eq!(errors.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(lab.a_reaches(false, PORT), Reach::TimedOut);
+        assert_eq!(lab.b_reaches(false, PORT), Reach::Connected);
+        stop.cancel();
+        enforcer.await.unwrap();
+        firewall.shutdown(false).await.unwrap();
+    });
+}

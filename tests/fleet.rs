@@ -206,6 +206,126 @@ fn bans_spread_across_three_members_through_a_real_redis() {
     }
 }
 
+/// `share_failures`: tries spread over the members add up. maxretry is 5 on every member; the
+/// attacker tries twice on A, twice on B (4 in all: no ban anywhere), then once on C, whose
+/// count is then 5: C bans, and A and B drop the attacker's packets through the shared ban.
+/// An address with 4 tries across the fleet is never banned, and failures written with
+/// another HMAC key (member D) count for nothing.
+#[test]
+fn failures_spread_over_members_add_up_to_a_ban() {
+    let root = tempfile::tempdir().unwrap();
+    let key = root.path().join("fleet.key");
+    std::fs::write(&key, "the fleet's shared secret\n").unwrap();
+    let wrong_key = root.path().join("other.key");
+    std::fs::write(&wrong_key, "not the fleet's key\n").unwrap();
+    let redis_dir = root.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).unwrap();
+
+    let mut hub = Hub::new();
+    let redis = Redis::start(&hub.ns, &redis_dir);
+    let mut a = Member::new(&mut hub, root.path(), "a", &key, &[]);
+    let mut b = Member::new(&mut hub, root.path(), "b", &key, &[]);
+    let mut c = Member::new(&mut hub, root.path(), "c", &key, &[]);
+    let mut d = Member::new(&mut hub, root.path(), "d", &wrong_key, &[]);
+    for member in [&mut a, &mut b, &mut c, &mut d] {
+        member.edit_config(|text| {
+            text.replace(
+                "    maxretry: 2\n",
+                "    maxretry: 5\n    findtime: 1h\n    share_failures: true\n",
+            )
+        });
+        member.start();
+    }
+    for member in [&a, &b, &c, &d] {
+        wait_until("the member connected to the fleet", || {
+            member.log().contains("fleet: connected")
+        });
+    }
+    let _servers: Vec<_> = [&a, &b].iter().map(|m| listen(&m.ns, PORT)).collect();
+    let reach = |index: u8, member: &Member| {
+        try_connect(&hub.ns, member.target(index), Duration::from_millis(800))
+    };
+    const LEGIT: &str = "10.77.100.20";
+    const FORGED: &str = "10.77.100.30";
+
+    a.failures_in_log(ATTACKER, 2);
+    b.failures_in_log(ATTACKER, 2);
+    a.failures_in_log(LEGIT, 2);
+    b.failures_in_log(LEGIT, 2);
+    // D's four tries of FORGED are in Redis signed with D's key; A's one makes five entries.
+    d.failures_in_log(FORGED, 4);
+    wait_until("D's four failures in Redis", || {
+        redis
+            .cli(&["ZCARD", &format!("logjail:fail:app:{FORGED}")])
+            .trim()
+            == "4"
+    });
+    a.failures_in_log(FORGED, 1);
+    let attacker_set = format!("logjail:fail:app:{ATTACKER}");
+    wait_until("the attacker's four failures in Redis", || {
+        redis.cli(&["ZCARD", &attacker_set]).trim() == "4"
+    });
+    std::thread::sleep(QUIET);
+    for member in [&a, &b, &c] {
+        assert!(
+            !member.has_ban(ATTACKER),
+            "{}: banned at 4 of 5 tries\n{}",
+            member.name,
+            member.log()
+        );
+    }
+    assert_eq!(
+        reach(1, &a),
+        Reach::Connected,
+        "A serves the attacker at 4 tries"
+    );
+
+    // The fifth try, on C: C's count reaches 5 and the ban spreads.
+    c.failures_in_log(ATTACKER, 1);
+    within(
+        "C's ban from the fleet's count",
+        Duration::from_secs(10),
+        || c.has_ban(ATTACKER),
+    );
+    within(
+        "C's ban in A's and B's kernels",
+        Duration::from_secs(2),
+        || a.in_kernel(ATTACKER) && b.in_kernel(ATTACKER),
+    );
+    assert_eq!(reach(1, &a), Reach::TimedOut, "A drops the attacker");
+    assert_eq!(reach(2, &b), Reach::TimedOut, "B drops the attacker");
+    let log = c.log();
+    assert!(
+        log.contains("failures across the fleet reached maxretry")
+            && log.contains("failures=5")
+            && log.contains("members=a,b,c"),
+        "{log}"
+    );
+    // Banned: the address's count starts again from nothing.
+    wait_until("the attacker's set deleted", || {
+        redis.cli(&["EXISTS", &attacker_set]).trim() == "0"
+    });
+
+    std::thread::sleep(QUIET);
+    for member in [&a, &b, &c, &d] {
+        assert!(
+            !member.has_ban(LEGIT),
+            "{} banned a legit address",
+            member.name
+        );
+        assert!(
+            !member.has_ban(FORGED),
+            "{} counted failures it cannot check",
+            member.name
+        );
+    }
+    assert!(
+        a.log().contains("record refused") && a.log().contains("member=d"),
+        "A names the member whose entries it refused\n{}",
+        a.log()
+    );
+}
+
 /// Redis over TLS with a private CA and a client certificate (`tls-auth-clients yes`), and
 /// the same server over its unix socket: a ban made on either member reaches the other.
 #[test]
@@ -490,6 +610,14 @@ fn unbans_made_while_redis_is_down_are_sent_when_it_returns() {
         Duration::from_secs(15),
         || !a.has_ban(y) && !c.has_ban(x),
     );
+    let lifted = |member: &Member, host: &str, by: &str| {
+        member.log().lines().any(|line| {
+            line.contains(" unban ")
+                && line.contains(host)
+                && line.contains(&format!("fleet unban by {by}"))
+        })
+    };
+    assert!(lifted(&b, x, "a") && lifted(&b, y, "c"), "{}", b.log());
     for host in [x, y] {
         assert_eq!(
             redis
@@ -524,6 +652,11 @@ fn unbans_made_while_redis_is_down_are_sent_when_it_returns() {
         "B lifting the ban it restored",
         Duration::from_secs(5),
         || !b.has_ban(z) && !b.in_kernel(z),
+    );
+    assert!(
+        lifted(&b, z, "a"),
+        "B held the ban after its restart and lifted it from the record: {}",
+        b.log()
     );
     for member in [&mut a, &mut b, &mut c] {
         if let Some(process) = member.process.as_mut()

@@ -313,7 +313,19 @@ pub fn scan<W: Write>(
             continue;
         };
         tally.count_date(date_label(&record));
-        let verdict = filter.evaluate_in(&record, now, sessions.as_mut());
+        let verdict = match filter.evaluate_in(&record, now, sessions.as_mut()) {
+            // The filter reports a failure of the unspecified address as Fail2Ban does; the
+            // daemon's jails refuse it, and so does the replay.
+            Verdict::Failure(failure) => match crate::address::not_a_client(failure.host) {
+                Some(reason) => Verdict::NotAClient {
+                    failregex_index: failure.failregex_index,
+                    address: failure.host,
+                    reason,
+                },
+                None => Verdict::Failure(failure),
+            },
+            other => other,
+        };
         match verdict {
             Verdict::Failure(failure) => {
                 tally.matched += 1;

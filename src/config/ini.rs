@@ -458,6 +458,15 @@ impl IniStack {
         self.defaults.get(&option)
     }
 
+    /// What `%(known/option)s` reads in `section`: the raw value `option` had there before a
+    /// later file set it again, else the `[DEFAULT]` one.
+    pub fn known_raw(&self, section: &str, option: &str) -> Option<&RawValue> {
+        let option = option.to_lowercase();
+        self.merged(&format!("{KNOWN_PREFIX}{section}"))
+            .and_then(|s| s.options.get(&option))
+            .or_else(|| self.defaults.get(&option))
+    }
+
     /// The interpolated value of `option` in `section` (else from `[DEFAULT]`); `None` when it
     /// is not set.
     pub fn get(&self, section: &str, option: &str) -> Result<Option<Value>, IniError> {
@@ -901,6 +910,10 @@ mod tests {
         assert_eq!(&*port.at.file, Path::new("t.local"));
         assert_eq!(stack.get("sshd", "maxretry").unwrap().unwrap().text, "5");
         assert_eq!(stack.sections().collect::<Vec<_>>(), ["sshd"]);
+        // What `known/` reads, raw: the section's earlier value, else the defaults'.
+        assert_eq!(stack.known_raw("sshd", "port").unwrap().text, "ssh");
+        assert_eq!(stack.known_raw("sshd", "bantime").unwrap().text, "1h");
+        assert!(stack.known_raw("sshd", "nothing").is_none());
     }
 
     #[test]

@@ -66,7 +66,8 @@
 //! ```
 //!
 //! A jail may say `share: true|false` (its bans spread to the fleet or not) and
-//! `share_failures: true` (its failures counted fleet-wide: refused, not built yet); `share` needs `fleet:`.
+//! `share_failures: true` (its failures counted fleet-wide, so that tries spread over the members
+//! add up to maxretry; needs the jail's bans shared); both need `fleet:`.
 //!
 //! `action:` is one action or a list of them; an action is a word (`drop`, `reject`, `log`),
 //! `reject-with TYPE` (`icmp-port-unreachable`, `icmp-host-unreachable`,

@@ -28,6 +28,8 @@ pub(super) struct FleetStage {
     pub(super) health: Arc<FleetHealth>,
     pub(super) link: FleetLink,
     inbound: mpsc::Receiver<FleetOutbound>,
+    /// The loaded bans, for the store once the firewall has them (see [`FleetStage::store`]).
+    loaded: Vec<BanRecord>,
 }
 
 impl FleetStage {
@@ -36,7 +38,6 @@ impl FleetStage {
     pub(super) async fn load(
         config: &Config,
         runtimes: &mut [JailRuntime],
-        store: &StoreHandle,
         now: DateTime<Utc>,
     ) -> Result<Option<FleetStage>, FleetError> {
         let Some(fleet) = &config.fleet else {
@@ -52,6 +53,7 @@ impl FleetStage {
             dropped: Arc::new(AtomicU64::new(0)),
             health: health.clone(),
         };
+        let mut loaded = Vec::new();
         match tokio::time::timeout(
             CATCH_UP_PATIENCE,
             crate::fleet::task::catch_up(&settings, &health),
@@ -59,11 +61,8 @@ impl FleetStage {
         .await
         {
             Ok(Ok(changes)) => {
-                let records = apply(runtimes, &link, changes, now);
-                tracing::info!(member = %fleet.name, loaded = records.len(), "fleet: bans loaded from Redis");
-                for record in records {
-                    store.send(StoreRequest::SaveBan(record)).await;
-                }
+                loaded = apply(runtimes, &link, changes, now);
+                tracing::info!(member = %fleet.name, loaded = loaded.len(), "fleet: bans loaded from Redis");
             }
             Ok(Err(error)) => degraded(&health, &error.to_string(), error.is_refusal()),
             Err(_) => degraded(&health, "Redis did not answer in time", false),
@@ -73,7 +72,18 @@ impl FleetStage {
             health,
             link,
             inbound,
+            loaded,
         }))
+    }
+
+    /// Hands the loaded bans to the store, in one message. Called once the firewall holds
+    /// them and before the jail task starts: writing 100,000 rows would otherwise take the
+    /// CPU from the firewall's start, and any later change to these bans is queued after.
+    pub(super) async fn store(&mut self, store: &StoreHandle) {
+        let loaded = std::mem::take(&mut self.loaded);
+        if !loaded.is_empty() {
+            store.send(StoreRequest::SaveBans(loaded)).await;
+        }
     }
 
     /// Starts the fleet task, with this member's shared bans in force to push to Redis.

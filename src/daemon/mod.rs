@@ -201,7 +201,7 @@ impl Daemon {
         }
         // The other fleet members' bans in force join them, so that the firewall is laid out
         // with every ban at once, before any source starts.
-        let fleet = fleet::FleetStage::load(&config, &mut runtimes, &store.handle, now).await?;
+        let mut fleet = fleet::FleetStage::load(&config, &mut runtimes, now).await?;
         let fleet_local = fleet
             .as_ref()
             .map(|stage| fleet::local_shared(&runtimes, &stage.link))
@@ -231,6 +231,9 @@ impl Daemon {
             ),
             _ => None,
         };
+        if let Some(stage) = &mut fleet {
+            stage.store(&store.handle).await;
+        }
 
         let fleet_link = fleet.as_ref().map(|stage| stage.link.clone());
 

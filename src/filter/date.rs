@@ -278,8 +278,18 @@ fn infer_year(month: u32, day: u32, reference: DateTime<Utc>) -> Option<NaiveDat
     }
 }
 
-/// `Nov 26 07:00:01[.frac][ 2026]`
+/// `Nov 26 07:00:01[.frac][ 2026]`, or `Nov 26 2026 07:00:01` (macOS's syslog, which
+/// Fail2Ban's detection reads too).
 fn parse_bsd(cursor: &mut Cursor<'_>, reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    parse_bsd_in(cursor, reference, None)
+}
+
+/// [`parse_bsd`] in `zone` (local time when `None`).
+fn parse_bsd_in(
+    cursor: &mut Cursor<'_>,
+    reference: DateTime<Utc>,
+    zone: Option<FixedOffset>,
+) -> Option<DateTime<Utc>> {
     let month = month_number(cursor.word3()?)?;
     if !cursor.eat(b' ') {
         return None;
@@ -288,7 +298,20 @@ fn parse_bsd(cursor: &mut Cursor<'_>, reference: DateTime<Utc>) -> Option<DateTi
     if !cursor.eat(b' ') {
         return None;
     }
+    let before_year = cursor.pos;
+    let year_first = match cursor.digits(4) {
+        Some(year) if cursor.eat(b' ') => Some(year),
+        _ => {
+            cursor.pos = before_year;
+            None
+        }
+    };
     let clock = cursor.clock()?;
+    if let Some(year) = year_first {
+        let nanos = cursor.fraction();
+        let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
+        return to_utc(date, clock, nanos, zone);
+    }
     let nanos = cursor.fraction();
     // Some syslog daemons append the year: `Nov 26 07:00:01 2026 host …`.
     let save = cursor.pos;
@@ -307,14 +330,15 @@ fn parse_bsd(cursor: &mut Cursor<'_>, reference: DateTime<Utc>) -> Option<DateTi
         Some(y) => NaiveDate::from_ymd_opt(y as i32, month, day)?,
         None => infer_year(month, day, reference)?,
     };
-    to_utc(date, clock, nanos, None)
+    to_utc(date, clock, nanos, zone)
 }
 
-/// `2026-11-26T07:00:01[.frac][zone]`, also with a blank instead of `T`, or `/` between date parts.
+/// `2026-11-26T07:00:01[.frac][zone]`, also with a blank instead of `T`, or `/` or `.` between
+/// date parts (stunnel's `2011.11.21 14:29:16`, which Fail2Ban's detection reads too).
 fn parse_iso(cursor: &mut Cursor<'_>) -> Option<(DateTime<Utc>, bool)> {
     let year = cursor.digits(4)?;
     let separator = cursor.peek()?;
-    if separator != b'-' && separator != b'/' {
+    if !matches!(separator, b'-' | b'/' | b'.') {
         return None;
     }
     cursor.pos += 1;
@@ -549,6 +573,10 @@ pub fn find_stamp(
             .or_else(|| {
                 cursor.pos = candidate;
                 parse_day_month_year(&mut cursor)
+            })
+            .or_else(|| {
+                cursor.pos = candidate;
+                parse_zone_first(&mut cursor, reference)
             });
         if let Some(time) = parsed
             && bytes
@@ -559,6 +587,117 @@ pub fn find_stamp(
         }
     }
     None
+}
+
+/// Zone abbreviations Fail2Ban's date detection knows, by their fixed offset in minutes (no
+/// daylight-saving switch: `CET` is always +01:00, `CEST` +02:00).
+const ZONE_OFFSETS: &[(i32, &[&str])] = &[
+    (-660, &["NUT", "SST"]),
+    (-600, &["CKT", "HAST", "HST", "TAHT", "TKT"]),
+    (-540, &["AKST", "GAMT", "GIT", "HADT", "HNY"]),
+    (-480, &["AKDT", "CIST", "HAY", "HNP", "PST"]),
+    (-420, &["HAP", "HNR", "MST", "PDT"]),
+    (-360, &["CST", "EAST", "GALT", "HAR", "HNC", "MDT"]),
+    (
+        -300,
+        &["CDT", "COT", "EASST", "ECT", "EST", "HAC", "HNE", "PET"],
+    ),
+    (-270, &["HLV", "VET"]),
+    (
+        -240,
+        &[
+            "AST", "BOT", "CLT", "COST", "EDT", "FKT", "GYT", "HAE", "HNA", "PYT",
+        ],
+    ),
+    (-210, &["HNT", "NST"]),
+    (
+        -180,
+        &[
+            "ADT", "ART", "BRT", "CLST", "FKST", "GFT", "HAA", "PMST", "PYST", "SRT", "UYT", "WGT",
+        ],
+    ),
+    (-150, &["HAT", "NDT"]),
+    (-120, &["BRST", "FNT", "PMDT", "UYST", "WGST"]),
+    (-60, &["AZOT", "CVT", "EGT"]),
+    (0, &["EGST", "GMT", "UTC", "WET"]),
+    (60, &["CET", "DFT", "WAT", "WEDT", "WEST"]),
+    (120, &["CAT", "CEDT", "CEST", "EET", "SAST", "WAST"]),
+    (180, &["EAT", "EEDT", "EEST", "IDT", "MSK"]),
+    (210, &["IRST"]),
+    (
+        240,
+        &[
+            "AMT", "AZT", "GET", "GST", "KUYT", "MSD", "MUT", "RET", "SAMT", "SCT",
+        ],
+    ),
+    (270, &["AFT", "IRDT"]),
+    (
+        300,
+        &[
+            "AMST", "AQTT", "AZST", "HMT", "MAWT", "MVT", "PKT", "TFT", "TJT", "TMT", "UZT", "YEKT",
+        ],
+    ),
+    (330, &["SLT"]),
+    (345, &["NPT"]),
+    (
+        360,
+        &["ALMT", "BIOT", "BTT", "IOT", "KGT", "NOVT", "OMST", "YEKST"],
+    ),
+    (390, &["CCT", "MMT"]),
+    (
+        420,
+        &[
+            "CXT", "DAVT", "HOVT", "ICT", "KRAT", "NOVST", "OMSST", "THA", "WIB",
+        ],
+    ),
+    (
+        480,
+        &[
+            "ACT", "AWST", "BDT", "BNT", "CAST", "HKT", "IRKT", "KRAST", "MYT", "PHT", "SGT",
+            "ULAT", "WITA", "WST",
+        ],
+    ),
+    (
+        540,
+        &[
+            "AWDT", "IRKST", "JST", "KST", "PWT", "TLT", "WDT", "WIT", "YAKT",
+        ],
+    ),
+    (570, &["ACST"]),
+    (600, &["AEST", "ChST", "PGT", "VLAT", "YAKST", "YAPT"]),
+    (630, &["ACDT", "LHST"]),
+    (
+        660,
+        &["AEDT", "LHDT", "MAGT", "NCT", "PONT", "SBT", "VLAST", "VUT"],
+    ),
+    (690, &["NFT"]),
+    (
+        720,
+        &[
+            "ANAST", "ANAT", "FJT", "GILT", "MAGST", "MHT", "NZST", "PETST", "PETT", "TVT", "WFT",
+        ],
+    ),
+    (780, &["FJST", "NZDT"]),
+];
+
+/// A zone abbreviation and a blank before a BSD stamp (monit's `[PDT Apr 16 21:05:29]`), as
+/// Fail2Ban's default detection reads it: the stamp in that zone's fixed offset.
+fn parse_zone_first(cursor: &mut Cursor<'_>, reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let start = cursor.pos;
+    let name_len = cursor.bytes[start..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphabetic())
+        .count();
+    let name = std::str::from_utf8(&cursor.bytes[start..start + name_len]).ok()?;
+    let &(minutes, _) = ZONE_OFFSETS
+        .iter()
+        .find(|(_, names)| names.contains(&name))?;
+    cursor.pos = start + name_len;
+    if !cursor.eat(b' ') {
+        return None;
+    }
+    let zone = FixedOffset::east_opt(minutes * 60)?;
+    parse_bsd_in(cursor, reference, Some(zone))
 }
 
 /// `22-Jan-2013 22:28:21 +0200`, `17/Jun/2011 17:00:45`, `11-06-2013 02:09:40`: day first,
@@ -603,11 +742,13 @@ fn parse_day_month_year(cursor: &mut Cursor<'_>) -> Option<DateTime<Utc>> {
 pub enum Fail2BanDate {
     /// A strftime format (`%b-%d-%Exy %H:%M:%S`).
     Format(DatePattern),
-    /// Fail2Ban's default detection (`{^LN-BEG}` alone, or no datepattern), after `prefix`
-    /// when the line is `PREFIX{DATE}`.
+    /// A regex with `%` directives in it (`%d/%b[^/]*/%Y:%H:%M:%S %z`).
+    Regex(Box<RegexDate>),
+    /// Fail2Ban's default detection (`{^LN-BEG}` alone, or no datepattern), inside
+    /// `around` when the pattern is `BEFORE{DATE}AFTER`.
     Default {
         anchored: bool,
-        prefix: Option<Regex>,
+        prefix: Option<Box<AroundDate>>,
     },
     /// Seconds since 1970 (`Epoch`), bare or in brackets.
     Epoch { anchored: bool },
@@ -639,12 +780,10 @@ impl Fail2BanDate {
         if body.eq_ignore_ascii_case("tai64n") {
             return Some(Fail2BanDate::Tai64n { anchored });
         }
-        if let Some((before, _)) = body.split_once("{DATE}") {
-            let before = before.strip_suffix('(').unwrap_or(before);
-            let prefix = Regex::new(&format!("^(?:{before})")).ok()?;
+        if let Some((before, after)) = body.split_once("{DATE}") {
             return Some(Fail2BanDate::Default {
                 anchored: true,
-                prefix: Some(prefix),
+                prefix: Some(Box::new(AroundDate::new(before, after)?)),
             });
         }
         // Fail2Ban's own directives and the regex escapes its formats carry.
@@ -658,11 +797,21 @@ impl Fail2BanDate {
             .replace("\\[", "[")
             .replace("\\]", "]")
             .replace("\\.", ".");
-        if format.contains(['(', '?', '\\', '*', '+']) {
-            return None;
+        if format.contains(['(', '?', '\\', '*', '+', '[']) {
+            // Fail2Ban's formats are regexes: what is not a directive stays one.
+            let regex = body
+                .replace("%ExY", "%Y")
+                .replace("%Exy", "%y")
+                .replace("%Exb", "%b")
+                .replace("%Exd", "%d")
+                .replace("%Exm", "%m")
+                .replace("%k", "%H");
+            return RegexDate::new(&regex, anchored)
+                .map(|date| Fail2BanDate::Regex(Box::new(date)));
         }
         let anchor = if anchored { "^" } else { "" };
-        DatePattern::new(&format!("{anchor}{format}"))
+        // Fail2Ban reads a time without a date (guacamole's `^%H:%M:%S.%f`) as today's.
+        DatePattern::build(&format!("{anchor}{format}"), true)
             .ok()
             .map(Fail2BanDate::Format)
     }
@@ -675,22 +824,231 @@ impl Fail2BanDate {
     ) -> Option<(DateTime<Utc>, std::ops::Range<usize>)> {
         match self {
             Fail2BanDate::Format(pattern) => pattern.find(line, reference),
+            Fail2BanDate::Regex(date) => date.find(line, reference),
             Fail2BanDate::Default {
                 anchored,
                 prefix: None,
             } => find_stamp(line, reference, *anchored),
             Fail2BanDate::Default {
-                prefix: Some(prefix),
+                prefix: Some(around),
                 ..
-            } => {
-                let start = prefix.find(line)?.end();
-                let (time, range) = find_stamp(&line[start..], reference, true)?;
-                Some((time, range.start + start..range.end + start))
-            }
+            } => around.find(line, reference),
             Fail2BanDate::Epoch { anchored } => find_epoch(line, *anchored),
             Fail2BanDate::Tai64n { anchored } => find_tai64n(line, *anchored),
         }
     }
+}
+
+/// A Fail2Ban datepattern written as a regex with `%` directives, read by fields.
+///
+/// Each directive becomes a named group; the date is put together from what they captured. As
+/// in Fail2Ban, the cut is the pattern's first group when it has a plain one (ejabberd's
+/// `^(?:=[^=]+={3,} )?(%ExY…)`), else all it matched.
+#[derive(Debug, Clone)]
+pub struct RegexDate {
+    /// fancy-regex, for the backreferences some use (`(?P<_sep>[-/.])%m(?P=_sep)`).
+    regex: fancy_regex::Regex,
+    cut_group: usize,
+}
+
+impl RegexDate {
+    fn new(body: &str, anchored: bool) -> Option<RegexDate> {
+        let mut regex = String::from(if anchored { "^" } else { "" });
+        let mut chars = body.chars();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                regex.push(c);
+                continue;
+            }
+            let directive = chars.next()?;
+            let (name, fragment) = match directive {
+                'Y' => ("Y", r"\d{4}"),
+                'y' => ("y", r"\d{2}"),
+                'm' => ("m", r"\d{1,2}"),
+                'd' => ("d", r"\d{1,2}"),
+                'e' => ("d", r" ?\d{1,2}"),
+                'H' => ("H", r"\d{1,2}"),
+                'I' => ("I", r"\d{1,2}"),
+                'M' => ("M", r"\d{1,2}"),
+                'S' => ("S", r"\d{1,2}"),
+                'f' => ("f", r"\d{1,9}"),
+                'b' | 'h' => ("b", r"[A-Za-z]{3}"),
+                'B' => ("b", r"[A-Za-z]{3}[A-Za-z]*"),
+                'a' => ("a", r"[A-Za-z]{3}"),
+                'A' => ("a", r"[A-Za-z]+"),
+                'p' => ("p", r"[AaPp][Mm]"),
+                'z' => ("z", r"Z|UTC|GMT|[+-]\d{2}:?\d{2}"),
+                '%' => {
+                    regex.push('%');
+                    continue;
+                }
+                _ => return None,
+            };
+            regex.push_str(&format!("(?P<{name}>{fragment})"));
+        }
+        // A plain group in the pattern as written (not one of the directives' named ones).
+        let plain_group = body.as_bytes().windows(2).enumerate().any(|(i, w)| {
+            w[0] == b'(' && w[1] != b'?' && (i == 0 || body.as_bytes()[i - 1] != b'\\')
+        });
+        let regex = fancy_regex::Regex::new(&regex).ok()?;
+        Some(RegexDate {
+            regex,
+            cut_group: usize::from(plain_group),
+        })
+    }
+
+    fn find(
+        &self,
+        line: &str,
+        reference: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, std::ops::Range<usize>)> {
+        let caps = self.regex.captures(line).ok()??;
+        let text = |name: &str| caps.name(name).map(|m| m.as_str().trim());
+        let number = |name: &str| text(name).and_then(|t| t.parse::<u32>().ok());
+        let month = match number("m") {
+            Some(month) => month,
+            None => month_number(text("b")?.as_bytes().get(..3)?)?,
+        };
+        let day = number("d")?;
+        let mut hour = number("H").or_else(|| number("I"))?;
+        if let Some(half) = text("p") {
+            hour %= 12;
+            if half.eq_ignore_ascii_case("pm") {
+                hour += 12;
+            }
+        }
+        let clock = (hour, number("M").unwrap_or(0), number("S").unwrap_or(0));
+        let nanos = text("f").map_or(0, |digits| {
+            let padded = format!("{digits:0<9}");
+            padded[..9].parse().unwrap_or(0)
+        });
+        let zone = match text("z") {
+            None => None,
+            Some("Z" | "UTC" | "GMT") => FixedOffset::east_opt(0),
+            Some(offset) => Cursor::new(offset.as_bytes()).zone(),
+        };
+        let date = match (number("Y"), number("y")) {
+            (Some(year), _) => NaiveDate::from_ymd_opt(year as i32, month, day)?,
+            (None, Some(short)) => NaiveDate::from_ymd_opt(2000 + short as i32, month, day)?,
+            (None, None) => infer_year(month, day, reference)?,
+        };
+        let time = to_utc(date, clock, nanos, zone)?;
+        Some((time, caps.get(self.cut_group)?.range()))
+    }
+}
+
+/// What a `BEFORE{DATE}AFTER` datepattern says around the date, split where Fail2Ban cuts.
+///
+/// Fail2Ban cuts out the pattern's first capturing group, or, when it has none, all it
+/// matched: `^<W>{DATE}` takes `<W>` out with the date, `^[^\[]*(\[{DATE}\s*\])` the
+/// brackets and the blanks before the closing one, and leaves what comes before the group.
+#[derive(Debug, Clone)]
+pub struct AroundDate {
+    /// What comes before the cut, from the start of the line.
+    outside: Regex,
+    /// The cut's part before the date and after it.
+    before: Regex,
+    after: Regex,
+}
+
+impl AroundDate {
+    fn new(before: &str, after: &str) -> Option<AroundDate> {
+        let after = after.strip_suffix('$').unwrap_or(after);
+        let (outside, before, after) = match unclosed_group(before) {
+            Some((open, depth)) => {
+                let close = closing_paren(after, depth)?;
+                (&before[..open], &before[open + 1..], &after[..close])
+            }
+            None => ("", before, after),
+        };
+        let anchored = |part: &str| Regex::new(&format!("^(?:{part})")).ok();
+        Some(AroundDate {
+            outside: anchored(outside)?,
+            before: anchored(before)?,
+            after: anchored(after)?,
+        })
+    }
+
+    fn find(
+        &self,
+        line: &str,
+        reference: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, std::ops::Range<usize>)> {
+        let start = self.outside.find(line)?.end();
+        let date_start = start + self.before.find(&line[start..])?.end();
+        let (time, range) = find_stamp(&line[date_start..], reference, true)?;
+        let date_end = date_start + range.end;
+        let end = date_end + self.after.find(&line[date_end..])?.end();
+        Some((time, start..end))
+    }
+}
+
+/// The first capturing group left open in `pattern` (a part of a regex), and how many groups
+/// are open from it on: where the cut of a `BEFORE{DATE}AFTER` starts.
+fn unclosed_group(pattern: &str) -> Option<(usize, usize)> {
+    let bytes = pattern.as_bytes();
+    // Open groups: where each starts and whether it captures.
+    let mut open: Vec<(usize, bool)> = Vec::new();
+    let mut index = 0;
+    let mut in_class = false;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'\\' => index += 1,
+            b']' if in_class => in_class = false,
+            _ if in_class => {}
+            b'[' => {
+                in_class = true;
+                index = skip_class_start(bytes, index + 1) - 1;
+            }
+            b'(' => open.push((index, bytes.get(index + 1) != Some(&b'?'))),
+            b')' => {
+                open.pop();
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    let first = open.iter().position(|(_, capturing)| *capturing)?;
+    Some((open[first].0, open.len() - first))
+}
+
+/// Where the group left open `depth` levels deep closes in `pattern`.
+fn closing_paren(pattern: &str, mut depth: usize) -> Option<usize> {
+    let bytes = pattern.as_bytes();
+    let mut index = 0;
+    let mut in_class = false;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'\\' => index += 1,
+            b']' if in_class => in_class = false,
+            _ if in_class => {}
+            b'[' => {
+                in_class = true;
+                index = skip_class_start(bytes, index + 1) - 1;
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(index);
+                }
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    None
+}
+
+/// Past a class's opening: a leading `^` and `]` belong to the class.
+fn skip_class_start(bytes: &[u8], mut index: usize) -> usize {
+    if bytes.get(index) == Some(&b'^') {
+        index += 1;
+    }
+    if bytes.get(index) == Some(&b']') {
+        index += 1;
+    }
+    index
 }
 
 /// `1386543323.000` or `[1387288694]`: ten digits of seconds, an optional fraction.
@@ -762,6 +1120,9 @@ pub struct DatePattern {
     has_year: bool,
     has_zone: bool,
     epoch: bool,
+    /// Only a time of day: the date is the reference's (or the day before, when that time
+    /// is still to come).
+    time_only: bool,
 }
 
 /// Why a datepattern was refused.
@@ -771,6 +1132,11 @@ pub struct DatePatternError(String);
 
 impl DatePattern {
     pub fn new(pattern: &str) -> Result<Self, DatePatternError> {
+        DatePattern::build(pattern, false)
+    }
+
+    /// [`DatePattern::new`], also taking a time of day alone when `time_only_allowed`.
+    fn build(pattern: &str, time_only_allowed: bool) -> Result<Self, DatePatternError> {
         let (anchored, body) = if let Some(rest) = pattern.strip_prefix("{^LN-BEG}") {
             (true, rest)
         } else if let Some(rest) = pattern.strip_prefix('^') {
@@ -788,6 +1154,7 @@ impl DatePattern {
                 has_year: true,
                 has_zone: true,
                 epoch: true,
+                time_only: false,
             });
         }
         let mut regex = String::from(prefix);
@@ -839,7 +1206,10 @@ impl DatePattern {
             regex.push_str(fragment);
         }
         regex.push(')');
-        if !(has_year || body.contains("%m") || body.contains("%b") || body.contains("%B")) {
+        let has_date =
+            has_year || body.contains("%m") || body.contains("%b") || body.contains("%B");
+        let time_only = !has_date && time_only_allowed && body.contains("%H");
+        if !has_date && !time_only {
             return Err(DatePatternError(
                 "datepattern needs at least a month (%m, %b or %B)".into(),
             ));
@@ -851,6 +1221,7 @@ impl DatePattern {
             has_year,
             has_zone,
             epoch: false,
+            time_only,
         })
     }
 
@@ -866,6 +1237,15 @@ impl DatePattern {
         let time = if self.epoch {
             let seconds: f64 = stamp.parse().ok()?;
             DateTime::from_timestamp_millis((seconds * 1000.0) as i64)?
+        } else if self.time_only {
+            let clock = chrono::NaiveTime::parse_from_str(stamp, &self.format).ok()?;
+            let today = reference.with_timezone(&Local).date_naive();
+            let time = local_to_utc(today.and_time(clock))?;
+            if time > reference {
+                local_to_utc(today.pred_opt()?.and_time(clock))?
+            } else {
+                time
+            }
         } else if self.has_zone {
             DateTime::parse_from_str(stamp, &self.format)
                 .ok()?
@@ -1059,6 +1439,12 @@ mod tests {
         // Single-digit day padded with a blank.
         let stamp = leading_stamp("Nov  6 07:00:01 h x", reference()).unwrap();
         assert_eq!(stamp.time, local(2026, 11, 6, 7, 0, 1));
+        // The year between the day and the time (macOS).
+        let text = "Oct 27 2015 12:35:40 host screensharingd[1170]: x";
+        let stamp = leading_stamp(text, reference()).unwrap();
+        assert_eq!(stamp.kind, StampKind::Bsd);
+        assert_eq!(stamp.time, local(2015, 10, 27, 12, 35, 40));
+        assert_eq!(&text[stamp.len..], "host screensharingd[1170]: x");
     }
 
     #[test]
@@ -1071,6 +1457,7 @@ mod tests {
             "Nov 26 07:00:01 2026 web1 sshd[3]: with a year",
             "Nov 26 07:00:01 2025 web1 sshd[3]: another year",
             "Nov 26 07:00:01 2025x web1 sshd[3]: not a year",
+            "Nov 26 2025 07:00:01 web1 sshd[3]: the year before the time",
             "Nov 26 07:00:01.5 web1 sshd[3]: fraction",
             "Nov 26 07:00:01 web1 sshd[1]: a",
             "Nov 26 07:00:01x web1 sshd[1]: glued",
@@ -1219,17 +1606,80 @@ mod tests {
                 .is_some()
         );
 
+        // Without a group, all the pattern matched is cut, prefix included (as Fail2Ban
+        // does); with one, the group.
         let prefixed = Fail2BanDate::new("^<W>{DATE}").unwrap();
         let line = "<W>2015-11-29 16:38:01.818 1 => x";
         let (_, range) = prefixed.find(line, reference()).unwrap();
-        assert_eq!(range.start, 3);
+        assert_eq!(&line[range.end..], " 1 => x");
+        assert_eq!(range.start, 0);
+        let grouped = Fail2BanDate::new(r"^[^\[]*(\[{DATE}\s*\])").unwrap();
+        let line = r#"192.0.2.1 - - - [31/Jan/2015:14:29:44 ] example.com "GET / HTTP/1.1""#;
+        let (time, range) = grouped.find(line, reference()).unwrap();
+        assert_eq!(time, local(2015, 1, 31, 14, 29, 44));
+        let cut = format!("{}{}", &line[..range.start], &line[range.end..]);
+        assert_eq!(cut, r#"192.0.2.1 - - -  example.com "GET / HTTP/1.1""#);
+        // A group left open that never closes is no pattern.
+        assert!(Fail2BanDate::new(r"^x(\[{DATE}").is_none());
 
         let format = Fail2BanDate::new("{^LN-BEG}%b-%d-%Exy %H:%M:%S").unwrap();
         let (time, _) = format
             .find("Apr-07-13 07:08:36 [SSL-out] x", reference())
             .unwrap();
         assert_eq!(time, local(2013, 4, 7, 7, 8, 36));
+        // A zone's name before the stamp is part of it.
+        let line = "[PDT Apr 16 21:05:29] error    : Warning: x";
+        let (time, range) = anywhere.find(line, reference()).unwrap();
+        assert_eq!(
+            format!("{}{}", &line[..range.start], &line[range.end..]),
+            "[] error    : Warning: x"
+        );
+        assert_eq!(time.format("%m-%d %H:%M").to_string(), "04-17 04:05");
+        // An unknown name is no zone: it stays in the line, the stamp after it is cut.
+        let line = "[XYZQ Apr 16 21:05:29] x";
+        let (_, range) = anywhere.find(line, reference()).unwrap();
+        assert_eq!(&line[..range.start], "[XYZQ ");
+        // A time alone is today's, or yesterday's when it is still to come.
+        let clock = Fail2BanDate::new("^%H:%M:%S.%f").unwrap();
+        let line = "12:57:32.907 [http-nio-8080-exec-10] WARN x";
+        let (time, range) = clock.find(line, reference()).unwrap();
+        assert_eq!(&line[range.end..], " [http-nio-8080-exec-10] WARN x");
+        assert!(time <= reference() && reference() - time < chrono::Duration::days(1));
+        assert!(
+            DatePattern::new("%H:%M:%S").is_err(),
+            "logjail's own need a date"
+        );
+        // Formats that are regexes are read by their fields.
+        let regex = Fail2BanDate::new("%d/%b[^/]*/%Y:%H:%M:%S %z").unwrap();
+        let line = r#"192.0.2.10 -  -  [02/sept./2015:00:11:31 +0200] "GET / HTTP/1.1" 401"#;
+        let (time, range) = regex.find(line, reference()).unwrap();
+        assert_eq!(time, utc(2015, 9, 1, 22, 11, 31));
+        assert_eq!(&line[range.end..range.end + 2], "] ");
+        let separated =
+            Fail2BanDate::new("{^LN-BEG}%ExY(?P<_sep>[-/.])%m(?P=_sep)%d[T ]%H:%M:%S(?:[.,]%f)?")
+                .unwrap();
+        let (time, _) = separated
+            .find("2013.01.22 22:28:21,5 x", reference())
+            .unwrap();
+        assert_eq!(
+            time,
+            local(2013, 1, 22, 22, 28, 21) + chrono::Duration::milliseconds(500)
+        );
+        assert!(
+            separated
+                .find("2013.01-22 22:28:21 x", reference())
+                .is_none()
+        );
+        let grouped = Fail2BanDate::new(r"^(?:=[^=]+={3,} )?(%ExY-%m-%d %H:%M:%S)").unwrap();
+        let line = "=INFO REPORT==== 2013-01-22 22:28:21 ===";
+        let (_, range) = grouped.find(line, reference()).unwrap();
+        assert_eq!(&line[range], "2013-01-22 22:28:21");
+        let half_day = Fail2BanDate::new("^%b %d, %ExY %I:%M:%S %p").unwrap();
+        let (time, _) = half_day
+            .find("Aug 14, 2005 10:00:01 PM x", reference())
+            .unwrap();
+        assert_eq!(time, local(2005, 8, 14, 22, 0, 1));
         // What logjail cannot read is said, not guessed at.
-        assert!(Fail2BanDate::new("{^LN-BEG}%ExY(?P<_sep>[-/.])%m(?P=_sep)%d").is_none());
+        assert!(Fail2BanDate::new("{^LN-BEG}%ExY%Q").is_none());
     }
 }

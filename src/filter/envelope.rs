@@ -62,8 +62,9 @@ pub struct Record<'a> {
     /// The kind of leading stamp that was stripped, if any.
     pub stamp: Option<StampKind>,
     /// The line as the envelope unwrapped it (json-file and CRI decoded), stamp and syslog
-    /// header still in, trailing blanks removed: Fail2Ban filter files are written against
-    /// it, with only the date cut out.
+    /// header still in, only its line end removed: Fail2Ban filter files are written against
+    /// it, with only the date cut out, and some of their patterns end in the blank the
+    /// daemon writes last (3proxy's `… \d+\s`).
     pub line: Cow<'a, str>,
 }
 
@@ -346,12 +347,12 @@ fn normalize(
         Cow::Borrowed(full) => (
             Cow::Borrowed(&full[text_range.0..text_range.1]),
             program_range.map(|(s, e)| Cow::Borrowed(&full[s..e])),
-            Cow::Borrowed(full.trim_end_matches(['\r', '\n', ' ', '\t'])),
+            Cow::Borrowed(full.trim_end_matches(['\r', '\n'])),
         ),
         Cow::Owned(mut full) => {
             let text = Cow::Owned(full[text_range.0..text_range.1].to_string());
             let program = program_range.map(|(s, e)| Cow::Owned(full[s..e].to_string()));
-            full.truncate(full.trim_end_matches(['\r', '\n', ' ', '\t']).len());
+            full.truncate(full.trim_end_matches(['\r', '\n']).len());
             (text, program, Cow::Owned(full))
         }
     };

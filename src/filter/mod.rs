@@ -27,7 +27,7 @@ use date::DatePattern;
 use envelope::Record;
 use pattern::{
     ALT_USER_GROUP, CONTENT_GROUP, HOST_GROUP, ID_GROUP, MLFFORGET_GROUP, MLFGAINED_GROUP,
-    MLFID_GROUP, NOFAIL_GROUP, OTHER_FAMILY_HOST_GROUP, USER_GROUP,
+    MLFID_GROUP, NOFAIL_GROUP, OTHER_FAMILY_HOST_GROUP, SKIPLINES_GROUP, USER_GROUP,
 };
 use session::{Merged, Seen, SessionKey, Sessions};
 
@@ -68,6 +68,11 @@ pub struct FilterSpec {
     /// syslog host and tag, which Fail2Ban's `__prefix_line` reads itself.
     #[serde(skip)]
     pub line_variant: Option<Box<FilterSpec>>,
+    /// Also set by that reader: Fail2Ban's `maxlines`, when above 1. The failregexes then run
+    /// (`^` and `$` at each line) on the source's last `maxlines` lines joined with `\n`,
+    /// and the lines a failure matched leave that buffer.
+    #[serde(skip)]
+    pub maxlines: Option<usize>,
 }
 
 /// How a Fail2Ban filter finds the date it cuts out of a line: its `datepattern` lines, tried
@@ -214,6 +219,7 @@ fn ascii_twin(expanded: &str, groups: GroupIndex) -> Option<regex::bytes::Regex>
         mlfid: position(MLFID_GROUP),
         forget: position(MLFFORGET_GROUP),
         gained: position(MLFGAINED_GROUP),
+        skipped: position(SKIPLINES_GROUP),
     };
     (twin_groups == groups).then_some(twin)
 }
@@ -232,6 +238,7 @@ struct GroupIndex {
     mlfid: Option<usize>,
     forget: Option<usize>,
     gained: Option<usize>,
+    skipped: Option<usize>,
 }
 
 impl GroupIndex {
@@ -248,6 +255,7 @@ impl GroupIndex {
             mlfid: position(MLFID_GROUP),
             forget: position(MLFFORGET_GROUP),
             gained: position(MLFGAINED_GROUP),
+            skipped: position(SKIPLINES_GROUP),
         }
     }
 }
@@ -264,6 +272,9 @@ struct Captured {
     mlfid: Option<Range<usize>>,
     forget: Option<Range<usize>>,
     gained: Option<Range<usize>>,
+    /// The whole match and its `<SKIPLINES>` part, for multi-line filters.
+    whole: Option<Range<usize>>,
+    skipped: Option<Range<usize>>,
 }
 
 impl Matcher {
@@ -332,6 +343,8 @@ impl Matcher {
                         mlfid: range(groups.mlfid),
                         forget: range(groups.forget),
                         gained: range(groups.gained),
+                        whole: range(Some(0)),
+                        skipped: range(groups.skipped),
                     });
                 }
                 let caps = regex.captures(text)?;
@@ -347,6 +360,8 @@ impl Matcher {
                     mlfid: range(groups.mlfid),
                     forget: range(groups.forget),
                     gained: range(groups.gained),
+                    whole: range(Some(0)),
+                    skipped: range(groups.skipped),
                 })
             }
             Matcher::Fancy(regex) => {
@@ -364,6 +379,8 @@ impl Matcher {
                     mlfid: caps.name(MLFID_GROUP).map(|m| m.range()),
                     forget: caps.name(MLFFORGET_GROUP).map(|m| m.range()),
                     gained: caps.name(MLFGAINED_GROUP).map(|m| m.range()),
+                    whole: caps.get(0).map(|m| m.range()),
+                    skipped: caps.name(SKIPLINES_GROUP).map(|m| m.range()),
                 })
             }
         }
@@ -530,15 +547,26 @@ pub fn parse_host(captured: &str) -> Option<IpAddr> {
 /// A captured address in canonical form, `Err` with the reason when it is never a client;
 /// `None` when the capture is not an address at all.
 fn parse_captured(captured: &str) -> Option<Result<IpAddr, (IpAddr, NotAClient)>> {
-    let bare = captured
-        .strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or(captured);
+    // Either bracket may stand alone, as Fail2Ban's `<HOST>` has them (`\[?…\]?`).
+    let bare = captured.strip_prefix('[').unwrap_or(captured);
+    let bare = bare.strip_suffix(']').unwrap_or(bare);
     let address = address::canonical(bare.parse().ok()?);
     Some(match address::not_a_client(address) {
         None => Ok(address),
         Some(reason) => Err((address, reason)),
     })
+}
+
+/// Whether a failure line naming `reason`'s address is still reported as a failure, for the
+/// jail to refuse.
+///
+/// `0.0.0.0` and `::` are what daemons write when they do not know the peer (assp's outgoing
+/// TLS lines, for one): the line reports a failure, of nobody. Fail2Ban reports it; so does
+/// logjail, and the jail, which decides bans, refuses it there with its reason and a warning.
+/// A multicast or broadcast address in a failure's host position is never what a daemon saw,
+/// only what someone wrote into the line: the filter refuses it at once.
+fn reported_anyway(reason: NotAClient) -> bool {
+    reason == NotAClient::Unspecified
 }
 
 /// The filter's `program`, matched against the whole program name of a syslog tag.
@@ -584,8 +612,9 @@ pub enum Verdict {
         failregex_index: usize,
         ignoreregex_index: usize,
     },
-    /// A failregex matched, but the address it captured is never a client (`0.0.0.0`, `::`,
-    /// multicast, broadcast): no failure. Whoever wrote the line may have put it there to
+    /// A failregex matched, but the address it captured is multicast or broadcast, never a
+    /// client's: no failure. (A failure of the unspecified address, `0.0.0.0` or `::`, is
+    /// reported as one when no failregex names a client: the jail refuses it.) Whoever wrote the line may have put it there to
     /// have it banned; the daemon warns about such lines (rate-limited, see
     /// [`crate::address::RefusalWarnings`]).
     NotAClient {
@@ -623,6 +652,9 @@ pub struct Filter {
     line_variant: Option<Box<Filter>>,
     /// This filter judges whole lines (with only their date cut out), header included.
     whole_line: bool,
+    /// Fail2Ban's `maxlines`: how many of a source's last lines a failregex runs on (1: the
+    /// line alone). The lines wait in the source's [`Sessions`].
+    maxlines: usize,
     /// Patterns that fell back to fancy-regex, for `logjail check`.
     fallbacks: Vec<(FilterField, String)>,
 }
@@ -649,14 +681,20 @@ impl Filter {
             },
         };
 
+        let maxlines = spec.maxlines.unwrap_or(1).max(1);
         let mut compile_one = |field: FilterField, text: &str| -> Option<(Matcher, bool)> {
-            let expanded = match pattern::expand(text) {
+            let mut expanded = match pattern::expand(text) {
                 Ok(expanded) => expanded,
                 Err(e) => {
                     errors.push(error(Some(field), e.to_string()));
                     return None;
                 }
             };
+            // Over several lines `^` and `$` are each line's, as Fail2Ban compiles its
+            // failregexes and ignoreregexes then (its prefregex stays as it is).
+            if maxlines > 1 && field != FilterField::Prefregex {
+                expanded.regex.insert_str(0, "(?m)");
+            }
             match Matcher::compile(&expanded.regex) {
                 Ok((matcher, note)) => {
                     if let Some(note) = note {
@@ -750,7 +788,7 @@ impl Filter {
         }
         let fail_set = regex::RegexSet::new(&fast_patterns)
             .map_err(|e| vec![error(None, format!("failregex set does not compile: {e}"))])?;
-        let first_failregex = if has_fancy_failregex {
+        let first_failregex = if has_fancy_failregex || maxlines > 1 {
             None
         } else {
             first_failregex(&fast_patterns)
@@ -758,7 +796,9 @@ impl Filter {
         let prefregex = prefregex.map(|(matcher, _)| matcher);
         let split_prefregex = match &prefregex {
             // The shortcut reads the address and content only, not the session id.
-            Some(Matcher::Fast(fast)) if !sessions => SplitPrefregex::new(fast.regex.as_str()),
+            Some(Matcher::Fast(fast)) if !sessions && maxlines == 1 => {
+                SplitPrefregex::new(fast.regex.as_str())
+            }
             _ => None,
         };
         Ok(Filter {
@@ -776,6 +816,7 @@ impl Filter {
             sessions,
             line_variant,
             whole_line: false,
+            maxlines,
             cut_date: spec.cut_date.as_ref().map(|cut| {
                 let mut rules: Vec<date::Fail2BanDate> = cut
                     .patterns
@@ -836,7 +877,12 @@ impl Filter {
     /// Whether the filter keeps sessions (Fail2Ban's `<F-MLFID>`): its callers then give
     /// [`Filter::evaluate_in`] one [`Sessions`] per source.
     pub fn uses_sessions(&self) -> bool {
-        self.sessions || self.line_variant.as_ref().is_some_and(|line| line.sessions)
+        self.sessions
+            || self.maxlines > 1
+            || self
+                .line_variant
+                .as_ref()
+                .is_some_and(|line| line.uses_sessions())
     }
 
     /// Judges one record among the earlier lines of its source, whose sessions `sessions`
@@ -845,10 +891,10 @@ impl Filter {
         &self,
         record: &Record<'_>,
         now: DateTime<Utc>,
-        sessions: Option<&mut Sessions>,
+        mut sessions: Option<&mut Sessions>,
     ) -> Verdict {
         if let Some(line_filter) = &self.line_variant
-            && (record.line.trim_start().len() != record.text.len()
+            && (record.line.trim().len() != record.text.len()
                 || line_filter.finds_a_date(record, now))
         {
             return line_filter.evaluate_in(record, now, sessions);
@@ -886,6 +932,14 @@ impl Filter {
                 text = text[range.end..].trim_start();
             }
         }
+        // A multi-line filter judges the source's last lines together, as Fail2Ban's
+        // `maxlines` does; judged alone (no sessions given), a line is its own buffer.
+        let buffered = self.maxlines > 1 && sessions.is_some();
+        let joined;
+        if buffered && let Some(lines) = sessions.as_deref_mut() {
+            joined = lines.push_line(text, self.maxlines);
+            text = &joined;
+        }
         let mut prefix_host = None;
         let mut prefix_id = None;
         if let Some(prefregex) = &self.prefregex {
@@ -904,6 +958,10 @@ impl Filter {
             prefix_id = captured.mlfid.map(|r| &text[r]);
             if let Some(content) = captured.content {
                 text = &text[content];
+                // Fail2Ban goes on with the content alone in the buffer.
+                if buffered && let Some(lines) = sessions.as_deref_mut() {
+                    lines.replace_lines(text);
+                }
             }
         }
         if self.sessions
@@ -930,7 +988,10 @@ impl Filter {
         let (failregex_index, captured, host) = match found {
             Ok(found) => found,
             Err(None) => return Verdict::Missed,
-            Err(Some((failregex_index, address, reason))) => {
+            Err(Some((failregex_index, captured, address, reason))) if reported_anyway(reason) => {
+                (failregex_index, *captured, address)
+            }
+            Err(Some((failregex_index, _, address, reason))) => {
                 if let Some(ignoreregex_index) =
                     self.ignoreregex.iter().position(|m| m.is_match(text))
                 {
@@ -951,6 +1012,11 @@ impl Filter {
                 failregex_index,
                 ignoreregex_index,
             };
+        }
+        // The lines of a failure count once: they leave the buffer, but for those its
+        // `<SKIPLINES>` passed over.
+        if buffered && let (Some(lines), Some(whole)) = (sessions, captured.whole.clone()) {
+            lines.forget_matched(whole, captured.skipped.clone());
         }
         let time = time.or_else(|| date::inline_time(&record.text, now));
         Verdict::Failure(Failure {
@@ -1032,13 +1098,15 @@ impl Filter {
             Merged::Nothing => return Verdict::Missed,
         };
         match parse_captured(&host_text) {
-            Some(Ok(host)) => Verdict::Failure(Failure {
-                host,
-                time: event_time,
-                user,
-                id: captured.id.map(|r| text[r].to_string()),
-                failregex_index,
-            }),
+            Some(Ok(host)) | Some(Err((host, NotAClient::Unspecified))) => {
+                Verdict::Failure(Failure {
+                    host,
+                    time: event_time,
+                    user,
+                    id: captured.id.map(|r| text[r].to_string()),
+                    failregex_index,
+                })
+            }
             Some(Err((address, reason))) => Verdict::NotAClient {
                 failregex_index,
                 address,
@@ -1136,7 +1204,9 @@ impl Filter {
         let host_text = captured.host.clone().map(|r| &text[r]).or(prefix_host);
         match host_text.and_then(parse_captured) {
             Some(Ok(host)) => Attempt::Found((index, captured, host)),
-            Some(Err((address, reason))) => Attempt::Unusable(Some((index, address, reason))),
+            Some(Err((address, reason))) => {
+                Attempt::Unusable(Some((index, Box::new(captured), address, reason)))
+            }
             None => Attempt::Unusable(None),
         }
     }
@@ -1145,8 +1215,9 @@ impl Filter {
 /// A failregex that matched: its index, what it captured, and the address.
 type Found = (usize, Captured, IpAddr);
 
-/// A failregex that matched an address that is never a client: its index, the address, why.
-type Refusal = (usize, IpAddr, NotAClient);
+/// A failregex that matched an address that is never a client: its index, what it captured,
+/// the address, why.
+type Refusal = (usize, Box<Captured>, IpAddr, NotAClient);
 
 /// What one failregex made of a text.
 #[derive(Debug, PartialEq, Eq)]
@@ -1286,9 +1357,10 @@ mod tests {
             ),
             None
         );
+        // The unspecified address is reported, for the jail to refuse.
         assert_eq!(
             host(&filter, "Failed password for root from 0.0.0.0 port 1 ssh2"),
-            None
+            Some("0.0.0.0".parse().unwrap())
         );
     }
 
@@ -1296,11 +1368,6 @@ mod tests {
     fn addresses_that_are_never_a_client_are_refused_with_the_reason() {
         let filter = sshd_like();
         for (line, address, reason) in [
-            (
-                "Failed password for root from 0.0.0.0 port 1 ssh2",
-                "0.0.0.0",
-                NotAClient::Unspecified,
-            ),
             (
                 "Failed password for root from ::ffff:224.0.0.5 port 1 ssh2",
                 "224.0.0.5",
@@ -1323,23 +1390,28 @@ mod tests {
             );
         }
         // An ignoreregex still wins: the line is ignored, not refused.
-        assert!(matches!(
-            judge(
-                &filter,
-                "Failed password for ignored-user from 0.0.0.0 port 1 ssh2"
-            ),
-            Verdict::Ignored { .. }
-        ));
+        for address in ["0.0.0.0", "ff02::1"] {
+            assert!(matches!(
+                judge(
+                    &filter,
+                    &format!("Failed password for ignored-user from {address} port 1 ssh2")
+                ),
+                Verdict::Ignored { .. }
+            ));
+        }
         // A later failregex that captures a client is the failure.
         let filter = Filter::compile(
             "t",
             &spec(&[r"^from <HOST> via \S+$", r"^from \S+ via <HOST>$"], &[]),
         )
         .unwrap();
-        assert_eq!(
-            host(&filter, "from 0.0.0.0 via 10.0.0.1"),
-            Some("10.0.0.1".parse().unwrap())
-        );
+        for nobody in ["0.0.0.0", "::", "224.0.0.1"] {
+            assert_eq!(
+                host(&filter, &format!("from {nobody} via 10.0.0.1")),
+                Some("10.0.0.1".parse().unwrap()),
+                "{nobody}"
+            );
+        }
         assert!(matches!(
             judge(&filter, "from ff02::1 via 0.0.0.0"),
             Verdict::NotAClient {
@@ -1347,6 +1419,44 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn the_unspecified_address_is_reported_for_the_jail_to_refuse() {
+        // As Fail2Ban does: the line is a failure of `0.0.0.0` or `::`, with what it
+        // captured; the jail, not the filter, refuses to count it.
+        let filter = sshd_like();
+        for (line, address) in [
+            (
+                "Failed password for root from 0.0.0.0 port 1 ssh2",
+                "0.0.0.0",
+            ),
+            ("Failed password for root from :: port 1 ssh2", "::"),
+            (
+                "Failed password for root from ::ffff:0.0.0.0 port 1 ssh2",
+                "0.0.0.0",
+            ),
+            ("Invalid user x from [::] port 1", "::"),
+        ] {
+            let Verdict::Failure(failure) = judge(&filter, line) else {
+                panic!("{line}: {:?}", judge(&filter, line));
+            };
+            assert_eq!(failure.host, address.parse::<IpAddr>().unwrap(), "{line}");
+        }
+        // Only when no failregex names a client: a client named later is the failure.
+        let filter = Filter::compile(
+            "t",
+            &spec(&[r"^from <HOST> via \S+$", r"^from \S+ via <HOST>$"], &[]),
+        )
+        .unwrap();
+        assert_eq!(
+            host(&filter, "from 10.0.0.1 via ::"),
+            Some("10.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            host(&filter, "from 0.0.0.0 via ::"),
+            Some("0.0.0.0".parse().unwrap())
+        );
     }
 
     #[test]

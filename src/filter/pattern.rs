@@ -26,6 +26,9 @@ pub const MLFFORGET_GROUP: &str = "mlfforget";
 pub const MLFGAINED_GROUP: &str = "mlfgained";
 /// Capture group of Fail2Ban's `<F-ALT_USER>`: the user when `<F-USER>` captured none.
 pub const ALT_USER_GROUP: &str = "alt_user";
+/// Capture group of `<SKIPLINES>`: the lines of a multi-line match (`maxlines` above 1) that
+/// are not part of the failure, and stay for later matches.
+pub const SKIPLINES_GROUP: &str = "skiplines";
 
 /// Dotted quad; the address is checked by parsing after the match, so the regex may be loose.
 const IPV4: &str = r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}";
@@ -83,6 +86,7 @@ pub fn expand(pattern: &str) -> Result<Expanded, PatternError> {
     let mut has_host = false;
     let mut host_tags: Vec<&'static str> = Vec::new();
     let mut open_fields: Vec<String> = Vec::new();
+    let mut skiplines = false;
     let mut rest = pattern;
     while let Some(open) = rest.find('<') {
         // A `<` escaped with a backslash is a literal; tags are only recognised in their exact
@@ -100,6 +104,13 @@ pub fn expand(pattern: &str) -> Result<Expanded, PatternError> {
         let group_name = rest[..open].ends_with("(?P") || rest[..open].ends_with("(?");
         let replacement = if preceded_by_backslash || group_name || !is_tag_name(tag) {
             None
+        } else if tag == "SKIPLINES" {
+            // Fail2Ban's: the lines between two parts of a multi-line match, as few as
+            // will do. Only a filter with `maxlines` above 1 gives it several lines.
+            if std::mem::replace(&mut skiplines, true) {
+                return Err(PatternError::RepeatedTag("<SKIPLINES>".to_string()));
+            }
+            Some(format!(r"\n(?P<{SKIPLINES_GROUP}>(?:.*\n)*?)"))
         } else {
             Some(expand_tag(tag, &mut host_tags, &mut open_fields)?)
         };
@@ -154,12 +165,12 @@ fn expand_tag(
         Ok(format!("(?P<{group}>{body})"))
     };
     match tag {
-        "HOST" | "ADDR" => host("HOST", format!(r"{IPV4}|\[{IPV6}\]|{IPV6}")),
+        // Fail2Ban's `<HOST>` takes an address in brackets whatever its family (asterisk's
+        // `(TCP:[192.0.2.1]:5060)`), each bracket optional as there (monitorix's `<ADDR>\b`
+        // ends before the `]`); they are dropped when the capture is parsed.
+        "HOST" | "ADDR" => host("HOST", format!(r"\[?(?:{IPV4}|{IPV6})\]?")),
         "IP4" => host("IP4", IPV4.to_string()),
         "IP6" => host("IP6", format!(r"\[{IPV6}\]|{IPV6}")),
-        "SKIPLINES" => Err(PatternError::UnsupportedTag(
-            "SKIPLINES> (multi-line matching".to_string(),
-        )),
         _ => {
             if let Some(name) = tag.strip_prefix("F-") {
                 open_fields.push(name.to_string());
@@ -219,6 +230,14 @@ mod tests {
         assert_eq!(
             host_of(pattern, "from [2001:db8::1] port 22").as_deref(),
             Some("[2001:db8::1]")
+        );
+        assert_eq!(
+            host_of(pattern, "from [1.2.3.4] port 22").as_deref(),
+            Some("[1.2.3.4]")
+        );
+        assert_eq!(
+            host_of(r"^\(<HOST>\b", "(1.2.3.4]").as_deref(),
+            Some("1.2.3.4")
         );
         assert_eq!(
             host_of(pattern, "from ::ffff:10.0.0.1 port 22").as_deref(),
@@ -290,9 +309,14 @@ mod tests {
             expand("<F-USER>x <HOST>"),
             Err(PatternError::UnclosedField(_))
         ));
+        let skipping = expand(r"^a\d<SKIPLINES>b <HOST>$").unwrap();
+        let regex = Regex::new(&format!("(?m){}", skipping.regex)).unwrap();
+        let caps = regex.captures("a1\nx\ny\nb 192.0.2.1\n").unwrap();
+        assert_eq!(&caps[SKIPLINES_GROUP], "x\ny\n");
+        assert_eq!(&caps[HOST_GROUP], "192.0.2.1");
         assert!(matches!(
-            expand("<SKIPLINES><HOST>"),
-            Err(PatternError::UnsupportedTag(_))
+            expand("<SKIPLINES>a<SKIPLINES><HOST>"),
+            Err(PatternError::RepeatedTag(_))
         ));
         assert!(matches!(
             expand("<DNS>"),

@@ -10,8 +10,14 @@
 //!
 //! State is per source and per filter, bounded in count and age: an attacker who opens
 //! sessions without end only pushes the oldest out.
+//!
+//! The same per-source state holds the last lines of a filter with `maxlines` above 1
+//! (Fail2Ban's multi-line failregexes, such as mongodb's `Failed to authenticate` line and the
+//! `end connection ADDR` line of the same connection): at most `maxlines` of them, each as long
+//! as a line may be.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -67,6 +73,8 @@ struct Session {
 #[derive(Debug, Default)]
 pub struct Sessions {
     map: HashMap<SessionKey, Session>,
+    /// A multi-line filter's last lines (date cut out), oldest first.
+    lines: VecDeque<String>,
 }
 
 impl Sessions {
@@ -144,6 +152,52 @@ impl Sessions {
             return Merged::Nothing;
         }
         Merged::Failure { host, user }
+    }
+
+    /// Adds a line to the buffer of the last `maxlines` lines and gives them joined as Fail2Ban
+    /// joins them: each ends with `\n`.
+    pub fn push_line(&mut self, line: &str, maxlines: usize) -> String {
+        self.lines.push_back(line.to_string());
+        while self.lines.len() > maxlines.max(1) {
+            self.lines.pop_front();
+        }
+        let mut joined = String::with_capacity(self.lines.iter().map(|l| l.len() + 1).sum());
+        for line in &self.lines {
+            joined.push_str(line);
+            joined.push('\n');
+        }
+        joined
+    }
+
+    /// After a prefregex took its content out of the joined lines, that content alone is
+    /// the buffer (Fail2Ban's way).
+    pub fn replace_lines(&mut self, content: &str) {
+        self.lines.clear();
+        self.lines
+            .push_back(content.trim_end_matches('\n').to_string());
+    }
+
+    /// Drops the buffered lines a failure's match touched (`matched`: a range of the text
+    /// [`Sessions::push_line`] gave), except those its `<SKIPLINES>` part (`skipped`) passed
+    /// over: they may still be part of another failure.
+    pub fn forget_matched(&mut self, matched: Range<usize>, skipped: Option<Range<usize>>) {
+        // An empty match still touches the line it is in.
+        let matched_end = matched.end.max(matched.start + 1);
+        let mut start = 0;
+        self.lines.retain(|line| {
+            let range = start..start + line.len() + 1;
+            start = range.end;
+            let touched = range.start < matched_end && matched.start < range.end;
+            let passed_over = skipped
+                .as_ref()
+                .is_some_and(|skip| skip.start <= range.start && range.end <= skip.end);
+            !touched || passed_over
+        });
+    }
+
+    /// How many lines wait in the multi-line buffer.
+    pub fn buffered_lines(&self) -> usize {
+        self.lines.len()
     }
 
     /// Drops sessions that went quiet, then the oldest if there are still too many.
@@ -256,5 +310,27 @@ mod tests {
             sessions.merge(key(pid), seen(Some("192.0.2.1"), None, true, false), at(0));
         }
         assert!(sessions.len() <= MAX_SESSIONS);
+    }
+
+    #[test]
+    fn the_line_buffer_keeps_maxlines_and_forgets_what_a_failure_matched() {
+        let mut sessions = Sessions::new();
+        for line in ["a", "b", "c"] {
+            sessions.push_line(line, 2);
+        }
+        let joined = sessions.push_line("d", 3);
+        assert_eq!(joined, "b\nc\nd\n");
+        // A match over `b` and `d` that skipped `c`: `c` stays, for a later failure.
+        let matched = 0..joined.len() - 1;
+        let skipped = 2..4;
+        assert_eq!(&joined[skipped.clone()], "c\n");
+        sessions.forget_matched(matched, Some(skipped));
+        assert_eq!(sessions.push_line("e", 3), "c\ne\n");
+        // A match inside one line takes that line only.
+        sessions.push_line("f", 3);
+        sessions.forget_matched(2..3, None);
+        assert_eq!(sessions.push_line("g", 3), "c\nf\ng\n");
+        sessions.replace_lines("content");
+        assert_eq!(sessions.buffered_lines(), 1);
     }
 }

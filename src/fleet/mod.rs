@@ -11,7 +11,9 @@
 //!  PREFIX:feed            pub/sub channel: every ban and unban as a signed FeedMessage,
 //!                         for latency; the keys are the truth a (re)connecting member loads
 //!  PREFIX:member:NAME     a member's last heartbeat, for `status` (members seen, lag)
-//!  PREFIX:fail:JAIL:IP    sorted set of failure times (score and member: ms), findtime window
+//!  PREFIX:fail:JAIL:IP    share_failures: one sorted set per address, one signed entry per
+//!                         failure (FailureMark), scored by its time, trimmed to findtime,
+//!                         PX = findtime; deleted when the address is banned
 //! ```
 //!
 //! The keys carry the durable state so that a member that was down catches up by a SCAN
@@ -20,9 +22,11 @@
 
 mod keys;
 mod record;
+mod tally;
 pub mod task;
 
 pub use keys::Keys;
 pub use record::{
-    BanRecord, FeedMessage, RecordError, Signer, UnbanRecord, decode_message, encode_message,
+    BanRecord, FailureMark, FeedMessage, RecordError, Signer, UnbanRecord, decode_failure,
+    decode_message, encode_failure, encode_message,
 };

@@ -162,6 +162,65 @@ pub fn decode_message(text: &str, signer: &Signer) -> Result<FeedMessage, Record
     serde_json::from_str(json).map_err(|error| RecordError::Malformed(error.to_string()))
 }
 
+/// One failure in a fleet-wide count (`PREFIX:fail:JAIL:IP`, a sorted set scored by time).
+/// On the wire `SIG ORIGIN AT_MS NONCE`: the signature covers the jail and address too, so an
+/// entry copied into another address's set does not count there. The score only serves to
+/// trim the set; counts use the signed time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureMark {
+    /// The member that saw the failure.
+    pub origin: String,
+    /// When, in milliseconds since the epoch.
+    pub at_ms: i64,
+    /// Tells apart two failures a member saw in the same millisecond.
+    pub nonce: u64,
+}
+
+fn failure_payload(jail: &str, ip: IpAddr, origin: &str, at_ms: i64, nonce: u64) -> String {
+    format!("fail {jail} {ip} {origin} {at_ms} {nonce}")
+}
+
+/// The sorted-set member for `mark`, failure of `ip` in `jail`, signed.
+pub fn encode_failure(jail: &str, ip: IpAddr, mark: &FailureMark, signer: &Signer) -> String {
+    let payload = failure_payload(jail, ip, &mark.origin, mark.at_ms, mark.nonce);
+    format!(
+        "{} {} {} {}",
+        signer.sign(payload.as_bytes()),
+        mark.origin,
+        mark.at_ms,
+        mark.nonce
+    )
+}
+
+/// A sorted-set member read back from `jail`'s set of `ip`, its signature checked.
+pub fn decode_failure(
+    jail: &str,
+    ip: IpAddr,
+    entry: &str,
+    signer: &Signer,
+) -> Result<FailureMark, RecordError> {
+    let malformed = || RecordError::Malformed(format!("not a failure entry: {entry:.80}"));
+    let mut words = entry.split(' ');
+    let (Some(signature), Some(origin), Some(at_ms), Some(nonce), None) = (
+        words.next(),
+        words.next(),
+        words.next(),
+        words.next(),
+        words.next(),
+    ) else {
+        return Err(malformed());
+    };
+    let at_ms: i64 = at_ms.parse().map_err(|_| malformed())?;
+    let nonce: u64 = nonce.parse().map_err(|_| malformed())?;
+    let payload = failure_payload(jail, ip, origin, at_ms, nonce);
+    signer.check(signature, payload.as_bytes())?;
+    Ok(FailureMark {
+        origin: origin.to_string(),
+        at_ms,
+        nonce,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +302,48 @@ mod tests {
             ..ban()
         };
         assert_eq!(forever.remaining(i64::MAX), Some(None));
+    }
+
+    #[test]
+    fn a_failure_entry_counts_only_for_its_own_jail_and_address_and_key() {
+        let key = Signer::with_key(b"fleet secret").unwrap();
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        let mark = FailureMark {
+            origin: "b".into(),
+            at_ms: 1_700_000_000_000,
+            nonce: 42,
+        };
+        let entry = encode_failure("sshd", ip, &mark, &key);
+        assert_eq!(decode_failure("sshd", ip, &entry, &key), Ok(mark.clone()));
+        // Copied into another address's set, or another jail's: refused.
+        let other: IpAddr = "203.0.113.8".parse().unwrap();
+        assert_eq!(
+            decode_failure("sshd", other, &entry, &key),
+            Err(RecordError::BadSignature)
+        );
+        assert_eq!(
+            decode_failure("nginx", ip, &entry, &key),
+            Err(RecordError::BadSignature)
+        );
+        // Moved in time, or written without the key.
+        let moved = entry.replace("1700000000000", "1700000600000");
+        assert_eq!(
+            decode_failure("sshd", ip, &moved, &key),
+            Err(RecordError::BadSignature)
+        );
+        let unsigned = encode_failure("sshd", ip, &mark, &Signer::unsigned());
+        assert_eq!(
+            decode_failure("sshd", ip, &unsigned, &key),
+            Err(RecordError::BadSignature)
+        );
+        // A fleet without a key reads unsigned entries; junk is malformed either way.
+        assert_eq!(
+            decode_failure("sshd", ip, &unsigned, &Signer::unsigned()),
+            Ok(mark)
+        );
+        assert!(matches!(
+            decode_failure("sshd", ip, "- b soon 1", &Signer::unsigned()),
+            Err(RecordError::Malformed(_))
+        ));
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use redis::IntoConnectionInfo;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::{BanRecord, FeedMessage, Keys, RecordError, Signer, UnbanRecord};
 use super::{decode_message, encode_message};
 use crate::config::{FleetConfig, FleetTls, SecretSource};
-use crate::messages::{FleetChange, FleetOutbound, JailEvent};
+use crate::messages::{FailureShare, FleetChange, FleetOutbound, JailEvent};
 
 /// Why the fleet cannot start (its secrets) or a Redis round failed.
 #[derive(Debug, thiserror::Error)]
@@ -282,7 +282,7 @@ async fn scan_values(
             .arg("MATCH")
             .arg(pattern)
             .arg("COUNT")
-            .arg(2000)
+            .arg(SCAN_COUNT)
             .query_async(connection)
             .await?;
         if !keys.is_empty() {
@@ -343,6 +343,17 @@ fn claimed_origin(text: &str) -> String {
         .unwrap_or_else(|| "?".to_string())
 }
 
+/// Most changes handed to the jail task in one message: a burst from another member crosses
+/// as a few batches, not thousands of messages, and a batch stays short for the jail task.
+const CHANGE_BATCH: usize = 1000;
+/// Keys asked per SCAN step when pulling: a few milliseconds of Redis's time per step, and
+/// 100,000 bans in 20 round trips.
+const SCAN_COUNT: usize = 5000;
+/// Most outgoing changes sent to Redis in one pipeline.
+const PUBLISH_BATCH: usize = 1000;
+/// Failures kept for the fleet's counts while Redis is away; past it the oldest are dropped
+/// (each member still counts its own).
+const PENDING_FAILURES: usize = 10_000;
 /// Heartbeats live this long: a member not heard from for it is no longer listed.
 const MEMBER_TTL: Duration = Duration::from_secs(30);
 /// How often the heartbeat and the member list are refreshed.
@@ -375,6 +386,7 @@ impl FleetTask {
                 .into_iter()
                 .map(|ban| ((ban.jail.clone(), ban.ip), ban))
                 .collect(),
+            pending_failures: std::collections::VecDeque::new(),
             refusals: Refusals::default(),
             pending_unbans: HashMap::new(),
             in_flight: Vec::new(),
@@ -401,6 +413,8 @@ impl FleetTask {
 struct State {
     /// This member's shared bans in force, by (jail, address).
     local: HashMap<(String, IpAddr), BanRecord>,
+    /// Failures for the fleet's counts not yet added (Redis away), oldest first, bounded.
+    pending_failures: std::collections::VecDeque<FailureShare>,
     refusals: Refusals,
     /// Unbans made (here, from the CLI or an expiry) that Redis has not taken: sent at the
     /// next connection, or the other members would keep a ban this member lifted.
@@ -472,6 +486,13 @@ impl State {
             }
             FleetOutbound::Unban(unban) => {
                 self.local.remove(&(unban.jail.clone(), unban.ip));
+            }
+            FleetOutbound::Failure(failure) => {
+                // The oldest go first: they are the nearest to leaving their window anyway.
+                if self.pending_failures.len() >= PENDING_FAILURES {
+                    self.pending_failures.pop_front();
+                }
+                self.pending_failures.push_back(failure);
             }
         }
     }
@@ -584,8 +605,20 @@ async fn session(
         pipe.query_async::<()>(&mut connection).await?;
     }
     state.pending_unbans.clear();
-    for change in pulled {
-        if jails.send(JailEvent::Fleet(change)).await.is_err() {
+    for changes in pulled.chunks(CHANGE_BATCH) {
+        if jails
+            .send(JailEvent::Fleet(changes.to_vec()))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+    // Failures seen while Redis was away join the counts now (the stale ones count for
+    // nothing: the window is checked against their own time).
+    let pending: Vec<FailureShare> = state.pending_failures.drain(..).collect();
+    for batch in pending.chunks(PUBLISH_BATCH) {
+        if !count_failures(settings, health, state, &mut connection, jails, batch).await? {
             return Ok(());
         }
     }
@@ -599,25 +632,43 @@ async fn session(
     loop {
         tokio::select! {
             () = shutdown.cancelled() => {
-                // Publish what the jails queued before they stopped.
+                // Publish what the jails queued before they stopped; failures no one will
+                // wait for the count of are left.
                 while let Ok(change) = inbound.try_recv() {
-                    publish(settings, state, &mut connection, change).await?;
+                    if !matches!(change, FleetOutbound::Failure(_)) {
+                        publish(settings, state, &mut connection, change).await?;
+                    }
                 }
                 return Ok(());
             }
             change = inbound.recv() => {
                 let Some(change) = change else { return Ok(()) };
-                publish(settings, state, &mut connection, change).await?;
-                // A burst is sent as one pipeline rather than one round trip per ban.
+                // A burst is sent as one pipeline rather than one round trip per ban, and
+                // its failures as one more.
                 let mut pipe = redis::pipe();
                 let mut queued = 0;
-                while queued < 1000 && let Ok(change) = inbound.try_recv() {
-                    queue(&mut pipe, settings, state, change);
-                    queued += 1;
+                let mut failures = Vec::new();
+                let mut next = Some(change);
+                while let Some(change) = next.take() {
+                    match change {
+                        FleetOutbound::Failure(failure) => failures.push(failure),
+                        change => {
+                            queue(&mut pipe, settings, state, change);
+                            queued += 1;
+                        }
+                    }
+                    if queued + failures.len() < PUBLISH_BATCH {
+                        next = inbound.try_recv().ok();
+                    }
                 }
                 if queued > 0 {
                     pipe.query_async::<()>(&mut connection).await?;
                     state.sent();
+                }
+                if !failures.is_empty()
+                    && !count_failures(settings, health, state, &mut connection, jails, &failures).await?
+                {
+                    return Ok(());
                 }
             }
             message = feed.next() => {
@@ -627,9 +678,20 @@ async fn session(
                         "the change feed closed",
                     ))));
                 };
-                let Ok(text) = message.get_payload::<String>() else { continue };
-                let Some(change) = receive(settings, health, state, &text) else { continue };
-                if jails.send(JailEvent::Fleet(change)).await.is_err() {
+                // The messages already here join this one: a burst is one batch for the jails.
+                let mut changes = Vec::new();
+                let mut next = Some(message);
+                while let Some(message) = next.take() {
+                    if let Ok(text) = message.get_payload::<String>()
+                        && let Some(change) = receive(settings, health, state, &text)
+                    {
+                        changes.push(change);
+                    }
+                    if changes.len() < CHANGE_BATCH {
+                        next = feed.next().now_or_never().flatten();
+                    }
+                }
+                if !changes.is_empty() && jails.send(JailEvent::Fleet(changes)).await.is_err() {
                     return Ok(());
                 }
             }
@@ -733,18 +795,67 @@ fn queue(
                 return;
             }
             add_ban(pipe, settings, ban, now_ms);
+            // Banned: its failures across the fleet start again from none, as a local
+            // count does (a no-op for jails that do not count fleet-wide).
+            pipe.cmd("DEL")
+                .arg(settings.keys.failures(&ban.jail, ban.ip))
+                .ignore();
             let message = encode_message(&FeedMessage::Ban(ban.clone()), &settings.signer);
             pipe.cmd("PUBLISH")
                 .arg(settings.keys.feed())
                 .arg(message)
                 .ignore();
         }
+        // Counted by `count_failures`, in a pipeline of their own.
+        FleetOutbound::Failure(_) => {}
         FleetOutbound::Unban(unban) => {
             add_unban(pipe, settings, unban);
             state.in_flight.push(unban.clone());
         }
     }
     state.remember(change);
+}
+
+/// Adds failures to the fleet's counts and hands the jails the addresses that reached their
+/// maxretry; `false` when the jail task is gone. On an error the failures are kept for the
+/// next connection.
+async fn count_failures(
+    settings: &FleetSettings,
+    health: &FleetHealth,
+    state: &mut State,
+    connection: &mut MultiplexedConnection,
+    jails: &mpsc::Sender<JailEvent>,
+    failures: &[FailureShare],
+) -> Result<bool, FleetError> {
+    let now_ms = Utc::now().timestamp_millis();
+    let tally = match super::tally::add_and_count(
+        connection,
+        &settings.keys,
+        &settings.signer,
+        &settings.name,
+        failures,
+        now_ms,
+    )
+    .await
+    {
+        Ok(tally) => tally,
+        Err(error) => {
+            for failure in failures {
+                state.remember(FleetOutbound::Failure(failure.clone()));
+            }
+            return Err(error.into());
+        }
+    };
+    for (member, error) in &tally.refused {
+        state.refusals.note(health, member, error);
+    }
+    if tally.reached.is_empty() {
+        return Ok(true);
+    }
+    Ok(jails
+        .send(JailEvent::FleetCounts(tally.reached))
+        .await
+        .is_ok())
 }
 
 async fn publish(
@@ -842,6 +953,7 @@ mod tests {
     fn state() -> State {
         State {
             local: HashMap::new(),
+            pending_failures: std::collections::VecDeque::new(),
             refusals: Refusals::default(),
             pending_unbans: HashMap::new(),
             in_flight: Vec::new(),

@@ -236,6 +236,40 @@ impl Jail {
         Decision::Ban(order)
     }
 
+    /// Decides on the count of `host`'s failures across the fleet (`share_failures`): the
+    /// failures every member saw within findtime, this member's included. Judged as a local
+    /// failure is (ignore list, ban in force, maxretry), and banned with the increments of
+    /// this member's history; the failures pending here are folded into the ban's evidence.
+    pub fn on_fleet_count<R: Rng + ?Sized>(
+        &mut self,
+        host: IpAddr,
+        failures: u32,
+        now: DateTime<Utc>,
+        history: &mut dyn BanHistory,
+        rng: &mut R,
+    ) -> Decision {
+        let host = crate::address::canonical(host);
+        if let Some(reason) = self.settings.ignore.check(host) {
+            return Decision::Ignored { reason };
+        }
+        if let Some(ban) = self.bans.get(&host) {
+            return Decision::AlreadyBanned { until: ban.end };
+        }
+        let maxretry = self.settings.maxretry;
+        if failures < maxretry {
+            return Decision::Counted { failures, maxretry };
+        }
+        let matches = self
+            .failures
+            .take(host)
+            .map(failures::HostFailures::into_matches)
+            .unwrap_or_default();
+        let (bantime, ban_count) = self.next_ban(host, now, None, &*history, rng);
+        let order = self.enforce(host, now, failures, bantime, ban_count, matches);
+        history.record_ban(&order);
+        Decision::Ban(order)
+    }
+
     /// Bans `host` on request (`logjail ban`), for `bantime` or, when `None`, for the jail's
     /// bantime with increments. Refused for ignored hosts, and for loopback and this
     /// machine's addresses even with `ignoreself` off. Failures the host had pending are
@@ -1008,6 +1042,47 @@ mod tests {
         );
         assert!(bench.jail.ban_of(ip("::ffff:203.0.113.9")).is_some());
         assert!(bench.jail.unban(ip("::ffff:203.0.113.9")).is_some());
+    }
+
+    #[test]
+    fn a_fleet_count_bans_at_maxretry_with_local_evidence_and_respects_the_ignore_list() {
+        let mut bench = Bench::new(JailSettings {
+            ignore: IgnoreList::new(true, vec![]),
+            ..settings("sshd", 5)
+        });
+        // Two failures here: under maxretry alone.
+        assert_eq!(bench.fail("203.0.113.9", 0), counted(1, 5));
+        assert_eq!(bench.fail("203.0.113.9", 10), counted(2, 5));
+        let count = |bench: &mut Bench, host: &str, failures: u32| {
+            bench.jail.on_fleet_count(
+                ip(host),
+                failures,
+                at(20),
+                &mut bench.history,
+                &mut bench.rng,
+            )
+        };
+        assert_eq!(count(&mut bench, "203.0.113.9", 4), counted(4, 5));
+        let order = expect_ban(count(&mut bench, "203.0.113.9", 5));
+        assert_eq!(order.failures, 5);
+        assert_eq!(order.ban_count, 1);
+        assert_eq!(order.start, at(20));
+        // The two lines seen here are the ban's evidence, and no longer pending.
+        assert_eq!(order.matches.len(), 2);
+        assert_eq!(bench.jail.failures_of(ip("203.0.113.9")), 0);
+        assert_eq!(
+            count(&mut bench, "203.0.113.9", 9),
+            Decision::AlreadyBanned { until: order.end }
+        );
+        // Another member's count never overrides this member's allow-list.
+        assert!(matches!(
+            count(&mut bench, "127.0.0.1", 50),
+            Decision::Ignored { .. }
+        ));
+        assert!(matches!(
+            count(&mut bench, "0.0.0.0", 50),
+            Decision::Ignored { .. }
+        ));
     }
 
     #[test]

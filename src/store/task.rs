@@ -106,6 +106,9 @@ pub fn start(
                         }
                         store.save_bans(&batch)
                     }
+                    StoreRequest::SaveBans(bans) => bans
+                        .chunks(SAVE_BATCH)
+                        .try_for_each(|chunk| store.save_bans(chunk)),
                     other => apply(&mut store, other),
                 };
                 if let Err(error) = result {
@@ -126,6 +129,9 @@ pub fn start(
 fn apply(store: &mut Store, request: StoreRequest) -> Result<(), StoreError> {
     match request {
         StoreRequest::SaveBan(ban) => store.save_ban(&ban),
+        StoreRequest::SaveBans(bans) => bans
+            .chunks(SAVE_BATCH)
+            .try_for_each(|chunk| store.save_bans(chunk)),
         StoreRequest::RemoveBan { jail, host } => store.remove_ban(&jail, host).map(|_| ()),
         StoreRequest::SavePositions { positions, now } => store.save_positions(&positions, now),
         StoreRequest::ForgetPosition(source) => store.forget_position(&source),

@@ -476,13 +476,25 @@ jails:
         self.process().log()
     }
 
+    /// Two failures of `host` in the member's log: a ban at the usual maxretry of 2.
     pub fn attack_log(&self, host: &str) {
+        self.failures_in_log(host, 2);
+    }
+
+    pub fn failures_in_log(&self, host: &str, count: usize) {
         let mut log = std::fs::OpenOptions::new()
             .append(true)
             .open(self.dir.join("app.log"))
             .unwrap();
-        writeln!(log, "login failed from {host}").unwrap();
-        writeln!(log, "login failed from {host}").unwrap();
+        for _ in 0..count {
+            writeln!(log, "login failed from {host}").unwrap();
+        }
+    }
+
+    /// Changes the member's configuration file (before `start`, or before a restart).
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, edit(text)).unwrap();
     }
 
     pub fn target(&self, index: u8) -> SocketAddr {

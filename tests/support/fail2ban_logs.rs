@@ -332,7 +332,7 @@ pub fn agrees(expected: &Expected, outcome: &Outcome) -> bool {
             let host_agrees = expected
                 .host
                 .as_deref()
-                .is_none_or(|wanted| logjail::filter::parse_host(wanted) == Some(host));
+                .is_none_or(|wanted| annotated_address(wanted) == Some(host));
             let user_agrees = match (&expected.user, &outcome.user) {
                 (Some(wanted), Some(got)) => wanted == got,
                 (Some(_), None) => false,
@@ -342,6 +342,18 @@ pub fn agrees(expected: &Expected, outcome: &Outcome) -> bool {
         }
         _ => false,
     }
+}
+
+/// The address a failJSON names, in the canonical form logjail reports (brackets dropped,
+/// IPv4-mapped IPv6 as IPv4); `None` for a host name. Unlike the filter's own parse, it
+/// keeps addresses that are never a client: Fail2Ban reports `0.0.0.0`, and so does logjail's
+/// filter before its jail refuses it.
+pub fn annotated_address(host: &str) -> Option<IpAddr> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse().ok().map(logjail::address::canonical)
 }
 
 /// Whether Fail2Ban's match is on a host name, which logjail never resolves.

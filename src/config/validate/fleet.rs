@@ -220,21 +220,33 @@ impl Validator<'_> {
         }
     }
 
-    /// Failures counted fleet-wide are not built yet: a jail asking for them is refused
-    /// rather than quietly counting alone, which would ban later than its operator expects.
-    pub(super) fn shared_failures_refused(&mut self, jails: &[JailConfig], path: &YamlPath) {
+    /// Failures counted fleet-wide make sense only where the ban they lead to spreads: a
+    /// member reaching maxretry bans, and the others must learn it. So `share_failures`
+    /// needs a fleet and a jail that shares its bans (its own `share:` or `fleet.share`).
+    pub(super) fn shared_failures_checked(
+        &mut self,
+        jails: &[JailConfig],
+        fleet: Option<&FleetConfig>,
+        path: &YamlPath,
+    ) {
         for jail in jails.iter().filter(|jail| jail.share_failures) {
             let place = Place {
                 scope: Scope::Jail(jail.name.clone()),
                 depth: 2,
             };
+            let message = match fleet {
+                None => "`share_failures: true` needs a `fleet:` section to count with",
+                Some(fleet) if !jail.share.unwrap_or(fleet.share) => {
+                    "`share_failures: true` needs the jail's bans shared too (`share: true`): \
+                     the member that reaches maxretry bans, and the others learn it from that ban"
+                }
+                Some(_) => continue,
+            };
             self.report(
                 &place,
                 &path.key(&jail.name).key("share_failures"),
                 Anchor::Key,
-                "`share_failures: true` is not available in this version: each member counts \
-                 its own failures (bans are shared with `share: true`)"
-                    .to_string(),
+                message.to_string(),
             );
         }
     }

@@ -168,7 +168,9 @@ impl Validator<'_> {
         if fleet.is_none() && raw.fleet.is_none() {
             self.sharing_without_fleet(&jails, &root.key("jails"));
         }
-        self.shared_failures_refused(&jails, &root.key("jails"));
+        if fleet.is_some() || raw.fleet.is_none() {
+            self.shared_failures_checked(&jails, fleet.as_ref(), &root.key("jails"));
+        }
 
         Config {
             origin,

@@ -15,7 +15,8 @@
 //! - Sessions (`<F-MLFID>`, with `<F-NOFAIL>`, `<F-MLFFORGET>`, `<F-MLFGAINED>`) are kept per
 //!   source by [`crate::filter::session`]; the syslog program and pid, which the envelope
 //!   removes, are part of the session's id. `maxlines` above 1 (patterns spanning several
-//!   lines) is not done.
+//!   lines, `<SKIPLINES>`) runs the failregexes on the source's last lines joined, kept in the
+//!   same per-source state.
 //! - A `datepattern` logjail's date module cannot express falls back to its default date
 //!   detection.
 //! - Host names are never resolved: `<HOST>` captures addresses only.
@@ -34,6 +35,10 @@ use super::{CutDate, FilterField, FilterSpec};
 const DEFINITION: &str = "Definition";
 /// The section with the defaults of a filter's options (`mode = normal`).
 const INIT: &str = "Init";
+
+/// The most lines a multi-line filter (`maxlines`) is given together; Debian's stock filters
+/// ask for 20 at most.
+const MAX_LINES: usize = 50;
 
 /// common.conf's `__prefix_line`, which picks a per-log-type prefix.
 const COMMON_PREFIX_LINE: &str = "<lt_<logtype>/__prefix_line>";
@@ -165,18 +170,33 @@ fn read_for(
     }
     let mut adapted = false;
     if vars.get("__prefix_line").is_none()
-        && let Some(raw) = stack.raw(DEFINITION, "__prefix_line")
-        && raw.text == COMMON_PREFIX_LINE
         && prefix == Prefix::BareMessage
+        && let Some(raw) = stack.raw(DEFINITION, "__prefix_line")
     {
-        adapted = true;
-        vars.set(
-            "__prefix_line",
-            RawValue {
-                text: HEADERLESS_PREFIX_LINE.to_string(),
-                at: raw.at.clone(),
-            },
-        );
+        // common.conf's prefix, or a filter's own that extends it (sendmail's queue id after
+        // `%(known/__prefix_line)s`): the common part is what the envelope removed.
+        let known = "%(known/__prefix_line)s";
+        let headerless = if raw.text == COMMON_PREFIX_LINE {
+            Some(HEADERLESS_PREFIX_LINE.to_string())
+        } else if raw.text.contains(known)
+            && stack
+                .known_raw(DEFINITION, "__prefix_line")
+                .is_some_and(|earlier| earlier.text == COMMON_PREFIX_LINE)
+        {
+            Some(raw.text.replace(known, HEADERLESS_PREFIX_LINE))
+        } else {
+            None
+        };
+        if let Some(text) = headerless {
+            adapted = true;
+            vars.set(
+                "__prefix_line",
+                RawValue {
+                    text,
+                    at: raw.at.clone(),
+                },
+            );
+        }
     }
 
     let lookup = |name: &str| -> Option<String> {
@@ -291,12 +311,16 @@ fn read_for(
         .map(|(text, _, _)| text.split_whitespace().collect::<Vec<_>>().join(" "))
         .filter(|text| !text.is_empty());
     if let Some((text, at, _)) = value("maxlines")?
-        && text.trim().parse::<u32>().is_ok_and(|n| n > 1)
+        && let Ok(maxlines) = text.trim().parse::<usize>()
+        && maxlines > 1
     {
-        notes.push(format!(
-            "{at}: maxlines = {}: logjail judges each line alone (no multi-line matching)",
-            text.trim()
-        ));
+        // Every source keeps that many lines per filter: bounded, whatever the file says.
+        if maxlines > MAX_LINES {
+            notes.push(format!(
+                "{at}: maxlines = {maxlines}: logjail keeps at most {MAX_LINES} lines per source"
+            ));
+        }
+        spec.maxlines = Some(maxlines.min(MAX_LINES));
     }
     Ok((
         Fail2BanFilter {
@@ -457,6 +481,33 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_extending_commons_reads_bare_messages_too() {
+        // sendmail-reject's `__prefix_line` is common.conf's followed by a queue id: its
+        // common part is what the envelope takes off a syslog line.
+        let path = Path::new("/etc/fail2ban/filter.d/sendmail-reject.conf");
+        let read = read(path, &[]).unwrap();
+        assert!(read.spec.line_variant.is_some());
+        let filter = crate::filter::Filter::compile("sendmail-reject", &read.spec).unwrap();
+        let message = "ruleset=check_relay, arg1=[192.0.2.123], arg2=192.0.2.123, \
+                       relay=[192.0.2.123], reject=421 4.3.2 Connection rate limit exceeded.";
+        let now = chrono::Utc::now();
+        let mut sessions = crate::filter::session::Sessions::new();
+        let record =
+            crate::filter::envelope::Record::from_parts(message, None, Some("sm-mta"), now);
+        assert!(matches!(
+            filter.evaluate_in(&record, now, Some(&mut sessions)),
+            crate::filter::Verdict::Failure(f) if f.host.to_string() == "192.0.2.123"
+        ));
+        let line = format!("Feb 19 18:01:50 batman sm-mta[78152]: {message}");
+        let mut decoder = crate::filter::envelope::Decoder::new();
+        let record = decoder.push_at(&line, now).unwrap();
+        assert!(matches!(
+            filter.evaluate_in(&record, now, Some(&mut sessions)),
+            crate::filter::Verdict::Failure(f) if f.host.to_string() == "192.0.2.123"
+        ));
+    }
+
+    #[test]
     fn every_debian_filter_reads_and_compiles() {
         let mut read_ok = 0;
         let mut problems = Vec::new();
@@ -477,12 +528,55 @@ mod tests {
             }
         }
         assert!(read_ok > 70, "{read_ok} {problems:#?}");
-        // Refused with their reason: `<SKIPLINES>` multi-line matching (mongodb-auth, slapd).
-        assert_eq!(problems.len(), 2, "{problems:#?}");
-        assert!(
-            problems.iter().all(|p| p.contains("SKIPLINES")),
-            "{problems:#?}"
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn multi_line_filters_join_a_sources_last_lines() {
+        use crate::filter::Verdict;
+        use crate::filter::envelope::Decoder;
+        use crate::filter::session::Sessions;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("multi.conf");
+        std::fs::write(
+            &path,
+            "[Definition]\n\
+             failregex = ^\\[conn(?P<__id>\\d+)\\] auth failed<SKIPLINES>\\[conn(?P=__id)\\] end <HOST>$\n\
+             \x20           ^second line of <HOST>\\n.*\\bdenied$\n\
+             maxlines = 3\n",
+        )
+        .unwrap();
+        let read = read(&path, &[]).unwrap();
+        assert_eq!(read.spec.maxlines, Some(3));
+        let filter = crate::filter::Filter::compile("multi", &read.spec).unwrap();
+        assert!(filter.uses_sessions());
+        let now = chrono::Utc::now();
+        let mut sessions = Sessions::new();
+        let mut judge_in = |line: &str| {
+            let mut decoder = Decoder::new();
+            let record = decoder.push_at(line, now).unwrap();
+            match filter.evaluate_in(&record, now, Some(&mut sessions)) {
+                Verdict::Failure(failure) => Some(failure.host.to_string()),
+                _ => None,
+            }
+        };
+        assert_eq!(judge_in("[conn7] auth failed"), None);
+        assert_eq!(judge_in("[conn8] hello"), None);
+        // The line that ends connection 7 completes its failure; connection 8's line was
+        // passed over and stays.
+        assert_eq!(
+            judge_in("[conn7] end 192.0.2.7").as_deref(),
+            Some("192.0.2.7")
         );
+        // Lines further back than maxlines are gone: the earlier failure is not matched again.
+        assert_eq!(judge_in("[conn7] end 192.0.2.7"), None);
+        // A pattern with `\n` of its own spans two lines; `^` and `$` are each line's.
+        assert_eq!(judge_in("second line of 192.0.2.9"), None);
+        assert_eq!(judge_in("access denied").as_deref(), Some("192.0.2.9"));
+        // Judged alone, with no source state, a line is only itself.
+        let mut decoder = Decoder::new();
+        let record = decoder.push_at("[conn7] end 192.0.2.7", now).unwrap();
+        assert!(matches!(filter.evaluate_at(&record, now), Verdict::Missed));
     }
 
     #[test]

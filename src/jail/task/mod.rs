@@ -14,9 +14,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::action::{Notice, NotifierHandle};
+use crate::address::RefusalWarnings;
 use crate::clock::SharedClock;
 use crate::config::JailConfig;
-use crate::jail::{ActiveBan, BanHistory, BanOrder, Decision, Jail};
+use crate::jail::{ActiveBan, BanHistory, BanOrder, Decision, IgnoreReason, Jail};
 use crate::messages::Origin;
 use crate::store::{BanRecord, JailDefinition};
 
@@ -88,6 +89,26 @@ impl Effects {
                     start_ms: order.start.timestamp_millis(),
                     end_ms: order.end.map(|end| end.timestamp_millis()),
                     count: order.ban_count,
+                },
+            ));
+        }
+    }
+
+    /// Adds a failure counted here to the fleet's count, when its jail counts fleet-wide.
+    /// Never waits: a full queue drops it (counted), and the local count goes on.
+    fn share_failure(&self, runtime: &JailRuntime, host: IpAddr, time: DateTime<Utc>) {
+        if let Some(fleet) = &self.fleet
+            && runtime.config.share_failures
+            && fleet.shares(&runtime.config)
+        {
+            let settings = runtime.jail.settings();
+            fleet.offer(crate::messages::FleetOutbound::Failure(
+                crate::messages::FailureShare {
+                    jail: runtime.name.to_string(),
+                    host: crate::address::canonical(host),
+                    at_ms: time.timestamp_millis(),
+                    findtime_ms: i64::try_from(settings.findtime.as_millis()).unwrap_or(i64::MAX),
+                    maxretry: settings.maxretry,
                 },
             ));
         }
@@ -443,6 +464,10 @@ pub async fn run(
     firewall: String,
 ) -> Vec<JailRuntime> {
     let mut index = index_of(&jails);
+    // Failures of an address that is never a client (a filter reports `0.0.0.0` and `::` as
+    // Fail2Ban does): refused here, with a warning rate-limited per jail, since whoever
+    // writes such lines chooses how many come.
+    let mut refusals = RefusalWarnings::new();
     let mut purge = tokio::time::interval(PURGE_EVERY);
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -457,7 +482,15 @@ pub async fn run(
                             tracing::warn!(jail = %failure.jail, "failure for an unknown jail");
                             continue;
                         };
-                        on_failure(&mut jails[slot], failure, &mut history, &effects, &clock).await;
+                        on_failure(
+                            &mut jails[slot],
+                            failure,
+                            &mut history,
+                            &mut refusals,
+                            &effects,
+                            &clock,
+                        )
+                        .await;
                     }
                     JailEvent::Control(call) => {
                         let context = control::Context {
@@ -492,8 +525,11 @@ pub async fn run(
                         let _ = reply.send(answer);
                     }
                     JailEvent::DefinerGone { defined_by } => definer_gone(&mut jails, &defined_by),
-                    JailEvent::Fleet(change) => {
-                        on_fleet(&mut jails, &index, change, &effects, clock.now()).await;
+                    JailEvent::FleetCounts(counts) => {
+                        on_fleet_counts(&mut jails, &index, counts, &mut history, &effects, clock.now()).await;
+                    }
+                    JailEvent::Fleet(changes) => {
+                        on_fleet(&mut jails, &index, changes, &effects, clock.now()).await;
                     }
                     JailEvent::Define { config, definition, reply } => {
                         let name = Arc::<str>::from(config.name.as_str());
@@ -776,6 +812,7 @@ async fn on_failure(
     runtime: &mut JailRuntime,
     failure: FailureEvent,
     history: &mut CountedHistory,
+    refusals: &mut RefusalWarnings,
     effects: &Effects,
     clock: &SharedClock,
 ) {
@@ -797,14 +834,39 @@ async fn on_failure(
                 .banned(order, Some(&failure.origin), &runtime.config)
                 .await;
         }
-        Decision::Counted { failures, maxretry } => tracing::debug!(
-            jail = %runtime.name,
-            host = %failure.host,
-            failures,
-            maxretry,
-            origin = %failure.origin,
-            "failure"
-        ),
+        Decision::Counted { failures, maxretry } => {
+            tracing::debug!(
+                jail = %runtime.name,
+                host = %failure.host,
+                failures,
+                maxretry,
+                origin = %failure.origin,
+                "failure"
+            );
+            effects.share_failure(runtime, failure.host, failure.time);
+        }
+        Decision::Ignored {
+            reason: IgnoreReason::NotAClient(reason),
+        } => match refusals.record(&runtime.name, now) {
+            Some(refused) => tracing::warn!(
+                jail = %runtime.name,
+                host = %failure.host,
+                origin = %failure.origin,
+                refused_since_last_warning = refused,
+                "a failure line names {}, {reason}; not counted, never banned (the next such \
+                 failures of this jail are logged at debug level, with a warning at most every \
+                 {} minutes)",
+                failure.host,
+                crate::address::REFUSAL_WARNING_INTERVAL.num_minutes()
+            ),
+            None => tracing::debug!(
+                jail = %runtime.name,
+                host = %failure.host,
+                origin = %failure.origin,
+                "a failure line names {}, {reason}; not counted, never banned",
+                failure.host
+            ),
+        },
         Decision::Ignored { reason } => tracing::debug!(
             jail = %runtime.name,
             host = %failure.host,
@@ -821,79 +883,127 @@ async fn on_failure(
     });
 }
 
-/// Applies another member's ban or unban to the jail of that name, if this member runs one:
-/// through the jail's own ignoreip and refusals (own addresses, loopback), into its own
-/// firewall target. Not shared again.
+/// Bans the addresses whose failures across the fleet reached maxretry, each through its
+/// jail's own rules (ignore list, ban in force, increments), as a ban made here: it is shared,
+/// so the members that saw fewer tries learn it.
+async fn on_fleet_counts(
+    jails: &mut [JailRuntime],
+    index: &HashMap<Arc<str>, usize>,
+    counts: Vec<crate::messages::FleetCount>,
+    history: &mut CountedHistory,
+    effects: &Effects,
+    now: DateTime<Utc>,
+) {
+    let origin = Arc::new(Origin::FleetFailures);
+    for count in counts {
+        let Some(&slot) = index.get(count.jail.as_str()) else {
+            continue;
+        };
+        let runtime = &mut jails[slot];
+        // A reload may have turned the sharing off since the failure went out.
+        if !runtime.config.share_failures {
+            continue;
+        }
+        let decision =
+            runtime
+                .jail
+                .on_fleet_count(count.host, count.failures, now, history, &mut rand::rng());
+        if let Decision::Ban(order) = &decision {
+            tracing::info!(
+                jail = %runtime.name,
+                host = %count.host,
+                failures = count.failures,
+                members = %count.members.join(","),
+                "failures across the fleet reached maxretry"
+            );
+            effects.banned(order, Some(&origin), &runtime.config).await;
+        }
+    }
+}
+
+/// Applies other members' bans and unbans to the jails of those names, if this member runs
+/// them: through each jail's own ignoreip and refusals (own addresses, loopback), into its own
+/// firewall target. Not shared again. The bans of a batch are stored in one request.
 async fn on_fleet(
     jails: &mut [JailRuntime],
     index: &HashMap<Arc<str>, usize>,
-    change: crate::messages::FleetChange,
+    changes: Vec<crate::messages::FleetChange>,
     effects: &Effects,
     now: DateTime<Utc>,
 ) {
     use crate::messages::FleetChange;
-    let jail = match &change {
-        FleetChange::Ban { jail, .. } | FleetChange::Unban { jail, .. } => jail.clone(),
-    };
-    let Some(&slot) = index.get(jail.as_str()) else {
-        tracing::debug!(%jail, "fleet: change for a jail not run here");
-        return;
-    };
-    let runtime = &mut jails[slot];
-    if let Some(fleet) = &effects.fleet
-        && !fleet.shares(&runtime.config)
-    {
-        return;
-    }
-    match change {
-        FleetChange::Ban {
-            member,
-            host,
-            start,
-            end,
-            ban_count,
-            ..
-        } => {
-            let before = runtime.jail.ban_of(host).map(|ban| ban.end);
-            if let Err(refused) = runtime.jail.restore_ban(host, start, end, ban_count, now) {
-                tracing::info!(jail = %runtime.name, %host, %member, %refused, "fleet ban not applied here");
-                return;
-            }
-            let after = runtime.jail.ban_of(host).map(|ban| ban.end);
-            if before.is_some() && before == after {
-                return;
-            }
-            tracing::info!(target: "logjail::ban", jail = %runtime.name, %host, %member, "ban from the fleet");
-            runtime.fleet_origins.insert(host, member.clone());
-            effects
-                .store
-                .send(StoreRequest::SaveBan(BanRecord::from_fleet(
+    let mut records = Vec::new();
+    for change in changes {
+        let jail = match &change {
+            FleetChange::Ban { jail, .. } | FleetChange::Unban { jail, .. } => jail.clone(),
+        };
+        let Some(&slot) = index.get(jail.as_str()) else {
+            tracing::debug!(%jail, "fleet: change for a jail not run here");
+            continue;
+        };
+        let runtime = &mut jails[slot];
+        if let Some(fleet) = &effects.fleet
+            && !fleet.shares(&runtime.config)
+        {
+            continue;
+        }
+        match change {
+            FleetChange::Ban {
+                member,
+                host,
+                start,
+                end,
+                ban_count,
+                ..
+            } => {
+                let before = runtime.jail.ban_of(host).map(|ban| ban.end);
+                if let Err(refused) = runtime.jail.restore_ban(host, start, end, ban_count, now) {
+                    tracing::info!(jail = %runtime.name, %host, %member, %refused, "fleet ban not applied here");
+                    continue;
+                }
+                let after = runtime.jail.ban_of(host).map(|ban| ban.end);
+                if before.is_some() && before == after {
+                    continue;
+                }
+                tracing::info!(target: "logjail::ban", jail = %runtime.name, %host, %member, "ban from the fleet");
+                runtime.fleet_origins.insert(host, member.clone());
+                records.push(BanRecord::from_fleet(
                     runtime.name.to_string(),
                     host,
                     start,
                     end,
                     ban_count,
                     member,
-                )))
-                .await;
-            effects
-                .enforce(Enforcement::Ban {
-                    jail: runtime.name.to_string(),
-                    host,
-                    end,
-                })
-                .await;
-        }
-        FleetChange::Unban { member, host, .. } => {
-            if let Some(ban) = runtime.jail.unban(host) {
-                runtime.fleet_origins.remove(&host);
-                let reason = format!("fleet unban by {member}");
-                let config = runtime.config.clone();
+                ));
                 effects
-                    .unbanned(&runtime.name, &ban, &reason, &config, now)
+                    .enforce(Enforcement::Ban {
+                        jail: runtime.name.to_string(),
+                        host,
+                        end,
+                    })
                     .await;
             }
+            FleetChange::Unban { member, host, .. } => {
+                if let Some(ban) = runtime.jail.unban(host) {
+                    // The ban's row must be written before its removal is.
+                    if !records.is_empty() {
+                        effects
+                            .store
+                            .send(StoreRequest::SaveBans(std::mem::take(&mut records)))
+                            .await;
+                    }
+                    runtime.fleet_origins.remove(&host);
+                    let reason = format!("fleet unban by {member}");
+                    let config = runtime.config.clone();
+                    effects
+                        .unbanned(&runtime.name, &ban, &reason, &config, now)
+                        .await;
+                }
+            }
         }
+    }
+    if !records.is_empty() {
+        effects.store.send(StoreRequest::SaveBans(records)).await;
     }
 }
 
@@ -1216,6 +1326,124 @@ mod tests {
             "container web".to_string(),
             false,
         )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fleet_batch_is_applied_in_order_and_a_repeat_changes_nothing() {
+        use crate::messages::FleetChange;
+        let mut harness = Harness::start(vec![restored_web("80")], &[]);
+        let end = Some(start_time() + chrono::Duration::hours(1));
+        let ban = |host: &str| FleetChange::Ban {
+            member: "b".to_string(),
+            jail: "web".to_string(),
+            host: host.parse().unwrap(),
+            start: start_time(),
+            end,
+            ban_count: 1,
+        };
+        let unban = |host: &str| FleetChange::Unban {
+            member: "c".to_string(),
+            jail: "web".to_string(),
+            host: host.parse().unwrap(),
+        };
+        let batch = vec![
+            ban("192.0.2.1"),
+            ban("192.0.2.2"),
+            unban("192.0.2.1"),
+            // A jail this member does not run: skipped, the rest of the batch still applies.
+            FleetChange::Ban {
+                member: "b".to_string(),
+                jail: "elsewhere".to_string(),
+                host: "192.0.2.3".parse().unwrap(),
+                start: start_time(),
+                end,
+                ban_count: 1,
+            },
+            ban("192.0.2.4"),
+        ];
+        harness
+            .events
+            .send(JailEvent::Fleet(batch.clone()))
+            .await
+            .unwrap();
+        // The same batch again (a reconnect pulls what the feed already brought): the bans
+        // in force stay as they are, and the unbanned address is not banned twice over.
+        harness
+            .events
+            .send(JailEvent::Fleet(batch[1..].to_vec()))
+            .await
+            .unwrap();
+        let mut firewall = std::mem::replace(&mut harness.firewall, mpsc::channel(1).1);
+        let (jails, _) = harness.stop().await;
+        let changes: Vec<String> = std::iter::from_fn(|| firewall.try_recv().ok())
+            .map(|change| match change {
+                Enforcement::Ban { host, end: e, .. } if e == end => format!("ban {host}"),
+                Enforcement::Unban { host, .. } => format!("unban {host}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                "ban 192.0.2.1",
+                "ban 192.0.2.2",
+                "unban 192.0.2.1",
+                "ban 192.0.2.4"
+            ]
+        );
+        let mut banned: Vec<IpAddr> = jails[0].jail.banned().map(|b| b.host).collect();
+        banned.sort();
+        assert_eq!(
+            banned,
+            [
+                "192.0.2.2".parse::<IpAddr>().unwrap(),
+                "192.0.2.4".parse().unwrap()
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_of_the_unspecified_address_are_never_counted_nor_banned() {
+        // Filters report `0.0.0.0` and `::` as Fail2Ban does; the jail task is where they
+        // stop, however many come.
+        let (config, _) = defined(&web_labels("80"), "web");
+        let jail = Jail::new(config.jail_settings(&[]).unwrap()).unwrap();
+        let mut harness = Harness::start(vec![JailRuntime::new(jail, config)], &[]);
+        let origin = Arc::new(Origin::File {
+            path: "/var/log/assp.log".into(),
+        });
+        let failure = |host: &str| {
+            JailEvent::Failure(FailureEvent {
+                jail: Arc::from("web"),
+                host: host.parse().unwrap(),
+                time: start_time(),
+                line: format!("[TLS-out] {host} [SMTP Error] 535 5.7.8 Error"),
+                origin: origin.clone(),
+            })
+        };
+        for _ in 0..20 {
+            for nobody in ["0.0.0.0", "::", "::ffff:0.0.0.0"] {
+                harness.events.send(failure(nobody)).await.unwrap();
+            }
+        }
+        // A client's failures, as many as maxretry, in the same jail: that one is banned.
+        for _ in 0..5 {
+            harness.events.send(failure(HOST)).await.unwrap();
+        }
+        // The firewall's queue, read once the task has judged everything.
+        let mut firewall = std::mem::replace(&mut harness.firewall, mpsc::channel(1).1);
+        let (jails, _) = harness.stop().await;
+        let status = jails[0].jail.status();
+        assert_eq!(status.total_failed, 5, "only the client's failures count");
+        let banned: Vec<IpAddr> = jails[0].jail.banned().map(|ban| ban.host).collect();
+        assert_eq!(banned, [HOST.parse::<IpAddr>().unwrap()]);
+        let enforced: Vec<IpAddr> = std::iter::from_fn(|| firewall.try_recv().ok())
+            .filter_map(|change| match change {
+                Enforcement::Ban { host, .. } => Some(host),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(enforced, [HOST.parse::<IpAddr>().unwrap()]);
     }
 
     #[tokio::test(start_paused = true)]
