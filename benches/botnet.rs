@@ -144,7 +144,11 @@ fn run(
     for member in &members {
         let start = Instant::now();
         while !member.log().contains("fleet: connected") {
-            assert!(start.elapsed() < Duration::from_secs(60), "{}", member.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{}",
+                member.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -10,10 +10,11 @@ mod firewall_support;
 mod fleet_support;
 mod support;
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use firewall_support::{Reach, listen, try_connect};
-use fleet_support::{ATTACKER, Hub, IGNORED_ON_B, Member, PORT, Redis};
+use fleet_support::{ATTACKER, Hub, IGNORED_ON_B, Member, PORT, Redis, TlsFiles};
 use support::process::wait_until;
 
 /// Waits until `done`, at most `limit`; returns how long it took.
@@ -323,4 +324,345 @@ fn failures_spread_over_members_add_up_to_a_ban() {
         "A names the member whose entries it refused\n{}",
         a.log()
     );
+}
+
+/// Redis over TLS with a private CA and a client certificate (`tls-auth-clients yes`), and
+/// the same server over its unix socket: a ban made on either member reaches the other.
+#[test]
+fn members_share_bans_over_tls_with_a_private_ca_and_over_a_unix_socket() {
+    let root = tempfile::tempdir().unwrap();
+    let key = root.path().join("fleet.key");
+    std::fs::write(&key, "the fleet's shared secret\n").unwrap();
+    let redis_dir = root.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).unwrap();
+    let tls = TlsFiles::make(&root.path().join("tls"));
+    let socket = redis_dir.join("redis.sock");
+    let path = |p: &std::path::Path| p.display().to_string();
+
+    let mut hub = Hub::new();
+    let _redis = Redis::start_with(
+        &hub.ns,
+        &redis_dir,
+        &[
+            "--port".to_string(),
+            "0".to_string(),
+            "--tls-port".to_string(),
+            "6380".to_string(),
+            "--tls-cert-file".to_string(),
+            path(&tls.server_cert),
+            "--tls-key-file".to_string(),
+            path(&tls.server_key),
+            "--tls-ca-cert-file".to_string(),
+            path(&tls.ca),
+            "--tls-auth-clients".to_string(),
+            "yes".to_string(),
+            "--unixsocket".to_string(),
+            path(&socket),
+            "--unixsocketperm".to_string(),
+            "700".to_string(),
+        ],
+        &["-s".to_string(), path(&socket)],
+    );
+    let mut a = Member::with_fleet(&mut hub, root.path(), "a", &[], |hub_ip| {
+        format!(
+            r#"redis: "rediss://{hub_ip}:6380", name: a, hmac_key_file: {}, tls: {{ca_file: {}, cert_file: {}, key_file: {}}}"#,
+            key.display(),
+            tls.ca.display(),
+            tls.client_cert.display(),
+            tls.client_key.display(),
+        )
+    });
+    let mut b = Member::with_fleet(&mut hub, root.path(), "b", &[], |_| {
+        format!(
+            r#"redis: "unix://{}", name: b, hmac_key_file: {}"#,
+            socket.display(),
+            key.display()
+        )
+    });
+    a.start();
+    b.start();
+    for member in [&a, &b] {
+        wait_until("the member connected", || {
+            member
+                .process()
+                .must(&["status"])
+                .contains(&format!("Fleet:\t\tconnected as {}", member.name))
+        });
+    }
+
+    a.process().must(&["ban", "app", "10.77.100.21"]);
+    within(
+        "A's ban (TLS) on B (unix socket)",
+        Duration::from_secs(2),
+        || b.has_ban("10.77.100.21") && b.in_kernel("10.77.100.21"),
+    );
+    b.process().must(&["ban", "app", "10.77.100.22"]);
+    within(
+        "B's ban (unix socket) on A (TLS)",
+        Duration::from_secs(2),
+        || a.has_ban("10.77.100.22") && a.in_kernel("10.77.100.22"),
+    );
+    assert!(
+        b.log().contains("member=a") && a.log().contains("member=b"),
+        "each names the other as the origin:\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    for member in [&mut a, &mut b] {
+        member.process.as_mut().unwrap().stop();
+    }
+}
+
+/// Redis with ACL users and the default user off: members authenticate as `fleet` with the
+/// password from a file or from the environment; a member with a wrong password stays up,
+/// bans locally, says it is degraded, and retries with a backoff rather than in a busy loop.
+#[test]
+fn acl_users_authenticate_from_a_file_or_the_environment_and_a_wrong_password_degrades() {
+    let root = tempfile::tempdir().unwrap();
+    let key = root.path().join("fleet.key");
+    std::fs::write(&key, "the fleet's shared secret\n").unwrap();
+    let password = root.path().join("redis-password");
+    std::fs::write(&password, "s3cret-fleet\n").unwrap();
+    let wrong = root.path().join("wrong-password");
+    std::fs::write(&wrong, "not-it\n").unwrap();
+    let redis_dir = root.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).unwrap();
+
+    let mut hub = Hub::new();
+    let redis = Redis::start_with(
+        &hub.ns,
+        &redis_dir,
+        // Redis joins the words after an option into one line of its configuration.
+        &[
+            "--user",
+            "default",
+            "off",
+            "--user",
+            "fleet",
+            "on",
+            ">s3cret-fleet",
+            "~logjail:*",
+            "&logjail:*",
+            // The README's ACL for a fleet user.
+            "+@all",
+            "-@admin",
+        ],
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "6379",
+            "--user",
+            "fleet",
+            "--pass",
+            "s3cret-fleet",
+        ],
+    );
+    assert!(
+        !Command::new("ip")
+            .args(["netns", "exec", &hub.ns.name, "redis-cli", "PING"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
+            .unwrap(),
+        "the default user is off: no member gets in without the ACL user"
+    );
+    let fleet = |name: &str, hub_ip: &str, password: &str| {
+        format!(
+            r#"redis: "redis://{hub_ip}:6379", name: {name}, username: fleet, {password}, hmac_key_file: {}"#,
+            key.display()
+        )
+    };
+    let mut a = Member::with_fleet(&mut hub, root.path(), "a", &[], |hub_ip| {
+        fleet(
+            "a",
+            hub_ip,
+            &format!("password_file: {}", password.display()),
+        )
+    });
+    let mut b = Member::with_fleet(&mut hub, root.path(), "b", &[], |hub_ip| {
+        fleet("b", hub_ip, "password_env: FLEET_REDIS_PASSWORD")
+    });
+    b.env.push((
+        "FLEET_REDIS_PASSWORD".to_string(),
+        "s3cret-fleet".to_string(),
+    ));
+    let mut c = Member::with_fleet(&mut hub, root.path(), "c", &[], |hub_ip| {
+        fleet("c", hub_ip, &format!("password_file: {}", wrong.display()))
+    });
+    a.enable_metrics();
+    c.enable_metrics();
+    for member in [&mut a, &mut b, &mut c] {
+        member.start();
+    }
+
+    a.process().must(&["ban", "app", "10.77.100.31"]);
+    within("A's ban on B", Duration::from_secs(5), || {
+        b.has_ban("10.77.100.31") && b.in_kernel("10.77.100.31")
+    });
+    assert_eq!(
+        redis
+            .cli(&["EXISTS", "logjail:ban:app:10.77.100.31"])
+            .trim(),
+        "1",
+        "written as the ACL user"
+    );
+    wait_until("B's status listing A and B", || {
+        b.process()
+            .must(&["status"])
+            .contains("Members seen:\ta, b")
+    });
+
+    // C: refused by Redis, up, degraded, banning on its own, and not taking A's bans.
+    let status = c.process().must(&["status"]);
+    assert!(status.contains("Fleet:\t\tdegraded"), "{status}");
+    assert!(c.metrics().contains("logjail_fleet_degraded 1\n"));
+    wait_until("A's metrics saying connected", || {
+        a.metrics().contains("logjail_fleet_degraded 0\n")
+    });
+    c.attack_log("10.77.100.32");
+    within(
+        "C's own ban without the fleet",
+        Duration::from_secs(20),
+        || c.has_ban("10.77.100.32") && c.in_kernel("10.77.100.32"),
+    );
+    assert!(!c.has_ban("10.77.100.31"), "C cannot read the fleet");
+    let errors = |member: &Member| -> u64 {
+        let status = member.process().must(&["status"]);
+        status
+            .lines()
+            .find_map(|l| l.split("Errors:").nth(1))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no error count in {status}"))
+    };
+    let before = errors(&c);
+    std::thread::sleep(Duration::from_secs(6));
+    let after = errors(&c);
+    // With a backoff growing to 5 s, six seconds hold a few attempts; a busy loop would
+    // count thousands.
+    assert!(
+        after > before && after - before <= 6,
+        "C retried {} times in 6 s",
+        after - before
+    );
+    assert!(
+        c.log().contains("Redis refused this member") && c.log().contains("AuthenticationFailed"),
+        "C says why: {}",
+        c.log()
+    );
+    assert!(c.process.as_mut().unwrap().running(), "C is still up");
+    assert!(
+        !redis
+            .cli(&["KEYS", "logjail:member:*"])
+            .contains("member:c"),
+        "C never got in"
+    );
+    for member in [&mut a, &mut b, &mut c] {
+        member.process.as_mut().unwrap().stop();
+    }
+}
+
+/// Unbans made while Redis is down (on the member that banned, and on another) are sent when
+/// it returns, and reach a member that reconnects before or after they are sent.
+#[test]
+fn unbans_made_while_redis_is_down_are_sent_when_it_returns() {
+    let root = tempfile::tempdir().unwrap();
+    let key = root.path().join("fleet.key");
+    std::fs::write(&key, "the fleet's shared secret\n").unwrap();
+    let redis_dir = root.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).unwrap();
+
+    let mut hub = Hub::new();
+    let mut redis = Redis::start(&hub.ns, &redis_dir);
+    let mut a = Member::new(&mut hub, root.path(), "a", &key, &[]);
+    let mut b = Member::new(&mut hub, root.path(), "b", &key, &[]);
+    let mut c = Member::new(&mut hub, root.path(), "c", &key, &[]);
+    for member in [&mut a, &mut b, &mut c] {
+        member.start();
+    }
+    let (x, y) = ("10.77.100.41", "10.77.100.42");
+    a.process().must(&["ban", "app", x]);
+    a.process().must(&["ban", "app", y]);
+    within("A's bans on B and C", Duration::from_secs(2), || {
+        [&b, &c].iter().all(|m| m.has_ban(x) && m.has_ban(y))
+    });
+
+    redis.kill();
+    wait_until("A and C degraded", || {
+        [&a, &c]
+            .iter()
+            .all(|m| m.process().must(&["status"]).contains("Fleet:\t\tdegraded"))
+    });
+    // A lifts its own ban, C lifts A's other one; B sees neither while Redis is away.
+    a.process().must(&["unban", "app", x]);
+    c.process().must(&["unban", "app", y]);
+    std::thread::sleep(QUIET);
+    assert!(
+        b.has_ban(x) && b.has_ban(y),
+        "nothing reached B without Redis"
+    );
+
+    redis.spawn();
+    within("both unbans on B", Duration::from_secs(15), || {
+        !b.has_ban(x) && !b.has_ban(y) && !b.in_kernel(x) && !b.in_kernel(y)
+    });
+    within(
+        "C's unban on A and A's on C",
+        Duration::from_secs(15),
+        || !a.has_ban(y) && !c.has_ban(x),
+    );
+    let lifted = |member: &Member, host: &str, by: &str| {
+        member.log().lines().any(|line| {
+            line.contains(" unban ")
+                && line.contains(host)
+                && line.contains(&format!("fleet unban by {by}"))
+        })
+    };
+    assert!(lifted(&b, x, "a") && lifted(&b, y, "c"), "{}", b.log());
+    for host in [x, y] {
+        assert_eq!(
+            redis
+                .cli(&["EXISTS", &format!("logjail:ban:app:{host}")])
+                .trim(),
+            "0",
+            "the key of {host} is gone"
+        );
+        let left: i64 = redis
+            .cli(&["PTTL", &format!("logjail:unban:app:{host}")])
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            left > 3_000_000,
+            "the unban of {host} is recorded for what the ban had left ({left} ms)"
+        );
+    }
+
+    // B is stopped holding a ban of A's in its store; A lifts it meanwhile (B misses the
+    // feed); B, started again, lifts it from the recorded unban.
+    let z = "10.77.100.43";
+    a.process().must(&["ban", "app", z]);
+    within("A's third ban on B", Duration::from_secs(2), || {
+        b.has_ban(z)
+    });
+    b.process.as_mut().unwrap().stop();
+    a.process().must(&["unban", "app", z]);
+    within("the unban on C", Duration::from_secs(2), || !c.has_ban(z));
+    b.start();
+    within(
+        "B lifting the ban it restored",
+        Duration::from_secs(5),
+        || !b.has_ban(z) && !b.in_kernel(z),
+    );
+    assert!(
+        lifted(&b, z, "a"),
+        "B held the ban after its restart and lifted it from the record: {}",
+        b.log()
+    );
+    for member in [&mut a, &mut b, &mut c] {
+        if let Some(process) = member.process.as_mut()
+            && process.running()
+        {
+            process.stop();
+        }
+    }
 }

@@ -391,7 +391,7 @@ fn scratch_dir(name: &str) -> PathBuf {
 /// Which API each kind the chart renders must use (a removed API only warns in the validator).
 fn expected_api(kind: &str) -> &'static str {
     match kind {
-        "ServiceAccount" | "ConfigMap" | "Service" => "v1",
+        "ServiceAccount" | "ConfigMap" | "Service" | "Secret" => "v1",
         "DaemonSet" => "apps/v1",
         "ServiceMonitor" => "monitoring.coreos.com/v1",
         other => panic!("the chart renders an unexpected kind {other}"),
@@ -421,6 +421,12 @@ fn every_rendered_object_validates_strictly_for_kubernetes_1_29_to_the_newest() 
     ])
     .unwrap();
     renders.push(("service-monitor".into(), with_monitor));
+    // The fleet's Secret, mount and downward-API variable too.
+    let fleet_values = fleet_values_file("validate-fleet", "");
+    renders.push((
+        "fleet".into(),
+        template(&["-f", fleet_values.to_str().unwrap()]).unwrap(),
+    ));
 
     for (name, manifests) in &renders {
         let objects = documents(manifests);
@@ -575,6 +581,23 @@ fn the_schema_refuses_bad_values_and_names_each() {
             &["--set", "metrics.serviceMonitor.interval=often"],
             "/metrics/serviceMonitor/interval",
         ),
+        (
+            &["--set", "fleet.redis.url=http://redis:6379"],
+            "/fleet/redis/url",
+        ),
+        (
+            &[
+                "--set",
+                "fleet.redis.url=redis://logjail:hunter2@redis:6379",
+            ],
+            "/fleet/redis/url",
+        ),
+        (&["--set", "fleet.enabled=yes"], "/fleet/enabled"),
+        (
+            &["--set", "fleet.existingSecret=My_Secret"],
+            "/fleet/existingSecret",
+        ),
+        (&["--set", "fleet.redis.password=x"], "'password'"),
         // Not a value of this chart at all (a DaemonSet has no replicas).
         (&["--set", "replicas=3"], "'replicas'"),
     ];
@@ -738,6 +761,8 @@ fn mounts_of(objects: &[Value]) -> BTreeSet<Mount> {
                 "emptyDir".to_string()
             } else if let Some(config_map) = volume.get("configMap") {
                 format!("configMap {}", str_of(config_map, "name"))
+            } else if let Some(secret) = volume.get("secret") {
+                format!("secret {}", str_of(secret, "secretName"))
             } else {
                 panic!("unexpected volume {volume:?}")
             };
@@ -1363,5 +1388,221 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), &target).unwrap();
         }
+    }
+}
+
+// ---- the fleet -----------------------------------------------------------------------------
+
+/// A values file turning the fleet on against a TLS Redis with an ACL user, the Secret made by
+/// the chart; `extra` is appended under `fleet:`.
+fn fleet_values_file(name: &str, extra: &str) -> PathBuf {
+    let path = scratch_dir(name).join("values.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "fleet:\n  enabled: true\n  redis:\n    url: rediss://valkey-primary.security.svc:6379\n    username: logjail\n  password: the-redis-password\n  hmacKey: the-fleet-key\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn env_of(objects: &[Value]) -> &Vec<Value> {
+    container(objects)["env"].as_sequence().unwrap()
+}
+
+/// `logjail check` of the configuration the ConfigMap carries, in this environment.
+fn check_rendered(name: &str, objects: &[Value], env: &[(&str, &str)]) -> Output {
+    let path = scratch_dir(name).join("logjail.yaml");
+    let config_map = object(objects, "ConfigMap");
+    std::fs::write(&path, str_of(&config_map["data"], "logjail.yaml")).unwrap();
+    Command::new(BINARY)
+        .args(["check", "-c", path.to_str().unwrap()])
+        .env_remove("NODE_NAME")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_fleet_is_off_by_default() {
+    let objects = render(&[]);
+    assert!(!has_kind(&objects, "Secret"));
+    assert!(rendered_config(&objects).get("fleet").is_none());
+    assert!(
+        !env_of(&objects)
+            .iter()
+            .any(|e| e["name"].as_str() == Some("NODE_NAME"))
+    );
+}
+
+#[test]
+fn a_fleet_gets_its_secret_as_files_and_each_member_is_named_after_its_node() {
+    let values = fleet_values_file("fleet-chart-secret", "");
+    let objects = render(&["-f", values.to_str().unwrap()]);
+
+    let secret = object(&objects, "Secret");
+    assert_eq!(
+        str_of(&secret["metadata"], "name"),
+        format!("{FULLNAME}-fleet")
+    );
+    let data = secret["data"].as_mapping().unwrap();
+    let decoded = |key: &str| {
+        let encoded = str_of(&secret["data"], key);
+        let output = Command::new("base64")
+            .arg("-d")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(encoded.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        text(&output.stdout)
+    };
+    assert_eq!(data.len(), 2, "{data:?}");
+    assert_eq!(decoded("password"), "the-redis-password");
+    assert_eq!(decoded("hmac-key"), "the-fleet-key");
+
+    assert_eq!(
+        rendered_config(&objects)["fleet"],
+        yaml(
+            "
+redis: rediss://valkey-primary.security.svc:6379
+name_env: NODE_NAME
+username: logjail
+password_file: /run/secrets/logjail-fleet/password
+hmac_key_file: /run/secrets/logjail-fleet/hmac-key
+share: true
+"
+        ),
+        "TLS checked against the system roots: no tls section"
+    );
+    let node_name = env_of(&objects)
+        .iter()
+        .find(|e| e["name"].as_str() == Some("NODE_NAME"))
+        .expect("NODE_NAME in the environment");
+    assert_eq!(
+        node_name["valueFrom"],
+        yaml("{fieldRef: {fieldPath: spec.nodeName}}")
+    );
+    let mounts = mounts_of(&objects);
+    assert!(
+        mounts.contains(&mount(
+            "/run/secrets/logjail-fleet",
+            true,
+            &format!("secret {FULLNAME}-fleet")
+        )),
+        "{mounts:?}"
+    );
+    let volume = pod_spec(&objects)["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"].as_str() == Some("fleet-secret"))
+        .unwrap();
+    assert_eq!(volume["secret"]["defaultMode"].as_u64(), Some(0o400));
+
+    // The daemon in the pod checks it with the node's name in NODE_NAME, and says what is
+    // missing without it.
+    let checked = check_rendered(
+        "fleet-chart-secret",
+        &objects,
+        &[("NODE_NAME", "k3s-node-1")],
+    );
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        text(&checked.stdout),
+        text(&checked.stderr)
+    );
+    let unset = check_rendered("fleet-chart-secret", &objects, &[]);
+    assert!(!unset.status.success());
+    assert!(
+        text(&unset.stderr).contains("fleet.name_env")
+            && text(&unset.stderr).contains("NODE_NAME is not set"),
+        "{}",
+        text(&unset.stderr)
+    );
+
+    // A new password rolls the pods.
+    let checksum = |objects: &[Value]| {
+        str_of(
+            &object(objects, "DaemonSet")["spec"]["template"]["metadata"]["annotations"],
+            "checksum/fleet-secret",
+        )
+        .to_string()
+    };
+    let other = render(&[
+        "-f",
+        values.to_str().unwrap(),
+        "--set",
+        "fleet.password=another",
+    ]);
+    assert_ne!(checksum(&objects), checksum(&other));
+}
+
+#[test]
+fn an_existing_secret_with_a_private_ca_is_mounted_and_the_chart_makes_no_secret() {
+    let values = fleet_values_file(
+        "fleet-existing-secret",
+        "  existingSecret: valkey-logjail\n  redis:\n    url: rediss://valkey.security.svc:6379\n    username: logjail\n    tls:\n      privateCa: true\n",
+    );
+    let objects = render(&["-f", values.to_str().unwrap()]);
+    assert!(!has_kind(&objects, "Secret"));
+    let fleet = &rendered_config(&objects)["fleet"];
+    assert_eq!(
+        fleet["tls"],
+        yaml("{ca_file: /run/secrets/logjail-fleet/ca.crt}")
+    );
+    assert_eq!(
+        fleet["password_file"].as_str(),
+        Some("/run/secrets/logjail-fleet/password")
+    );
+    assert!(mounts_of(&objects).contains(&mount(
+        "/run/secrets/logjail-fleet",
+        true,
+        "secret valkey-logjail"
+    )));
+    let annotations = &object(&objects, "DaemonSet")["spec"]["template"]["metadata"]["annotations"];
+    assert!(annotations.get("checksum/fleet-secret").is_none());
+    let checked = check_rendered(
+        "fleet-existing-secret",
+        &objects,
+        &[("NODE_NAME", "node-2")],
+    );
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+}
+
+#[test]
+fn a_fleet_without_its_url_or_key_or_with_a_ca_for_plain_redis_is_refused_by_name() {
+    let values = fleet_values_file("fleet-refused", "");
+    let values = values.to_str().unwrap();
+    let refused: &[(&[&str], &str)] = &[
+        (&["--set", "fleet.redis.url="], "fleet.redis.url"),
+        (&["--set", "fleet.hmacKey="], "fleet.hmacKey"),
+        (
+            &[
+                "--set",
+                "fleet.redis.url=redis://valkey:6379",
+                "--set",
+                "fleet.redis.tls.privateCa=true",
+                "--set",
+                "fleet.redis.tls.ca=PEM",
+            ],
+            "fleet.redis.tls.privateCa is for TLS",
+        ),
+        (
+            &["--set", "fleet.redis.tls.privateCa=true"],
+            "fleet.redis.tls.ca",
+        ),
+    ];
+    for (args, names) in refused {
+        let mut all = vec!["-f", values];
+        all.extend_from_slice(args);
+        let error = template(&all).expect_err(&format!("{args:?} was accepted"));
+        assert!(error.contains(names), "{args:?}: {error}");
     }
 }

@@ -58,8 +58,11 @@
 //! metrics:  {enabled: false, listen: "127.0.0.1:9191"}
 //! log:      {format: text, level: info}
 //! fleet:    {redis: "rediss://redis:6380/0", name: node-1,   # absent: nothing shared
+//!            # or name_env: NODE_NAME; neither: the host name
 //!            username: logjail, password_file: /run/secrets/redis,  # or password_env: VAR
-//!            hmac_key_file: /run/secrets/fleet-hmac, share: true}   # share: jails' default
+//!            hmac_key_file: /run/secrets/fleet-hmac, share: true,   # share: jails' default
+//!            tls: {ca_file: /run/secrets/redis-ca.pem,   # rediss:// only; absent: Mozilla's roots
+//!                  cert_file: /run/secrets/client.pem, key_file: /run/secrets/client.key}}
 //! ```
 //!
 //! A jail may say `share: true|false` (its bans spread to the fleet or not) and
@@ -115,10 +118,10 @@ pub use self::jail::{
 pub use self::ports::{PortRange, Ports, Protocol};
 pub use self::positions::TextPosition;
 pub use self::sections::{
-    ControlConfig, DEFAULT_CONFIG_PATH, DEFAULT_POD_LOG_DIR, DockerConfig, FirewallBackend,
-    FirewallConfig, FirewallMode, FirewallTarget, FleetConfig, LogConfig, LogFormat, LogLevel,
-    MetricsConfig, PodsConfig, ReadMode, RequiredLabel, SecretSource, StoreConfig, check_redis_url,
-    is_fleet_word,
+    ClientCertificate, ControlConfig, DEFAULT_CONFIG_PATH, DEFAULT_POD_LOG_DIR, DockerConfig,
+    FirewallBackend, FirewallConfig, FirewallMode, FirewallTarget, FleetConfig, FleetTls,
+    LogConfig, LogFormat, LogLevel, MetricsConfig, PodsConfig, ReadMode, RequiredLabel,
+    SecretSource, StoreConfig, check_redis_url, is_fleet_word,
 };
 use crate::filter::{Filter, FilterSpec};
 use positions::PositionIndex;
@@ -314,6 +317,36 @@ mod tests {
     use super::*;
     use crate::duration::BanTime;
     use std::time::Duration;
+
+    #[test]
+    fn a_fleet_without_name_or_name_env_is_named_after_the_host() {
+        let text = "fleet: {redis: \"redis://127.0.0.1:6379\"}\n";
+        match sections::host_name().filter(|host| is_fleet_word(host)) {
+            Some(host) => {
+                let config = Config::from_yaml_str(text, "fleet.yaml").unwrap();
+                assert_eq!(config.fleet.unwrap().name, host);
+            }
+            // A host name that is not a word: the error says what to set.
+            None => {
+                let errors = Config::from_yaml_str(text, "fleet.yaml").unwrap_err();
+                assert!(errors.to_string().contains("set `name:` or `name_env:`"));
+            }
+        }
+        let config = Config::from_yaml_str(
+            "fleet: {redis: \"rediss://redis.example.net:6380\", name: a, tls: {ca_file: /ca.pem}}\n",
+            "fleet.yaml",
+        )
+        .unwrap();
+        let fleet = config.fleet.unwrap();
+        assert_eq!(fleet.name, "a", "name: wins over the host name");
+        assert_eq!(
+            fleet.tls,
+            Some(FleetTls {
+                ca_file: Some(PathBuf::from("/ca.pem")),
+                client: None
+            })
+        );
+    }
 
     #[test]
     fn embedded_default_validates() {

@@ -276,11 +276,22 @@ pub(super) struct RawMetrics {
 pub(super) struct RawFleet {
     pub(super) redis: Option<String>,
     pub(super) name: Option<String>,
+    pub(super) name_env: Option<String>,
     pub(super) username: Option<String>,
     pub(super) password_file: Option<String>,
     pub(super) password_env: Option<String>,
     pub(super) hmac_key_file: Option<String>,
     pub(super) share: Option<bool>,
+    pub(super) tls: Option<RawFleetTls>,
+}
+
+/// `fleet.tls:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFleetTls {
+    pub(super) ca_file: Option<String>,
+    pub(super) cert_file: Option<String>,
+    pub(super) key_file: Option<String>,
 }
 
 /// `log:`.

@@ -156,6 +156,94 @@ pub struct FleetConfig {
     pub hmac_key_file: Option<PathBuf>,
     /// Whether a jail without `share:` shares its bans.
     pub share: bool,
+    /// Certificates for `rediss://`; absent, the Mozilla roots built into logjail check the
+    /// server.
+    pub tls: Option<FleetTls>,
+}
+
+/// `fleet.tls:` — a private CA (managed Redis, an in-cluster Redis with its own CA) and a
+/// client certificate for servers that ask for one (`tls-auth-clients yes`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FleetTls {
+    /// PEM certificates trusted instead of the built-in Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and its key, given together.
+    pub client: Option<ClientCertificate>,
+}
+
+/// A client certificate and its key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// `fleet.tls.cert_file`.
+    pub cert_file: PathBuf,
+    /// `fleet.tls.key_file`.
+    pub key_file: PathBuf,
+}
+
+/// Where the member name came from when it was not written as `name:`, and why it cannot
+/// be used; the message says what to set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberNameError {
+    /// `name_env` names a variable that is not set.
+    Unset(String),
+    /// The variable's value is not a word.
+    BadEnv(String, String),
+    /// Neither `name` nor `name_env`, and the host name is not a word (or unreadable).
+    BadHost(Option<String>),
+}
+
+impl std::fmt::Display for MemberNameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemberNameError::Unset(variable) => write!(
+                f,
+                "the environment variable {variable} is not set: set it, or give `name:`"
+            ),
+            MemberNameError::BadEnv(variable, value) => write!(
+                f,
+                "the environment variable {variable} holds \"{value}\", not 1 to 64 letters, \
+                 digits, `.`, `-` or `_`"
+            ),
+            MemberNameError::BadHost(Some(host)) => write!(
+                f,
+                "the member name defaults to the host name, but \"{host}\" is not 1 to 64 \
+                 letters, digits, `.`, `-` or `_`: set `name:` or `name_env:`"
+            ),
+            MemberNameError::BadHost(None) => write!(
+                f,
+                "the member name defaults to the host name, which cannot be read: set `name:` \
+                 or `name_env:`"
+            ),
+        }
+    }
+}
+
+/// The member name when `name:` is not written: the variable `name_env` names (a Kubernetes
+/// downward API `spec.nodeName`), or else the host name. The lookups are passed in so that
+/// the rule is tested without touching the process's environment.
+pub fn member_name_from(
+    name_env: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+    host: impl Fn() -> Option<String>,
+) -> Result<String, MemberNameError> {
+    match name_env {
+        Some(variable) => match env(variable) {
+            None => Err(MemberNameError::Unset(variable.to_string())),
+            Some(value) if is_fleet_word(&value) => Ok(value),
+            Some(value) => Err(MemberNameError::BadEnv(variable.to_string(), value)),
+        },
+        None => match host() {
+            Some(host) if is_fleet_word(&host) => Ok(host),
+            other => Err(MemberNameError::BadHost(other)),
+        },
+    }
+}
+
+/// This machine's host name, if it is text.
+pub fn host_name() -> Option<String> {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
 }
 
 /// Where a secret is read at start: a file (a mounted Secret) or an environment variable.
@@ -430,6 +518,42 @@ pub fn check_docker_host(host: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_member_name_comes_from_the_variable_or_else_the_host_name() {
+        let env = |variable: &str| (variable == "NODE_NAME").then(|| "node-7".to_string());
+        let host = || Some("edge-1.example.net".to_string());
+        assert_eq!(
+            member_name_from(Some("NODE_NAME"), env, host).unwrap(),
+            "node-7"
+        );
+        assert_eq!(
+            member_name_from(Some("NODE"), env, host),
+            Err(MemberNameError::Unset("NODE".to_string()))
+        );
+        assert_eq!(
+            member_name_from(None, env, host).unwrap(),
+            "edge-1.example.net"
+        );
+        let spaced = |_: &str| Some("node 7".to_string());
+        assert_eq!(
+            member_name_from(Some("NODE_NAME"), spaced, host),
+            Err(MemberNameError::BadEnv(
+                "NODE_NAME".to_string(),
+                "node 7".to_string()
+            ))
+        );
+        let long = || Some("h".repeat(65));
+        let error = member_name_from(None, env, long).unwrap_err();
+        assert!(
+            error.to_string().contains("set `name:` or `name_env:`"),
+            "{error}"
+        );
+        assert!(matches!(
+            member_name_from(None, env, || None),
+            Err(MemberNameError::BadHost(None))
+        ));
+    }
 
     #[test]
     fn docker_hosts() {

@@ -64,8 +64,8 @@ impl FleetStage {
                 loaded = apply(runtimes, &link, changes, now);
                 tracing::info!(member = %fleet.name, loaded = loaded.len(), "fleet: bans loaded from Redis");
             }
-            Ok(Err(error)) => degraded(&health, &error.to_string()),
-            Err(_) => degraded(&health, "Redis did not answer in time"),
+            Ok(Err(error)) => degraded(&health, &error.to_string(), error.is_refusal()),
+            Err(_) => degraded(&health, "Redis did not answer in time", false),
         }
         Ok(Some(FleetStage {
             settings,
@@ -102,10 +102,14 @@ impl FleetStage {
     }
 }
 
-fn degraded(health: &FleetHealth, why: &str) {
+fn degraded(health: &FleetHealth, why: &str, refused: bool) {
     health.degraded.store(true, Ordering::Relaxed);
     health.errors.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(error = %why, "fleet: Redis unreachable at start; degraded, local bans go on and the fleet syncs when it returns");
+    if refused {
+        tracing::warn!(error = %why, "fleet: Redis refused this member at start (check fleet.username, the password and the user's ACL); degraded, local bans go on and the member keeps retrying");
+    } else {
+        tracing::warn!(error = %why, "fleet: Redis unreachable at start; degraded, local bans go on and the fleet syncs when it returns");
+    }
 }
 
 /// Puts the other members' bans into the jails that share them; returns what to store.

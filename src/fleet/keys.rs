@@ -33,6 +33,17 @@ impl Keys {
         format!("{}:ban:*", self.prefix)
     }
 
+    /// The key recording that the ban of `ip` in `jail` was lifted, kept for what remained of
+    /// the ban, so that a member away when the unban was published lifts it on its return.
+    pub fn unban(&self, jail: &str, ip: IpAddr) -> String {
+        format!("{}:unban:{jail}:{ip}", self.prefix)
+    }
+
+    /// The SCAN pattern matching every recorded unban.
+    pub fn unban_pattern(&self) -> String {
+        format!("{}:unban:*", self.prefix)
+    }
+
     /// The pub/sub channel of bans and unbans.
     pub fn feed(&self) -> String {
         format!("{}:feed", self.prefix)
@@ -71,6 +82,12 @@ mod tests {
             keys.ban("sshd", v4)
                 .starts_with(keys.ban_pattern().trim_end_matches('*'))
         );
+        assert_eq!(keys.unban("sshd", v4), "logjail:unban:sshd:203.0.113.7");
+        assert!(
+            keys.unban("sshd", v4)
+                .starts_with(keys.unban_pattern().trim_end_matches('*'))
+        );
+        assert!(!keys.ban("sshd", v4).starts_with("logjail:unban:"));
         assert_eq!(Keys::new("edge").feed(), "edge:feed");
         assert_eq!(keys.member("a"), "logjail:member:a");
         assert_eq!(keys.failures("sshd", v4), "logjail:fail:sshd:203.0.113.7");

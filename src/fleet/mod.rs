@@ -6,6 +6,8 @@
 //! ```text
 //!  PREFIX:ban:JAIL:IP     one key per ban in force, PX = its remaining time,
 //!                         value = a signed BanRecord (origin member, jail, ip, start, end, count)
+//!  PREFIX:unban:JAIL:IP   a signed UnbanRecord, PX = what the lifted ban had left, so that
+//!                         a member away from the feed lifts the ban when it returns
 //!  PREFIX:feed            pub/sub channel: every ban and unban as a signed FeedMessage,
 //!                         for latency; the keys are the truth a (re)connecting member loads
 //!  PREFIX:member:NAME     a member's last heartbeat, for `status` (members seen, lag)

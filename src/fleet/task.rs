@@ -17,13 +17,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BanRecord, FeedMessage, Keys, RecordError, Signer, UnbanRecord};
 use super::{decode_message, encode_message};
-use crate::config::{FleetConfig, SecretSource};
+use crate::config::{FleetConfig, FleetTls, SecretSource};
 use crate::messages::{FailureShare, FleetChange, FleetOutbound, JailEvent};
 
 /// Why the fleet cannot start (its secrets) or a Redis round failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
-    /// `password_file` or `hmac_key_file` could not be read.
+    /// `password_file`, `hmac_key_file` or a `tls` file could not be read.
     #[error("fleet: cannot read {what} {path}: {source}")]
     Secret {
         what: &'static str,
@@ -39,6 +39,21 @@ pub enum FleetError {
     /// Redis refused or the connection failed.
     #[error("fleet: redis: {0}")]
     Redis(#[from] redis::RedisError),
+}
+
+impl FleetError {
+    /// Whether Redis answered but refused this member (credentials or ACL), which retrying
+    /// alone does not mend: said apart from an unreachable server in the log.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            FleetError::Redis(error) => matches!(
+                error.kind(),
+                redis::ErrorKind::AuthenticationFailed
+                    | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// What the task needs, secrets read.
@@ -76,6 +91,32 @@ fn read_secret(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Fl
     Ok(bytes)
 }
 
+/// The CA and client certificate files, read.
+fn tls_certificates(tls: &FleetTls) -> Result<redis::TlsCertificates, FleetError> {
+    let read = |what: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| FleetError::Secret {
+            what,
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let root_cert = match &tls.ca_file {
+        Some(path) => Some(read("tls.ca_file", path)?),
+        None => None,
+    };
+    let client_tls = match &tls.client {
+        Some(client) => Some(redis::ClientTlsConfig {
+            client_cert: read("tls.cert_file", &client.cert_file)?,
+            client_key: read("tls.key_file", &client.key_file)?,
+        }),
+        None => None,
+    };
+    Ok(redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    })
+}
+
 impl FleetSettings {
     /// Reads the password and the HMAC key from where the configuration says.
     pub fn from_config(config: &FleetConfig) -> Result<FleetSettings, FleetError> {
@@ -97,6 +138,12 @@ impl FleetSettings {
             None => {}
         }
         info = info.set_redis_settings(redis);
+        let client = match &config.tls {
+            Some(tls) => redis::Client::build_with_tls(info, tls_certificates(tls)?)?,
+            // `rediss://` without `tls:` checks the server against the Mozilla roots built in
+            // (webpki-roots, as the webhooks do): the image has no system store to read.
+            None => redis::Client::open(info)?,
+        };
         let signer = match &config.hmac_key_file {
             Some(path) => {
                 Signer::with_key(&read_secret("hmac_key_file", path)?).map_err(FleetError::Key)?
@@ -105,7 +152,7 @@ impl FleetSettings {
         };
         Ok(FleetSettings {
             name: config.name.clone(),
-            client: redis::Client::open(info)?,
+            client,
             signer,
             keys: Keys::default(),
         })
@@ -152,26 +199,88 @@ pub async fn catch_up(
     health: &FleetHealth,
 ) -> Result<Vec<FleetChange>, FleetError> {
     let mut connection = settings.client.get_multiplexed_async_connection().await?;
-    let (changes, _) = pull(settings, health, &mut connection).await?;
-    Ok(changes)
+    Ok(pull(settings, health, &mut connection).await?.changes)
 }
 
-/// Every valid ban in Redis not made here, and the keys found (for the push that follows).
+/// What a pull found in Redis.
+struct Pulled {
+    /// The other members' bans in force, then the unbans recorded for addresses no ban key
+    /// holds any more (lifted while this member was away from the feed).
+    changes: Vec<FleetChange>,
+    /// Every ban key found, with the start of the ban it holds (for the push that follows).
+    in_redis: HashMap<String, i64>,
+    /// The recorded unbans among `changes`, with their time, so that the push can leave out
+    /// the ones this member banned again since.
+    unbans: Vec<UnbanRecord>,
+}
+
+/// Every valid ban in Redis not made here, the unbans recorded for keys gone, and the keys
+/// found.
 async fn pull(
     settings: &FleetSettings,
     health: &FleetHealth,
     connection: &mut MultiplexedConnection,
-) -> Result<(Vec<FleetChange>, std::collections::HashSet<String>), FleetError> {
+) -> Result<Pulled, FleetError> {
     let now_ms = Utc::now().timestamp_millis();
-    let mut cursor: u64 = 0;
     let mut changes = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashMap::new();
     let mut refused = Refusals::default();
+    for (key, value) in scan_values(connection, &settings.keys.ban_pattern()).await? {
+        match decode_message(&value, &settings.signer) {
+            Ok(FeedMessage::Ban(ban)) => {
+                seen.insert(key, ban.start_ms);
+                if ban.origin != settings.name
+                    && let Some(change) = foreign_ban(ban, now_ms)
+                {
+                    changes.push(change);
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                // A key there, even unreadable, is not this member's to push over.
+                seen.insert(key, i64::MAX);
+                refused.note(health, "?", &error);
+            }
+        }
+    }
+    let mut unbans = Vec::new();
+    for (_, value) in scan_values(connection, &settings.keys.unban_pattern()).await? {
+        match decode_message(&value, &settings.signer) {
+            Ok(FeedMessage::Unban(unban))
+                if unban.origin != settings.name
+                    && !seen.contains_key(&settings.keys.ban(&unban.jail, unban.ip)) =>
+            {
+                changes.push(FleetChange::Unban {
+                    member: unban.origin.clone(),
+                    jail: unban.jail.clone(),
+                    host: unban.ip,
+                });
+                unbans.push(unban);
+            }
+            Ok(_) => {}
+            Err(error) => refused.note(health, "?", &error),
+        }
+    }
+    health.last_sync_ms.store(now_ms, Ordering::Relaxed);
+    Ok(Pulled {
+        changes,
+        in_redis: seen,
+        unbans,
+    })
+}
+
+/// Every key matching `pattern` that still holds a value, with it.
+async fn scan_values(
+    connection: &mut MultiplexedConnection,
+    pattern: &str,
+) -> Result<Vec<(String, String)>, FleetError> {
+    let mut cursor: u64 = 0;
+    let mut found = Vec::new();
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(settings.keys.ban_pattern())
+            .arg(pattern)
             .arg("COUNT")
             .arg(SCAN_COUNT)
             .query_async(connection)
@@ -181,27 +290,18 @@ async fn pull(
                 .arg(&keys)
                 .query_async(connection)
                 .await?;
-            for (key, value) in keys.into_iter().zip(values) {
-                let Some(value) = value else { continue };
-                seen.insert(key);
-                match decode_message(&value, &settings.signer) {
-                    Ok(FeedMessage::Ban(ban)) if ban.origin != settings.name => {
-                        if let Some(change) = foreign_ban(ban, now_ms) {
-                            changes.push(change);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(error) => refused.note(health, "?", &error),
-                }
-            }
+            // A key gone between SCAN and MGET (expired) reads as nil and is skipped.
+            found.extend(
+                keys.into_iter()
+                    .zip(values)
+                    .filter_map(|(key, value)| Some((key, value?))),
+            );
         }
         cursor = next;
         if cursor == 0 {
-            break;
+            return Ok(found);
         }
     }
-    health.last_sync_ms.store(now_ms, Ordering::Relaxed);
-    Ok((changes, seen))
 }
 
 fn foreign_ban(ban: BanRecord, now_ms: i64) -> Option<FleetChange> {
@@ -258,6 +358,8 @@ const PENDING_FAILURES: usize = 10_000;
 const MEMBER_TTL: Duration = Duration::from_secs(30);
 /// How often the heartbeat and the member list are refreshed.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// The first wait before reconnecting, doubled at each failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -286,6 +388,8 @@ impl FleetTask {
                 .collect(),
             pending_failures: std::collections::VecDeque::new(),
             refusals: Refusals::default(),
+            pending_unbans: HashMap::new(),
+            in_flight: Vec::new(),
         };
         let join = tokio::spawn(run(
             settings,
@@ -312,6 +416,11 @@ struct State {
     /// Failures for the fleet's counts not yet added (Redis away), oldest first, bounded.
     pending_failures: std::collections::VecDeque<FailureShare>,
     refusals: Refusals,
+    /// Unbans made (here, from the CLI or an expiry) that Redis has not taken: sent at the
+    /// next connection, or the other members would keep a ban this member lifted.
+    pending_unbans: HashMap<(String, IpAddr), UnbanRecord>,
+    /// Unbans queued on the connection and not yet acknowledged: pending again if it fails.
+    in_flight: Vec<UnbanRecord>,
 }
 
 async fn run(
@@ -322,7 +431,7 @@ async fn run(
     jails: mpsc::Sender<JailEvent>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = FIRST_BACKOFF;
     loop {
         match session(
             &settings,
@@ -336,9 +445,16 @@ async fn run(
         {
             Ok(()) => return,
             Err(error) => {
+                state.requeue_in_flight();
                 health.errors.fetch_add(1, Ordering::Relaxed);
                 if !health.degraded.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(%error, "fleet: Redis unreachable; degraded, local bans go on");
+                    // A connection that worked and then broke: retry soon, as after a start.
+                    backoff = FIRST_BACKOFF;
+                    if error.is_refusal() {
+                        tracing::warn!(%error, "fleet: Redis refused this member (check fleet.username, the password and the user's ACL); degraded, local bans go on");
+                    } else {
+                        tracing::warn!(%error, "fleet: Redis unreachable; degraded, local bans go on");
+                    }
                 }
             }
         }
@@ -350,7 +466,7 @@ async fn run(
                 () = shutdown.cancelled() => return,
                 () = &mut until => break,
                 change = inbound.recv() => match change {
-                    Some(change) => state.remember(change),
+                    Some(change) => state.hold(change),
                     None => return,
                 },
             }
@@ -363,7 +479,10 @@ impl State {
     fn remember(&mut self, change: FleetOutbound) {
         match change {
             FleetOutbound::Ban(ban) => {
-                self.local.insert((ban.jail.clone(), ban.ip), ban);
+                // Banned again: an earlier unban of the address is no longer to be sent.
+                let key = (ban.jail.clone(), ban.ip);
+                self.pending_unbans.remove(&key);
+                self.local.insert(key, ban);
             }
             FleetOutbound::Unban(unban) => {
                 self.local.remove(&(unban.jail.clone(), unban.ip));
@@ -374,6 +493,35 @@ impl State {
                     self.pending_failures.pop_front();
                 }
                 self.pending_failures.push_back(failure);
+            }
+        }
+    }
+
+    /// Takes a change while Redis is away: bans wait in `local`, unbans in `pending_unbans`.
+    fn hold(&mut self, change: FleetOutbound) {
+        if let FleetOutbound::Unban(unban) = &change {
+            self.pending_unbans
+                .insert((unban.jail.clone(), unban.ip), unban.clone());
+        }
+        self.remember(change);
+    }
+
+    /// The connection acknowledged what was queued on it.
+    fn sent(&mut self) {
+        self.in_flight.clear();
+    }
+
+    /// The connection failed with unbans queued on it: they are sent at the next one, unless
+    /// this member banned the address again since.
+    fn requeue_in_flight(&mut self) {
+        for unban in std::mem::take(&mut self.in_flight) {
+            let key = (unban.jail.clone(), unban.ip);
+            if self
+                .local
+                .get(&key)
+                .is_none_or(|ban| ban.start_ms <= unban.at_ms)
+            {
+                self.pending_unbans.entry(key).or_insert(unban);
             }
         }
     }
@@ -395,15 +543,43 @@ async fn session(
     pubsub.subscribe(settings.keys.feed()).await?;
     let mut feed = pubsub.into_on_message();
 
-    let (pulled, in_redis) = pull(settings, health, &mut connection).await?;
+    let Pulled {
+        changes: mut pulled,
+        in_redis,
+        unbans: recorded,
+    } = pull(settings, health, &mut connection).await?;
     let now_ms = Utc::now().timestamp_millis();
     state.local.retain(|_, ban| ban.remaining(now_ms).is_some());
+    // An unban recorded by another member is not applied to a ban this member made after
+    // it: that ban is pushed below and is the newer word.
+    let superseded: std::collections::HashSet<(String, IpAddr)> = recorded
+        .iter()
+        .filter(|unban| {
+            state
+                .local
+                .get(&(unban.jail.clone(), unban.ip))
+                .is_some_and(|ban| ban.start_ms > unban.at_ms)
+        })
+        .map(|unban| (unban.jail.clone(), unban.ip))
+        .collect();
+    pulled.retain(|change| match change {
+        FleetChange::Unban { jail, host, .. } => !superseded.contains(&(jail.clone(), *host)),
+        FleetChange::Ban { .. } => true,
+    });
+    // This member's own bans that another member lifted while this one was away: not pushed
+    // back (Redis lacks their key because of the unban, not because it lost it).
+    for unban in &recorded {
+        let key = (unban.jail.clone(), unban.ip);
+        if !superseded.contains(&key) {
+            state.local.remove(&key);
+        }
+    }
     // This member's bans that Redis lacks (made while it was away, or lost with it) are
     // written and announced: members that pulled before this push learn them from the feed.
     let mut pipe = redis::pipe();
     let mut pushed = 0;
     for ban in state.local.values() {
-        if in_redis.contains(&settings.keys.ban(&ban.jail, ban.ip)) {
+        if in_redis.contains_key(&settings.keys.ban(&ban.jail, ban.ip)) {
             continue;
         }
         add_ban(&mut pipe, settings, ban, now_ms);
@@ -414,9 +590,21 @@ async fn session(
             .ignore();
         pushed += 1;
     }
+    // Unbans made while Redis was away, unless another member banned the address since.
+    let unbans: Vec<UnbanRecord> = state.pending_unbans.values().cloned().collect();
+    for unban in &unbans {
+        let newer = in_redis
+            .get(&settings.keys.ban(&unban.jail, unban.ip))
+            .is_some_and(|start_ms| *start_ms > unban.at_ms);
+        if !newer {
+            add_unban(&mut pipe, settings, unban);
+            pushed += 1;
+        }
+    }
     if pushed > 0 {
         pipe.query_async::<()>(&mut connection).await?;
     }
+    state.pending_unbans.clear();
     for changes in pulled.chunks(CHANGE_BATCH) {
         if jails
             .send(JailEvent::Fleet(changes.to_vec()))
@@ -475,6 +663,7 @@ async fn session(
                 }
                 if queued > 0 {
                     pipe.query_async::<()>(&mut connection).await?;
+                    state.sent();
                 }
                 if !failures.is_empty()
                     && !count_failures(settings, health, state, &mut connection, jails, &failures).await?
@@ -563,6 +752,34 @@ fn add_ban(pipe: &mut redis::Pipeline, settings: &FleetSettings, ban: &BanRecord
         );
     }
     set.ignore();
+    // A ban made after an unban wins over it for members catching up later.
+    pipe.cmd("DEL")
+        .arg(settings.keys.unban(&ban.jail, ban.ip))
+        .ignore();
+}
+
+/// Lifts a ban in Redis and records the unban for as long as the ban had left (for ever for
+/// a ban without end), so that a member away from the feed now lifts it when it returns; one
+/// script, so that the record and the deletion cannot part.
+const UNBAN_SCRIPT: &str = "local left = redis.call('PTTL', KEYS[1]) \
+redis.call('DEL', KEYS[1]) \
+if left > 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', left) \
+elseif left == -1 then redis.call('SET', KEYS[2], ARGV[1]) end \
+return left";
+
+fn add_unban(pipe: &mut redis::Pipeline, settings: &FleetSettings, unban: &UnbanRecord) {
+    let message = encode_message(&FeedMessage::Unban(unban.clone()), &settings.signer);
+    pipe.cmd("EVAL")
+        .arg(UNBAN_SCRIPT)
+        .arg(2)
+        .arg(settings.keys.ban(&unban.jail, unban.ip))
+        .arg(settings.keys.unban(&unban.jail, unban.ip))
+        .arg(&message)
+        .ignore();
+    pipe.cmd("PUBLISH")
+        .arg(settings.keys.feed())
+        .arg(message)
+        .ignore();
 }
 
 fn queue(
@@ -592,14 +809,8 @@ fn queue(
         // Counted by `count_failures`, in a pipeline of their own.
         FleetOutbound::Failure(_) => {}
         FleetOutbound::Unban(unban) => {
-            pipe.cmd("DEL")
-                .arg(settings.keys.ban(&unban.jail, unban.ip))
-                .ignore();
-            let message = encode_message(&FeedMessage::Unban(unban.clone()), &settings.signer);
-            pipe.cmd("PUBLISH")
-                .arg(settings.keys.feed())
-                .arg(message)
-                .ignore();
+            add_unban(pipe, settings, unban);
+            state.in_flight.push(unban.clone());
         }
     }
     state.remember(change);
@@ -655,11 +866,10 @@ async fn publish(
 ) -> Result<(), FleetError> {
     let mut pipe = redis::pipe();
     queue(&mut pipe, settings, state, change.clone());
-    if let Err(error) = pipe.query_async::<()>(connection).await {
-        // Kept in `local` by `queue`: the push after reconnecting publishes the ban. An
-        // unban lost here is not repeated; its key expires with the ban.
-        return Err(error.into());
-    }
+    // On failure a ban stays in `local` and an unban in `in_flight` (`queue`): the push after
+    // reconnecting sends either.
+    pipe.query_async::<()>(connection).await?;
+    state.sent();
     Ok(())
 }
 
@@ -745,6 +955,8 @@ mod tests {
             local: HashMap::new(),
             pending_failures: std::collections::VecDeque::new(),
             refusals: Refusals::default(),
+            pending_unbans: HashMap::new(),
+            in_flight: Vec::new(),
         }
     }
 
@@ -799,5 +1011,61 @@ mod tests {
             Some(FleetChange::Unban { .. })
         ));
         assert!(state.local.is_empty());
+    }
+
+    #[test]
+    fn an_unban_made_while_away_waits_until_the_address_is_banned_again() {
+        let mut state = state();
+        let own = ban("a", Utc::now().timestamp_millis() + 60_000);
+        state.remember(FleetOutbound::Ban(own.clone()));
+        state.hold(FleetOutbound::Unban(unban_record("a", "sshd", own.ip)));
+        assert!(state.local.is_empty());
+        assert_eq!(state.pending_unbans.len(), 1, "kept for the reconnection");
+        let mut again = own.clone();
+        again.start_ms += 1;
+        state.hold(FleetOutbound::Ban(again));
+        assert!(
+            state.pending_unbans.is_empty(),
+            "a newer ban drops the unban"
+        );
+    }
+
+    #[test]
+    fn unbans_on_a_failed_connection_are_sent_again_unless_acknowledged_or_superseded() {
+        let a = settings("a", b"k");
+        let mut state = state();
+        let host: IpAddr = "203.0.113.7".parse().unwrap();
+        let mut pipe = redis::pipe();
+        queue(
+            &mut pipe,
+            &a,
+            &mut state,
+            FleetOutbound::Unban(unban_record("a", "sshd", host)),
+        );
+        state.sent();
+        state.requeue_in_flight();
+        assert!(state.pending_unbans.is_empty(), "acknowledged: not resent");
+
+        queue(
+            &mut pipe,
+            &a,
+            &mut state,
+            FleetOutbound::Unban(unban_record("a", "sshd", host)),
+        );
+        state.requeue_in_flight();
+        assert_eq!(state.pending_unbans.len(), 1, "lost with the connection");
+
+        let mut state = self::state();
+        queue(
+            &mut pipe,
+            &a,
+            &mut state,
+            FleetOutbound::Unban(unban_record("a", "sshd", host)),
+        );
+        let mut newer = ban("a", Utc::now().timestamp_millis() + 60_000);
+        newer.start_ms = Utc::now().timestamp_millis() + 1_000;
+        state.remember(FleetOutbound::Ban(newer));
+        state.requeue_in_flight();
+        assert!(state.pending_unbans.is_empty(), "banned again since");
     }
 }

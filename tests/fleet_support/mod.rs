@@ -126,14 +126,27 @@ pub struct Redis {
     ns_name: String,
     dir: PathBuf,
     child: Option<Child>,
+    /// Arguments after the defaults (TLS, a unix socket, ACL users), kept for restarts.
+    extra: Vec<String>,
+    /// How `redis-cli` reaches and authenticates to this server.
+    cli_args: Vec<String>,
 }
 
 impl Redis {
     pub fn start(ns: &Netns, dir: &Path) -> Redis {
+        Redis::start_with(ns, dir, &[], &["-h", "127.0.0.1", "-p", "6379"])
+    }
+
+    /// A server with `extra` arguments (later ones win over the defaults, `--port 0` turns
+    /// plain TCP off), which `redis-cli` reaches with `cli_args`.
+    pub fn start_with<S: AsRef<str>>(ns: &Netns, dir: &Path, extra: &[S], cli_args: &[S]) -> Redis {
+        let owned = |args: &[S]| args.iter().map(|a| a.as_ref().to_string()).collect();
         let mut redis = Redis {
             ns_name: ns.name.clone(),
             dir: dir.to_path_buf(),
             child: None,
+            extra: owned(extra),
+            cli_args: owned(cli_args),
         };
         redis.spawn();
         redis
@@ -159,6 +172,7 @@ impl Redis {
                 "--dir",
             ])
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -173,7 +187,8 @@ impl Redis {
         let output = Command::new(find_program("ip"))
             .args(["netns", "exec", &self.ns_name])
             .arg(find_program("redis-cli"))
-            .args(["-h", "127.0.0.1", "-p", "6379"])
+            .args(&self.cli_args)
+            .arg("--no-auth-warning")
             .args(args)
             .output()
             .unwrap();
@@ -195,6 +210,94 @@ impl Drop for Redis {
     }
 }
 
+/// A CA, a server certificate for every hub address (`10.77.N.1`) and a client certificate
+/// it signed, made by `openssl` for one test.
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    pub fn make(dir: &Path) -> TlsFiles {
+        std::fs::create_dir_all(dir).unwrap();
+        let file = |name: &str| dir.join(name).display().to_string();
+        let openssl = |args: &[&str]| {
+            let output = Command::new(find_program("openssl"))
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        openssl(
+            &[
+                &["req", "-x509", "-nodes", "-days", "2"][..],
+                &ec,
+                &["-subj", "/CN=logjail test CA"],
+                &["-keyout", &file("ca.key"), "-out", &file("ca.pem")],
+            ]
+            .concat(),
+        );
+        let sans: Vec<String> = (1..=9).map(|n| format!("IP:10.77.{n}.1")).collect();
+        std::fs::write(
+            dir.join("server.ext"),
+            format!(
+                "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+                sans.join(",")
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("client.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        for (who, subject) in [("server", "/CN=redis"), ("client", "/CN=logjail member")] {
+            openssl(
+                &[
+                    &["req", "-nodes"][..],
+                    &ec,
+                    &["-subj", subject],
+                    &["-keyout", &file(&format!("{who}.key"))],
+                    &["-out", &file(&format!("{who}.csr"))],
+                ]
+                .concat(),
+            );
+            openssl(&[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &file(&format!("{who}.csr")),
+                "-CA",
+                &file("ca.pem"),
+                "-CAkey",
+                &file("ca.key"),
+                "-CAcreateserial",
+                "-extfile",
+                &file(&format!("{who}.ext")),
+                "-out",
+                &file(&format!("{who}.pem")),
+            ]);
+        }
+        TlsFiles {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
+}
+
 /// One member: its namespace, its files, its process.
 pub struct Member {
     pub name: &'static str,
@@ -203,6 +306,8 @@ pub struct Member {
     config: PathBuf,
     pub process: Option<LogjailProcess>,
     runs: u32,
+    /// Its environment beyond the test's (`password_env`, `name_env`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Member {
@@ -213,7 +318,25 @@ impl Member {
         key: &Path,
         ignoreip: &[&str],
     ) -> Member {
+        Member::with_fleet(hub, root, name, ignoreip, |hub_ip| {
+            format!(
+                r#"redis: "redis://{hub_ip}:6379", name: {name}, hmac_key_file: {}"#,
+                key.display()
+            )
+        })
+    }
+
+    /// A member whose `fleet:` mapping (inside the braces) `fleet` writes from the hub's
+    /// address on its link.
+    pub fn with_fleet(
+        hub: &mut Hub,
+        root: &Path,
+        name: &'static str,
+        ignoreip: &[&str],
+        fleet: impl FnOnce(&str) -> String,
+    ) -> Member {
         let (ns, hub_ip) = hub.member();
+        let fleet = fleet(&hub_ip);
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("logjail.yaml");
@@ -231,7 +354,7 @@ control: {{socket: {dir}/logjail.sock}}
 docker: {{enabled: false}}
 metrics: {{enabled: false}}
 firewall: {{chain_prefix: ljf}}
-fleet: {{redis: "redis://{hub_ip}:6379", name: {name}, hmac_key_file: {key}}}
+fleet: {{{fleet}}}
 filters:
   app:
     failregex: ['^login failed from <HOST>$']
@@ -244,7 +367,6 @@ jails:
       - file: {dir}/app.log
 "#,
                 dir = dir.display(),
-                key = key.display(),
             ),
         )
         .unwrap();
@@ -256,17 +378,47 @@ jails:
             config,
             process: None,
             runs: 0,
+            env: Vec::new(),
         }
     }
 
     pub fn start(&mut self) {
         self.runs += 1;
         let _ = std::fs::remove_file(self.dir.join("logjail.sock"));
-        let process = LogjailRun::new(&self.config)
+        let mut run = LogjailRun::new(&self.config)
             .netns(&self.ns.name)
-            .log(&self.dir.join(format!("run{}.log", self.runs)))
-            .start();
+            // Named here: the file may take its member name from an environment the test
+            // process does not have.
+            .socket(&self.dir.join("logjail.sock"))
+            .log(&self.dir.join(format!("run{}.log", self.runs)));
+        for (name, value) in &self.env {
+            run = run.env(name, value);
+        }
+        let process = run.start();
         self.process = Some(process);
+    }
+
+    /// Turns `/metrics` on at `127.0.0.1:9191` in the member's namespace (before `start`).
+    pub fn enable_metrics(&self) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let on = text.replace(
+            "metrics: {enabled: false}",
+            "metrics: {enabled: true, listen: \"127.0.0.1:9191\"}",
+        );
+        assert_ne!(text, on, "the member's file turns metrics off");
+        std::fs::write(&self.config, on).unwrap();
+    }
+
+    /// The member's `/metrics`, fetched inside its namespace.
+    pub fn metrics(&self) -> String {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.ns.name])
+            .arg(find_program("curl"))
+            .args(["-sf", "http://127.0.0.1:9191/metrics"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "curl /metrics on {}", self.name);
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     pub fn process(&self) -> &LogjailProcess {

@@ -67,6 +67,7 @@ pub struct LogjailRun {
     log: Option<PathBuf>,
     netns: Option<String>,
     path: Option<OsString>,
+    env: Vec<(String, String)>,
 }
 
 impl LogjailRun {
@@ -79,6 +80,7 @@ impl LogjailRun {
             log: None,
             netns: None,
             path: None,
+            env: Vec::new(),
         }
     }
 
@@ -104,6 +106,12 @@ impl LogjailRun {
     /// programs the test links there.
     pub fn path(mut self, path: &Path) -> LogjailRun {
         self.path = Some(path.as_os_str().to_os_string());
+        self
+    }
+
+    /// `name=value` in its environment (`ip netns exec` passes it on).
+    pub fn env(mut self, name: &str, value: &str) -> LogjailRun {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -134,6 +142,7 @@ impl LogjailRun {
         if let Some(path) = &self.path {
             command.env("PATH", path).env_remove("DOCKER_HOST");
         }
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())

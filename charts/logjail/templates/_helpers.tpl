@@ -86,9 +86,45 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* Where the fleet's Secret is mounted, and its name. */}}
+{{- define "logjail.fleetSecretDir" -}}/run/secrets/logjail-fleet{{- end }}
+
+{{- define "logjail.fleetSecretName" -}}
+{{- default (printf "%s-fleet" (include "logjail.fullname" .)) .Values.fleet.existingSecret }}
+{{- end }}
+
+{{/* The configuration's `fleet:` section, from .Values.fleet; the secrets are files. */}}
+{{- define "logjail.fleetConfig" -}}
+{{- $fleet := .Values.fleet }}
+{{- $dir := include "logjail.fleetSecretDir" . }}
+{{- $url := required "fleet.enabled needs fleet.redis.url (redis://HOST:6379, rediss://HOST:6380 or unix:///PATH)" $fleet.redis.url }}
+{{- if and $fleet.redis.tls.privateCa (not (hasPrefix "rediss://" $url)) }}
+{{- fail (printf "fleet.redis.tls.privateCa is for TLS, which needs fleet.redis.url to start with rediss:// (got %s)" $url) }}
+{{- end }}
+redis: {{ $url | quote }}
+# The node's name (spec.nodeName), from the downward API.
+name_env: NODE_NAME
+{{- with $fleet.redis.username }}
+username: {{ . | quote }}
+{{- end }}
+{{- if or $fleet.existingSecret $fleet.password }}
+password_file: {{ $dir }}/password
+{{- end }}
+hmac_key_file: {{ $dir }}/hmac-key
+share: {{ $fleet.share }}
+{{- if $fleet.redis.tls.privateCa }}
+tls:
+  ca_file: {{ $dir }}/ca.crt
+{{- end }}
+{{- end }}
+
 {{/* The configuration file's text; its checksum rolls the pods when it changes. */}}
 {{- define "logjail.configFile" -}}
-# logjail's configuration, rendered by the chart from .Values.config.
+{{- $config := deepCopy .Values.config }}
+{{- if .Values.fleet.enabled }}
+{{- $_ := set $config "fleet" (include "logjail.fleetConfig" . | fromYaml) }}
+{{- end }}
+# logjail's configuration, rendered by the chart from .Values.config (and .Values.fleet).
 # Check a change before applying it: logjail check -c FILE
-{{ toYaml .Values.config }}
+{{ toYaml $config }}
 {{- end }}
