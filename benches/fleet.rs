@@ -73,6 +73,41 @@ fn show_log(name: &str, member: &Member) {
     }
 }
 
+/// A log line's time, in milliseconds since the epoch, and the `host=` it names.
+fn stamped_host(line: &str) -> Option<(i64, &str)> {
+    let (stamp, rest) = line.split_once(' ')?;
+    let at = chrono::DateTime::parse_from_rfc3339(stamp)
+        .ok()?
+        .timestamp_millis();
+    let host = rest
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("host="))?;
+    Some((at, host))
+}
+
+/// For each ban A decided from its log, how long until B applied it from the fleet, sorted.
+fn ban_delays(a_log: &str, b_log: &str) -> Vec<i64> {
+    let decided: std::collections::HashMap<&str, i64> = a_log
+        .lines()
+        .filter(|l| l.contains("logjail::ban: ban jail="))
+        .filter_map(stamped_host)
+        .map(|(at, host)| (host, at))
+        .collect();
+    let mut delays: Vec<i64> = b_log
+        .lines()
+        .filter(|l| l.contains("ban from the fleet"))
+        .filter_map(stamped_host)
+        .filter_map(|(at, host)| decided.get(host).map(|start| at - start))
+        .collect();
+    delays.sort_unstable();
+    delays
+}
+
+fn percentile(sorted: &[i64], percent: usize) -> Option<i64> {
+    let last = sorted.len().checked_sub(1)?;
+    sorted.get(last * percent / 100).copied()
+}
+
 /// Writes `count` signed bans of member `origin` straight into Redis, as members would have.
 fn fill_redis(hub: &Hub, count: usize) {
     let records: Vec<(String, String)> = {
@@ -179,6 +214,17 @@ fn burst(hub: &mut Hub, root: &std::path::Path, key: &std::path::Path) {
         on_b.as_secs_f64(),
         written.elapsed().as_secs_f64()
     );
+    let delays = ban_delays(&a.log(), &b.log());
+    if let (Some(p50), Some(p99), Some(max)) = (
+        percentile(&delays, 50),
+        percentile(&delays, 99),
+        delays.last(),
+    ) {
+        println!(
+            "fleet burst: per ban, from A's decision to B's (their logs' times, {} bans): p50 {p50} ms, p99 {p99} ms, max {max} ms",
+            delays.len()
+        );
+    }
     show_log("burst-a", &a);
     show_log("burst-b", &b);
     a.process.as_mut().unwrap().stop();
