@@ -877,3 +877,32 @@ fn the_enforcer_batches_queued_bans_and_keeps_their_order_with_unbans() {
         firewall.shutdown(false).await.unwrap();
     });
 }
+
+/// A batch large enough to run as two `ipset restore` processes lands whole, both halves.
+#[test]
+fn a_large_batch_of_bans_lands_whole() {
+    let lab = Lab::new();
+    let config = config(FirewallMode::Ipset);
+    lab.run(move |_lab| async move {
+        let rule = jail("t", &[Chain::Input], Ports::All, FirewallAction::Drop);
+        let firewall = start(&config, vec![rule]).await;
+        let requests: Vec<BanRequest> = (0..30_000u32)
+            .map(|i| BanRequest {
+                jail: "t".to_string(),
+                host: IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000 + i)),
+                end: in_hour(),
+            })
+            .collect();
+        let outcome = firewall.ban_many(requests).await.unwrap();
+        assert_eq!(outcome.applied, 30_000);
+        let set = format!("{}-s-t-4", config.chain_prefix);
+        let header = sh("ipset", &["list", "-t", &set]);
+        assert!(
+            header.contains("Number of entries: 30000"),
+            "both halves in the kernel:\n{header}"
+        );
+        assert!(entry_timeout(&set, "198.18.0.0").is_some());
+        assert!(entry_timeout(&set, "198.18.117.47").is_some());
+        firewall.shutdown(false).await.unwrap();
+    });
+}

@@ -2,6 +2,13 @@
 
 use std::net::IpAddr;
 
+/// What a key found by [`Keys::bans_and_unbans_pattern`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BanKey {
+    Ban,
+    Unban,
+}
+
 /// The names of everything a fleet keeps in Redis, from one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -42,6 +49,25 @@ impl Keys {
     /// The SCAN pattern matching every recorded unban.
     pub fn unban_pattern(&self) -> String {
         format!("{}:unban:*", self.prefix)
+    }
+
+    /// One SCAN pattern for bans and recorded unbans together: a SCAN walks the whole
+    /// keyspace whatever it matches, so a catch-up makes one walk, not two. It may also match
+    /// a failure set whose jail name ends in `ban`; [`Keys::kind_of`] sorts the keys out.
+    pub fn bans_and_unbans_pattern(&self) -> String {
+        format!("{}:*ban:*", self.prefix)
+    }
+
+    /// Whether `key` holds a ban, a recorded unban, or neither.
+    pub fn kind_of(&self, key: &str) -> Option<BanKey> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix(':')?;
+        if rest.starts_with("ban:") {
+            Some(BanKey::Ban)
+        } else if rest.starts_with("unban:") {
+            Some(BanKey::Unban)
+        } else {
+            None
+        }
     }
 
     /// The pub/sub channel of bans and unbans.
@@ -91,5 +117,11 @@ mod tests {
         assert_eq!(Keys::new("edge").feed(), "edge:feed");
         assert_eq!(keys.member("a"), "logjail:member:a");
         assert_eq!(keys.failures("sshd", v4), "logjail:fail:sshd:203.0.113.7");
+        assert_eq!(keys.kind_of(&keys.ban("sshd", v6)), Some(BanKey::Ban));
+        assert_eq!(keys.kind_of(&keys.unban("sshd", v4)), Some(BanKey::Unban));
+        // A failure set of a jail named `urban` matches the pattern, and is neither.
+        assert_eq!(keys.kind_of(&keys.failures("urban", v4)), None);
+        assert_eq!(keys.kind_of("other:ban:sshd:203.0.113.7"), None);
+        assert_eq!(keys.bans_and_unbans_pattern(), "logjail:*ban:*");
     }
 }

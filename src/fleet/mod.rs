@@ -25,7 +25,7 @@ mod record;
 mod tally;
 pub mod task;
 
-pub use keys::Keys;
+pub use keys::{BanKey, Keys};
 pub use record::{
     BanRecord, FailureMark, FeedMessage, RecordError, Signer, UnbanRecord, decode_failure,
     decode_message, encode_failure, encode_message,

@@ -15,7 +15,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{BanRecord, FeedMessage, Keys, RecordError, Signer, UnbanRecord};
+use super::{BanKey, BanRecord, FeedMessage, Keys, RecordError, Signer, UnbanRecord};
 use super::{decode_message, encode_message};
 use crate::config::{FleetConfig, FleetTls, SecretSource};
 use crate::messages::{FailureShare, FleetChange, FleetOutbound, JailEvent};
@@ -225,7 +225,16 @@ async fn pull(
     let mut changes = Vec::new();
     let mut seen = HashMap::new();
     let mut refused = Refusals::default();
-    for (key, value) in scan_values(connection, &settings.keys.ban_pattern()).await? {
+    let mut unban_values = Vec::new();
+    for (key, value) in scan_values(connection, &settings.keys.bans_and_unbans_pattern()).await? {
+        match settings.keys.kind_of(&key) {
+            Some(BanKey::Ban) => {}
+            Some(BanKey::Unban) => {
+                unban_values.push(value);
+                continue;
+            }
+            None => continue,
+        }
         match decode_message(&value, &settings.signer) {
             Ok(FeedMessage::Ban(ban)) => {
                 seen.insert(key, ban.start_ms);
@@ -244,7 +253,8 @@ async fn pull(
         }
     }
     let mut unbans = Vec::new();
-    for (_, value) in scan_values(connection, &settings.keys.unban_pattern()).await? {
+    // After every ban is seen: an unban counts only where no ban was made since.
+    for value in unban_values {
         match decode_message(&value, &settings.signer) {
             Ok(FeedMessage::Unban(unban))
                 if unban.origin != settings.name
