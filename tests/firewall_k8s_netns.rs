@@ -84,6 +84,13 @@ impl Node {
             let set = format!("echo 1 > /proc/sys/net/{forwarding}");
             node.node.sh("sh", &["-c", &set]);
         }
+        // A REJECT answers with an ICMP error, which the kernel rate-limits per client (1 s
+        // by default): one REJECT right after another to the same client would then show up
+        // only with the SYN retransmit, a second later, and read as "not refused at once".
+        for ratelimit in ["ipv4/icmp_ratelimit", "ipv6/icmp/ratelimit"] {
+            let set = format!("echo 0 > /proc/sys/net/{ratelimit}");
+            node.node.sh("sh", &["-c", &set]);
+        }
         node.pod
             .sh("ip", &["-4", "route", "add", "default", "via", NODE_POD4]);
         node.pod
