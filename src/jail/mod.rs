@@ -199,11 +199,8 @@ impl Jail {
         rng: &mut R,
     ) -> Decision {
         let host = crate::address::canonical(host);
-        if let Some(reason) = self.settings.ignore.check(host) {
-            return Decision::Ignored { reason };
-        }
-        if let Some(ban) = self.bans.get(&host) {
-            return Decision::AlreadyBanned { until: ban.end };
+        if let Some(refused) = self.refuse_counting(host) {
+            return refused;
         }
         let time = time.min(now);
         let cutoff = minus(now, self.settings.findtime);
@@ -225,15 +222,7 @@ impl Jail {
         if failures < maxretry {
             return Decision::Counted { failures, maxretry };
         }
-        let matches = self
-            .failures
-            .take(host)
-            .map(failures::HostFailures::into_matches)
-            .unwrap_or_default();
-        let (bantime, ban_count) = self.next_ban(host, now, None, &*history, rng);
-        let order = self.enforce(host, now, failures, bantime, ban_count, matches);
-        history.record_ban(&order);
-        Decision::Ban(order)
+        self.ban_for_failures(host, now, failures, history, rng)
     }
 
     /// Decides on the count of `host`'s failures across the fleet (`share_failures`): the
@@ -249,16 +238,36 @@ impl Jail {
         rng: &mut R,
     ) -> Decision {
         let host = crate::address::canonical(host);
-        if let Some(reason) = self.settings.ignore.check(host) {
-            return Decision::Ignored { reason };
-        }
-        if let Some(ban) = self.bans.get(&host) {
-            return Decision::AlreadyBanned { until: ban.end };
+        if let Some(refused) = self.refuse_counting(host) {
+            return refused;
         }
         let maxretry = self.settings.maxretry;
         if failures < maxretry {
             return Decision::Counted { failures, maxretry };
         }
+        self.ban_for_failures(host, now, failures, history, rng)
+    }
+
+    /// Why a failure of `host` (canonical) is not counted: it is ignored or banned already.
+    fn refuse_counting(&self, host: IpAddr) -> Option<Decision> {
+        if let Some(reason) = self.settings.ignore.check(host) {
+            return Some(Decision::Ignored { reason });
+        }
+        self.bans
+            .get(&host)
+            .map(|ban| Decision::AlreadyBanned { until: ban.end })
+    }
+
+    /// The ban `failures` failures of `host` (canonical) earned: its pending lines as
+    /// evidence, the bantime with increments, recorded in `history`.
+    fn ban_for_failures<R: Rng + ?Sized>(
+        &mut self,
+        host: IpAddr,
+        now: DateTime<Utc>,
+        failures: u32,
+        history: &mut dyn BanHistory,
+        rng: &mut R,
+    ) -> Decision {
         let matches = self
             .failures
             .take(host)
