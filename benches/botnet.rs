@@ -142,15 +142,7 @@ fn run(
         member.start();
     }
     for member in &members {
-        let start = Instant::now();
-        while !member.log().contains("fleet: connected") {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "{}",
-                member.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        member.wait_connected();
     }
     let mut logs: Vec<String> = vec![String::new(); MEMBERS];
     for t in &population.tries {

@@ -179,11 +179,7 @@ fn burst(hub: &mut Hub, root: &std::path::Path, key: &std::path::Path) {
     b.start();
     // Both members past their first sync with Redis: the burst measures the feed, not a start.
     for member in [&a, &b] {
-        wait_for(
-            "the member connected to the fleet",
-            Duration::from_secs(60),
-            || member.log().contains("fleet: connected"),
-        );
+        member.wait_connected();
     }
     let before_a = entries(&a);
     let before_b = entries(&b);

@@ -237,9 +237,7 @@ fn failures_spread_over_members_add_up_to_a_ban() {
         member.start();
     }
     for member in [&a, &b, &c, &d] {
-        wait_until("the member connected to the fleet", || {
-            member.log().contains("fleet: connected")
-        });
+        member.wait_connected();
     }
     let _servers: Vec<_> = [&a, &b].iter().map(|m| listen(&m.ns, PORT)).collect();
     let reach = |index: u8, member: &Member| {

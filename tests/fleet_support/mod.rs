@@ -491,6 +491,13 @@ jails:
         }
     }
 
+    /// Waits until the member is past its first sync with Redis (its fleet task connected).
+    pub fn wait_connected(&self) {
+        wait_until(&format!("{} connected to the fleet", self.name), || {
+            self.log().contains("fleet: connected")
+        });
+    }
+
     /// Changes the member's configuration file (before `start`, or before a restart).
     pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
         let text = std::fs::read_to_string(&self.config).unwrap();
