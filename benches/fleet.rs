@@ -18,11 +18,9 @@ mod support;
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleet_support::{Hub, Member, Redis};
-use logjail::fleet::{BanRecord, FeedMessage, Keys, Signer, encode_message};
+use fleet_support::{Hub, Member, Redis, fill_bans};
 
 const LOADED: usize = 100_000;
 const BURST: usize = 10_000;
@@ -32,27 +30,6 @@ fn address(index: usize) -> IpAddr {
     // 198.18.0.0/15 holds 131,072 addresses: enough for both runs.
     let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
     IpAddr::V4(Ipv4Addr::from(base + u32::try_from(index).unwrap()))
-}
-
-/// Entries in a member's kernel set, from its header alone.
-fn entries(member: &Member) -> usize {
-    let output = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &member.ns.name,
-            "ipset",
-            "list",
-            "-t",
-            "ljf-s-app-4",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| line.strip_prefix("Number of entries: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
@@ -108,50 +85,9 @@ fn percentile(sorted: &[i64], percent: usize) -> Option<i64> {
     sorted.get(last * percent / 100).copied()
 }
 
-/// Writes `count` signed bans of member `origin` straight into Redis, as members would have.
-fn fill_redis(hub: &Hub, count: usize) {
-    let records: Vec<(String, String)> = {
-        let signer = Signer::with_key(KEY.as_bytes()).unwrap();
-        let keys = Keys::default();
-        let now = chrono::Utc::now().timestamp_millis();
-        (0..count)
-            .map(|i| {
-                let ip = address(i);
-                let record = BanRecord {
-                    origin: "elsewhere".to_string(),
-                    jail: "app".to_string(),
-                    ip,
-                    start_ms: now,
-                    end_ms: Some(now + 3_600_000),
-                    count: 1,
-                };
-                (
-                    keys.ban("app", ip),
-                    encode_message(&FeedMessage::Ban(record), &signer),
-                )
-            })
-            .collect()
-    };
-    hub.ns.run(move || {
-        let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-        let mut connection = client.get_connection().unwrap();
-        for chunk in records.chunks(10_000) {
-            let mut pipe = redis::pipe();
-            for (key, value) in chunk {
-                pipe.cmd("SET")
-                    .arg(key)
-                    .arg(value)
-                    .arg("PX")
-                    .arg(3_600_000)
-                    .ignore();
-            }
-            pipe.query::<()>(&mut connection).unwrap();
-        }
-    });
-}
-
 fn load(hub: &mut Hub, root: &std::path::Path, key: &std::path::Path) {
-    fill_redis(hub, LOADED);
+    let hosts: Vec<IpAddr> = (0..LOADED).map(address).collect();
+    fill_bans(hub, KEY.as_bytes(), "elsewhere", &hosts);
     let mut newcomer = Member::new(hub, root, "new", key, &[]);
     let started = Instant::now();
     newcomer.start();
@@ -159,7 +95,7 @@ fn load(hub: &mut Hub, root: &std::path::Path, key: &std::path::Path) {
     let loaded = wait_for(
         "100,000 bans in the kernel",
         Duration::from_secs(60),
-        || entries(&newcomer) >= LOADED,
+        || newcomer.kernel_entries() >= LOADED,
     );
     let total = started.elapsed();
     println!(
@@ -181,8 +117,8 @@ fn burst(hub: &mut Hub, root: &std::path::Path, key: &std::path::Path) {
     for member in [&a, &b] {
         member.wait_connected();
     }
-    let before_a = entries(&a);
-    let before_b = entries(&b);
+    let before_a = a.kernel_entries();
+    let before_b = b.kernel_entries();
     // Two failures for each of 10,000 new addresses (maxretry 2), in one write.
     let mut text = String::with_capacity(BURST * 64);
     for i in 0..BURST {
@@ -199,10 +135,10 @@ fn burst(hub: &mut Hub, root: &std::path::Path, key: &std::path::Path) {
     log.write_all(text.as_bytes()).unwrap();
     drop(log);
     let on_a = wait_for("the burst banned on A", Duration::from_secs(60), || {
-        entries(&a) >= before_a + BURST
+        a.kernel_entries() >= before_a + BURST
     });
     let on_b = wait_for("the burst on B", Duration::from_secs(60), || {
-        entries(&b) >= before_b + BURST
+        b.kernel_entries() >= before_b + BURST
     });
     println!(
         "fleet burst: {BURST} bans from A's log: all in A's ipset {:.2} s after the write, all in B's {:.2} s after that ({:.2} s from the write)",

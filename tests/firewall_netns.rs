@@ -18,7 +18,7 @@ use logjail::config::{
     PortRange, Ports, Protocol, RejectWith,
 };
 use logjail::firewall::{
-    BanOutcome, BanRequest, Firewall, FirewallError, FirewallHandle, FirewallOptions, Hook,
+    BanOutcome, BanRequest, Family, Firewall, FirewallError, FirewallHandle, FirewallOptions, Hook,
     JailRule,
 };
 
@@ -878,14 +878,21 @@ fn the_enforcer_batches_queued_bans_and_keeps_their_order_with_unbans() {
     });
 }
 
-/// A batch large enough to run as two `ipset restore` processes lands whole, both halves.
+/// A batch large enough to run as two `ipset restore` processes lands whole, both halves,
+/// in a set created with room for it (as a restart or a new fleet member asks).
 #[test]
-fn a_large_batch_of_bans_lands_whole() {
+fn a_large_batch_of_bans_lands_whole_in_a_set_sized_for_it() {
     let lab = Lab::new();
     let config = config(FirewallMode::Ipset);
     lab.run(move |_lab| async move {
         let rule = jail("t", &[Chain::Input], Ports::All, FirewallAction::Drop);
-        let firewall = start(&config, vec![rule]).await;
+        let options = FirewallOptions {
+            expected_bans: [(("t".to_string(), Family::V4), 30_000)].into(),
+            ..FirewallOptions::default()
+        };
+        let (firewall, _thread) = Firewall::start(config.clone(), vec![rule], options)
+            .await
+            .unwrap();
         let requests: Vec<BanRequest> = (0..30_000u32)
             .map(|i| BanRequest {
                 jail: "t".to_string(),
@@ -901,6 +908,15 @@ fn a_large_batch_of_bans_lands_whole() {
             header.contains("Number of entries: 30000"),
             "both halves in the kernel:\n{header}"
         );
+        assert!(
+            header.contains("hashsize 32768"),
+            "sized at creation:\n{header}"
+        );
+        let v6 = sh(
+            "ipset",
+            &["list", "-t", &format!("{}-s-t-6", config.chain_prefix)],
+        );
+        assert!(v6.contains("hashsize 4096"), "no room asked:\n{v6}");
         assert!(entry_timeout(&set, "198.18.0.0").is_some());
         assert!(entry_timeout(&set, "198.18.117.47").is_some());
         firewall.shutdown(false).await.unwrap();

@@ -10,11 +10,12 @@ mod firewall_support;
 mod fleet_support;
 mod support;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use firewall_support::{Reach, listen, try_connect};
-use fleet_support::{ATTACKER, Hub, IGNORED_ON_B, Member, PORT, Redis, TlsFiles};
+use fleet_support::{ATTACKER, Hub, IGNORED_ON_B, Member, PORT, Redis, TlsFiles, fill_bans};
 use support::process::wait_until;
 
 /// Waits until `done`, at most `limit`; returns how long it took.
@@ -663,4 +664,62 @@ fn unbans_made_while_redis_is_down_are_sent_when_it_returns() {
             process.stop();
         }
     }
+}
+
+/// A new member catches up on bans spread over several SCAN pages (each fetched, checked and
+/// applied while the next is on its way): every valid one is in its jail and its kernel by the
+/// time it answers, the forged ones are not, and once Redis is gone a restart still holds them
+/// all, from its own store.
+#[test]
+fn a_new_member_catches_up_on_many_pages_of_bans_before_it_answers() {
+    const SECRET: &str = "the fleet's shared secret";
+    let root = tempfile::tempdir().unwrap();
+    let key = root.path().join("fleet.key");
+    std::fs::write(&key, format!("{SECRET}\n")).unwrap();
+    let redis_dir = root.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).unwrap();
+
+    let mut hub = Hub::new();
+    let mut redis = Redis::start(&hub.ns, &redis_dir);
+    // 198.18.0.0/15 is reserved for benchmarks: no packet goes to these addresses.
+    let address = |i: u32| IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i));
+    let valid: Vec<IpAddr> = (0..12_000).map(address).collect();
+    let forged: Vec<IpAddr> = (20_000..20_003).map(address).collect();
+    fill_bans(&hub, SECRET.as_bytes(), "elsewhere", &valid);
+    fill_bans(&hub, b"not the fleet's key", "elsewhere", &forged);
+
+    let mut newcomer = Member::new(&mut hub, root.path(), "new", &key, &[]);
+    newcomer.start();
+    assert_eq!(newcomer.kernel_entries(), valid.len(), "{}", newcomer.log());
+    let banned = newcomer.banned();
+    assert_eq!(
+        banned.lines().filter(|l| !l.trim().is_empty()).count(),
+        valid.len()
+    );
+    for host in [valid[0], valid[5_000], valid[11_999]] {
+        assert!(
+            banned.lines().any(|l| l.trim() == host.to_string()),
+            "{host}"
+        );
+    }
+    for host in &forged {
+        assert!(
+            !newcomer.in_kernel(&host.to_string()),
+            "forged ban {host} applied"
+        );
+    }
+    let log = newcomer.log();
+    assert!(log.contains("loaded=12000"), "{log}");
+    assert!(log.contains("record refused"), "{log}");
+
+    newcomer.process.as_mut().unwrap().stop();
+    redis.kill();
+    newcomer.start();
+    assert_eq!(
+        newcomer.kernel_entries(),
+        valid.len(),
+        "restored from the store without Redis:\n{}",
+        newcomer.log()
+    );
+    newcomer.process.as_mut().unwrap().stop();
 }

@@ -53,19 +53,30 @@ impl FleetStage {
             dropped: Arc::new(AtomicU64::new(0)),
             health: health.clone(),
         };
+        // Each page is applied as it arrives, while the next ones are fetched and checked.
+        // A pull cut short leaves the bans applied so far: valid bans, and the task's first
+        // sync brings the rest.
         let mut loaded = Vec::new();
-        match tokio::time::timeout(
+        let outcome = tokio::time::timeout(
             CATCH_UP_PATIENCE,
-            crate::fleet::task::catch_up(&settings, &health),
+            crate::fleet::task::catch_up(&settings, &health, |changes| {
+                loaded.extend(apply(runtimes, &link, changes, now));
+            }),
         )
-        .await
-        {
-            Ok(Ok(changes)) => {
-                loaded = apply(runtimes, &link, changes, now);
+        .await;
+        match outcome {
+            Ok(Ok(())) => {
                 tracing::info!(member = %fleet.name, loaded = loaded.len(), "fleet: bans loaded from Redis");
             }
-            Ok(Err(error)) => degraded(&health, &error.to_string(), error.is_refusal()),
-            Err(_) => degraded(&health, "Redis did not answer in time", false),
+            Ok(Err(error)) => {
+                degraded(
+                    &health,
+                    &error.to_string(),
+                    error.is_refusal(),
+                    loaded.len(),
+                );
+            }
+            Err(_) => degraded(&health, "Redis did not answer in time", false, loaded.len()),
         }
         Ok(Some(FleetStage {
             settings,
@@ -102,13 +113,13 @@ impl FleetStage {
     }
 }
 
-fn degraded(health: &FleetHealth, why: &str, refused: bool) {
+fn degraded(health: &FleetHealth, why: &str, refused: bool, loaded: usize) {
     health.degraded.store(true, Ordering::Relaxed);
     health.errors.fetch_add(1, Ordering::Relaxed);
     if refused {
         tracing::warn!(error = %why, "fleet: Redis refused this member at start (check fleet.username, the password and the user's ACL); degraded, local bans go on and the member keeps retrying");
     } else {
-        tracing::warn!(error = %why, "fleet: Redis unreachable at start; degraded, local bans go on and the fleet syncs when it returns");
+        tracing::warn!(error = %why, loaded, "fleet: Redis unreachable at start; degraded, local bans go on and the fleet syncs when it returns");
     }
 }
 

@@ -420,8 +420,19 @@ impl FirewallStage {
             .filter(|rule| rule.acts())
             .map(|rule| rule.name.clone())
             .collect();
+        // The restored bans the enforcer re-applies next: their sets are made big enough.
+        let mut expected_bans = std::collections::BTreeMap::new();
+        for runtime in runtimes {
+            for ban in runtime.jail.banned() {
+                let family = crate::firewall::Family::of(&ban.host);
+                *expected_bans
+                    .entry((runtime.name.to_string(), family))
+                    .or_insert(0) += 1;
+            }
+        }
         let options = crate::firewall::FirewallOptions {
             clock: clock.clone(),
+            expected_bans,
             ..crate::firewall::FirewallOptions::default()
         };
         match crate::firewall::Firewall::start(config.firewall.clone(), rules, options).await {

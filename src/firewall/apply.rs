@@ -181,7 +181,7 @@ impl Kernel {
     /// Runs one operation.
     pub fn run(&mut self, operation: &Operation) -> Result<(), FirewallError> {
         match operation {
-            Operation::CreateSet { set, family } => ipset::create(set, *family),
+            Operation::CreateSet { set, family, room } => ipset::create(set, *family, *room),
             Operation::FillSet { set, entries, .. } => {
                 let mut batch = Batch::default();
                 for (host, timeout) in entries {

@@ -19,8 +19,10 @@ const IPSET: &str = "ipset";
 pub const MAX_TIMEOUT_SECS: u64 = 2_147_483;
 /// Upper bound on entries per set; ipset's default of 65,536 is too few for large attacks.
 pub const MAX_ELEMENTS: u32 = 4_194_304;
-/// Starting hash size; the kernel doubles it as the set grows.
+/// Smallest starting hash size; the kernel doubles it as the set grows.
 const HASH_SIZE: u32 = 4096;
+/// Largest starting hash size asked for (8 MB of buckets); past it the kernel grows the hash.
+const MAX_HASH_SIZE: u32 = 1 << 20;
 
 /// What `ipset list -t` says about one set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,9 +91,10 @@ fn parse_headers(listing: &str) -> HashMap<String, SetHeader> {
     sets
 }
 
-/// Creates a jail's set, or keeps the one that exists (`-exist`).
-pub fn create(name: &str, family: Family) -> Result<(), FirewallError> {
-    let hash_size = HASH_SIZE.to_string();
+/// Creates a jail's set with a hash sized for `room` entries, or keeps the one that exists
+/// (`-exist`, whatever its size).
+pub fn create(name: &str, family: Family, room: usize) -> Result<(), FirewallError> {
+    let hash_size = hash_size_for(room).to_string();
     let max_elements = MAX_ELEMENTS.to_string();
     run(
         IPSET,
@@ -112,6 +115,14 @@ pub fn create(name: &str, family: Family) -> Result<(), FirewallError> {
         None,
     )
     .map(drop)
+}
+
+/// A power of two with a bucket for each of `room` entries, within the bounds.
+fn hash_size_for(room: usize) -> u32 {
+    u32::try_from(room)
+        .unwrap_or(u32::MAX)
+        .clamp(HASH_SIZE, MAX_HASH_SIZE)
+        .next_power_of_two()
 }
 
 /// The entries of a set with their remaining seconds (`0`: no timeout).
@@ -347,6 +358,15 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_sizes_are_powers_of_two_with_a_bucket_per_entry_within_bounds() {
+        assert_eq!(hash_size_for(0), HASH_SIZE);
+        assert_eq!(hash_size_for(4096), 4096);
+        assert_eq!(hash_size_for(4097), 8192);
+        assert_eq!(hash_size_for(100_000), 131_072);
+        assert_eq!(hash_size_for(usize::MAX), MAX_HASH_SIZE);
+    }
 
     #[test]
     fn headers_of_several_sets() {

@@ -75,6 +75,9 @@ pub(super) struct Owner {
     own: Vec<OwnAddress>,
     families: Vec<Family>,
     jails: BTreeMap<String, JailState>,
+    /// Room the sets created at start are given, by set name (see
+    /// [`FirewallOptions::expected_bans`]); emptied once the start's layout is in place.
+    set_room: HashMap<String, usize>,
 }
 
 pub(super) fn run(
@@ -191,18 +194,25 @@ impl Owner {
             .own_addresses
             .clone()
             .unwrap_or_else(safety::system_addresses);
+        let names = Names::new(&config.chain_prefix);
+        let set_room = options
+            .expected_bans
+            .iter()
+            .map(|((jail, family), count)| (names.jail_set(jail, *family), *count))
+            .collect();
         let mut owner = Owner {
             kernel,
             mode,
             mode_reason,
             target,
-            names: Names::new(&config.chain_prefix),
+            names,
             clock: options.clock,
             fixed_own: options.own_addresses,
             own_read: Instant::now(),
             own,
             families,
             jails: BTreeMap::new(),
+            set_room,
         };
         for rule in jails {
             owner.check_names(&rule)?;
@@ -217,6 +227,7 @@ impl Owner {
             );
         }
         let report = owner.ensure(true)?;
+        owner.set_room.clear();
         log_report("start", &report);
         Ok(owner)
     }
@@ -830,6 +841,7 @@ impl Owner {
             families: &self.families,
             jails: &jails,
             now,
+            set_room: &self.set_room,
         };
         let operations = plan::plan(&layout, &snapshot)?;
         drop(jails);

@@ -36,6 +36,8 @@ pub struct Layout<'a> {
     pub jails: &'a [JailLayout<'a>],
     /// Turns ban ends into the set timeouts of refilled entries.
     pub now: DateTime<Utc>,
+    /// Entries a set is to be created with room for, by set name, beyond those it gets now.
+    pub set_room: &'a HashMap<String, usize>,
 }
 
 /// One jail of the layout.
@@ -154,8 +156,13 @@ pub struct ChainWrite {
 /// One change to the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
-    /// `ipset create` a jail's `hash:ip` set with timeouts.
-    CreateSet { set: String, family: Family },
+    /// `ipset create` a jail's `hash:ip` set with timeouts, and a hash sized for `room`
+    /// entries.
+    CreateSet {
+        set: String,
+        family: Family,
+        room: usize,
+    },
     /// Adds the state's bans to a set (`ipset restore -exist`); `missing` is (missing, known)
     /// when the set existed with fewer entries than logjail holds.
     FillSet {
@@ -400,9 +407,11 @@ fn plan_sets(
     for (set, (jail, family)) in expected {
         let missing = match existing.get(set) {
             None => {
+                let room = layout.set_room.get(set).copied().unwrap_or(0);
                 operations.push(Operation::CreateSet {
                     set: set.clone(),
                     family: *family,
+                    room: room.max(jail.count(*family)),
                 });
                 None
             }
@@ -767,6 +776,7 @@ mod tests {
             families: &Family::ALL,
             jails: &jails,
             now: now(),
+            set_room: &HashMap::new(),
         };
         plan(&layout, snapshot).unwrap()
     }
@@ -847,6 +857,44 @@ mod tests {
     }
 
     #[test]
+    fn sets_created_at_start_get_room_for_the_bans_to_come() {
+        let rule = web();
+        let held = bans(&[("198.51.100.7", None), ("2001:db8::9", None)]);
+        let bare = listing(&["-P INPUT ACCEPT", "-P FORWARD ACCEPT", "-P OUTPUT ACCEPT"]);
+        let names = names();
+        let jails = [JailLayout {
+            rule: &rule,
+            bans: &held,
+        }];
+        // Room asked for the IPv4 set only; the IPv6 set gets room for what it holds.
+        let set_room = HashMap::from([("lj-s-web-4".to_string(), 100_000)]);
+        let layout = Layout {
+            names: &names,
+            mode: ActiveMode::Ipset,
+            target: Target::Docker,
+            families: &Family::ALL,
+            jails: &jails,
+            now: now(),
+            set_room: &set_room,
+        };
+        let rooms: Vec<(String, usize)> = plan(&layout, &snapshot(bare.clone(), bare, &[]))
+            .unwrap()
+            .into_iter()
+            .filter_map(|operation| match operation {
+                Operation::CreateSet { set, room, .. } => Some((set, room)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            rooms,
+            [
+                ("lj-s-web-4".to_string(), 100_000),
+                ("lj-s-web-6".to_string(), 1)
+            ]
+        );
+    }
+
+    #[test]
     fn a_fresh_host_gets_sets_chains_and_jumps_in_order() {
         let rule = web();
         let held = bans(&[("198.51.100.7", None)]);
@@ -903,6 +951,7 @@ mod tests {
             Operation::CreateSet {
                 set: "lj-s-web-4".to_string(),
                 family: V4,
+                room: 1,
             },
             Operation::FillSet {
                 set: "lj-s-web-4".to_string(),
@@ -912,6 +961,7 @@ mod tests {
             Operation::CreateSet {
                 set: "lj-s-web-6".to_string(),
                 family: V6,
+                room: 0,
             },
         ];
         for (family, tag) in [(V4, "4"), (V6, "6")] {
@@ -1321,6 +1371,7 @@ mod tests {
             families: &Family::ALL,
             jails: &jails,
             now: now(),
+            set_room: &HashMap::new(),
         };
         let mut sets = web_sets(0, 1);
         sets[0].1.kind = "hash:net".to_string();
@@ -1562,10 +1613,12 @@ mod tests {
             Operation::CreateSet {
                 set: "lj-s-web-4".to_string(),
                 family: V4,
+                room: 0,
             },
             Operation::CreateSet {
                 set: "lj-s-web-6".to_string(),
                 family: V6,
+                room: 1,
             },
             Operation::FillSet {
                 set: "lj-s-web-6".to_string(),

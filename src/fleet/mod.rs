@@ -21,6 +21,7 @@
 //! that a member ignores its own.
 
 mod keys;
+mod pull;
 mod record;
 mod tally;
 pub mod task;

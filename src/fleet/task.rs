@@ -15,7 +15,8 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{BanKey, BanRecord, FeedMessage, Keys, RecordError, Signer, UnbanRecord};
+use super::pull::{Pulled, foreign_ban, pull};
+use super::{BanRecord, FeedMessage, Keys, RecordError, Signer, UnbanRecord};
 use super::{decode_message, encode_message};
 use crate::config::{FleetConfig, FleetTls, SecretSource};
 use crate::messages::{FailureShare, FleetChange, FleetOutbound, JailEvent};
@@ -62,11 +63,11 @@ pub struct FleetSettings {
     /// The member's id.
     pub name: String,
     /// The server, with the ACL user and password set from their sources.
-    client: redis::Client,
+    pub(super) client: redis::Client,
     /// Signs what is published, checks what is read.
-    signer: Signer,
+    pub(super) signer: Signer,
     /// Key and channel names.
-    keys: Keys,
+    pub(super) keys: Keys,
 }
 
 impl std::fmt::Debug for FleetSettings {
@@ -192,152 +193,28 @@ impl FleetHealth {
     }
 }
 
-/// Loads every ban of the fleet in force now that another member made, for the jails before
-/// any source starts. Fails (and the daemon starts degraded) when Redis does not answer.
+/// Hands every ban of the fleet in force that another member made to `on_bans`, a page at a
+/// time, for the jails before any source starts. Fails (and the daemon starts degraded) when
+/// Redis does not answer. The recorded unbans wait for the task's first sync: at start they
+/// could only lift bans this member's store restored, which that sync lifts a moment later.
 pub async fn catch_up(
     settings: &FleetSettings,
     health: &FleetHealth,
-) -> Result<Vec<FleetChange>, FleetError> {
-    let mut connection = settings.client.get_multiplexed_async_connection().await?;
-    Ok(pull(settings, health, &mut connection).await?.changes)
-}
-
-/// What a pull found in Redis.
-struct Pulled {
-    /// The other members' bans in force, then the unbans recorded for addresses no ban key
-    /// holds any more (lifted while this member was away from the feed).
-    changes: Vec<FleetChange>,
-    /// Every ban key found, with the start of the ban it holds (for the push that follows).
-    in_redis: HashMap<String, i64>,
-    /// The recorded unbans among `changes`, with their time, so that the push can leave out
-    /// the ones this member banned again since.
-    unbans: Vec<UnbanRecord>,
-}
-
-/// Every valid ban in Redis not made here, the unbans recorded for keys gone, and the keys
-/// found.
-async fn pull(
-    settings: &FleetSettings,
-    health: &FleetHealth,
-    connection: &mut MultiplexedConnection,
-) -> Result<Pulled, FleetError> {
-    let now_ms = Utc::now().timestamp_millis();
-    let mut changes = Vec::new();
-    let mut seen = HashMap::new();
-    let mut refused = Refusals::default();
-    let mut unban_values = Vec::new();
-    for (key, value) in scan_values(connection, &settings.keys.bans_and_unbans_pattern()).await? {
-        match settings.keys.kind_of(&key) {
-            Some(BanKey::Ban) => {}
-            Some(BanKey::Unban) => {
-                unban_values.push(value);
-                continue;
-            }
-            None => continue,
-        }
-        match decode_message(&value, &settings.signer) {
-            Ok(FeedMessage::Ban(ban)) => {
-                seen.insert(key, ban.start_ms);
-                if ban.origin != settings.name
-                    && let Some(change) = foreign_ban(ban, now_ms)
-                {
-                    changes.push(change);
-                }
-            }
-            Ok(_) => {}
-            Err(error) => {
-                // A key there, even unreadable, is not this member's to push over.
-                seen.insert(key, i64::MAX);
-                refused.note(health, "?", &error);
-            }
-        }
-    }
-    let mut unbans = Vec::new();
-    // After every ban is seen: an unban counts only where no ban was made since.
-    for value in unban_values {
-        match decode_message(&value, &settings.signer) {
-            Ok(FeedMessage::Unban(unban))
-                if unban.origin != settings.name
-                    && !seen.contains_key(&settings.keys.ban(&unban.jail, unban.ip)) =>
-            {
-                changes.push(FleetChange::Unban {
-                    member: unban.origin.clone(),
-                    jail: unban.jail.clone(),
-                    host: unban.ip,
-                });
-                unbans.push(unban);
-            }
-            Ok(_) => {}
-            Err(error) => refused.note(health, "?", &error),
-        }
-    }
-    health.last_sync_ms.store(now_ms, Ordering::Relaxed);
-    Ok(Pulled {
-        changes,
-        in_redis: seen,
-        unbans,
-    })
-}
-
-/// Every key matching `pattern` that still holds a value, with it.
-async fn scan_values(
-    connection: &mut MultiplexedConnection,
-    pattern: &str,
-) -> Result<Vec<(String, String)>, FleetError> {
-    let mut cursor: u64 = 0;
-    let mut found = Vec::new();
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(connection)
-            .await?;
-        if !keys.is_empty() {
-            let values: Vec<Option<String>> = redis::cmd("MGET")
-                .arg(&keys)
-                .query_async(connection)
-                .await?;
-            // A key gone between SCAN and MGET (expired) reads as nil and is skipped.
-            found.extend(
-                keys.into_iter()
-                    .zip(values)
-                    .filter_map(|(key, value)| Some((key, value?))),
-            );
-        }
-        cursor = next;
-        if cursor == 0 {
-            return Ok(found);
-        }
-    }
-}
-
-fn foreign_ban(ban: BanRecord, now_ms: i64) -> Option<FleetChange> {
-    ban.remaining(now_ms)?;
-    Some(FleetChange::Ban {
-        member: ban.origin,
-        jail: ban.jail,
-        host: ban.ip,
-        start: DateTime::from_timestamp_millis(ban.start_ms)?,
-        end: match ban.end_ms {
-            Some(ms) => Some(DateTime::from_timestamp_millis(ms)?),
-            None => None,
-        },
-        ban_count: ban.count,
-    })
+    on_bans: impl FnMut(Vec<FleetChange>),
+) -> Result<(), FleetError> {
+    let connection = settings.client.get_multiplexed_async_connection().await?;
+    pull(settings, health, &connection, on_bans).await.map(drop)
 }
 
 /// Refused records are logged once per member, then only counted: a member with the wrong
 /// key would otherwise fill the log with one line per ban.
 #[derive(Default)]
-struct Refusals {
+pub(super) struct Refusals {
     warned: std::collections::HashSet<String>,
 }
 
 impl Refusals {
-    fn note(&mut self, health: &FleetHealth, member: &str, error: &RecordError) {
+    pub(super) fn note(&mut self, health: &FleetHealth, member: &str, error: &RecordError) {
         health.errors.fetch_add(1, Ordering::Relaxed);
         if self.warned.insert(member.to_string()) {
             tracing::warn!(member = %member, %error, "fleet: record refused");
@@ -356,9 +233,6 @@ fn claimed_origin(text: &str) -> String {
 /// Most changes handed to the jail task in one message: a burst from another member crosses
 /// as a few batches, not thousands of messages, and a batch stays short for the jail task.
 const CHANGE_BATCH: usize = 1000;
-/// Keys asked per SCAN step when pulling: a few milliseconds of Redis's time per step, and
-/// 100,000 bans in 20 round trips.
-const SCAN_COUNT: usize = 5000;
 /// Most outgoing changes sent to Redis in one pipeline.
 const PUBLISH_BATCH: usize = 1000;
 /// Failures kept for the fleet's counts while Redis is away; past it the oldest are dropped
@@ -553,11 +427,16 @@ async fn session(
     pubsub.subscribe(settings.keys.feed()).await?;
     let mut feed = pubsub.into_on_message();
 
+    let mut pulled = Vec::new();
     let Pulled {
-        changes: mut pulled,
         in_redis,
         unbans: recorded,
-    } = pull(settings, health, &mut connection).await?;
+    } = pull(settings, health, &connection, |bans| pulled.extend(bans)).await?;
+    pulled.extend(recorded.iter().map(|unban| FleetChange::Unban {
+        member: unban.origin.clone(),
+        jail: unban.jail.clone(),
+        host: unban.ip,
+    }));
     let now_ms = Utc::now().timestamp_millis();
     state.local.retain(|_, ban| ban.remaining(now_ms).is_some());
     // An unban recorded by another member is not applied to a ban this member made after

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -450,6 +450,27 @@ jails:
             .any(|line| line.split_whitespace().next() == Some(host))
     }
 
+    /// Entries in the member's kernel set, from its header alone.
+    pub fn kernel_entries(&self) -> usize {
+        let output = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns.name,
+                "ipset",
+                "list",
+                "-t",
+                "ljf-s-app-4",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("Number of entries: "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The seconds left of `host`'s entry in the member's kernel set.
     pub fn kernel_timeout(&self, host: &str) -> u64 {
         let output = Command::new("ip")
@@ -507,4 +528,46 @@ jails:
     pub fn target(&self, index: u8) -> SocketAddr {
         format!("10.77.{index}.2:{PORT}").parse().unwrap()
     }
+}
+
+/// Writes a ban of `hosts` in jail `app` by member `origin`, signed with `key`, straight into
+/// the hub's Redis (an hour long), as that member would have.
+pub fn fill_bans(hub: &Hub, key: &[u8], origin: &str, hosts: &[IpAddr]) {
+    use logjail::fleet::{BanRecord, FeedMessage, Keys, Signer, encode_message};
+    let signer = Signer::with_key(key).unwrap();
+    let keys = Keys::default();
+    let now = chrono::Utc::now().timestamp_millis();
+    let records: Vec<(String, String)> = hosts
+        .iter()
+        .map(|ip| {
+            let record = BanRecord {
+                origin: origin.to_string(),
+                jail: "app".to_string(),
+                ip: *ip,
+                start_ms: now,
+                end_ms: Some(now + 3_600_000),
+                count: 1,
+            };
+            (
+                keys.ban("app", *ip),
+                encode_message(&FeedMessage::Ban(record), &signer),
+            )
+        })
+        .collect();
+    hub.ns.run(move || {
+        let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+        let mut connection = client.get_connection().unwrap();
+        for chunk in records.chunks(10_000) {
+            let mut pipe = redis::pipe();
+            for (key, value) in chunk {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(3_600_000)
+                    .ignore();
+            }
+            pipe.query::<()>(&mut connection).unwrap();
+        }
+    });
 }
