@@ -35,6 +35,15 @@ pub(super) struct Pulled {
     pub unbans: Vec<UnbanRecord>,
 }
 
+/// What a pull keeps besides the bans it hands over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// The bans alone: a start, whose unbans wait for the fleet task's first sync.
+    Bans,
+    /// Also every ban key and the recorded unbans: a sync, which pushes what Redis lacks.
+    Everything,
+}
+
 /// Keys asked per SCAN step: a few milliseconds of Redis's time per step, and 100,000 bans in
 /// 20 round trips.
 const SCAN_COUNT: usize = 5000;
@@ -59,11 +68,12 @@ struct DecodedPage {
 }
 
 /// Hands every valid ban of another member in force to `on_bans`, a page at a time, and
-/// returns the keys found and the unbans to apply.
+/// returns the keys found and the unbans to apply (empty for [`Scope::Bans`]).
 pub(super) async fn pull(
     settings: &FleetSettings,
     health: &FleetHealth,
     connection: &MultiplexedConnection,
+    scope: Scope,
     mut on_bans: impl FnMut(Vec<FleetChange>),
 ) -> Result<Pulled, FleetError> {
     let now_ms = Utc::now().timestamp_millis();
@@ -81,6 +91,7 @@ pub(super) async fn pull(
         signer: settings.signer.clone(),
         member: settings.name.clone(),
         now_ms,
+        scope,
     };
     tokio::task::spawn_blocking(move || reader.decode_pages(raw_received, decoded_pages));
 
@@ -189,6 +200,7 @@ struct Reader {
     /// This member: its own bans are not handed back to it.
     member: String,
     now_ms: i64,
+    scope: Scope,
 }
 
 impl Reader {
@@ -214,14 +226,18 @@ impl Reader {
             match self.keys.kind_of(&key) {
                 Some(BanKey::Ban) => {}
                 Some(BanKey::Unban) => {
-                    decoded.unban_values.push(value);
+                    if self.scope == Scope::Everything {
+                        decoded.unban_values.push(value);
+                    }
                     continue;
                 }
                 None => continue,
             }
             match decode_message(&value, &self.signer) {
                 Ok(FeedMessage::Ban(ban)) => {
-                    decoded.ban_keys.push((key, ban.start_ms));
+                    if self.scope == Scope::Everything {
+                        decoded.ban_keys.push((key, ban.start_ms));
+                    }
                     if ban.origin != self.member
                         && let Some(change) = foreign_ban(ban, self.now_ms)
                     {
@@ -230,7 +246,9 @@ impl Reader {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    decoded.ban_keys.push((key, i64::MAX));
+                    if self.scope == Scope::Everything {
+                        decoded.ban_keys.push((key, i64::MAX));
+                    }
                     decoded.refused.push(error);
                 }
             }

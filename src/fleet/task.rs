@@ -15,7 +15,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::pull::{Pulled, foreign_ban, pull};
+use super::pull::{Pulled, Scope, foreign_ban, pull};
 use super::{BanRecord, FeedMessage, Keys, RecordError, Signer, UnbanRecord};
 use super::{decode_message, encode_message};
 use crate::config::{FleetConfig, FleetTls, SecretSource};
@@ -203,7 +203,9 @@ pub async fn catch_up(
     on_bans: impl FnMut(Vec<FleetChange>),
 ) -> Result<(), FleetError> {
     let connection = settings.client.get_multiplexed_async_connection().await?;
-    pull(settings, health, &connection, on_bans).await.map(drop)
+    pull(settings, health, &connection, Scope::Bans, on_bans)
+        .await
+        .map(drop)
 }
 
 /// Refused records are logged once per member, then only counted: a member with the wrong
@@ -431,7 +433,10 @@ async fn session(
     let Pulled {
         in_redis,
         unbans: recorded,
-    } = pull(settings, health, &connection, |bans| pulled.extend(bans)).await?;
+    } = pull(settings, health, &connection, Scope::Everything, |bans| {
+        pulled.extend(bans)
+    })
+    .await?;
     pulled.extend(recorded.iter().map(|unban| FleetChange::Unban {
         member: unban.origin.clone(),
         jail: unban.jail.clone(),
