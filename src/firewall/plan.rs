@@ -764,6 +764,16 @@ mod tests {
         jails: &[(&JailRule, &Bans)],
         snapshot: &Snapshot,
     ) -> Vec<Operation> {
+        try_plan(target, mode, jails, snapshot, &HashMap::new()).unwrap()
+    }
+
+    fn try_plan(
+        target: Target,
+        mode: ActiveMode,
+        jails: &[(&JailRule, &Bans)],
+        snapshot: &Snapshot,
+        set_room: &HashMap<String, usize>,
+    ) -> Result<Vec<Operation>, FirewallError> {
         let names = names();
         let jails: Vec<JailLayout> = jails
             .iter()
@@ -776,9 +786,9 @@ mod tests {
             families: &Family::ALL,
             jails: &jails,
             now: now(),
-            set_room: &HashMap::new(),
+            set_room,
         };
-        plan(&layout, snapshot).unwrap()
+        plan(&layout, snapshot)
     }
 
     /// A host where Docker runs and logjail's `web` jail (ipset mode) is fully in place.
@@ -861,30 +871,22 @@ mod tests {
         let rule = web();
         let held = bans(&[("198.51.100.7", None), ("2001:db8::9", None)]);
         let bare = listing(&["-P INPUT ACCEPT", "-P FORWARD ACCEPT", "-P OUTPUT ACCEPT"]);
-        let names = names();
-        let jails = [JailLayout {
-            rule: &rule,
-            bans: &held,
-        }];
         // Room asked for the IPv4 set only; the IPv6 set gets room for what it holds.
         let set_room = HashMap::from([("lj-s-web-4".to_string(), 100_000)]);
-        let layout = Layout {
-            names: &names,
-            mode: ActiveMode::Ipset,
-            target: Target::Docker,
-            families: &Family::ALL,
-            jails: &jails,
-            now: now(),
-            set_room: &set_room,
-        };
-        let rooms: Vec<(String, usize)> = plan(&layout, &snapshot(bare.clone(), bare, &[]))
-            .unwrap()
-            .into_iter()
-            .filter_map(|operation| match operation {
-                Operation::CreateSet { set, room, .. } => Some((set, room)),
-                _ => None,
-            })
-            .collect();
+        let rooms: Vec<(String, usize)> = try_plan(
+            Target::Docker,
+            ActiveMode::Ipset,
+            &[(&rule, &held)],
+            &snapshot(bare.clone(), bare, &[]),
+            &set_room,
+        )
+        .unwrap()
+        .into_iter()
+        .filter_map(|operation| match operation {
+            Operation::CreateSet { set, room, .. } => Some((set, room)),
+            _ => None,
+        })
+        .collect();
         assert_eq!(
             rooms,
             [
@@ -1359,25 +1361,14 @@ mod tests {
             ["set lj-s-web-4 (2 of 2 entries were missing)"]
         );
 
-        let names = names();
-        let jails = [JailLayout {
-            rule: &rule,
-            bans: &held,
-        }];
-        let layout = Layout {
-            names: &names,
-            mode: ActiveMode::Ipset,
-            target: Target::Docker,
-            families: &Family::ALL,
-            jails: &jails,
-            now: now(),
-            set_room: &HashMap::new(),
-        };
         let mut sets = web_sets(0, 1);
         sets[0].1.kind = "hash:net".to_string();
-        let error = plan(
-            &layout,
+        let error = try_plan(
+            Target::Docker,
+            ActiveMode::Ipset,
+            &[(&rule, &held)],
             &snapshot(listing(&in_place_v4()), listing(&in_place_v6()), &sets),
+            &HashMap::new(),
         )
         .unwrap_err();
         assert!(

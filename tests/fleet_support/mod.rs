@@ -433,38 +433,26 @@ jails:
         self.banned().lines().any(|line| line.trim() == host)
     }
 
-    pub fn in_kernel(&self, host: &str) -> bool {
+    /// `ipset list` of the member's IPv4 set of jail `app`, with `options` (`-t`: the header).
+    fn kernel_set(&self, options: &[&str]) -> String {
         let output = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns.name,
-                "ipset",
-                "list",
-                "ljf-s-app-4",
-            ])
+            .args(["netns", "exec", &self.ns.name, "ipset", "list"])
+            .args(options)
+            .arg("ljf-s-app-4")
             .output()
             .unwrap();
-        String::from_utf8_lossy(&output.stdout)
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn in_kernel(&self, host: &str) -> bool {
+        self.kernel_set(&[])
             .lines()
             .any(|line| line.split_whitespace().next() == Some(host))
     }
 
     /// Entries in the member's kernel set, from its header alone.
     pub fn kernel_entries(&self) -> usize {
-        let output = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns.name,
-                "ipset",
-                "list",
-                "-t",
-                "ljf-s-app-4",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout)
+        self.kernel_set(&["-t"])
             .lines()
             .find_map(|line| line.strip_prefix("Number of entries: "))
             .and_then(|n| n.trim().parse().ok())
@@ -473,18 +461,7 @@ jails:
 
     /// The seconds left of `host`'s entry in the member's kernel set.
     pub fn kernel_timeout(&self, host: &str) -> u64 {
-        let output = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns.name,
-                "ipset",
-                "list",
-                "ljf-s-app-4",
-            ])
-            .output()
-            .unwrap();
-        let listing = String::from_utf8_lossy(&output.stdout).into_owned();
+        let listing = self.kernel_set(&[]);
         listing
             .lines()
             .find(|line| line.split_whitespace().next() == Some(host))
