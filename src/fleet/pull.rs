@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use redis::aio::MultiplexedConnection;
@@ -47,6 +48,10 @@ pub(super) enum Scope {
 /// Keys asked per SCAN step: a few milliseconds of Redis's time per step, and 100,000 bans in
 /// 20 round trips.
 const SCAN_COUNT: usize = 5000;
+/// How long a page's reply may take: about a megabyte, which a slow link to a managed Redis
+/// can take longer to carry than the client's default half second (the pipelined SCAN waits
+/// behind it too). A server that stops answering still fails the pull, only later.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pages held between two steps: enough for each step to find work waiting, few enough that a
 /// pull holds a few megabytes, not the whole keyspace, between them.
 const PAGES_IN_FLIGHT: usize = 2;
@@ -72,17 +77,21 @@ struct DecodedPage {
 pub(super) async fn pull(
     settings: &FleetSettings,
     health: &FleetHealth,
-    connection: &MultiplexedConnection,
     scope: Scope,
     mut on_bans: impl FnMut(Vec<FleetChange>),
 ) -> Result<Pulled, FleetError> {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(PAGE_TIMEOUT));
+    let connection = settings
+        .client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
     let now_ms = Utc::now().timestamp_millis();
     let (raw_pages, raw_received) = mpsc::channel(PAGES_IN_FLIGHT);
     let (decoded_pages, mut decoded) = mpsc::channel(PAGES_IN_FLIGHT);
     // Dropping the pull (its caller timed out) stops the fetch; the decoding thread then
     // finds both its channels closed and ends.
     let _fetch = AbortOnDropHandle::new(tokio::spawn(fetch_pages(
-        connection.clone(),
+        connection,
         settings.keys.bans_and_unbans_pattern(),
         raw_pages,
     )));

@@ -202,10 +202,7 @@ pub async fn catch_up(
     health: &FleetHealth,
     on_bans: impl FnMut(Vec<FleetChange>),
 ) -> Result<(), FleetError> {
-    let connection = settings.client.get_multiplexed_async_connection().await?;
-    pull(settings, health, &connection, Scope::Bans, on_bans)
-        .await
-        .map(drop)
+    pull(settings, health, Scope::Bans, on_bans).await.map(drop)
 }
 
 /// Refused records are logged once per member, then only counted: a member with the wrong
@@ -413,6 +410,22 @@ impl State {
     }
 }
 
+/// Publishes what the jails queued before they stopped; failures no one will wait for the
+/// count of are left.
+async fn publish_queued(
+    settings: &FleetSettings,
+    state: &mut State,
+    connection: &mut MultiplexedConnection,
+    inbound: &mut mpsc::Receiver<FleetOutbound>,
+) -> Result<(), FleetError> {
+    while let Ok(change) = inbound.try_recv() {
+        if !matches!(change, FleetOutbound::Failure(_)) {
+            publish(settings, state, connection, change).await?;
+        }
+    }
+    Ok(())
+}
+
 /// One connection's life: sync both ways, then publish and listen until an error or shutdown
 /// (`Ok`).
 async fn session(
@@ -433,10 +446,14 @@ async fn session(
     let Pulled {
         in_redis,
         unbans: recorded,
-    } = pull(settings, health, &connection, Scope::Everything, |bans| {
-        pulled.extend(bans)
-    })
-    .await?;
+    } = tokio::select! {
+        outcome = pull(settings, health, Scope::Everything, |bans| pulled.extend(bans)) => outcome?,
+        // Stopping mid-sync: what the jails queued is still published; the rest of the sync
+        // is the next start's.
+        () = shutdown.cancelled() => {
+            return publish_queued(settings, state, &mut connection, inbound).await;
+        }
+    };
     pulled.extend(recorded.iter().map(|unban| FleetChange::Unban {
         member: unban.origin.clone(),
         jail: unban.jail.clone(),
@@ -526,14 +543,7 @@ async fn session(
     loop {
         tokio::select! {
             () = shutdown.cancelled() => {
-                // Publish what the jails queued before they stopped; failures no one will
-                // wait for the count of are left.
-                while let Ok(change) = inbound.try_recv() {
-                    if !matches!(change, FleetOutbound::Failure(_)) {
-                        publish(settings, state, &mut connection, change).await?;
-                    }
-                }
-                return Ok(());
+                return publish_queued(settings, state, &mut connection, inbound).await;
             }
             change = inbound.recv() => {
                 let Some(change) = change else { return Ok(()) };
