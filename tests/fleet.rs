@@ -11,21 +11,26 @@ mod fleet_support;
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use firewall_support::{Reach, listen, try_connect};
-use fleet_support::{ATTACKER, Hub, IGNORED_ON_B, Member, PORT, Redis, TlsFiles, fill_bans};
+use fleet_support::{
+    ATTACKER, Hub, IGNORED_ON_B, Member, PORT, Redis, TlsFiles, fill_bans, member_logs,
+};
 use support::process::wait_until;
 
-/// Waits until `done`, at most `limit`; returns how long it took.
-fn within(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+/// Waits until `done`, at most `limit`; returns how long it took. On a timeout the logs of
+/// the members under `root` say what each did.
+fn within(root: &Path, what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !done() {
         assert!(
             start.elapsed() < limit,
-            "{what}: not within {} ms",
-            limit.as_millis()
+            "{what}: not within {} ms\n{}",
+            limit.as_millis(),
+            member_logs(root)
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -64,10 +69,11 @@ fn bans_spread_across_three_members_through_a_real_redis() {
 
     // An attack seen in A's log: banned on B and C within 1 s, packets dropped there.
     a.attack_log(ATTACKER);
-    within("the ban on A", Duration::from_secs(20), || {
+    within(root.path(), "the ban on A", Duration::from_secs(20), || {
         a.has_ban(ATTACKER)
     });
     let spread = within(
+        root.path(),
         "A's ban on B and C, in their kernels",
         Duration::from_secs(1),
         || b.in_kernel(ATTACKER) && c.in_kernel(ATTACKER),
@@ -123,6 +129,7 @@ fn bans_spread_across_three_members_through_a_real_redis() {
     // B's own ignoreip stands against a fleet ban.
     a.process().must(&["ban", "app", IGNORED_ON_B]);
     within(
+        root.path(),
         "the ignored address banned on C",
         Duration::from_secs(1),
         || c.has_ban(IGNORED_ON_B),
@@ -137,9 +144,12 @@ fn bans_spread_across_three_members_through_a_real_redis() {
 
     // An unban on C lifts the ban everywhere, and B serves the attacker again.
     c.process().must(&["unban", "app", ATTACKER]);
-    within("the unban on A and B", Duration::from_secs(1), || {
-        !a.has_ban(ATTACKER) && !b.has_ban(ATTACKER) && !b.in_kernel(ATTACKER)
-    });
+    within(
+        root.path(),
+        "the unban on A and B",
+        Duration::from_secs(1),
+        || !a.has_ban(ATTACKER) && !b.has_ban(ATTACKER) && !b.in_kernel(ATTACKER),
+    );
     assert_eq!(
         reach(2, &b),
         Reach::Connected,
@@ -156,7 +166,7 @@ fn bans_spread_across_three_members_through_a_real_redis() {
     // B is killed; a ban made meanwhile is held by B once it is back, with the same end.
     b.process.as_mut().unwrap().kill();
     a.process().must(&["ban", "app", "10.77.100.9"]);
-    within("the ban on C", Duration::from_secs(1), || {
+    within(root.path(), "the ban on C", Duration::from_secs(1), || {
         c.has_ban("10.77.100.9")
     });
     b.start();
@@ -186,6 +196,7 @@ fn bans_spread_across_three_members_through_a_real_redis() {
         "the ban made before the restart is still in Redis"
     );
     within(
+        root.path(),
         "the ban made while Redis was away on B and C",
         Duration::from_secs(15),
         || {
@@ -282,11 +293,13 @@ fn failures_spread_over_members_add_up_to_a_ban() {
     // The fifth try, on C: C's count reaches 5 and the ban spreads.
     c.failures_in_log(ATTACKER, 1);
     within(
+        root.path(),
         "C's ban from the fleet's count",
         Duration::from_secs(10),
         || c.has_ban(ATTACKER),
     );
     within(
+        root.path(),
         "C's ban in A's and B's kernels",
         Duration::from_secs(2),
         || a.in_kernel(ATTACKER) && b.in_kernel(ATTACKER),
@@ -391,12 +404,14 @@ fn members_share_bans_over_tls_with_a_private_ca_and_over_a_unix_socket() {
 
     a.process().must(&["ban", "app", "10.77.100.21"]);
     within(
+        root.path(),
         "A's ban (TLS) on B (unix socket)",
         Duration::from_secs(2),
         || b.has_ban("10.77.100.21") && b.in_kernel("10.77.100.21"),
     );
     b.process().must(&["ban", "app", "10.77.100.22"]);
     within(
+        root.path(),
         "B's ban (unix socket) on A (TLS)",
         Duration::from_secs(2),
         || a.has_ban("10.77.100.22") && a.in_kernel("10.77.100.22"),
@@ -495,7 +510,7 @@ fn acl_users_authenticate_from_a_file_or_the_environment_and_a_wrong_password_de
     }
 
     a.process().must(&["ban", "app", "10.77.100.31"]);
-    within("A's ban on B", Duration::from_secs(5), || {
+    within(root.path(), "A's ban on B", Duration::from_secs(5), || {
         b.has_ban("10.77.100.31") && b.in_kernel("10.77.100.31")
     });
     assert_eq!(
@@ -520,6 +535,7 @@ fn acl_users_authenticate_from_a_file_or_the_environment_and_a_wrong_password_de
     });
     c.attack_log("10.77.100.32");
     within(
+        root.path(),
         "C's own ban without the fleet",
         Duration::from_secs(20),
         || c.has_ban("10.77.100.32") && c.in_kernel("10.77.100.32"),
@@ -581,9 +597,12 @@ fn unbans_made_while_redis_is_down_are_sent_when_it_returns() {
     let (x, y) = ("10.77.100.41", "10.77.100.42");
     a.process().must(&["ban", "app", x]);
     a.process().must(&["ban", "app", y]);
-    within("A's bans on B and C", Duration::from_secs(2), || {
-        [&b, &c].iter().all(|m| m.has_ban(x) && m.has_ban(y))
-    });
+    within(
+        root.path(),
+        "A's bans on B and C",
+        Duration::from_secs(2),
+        || [&b, &c].iter().all(|m| m.has_ban(x) && m.has_ban(y)),
+    );
 
     redis.kill();
     wait_until("A and C degraded", || {
@@ -601,10 +620,14 @@ fn unbans_made_while_redis_is_down_are_sent_when_it_returns() {
     );
 
     redis.spawn();
-    within("both unbans on B", Duration::from_secs(15), || {
-        !b.has_ban(x) && !b.has_ban(y) && !b.in_kernel(x) && !b.in_kernel(y)
-    });
     within(
+        root.path(),
+        "both unbans on B",
+        Duration::from_secs(15),
+        || !b.has_ban(x) && !b.has_ban(y) && !b.in_kernel(x) && !b.in_kernel(y),
+    );
+    within(
+        root.path(),
         "C's unban on A and A's on C",
         Duration::from_secs(15),
         || !a.has_ban(y) && !c.has_ban(x),
@@ -640,14 +663,23 @@ fn unbans_made_while_redis_is_down_are_sent_when_it_returns() {
     // feed); B, started again, lifts it from the recorded unban.
     let z = "10.77.100.43";
     a.process().must(&["ban", "app", z]);
-    within("A's third ban on B", Duration::from_secs(2), || {
-        b.has_ban(z)
-    });
+    within(
+        root.path(),
+        "A's third ban on B",
+        Duration::from_secs(2),
+        || b.has_ban(z),
+    );
     b.process.as_mut().unwrap().stop();
     a.process().must(&["unban", "app", z]);
-    within("the unban on C", Duration::from_secs(2), || !c.has_ban(z));
+    within(
+        root.path(),
+        "the unban on C",
+        Duration::from_secs(2),
+        || !c.has_ban(z),
+    );
     b.start();
     within(
+        root.path(),
         "B lifting the ban it restored",
         Duration::from_secs(5),
         || !b.has_ban(z) && !b.in_kernel(z),

@@ -25,6 +25,7 @@ mod pull;
 mod record;
 mod tally;
 pub mod task;
+mod writes;
 
 pub use keys::{BanKey, Keys};
 pub use record::{

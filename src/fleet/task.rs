@@ -15,9 +15,10 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::decode_message;
 use super::pull::{Pulled, Scope, foreign_ban, pull};
+use super::writes::{UnbanSent, add_ban, add_restore, add_unban};
 use super::{BanRecord, FeedMessage, Keys, RecordError, Signer, UnbanRecord};
-use super::{decode_message, encode_message};
 use crate::config::{FleetConfig, FleetTls, SecretSource};
 use crate::messages::{FailureShare, FleetChange, FleetOutbound, JailEvent};
 
@@ -493,12 +494,9 @@ async fn session(
         if in_redis.contains_key(&settings.keys.ban(&ban.jail, ban.ip)) {
             continue;
         }
-        add_ban(&mut pipe, settings, ban, now_ms);
-        let message = encode_message(&FeedMessage::Ban(ban.clone()), &settings.signer);
-        pipe.cmd("PUBLISH")
-            .arg(settings.keys.feed())
-            .arg(message)
-            .ignore();
+        // Put back unless, by the time Redis runs it, another member holds the address or
+        // lifted it after this ban began (the sync may have read Redis just before).
+        add_restore(&mut pipe, &settings.keys, &settings.signer, ban, now_ms);
         pushed += 1;
     }
     // Unbans made while Redis was away, unless another member banned the address since.
@@ -508,7 +506,13 @@ async fn session(
             .get(&settings.keys.ban(&unban.jail, unban.ip))
             .is_some_and(|start_ms| *start_ms > unban.at_ms);
         if !newer {
-            add_unban(&mut pipe, settings, unban);
+            add_unban(
+                &mut pipe,
+                &settings.keys,
+                &settings.signer,
+                unban,
+                UnbanSent::Late,
+            );
             pushed += 1;
         }
     }
@@ -643,49 +647,6 @@ fn receive(
     }
 }
 
-fn add_ban(pipe: &mut redis::Pipeline, settings: &FleetSettings, ban: &BanRecord, now_ms: i64) {
-    let key = settings.keys.ban(&ban.jail, ban.ip);
-    let value = encode_message(&FeedMessage::Ban(ban.clone()), &settings.signer);
-    let set = pipe.cmd("SET").arg(&key).arg(&value);
-    // Redis drops the key when the ban ends, so a member loading later never sees it.
-    if let Some(Some(remaining)) = ban.remaining(now_ms) {
-        set.arg("PX").arg(
-            u64::try_from(remaining.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1),
-        );
-    }
-    set.ignore();
-    // A ban made after an unban wins over it for members catching up later.
-    pipe.cmd("DEL")
-        .arg(settings.keys.unban(&ban.jail, ban.ip))
-        .ignore();
-}
-
-/// Lifts a ban in Redis and records the unban for as long as the ban had left (for ever for
-/// a ban without end), so that a member away from the feed now lifts it when it returns; one
-/// script, so that the record and the deletion cannot part.
-const UNBAN_SCRIPT: &str = "local left = redis.call('PTTL', KEYS[1]) \
-redis.call('DEL', KEYS[1]) \
-if left > 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', left) \
-elseif left == -1 then redis.call('SET', KEYS[2], ARGV[1]) end \
-return left";
-
-fn add_unban(pipe: &mut redis::Pipeline, settings: &FleetSettings, unban: &UnbanRecord) {
-    let message = encode_message(&FeedMessage::Unban(unban.clone()), &settings.signer);
-    pipe.cmd("EVAL")
-        .arg(UNBAN_SCRIPT)
-        .arg(2)
-        .arg(settings.keys.ban(&unban.jail, unban.ip))
-        .arg(settings.keys.unban(&unban.jail, unban.ip))
-        .arg(&message)
-        .ignore();
-    pipe.cmd("PUBLISH")
-        .arg(settings.keys.feed())
-        .arg(message)
-        .ignore();
-}
-
 fn queue(
     pipe: &mut redis::Pipeline,
     settings: &FleetSettings,
@@ -698,22 +659,23 @@ fn queue(
             if ban.remaining(now_ms).is_none() {
                 return;
             }
-            add_ban(pipe, settings, ban, now_ms);
             // Banned: its failures across the fleet start again from none, as a local
             // count does (a no-op for jails that do not count fleet-wide).
             pipe.cmd("DEL")
                 .arg(settings.keys.failures(&ban.jail, ban.ip))
                 .ignore();
-            let message = encode_message(&FeedMessage::Ban(ban.clone()), &settings.signer);
-            pipe.cmd("PUBLISH")
-                .arg(settings.keys.feed())
-                .arg(message)
-                .ignore();
+            add_ban(pipe, &settings.keys, &settings.signer, ban, now_ms);
         }
         // Counted by `count_failures`, in a pipeline of their own.
         FleetOutbound::Failure(_) => {}
         FleetOutbound::Unban(unban) => {
-            add_unban(pipe, settings, unban);
+            add_unban(
+                pipe,
+                &settings.keys,
+                &settings.signer,
+                unban,
+                UnbanSent::Live,
+            );
             state.in_flight.push(unban.clone());
         }
     }
@@ -832,6 +794,7 @@ pub fn unban_record(member: &str, jail: &str, host: IpAddr) -> UnbanRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::encode_message;
 
     fn settings(name: &str, key: &[u8]) -> FleetSettings {
         FleetSettings {

@@ -548,3 +548,32 @@ pub fn fill_bans(hub: &Hub, key: &[u8], origin: &str, hosts: &[IpAddr]) {
         }
     });
 }
+
+/// Every run log of the members under `root` (one folder each), oldest run first: what a
+/// failed wait prints, killed members included.
+pub fn member_logs(root: &Path) -> String {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|member| {
+            std::fs::read_dir(member.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("run") && name.ends_with(".log"))
+        })
+        .collect();
+    logs.sort();
+    logs.iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            format!("--- {}\n{text}", path.display())
+        })
+        .collect()
+}
