@@ -381,6 +381,9 @@ pub enum StoreRequest {
     },
     /// A run-time jail that is gone, or that the configuration file took over.
     RemoveDefinition(String),
+    /// The fleet task's unbans waiting for Redis, all of them (a handful: only unbans asked
+    /// while Redis is away wait), so that a restart before Redis returns still sends them.
+    ReplaceFleetUnbans(Vec<crate::fleet::UnbanRecord>),
     PurgeExpired(DateTime<Utc>),
     /// Answered once every request sent before it is written.
     Flush(oneshot::Sender<()>),

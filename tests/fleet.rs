@@ -576,6 +576,100 @@ fn acl_users_authenticate_from_a_file_or_the_environment_and_a_wrong_password_de
     }
 }
 
+/// Unbans made while Redis is down outlive a restart of the member that made them: B, killed
+/// with `kill -9` and started again while Redis is still down, and C, stopped and started
+/// once Redis is back, send them, and neither takes the ban it lifted back from the fleet.
+#[test]
+fn unbans_made_while_redis_is_down_survive_a_restart_before_it_returns() {
+    let root = tempfile::tempdir().unwrap();
+    let key = root.path().join("fleet.key");
+    std::fs::write(&key, "the fleet's shared secret\n").unwrap();
+    let redis_dir = root.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).unwrap();
+
+    let mut hub = Hub::new();
+    let mut redis = Redis::start(&hub.ns, &redis_dir);
+    let mut a = Member::new(&mut hub, root.path(), "a", &key, &[]);
+    let mut b = Member::new(&mut hub, root.path(), "b", &key, &[]);
+    let mut c = Member::new(&mut hub, root.path(), "c", &key, &[]);
+    for member in [&mut a, &mut b, &mut c] {
+        member.start();
+    }
+    let (x, y) = ("10.77.100.61", "10.77.100.62");
+    a.process().must(&["ban", "app", x]);
+    a.process().must(&["ban", "app", y]);
+    within(
+        root.path(),
+        "A's bans on B and C",
+        Duration::from_secs(2),
+        || [&b, &c].iter().all(|m| m.has_ban(x) && m.has_ban(y)),
+    );
+
+    redis.kill();
+    wait_until("B and C degraded", || {
+        [&b, &c]
+            .iter()
+            .all(|m| m.process().must(&["status"]).contains("Fleet:\t\tdegraded"))
+    });
+    b.process().must(&["unban", "app", x]);
+    c.process().must(&["unban", "app", y]);
+    // What the daemons do with an unban (the store's commit) is done well within this.
+    std::thread::sleep(QUIET);
+    b.process.as_mut().unwrap().kill();
+    c.process.as_mut().unwrap().stop();
+    b.start();
+    assert!(
+        !b.has_ban(x) && !b.in_kernel(x),
+        "B lifted x before its crash: {}",
+        member_logs(root.path())
+    );
+    assert!(a.has_ban(x) && a.has_ban(y), "A heard of neither unban");
+
+    redis.spawn();
+    within(
+        root.path(),
+        "B's unban on A",
+        Duration::from_secs(15),
+        || !a.has_ban(x) && !a.in_kernel(x),
+    );
+    c.start();
+    within(
+        root.path(),
+        "C's unban on A and B",
+        Duration::from_secs(5),
+        || !a.has_ban(y) && !b.has_ban(y) && !b.in_kernel(y),
+    );
+    std::thread::sleep(QUIET);
+    for member in [&a, &b, &c] {
+        for host in [x, y] {
+            assert!(
+                !member.has_ban(host) && !member.in_kernel(host),
+                "{host} stays lifted on {}\n{}",
+                member.name,
+                member_logs(root.path())
+            );
+        }
+    }
+    assert!(
+        c.log()
+            .contains("fleet ban lifted here while Redis was away; not taken back"),
+        "C's start left out the ban it lifted: {}",
+        c.log()
+    );
+    for host in [x, y] {
+        assert_eq!(
+            redis
+                .cli(&["EXISTS", &format!("logjail:ban:app:{host}")])
+                .trim(),
+            "0",
+            "the key of {host} is gone"
+        );
+    }
+    for member in [&mut a, &mut b, &mut c] {
+        member.process.as_mut().unwrap().stop();
+    }
+}
+
 /// Unbans made while Redis is down (on the member that banned, and on another) are sent when
 /// it returns, and reach a member that reconnects before or after they are sent.
 #[test]
@@ -632,6 +726,19 @@ fn unbans_made_while_redis_is_down_are_sent_when_it_returns() {
         Duration::from_secs(15),
         || !a.has_ban(y) && !c.has_ban(x),
     );
+    // The members that lifted a ban while Redis was away still find it there when they
+    // sync: it stays lifted on them too.
+    std::thread::sleep(QUIET);
+    for member in [&a, &b, &c] {
+        for host in [x, y] {
+            assert!(
+                !member.has_ban(host) && !member.in_kernel(host),
+                "{host} lifted on {} after the sync\n{}",
+                member.name,
+                member_logs(root.path())
+            );
+        }
+    }
     let lifted = |member: &Member, host: &str, by: &str| {
         member.log().lines().any(|line| {
             line.contains(" unban ")

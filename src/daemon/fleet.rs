@@ -2,6 +2,8 @@
 //! before the firewall is laid out (so that a new member's firewall gets them in one batch),
 //! then runs the fleet task once the jail task is there.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,7 +12,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::fleet::task::{FleetError, FleetHealth, FleetSettings, FleetTask};
+use crate::fleet::UnbanRecord;
+use crate::fleet::task::{FleetError, FleetHealth, FleetSettings, FleetTask, HeldChanges};
 use crate::jail::task::{FleetLink, JailRuntime};
 use crate::messages::{FleetChange, FleetOutbound, JailEvent, StoreRequest};
 use crate::store::BanRecord;
@@ -30,14 +33,19 @@ pub(super) struct FleetStage {
     inbound: mpsc::Receiver<FleetOutbound>,
     /// The loaded bans, for the store once the firewall has them (see [`FleetStage::store`]).
     loaded: Vec<BanRecord>,
+    /// Unbans an earlier run made that Redis never took: sent by the task's first sync.
+    unsent: Vec<UnbanRecord>,
 }
 
 impl FleetStage {
     /// Reads the secrets (a missing one stops the start: the user asked for a fleet) and
-    /// applies every ban in force in Redis to the jails that share it.
+    /// applies every ban in force in Redis to the jails that share it, except those this
+    /// member lifted in an earlier run whose unbans (`unsent`, from the store) Redis never
+    /// took.
     pub(super) async fn load(
         config: &Config,
         runtimes: &mut [JailRuntime],
+        unsent: Vec<UnbanRecord>,
         now: DateTime<Utc>,
     ) -> Result<Option<FleetStage>, FleetError> {
         let Some(fleet) = &config.fleet else {
@@ -56,11 +64,15 @@ impl FleetStage {
         // Each page is applied as it arrives, while the next ones are fetched and checked.
         // A pull cut short leaves the bans applied so far: valid bans, and the task's first
         // sync brings the rest.
+        let lifted: HashMap<(String, IpAddr), i64> = unsent
+            .iter()
+            .map(|unban| ((unban.jail.clone(), unban.ip), unban.at_ms))
+            .collect();
         let mut loaded = Vec::new();
         let outcome = tokio::time::timeout(
             CATCH_UP_PATIENCE,
             crate::fleet::task::catch_up(&settings, &health, |changes| {
-                loaded.extend(apply(runtimes, &link, changes, now));
+                loaded.extend(apply(runtimes, &link, &lifted, changes, now));
             }),
         )
         .await;
@@ -84,6 +96,7 @@ impl FleetStage {
             link,
             inbound,
             loaded,
+            unsent,
         }))
     }
 
@@ -97,18 +110,24 @@ impl FleetStage {
         }
     }
 
-    /// Starts the fleet task, with this member's shared bans in force to push to Redis.
+    /// Starts the fleet task, with this member's shared bans in force and its unsent unbans
+    /// to push to Redis.
     pub(super) fn start(
         self,
         runtimes_bans: Vec<crate::fleet::BanRecord>,
         jails: mpsc::Sender<JailEvent>,
+        store: StoreHandle,
     ) -> FleetTask {
         FleetTask::start(
             self.settings,
             self.health,
-            runtimes_bans,
+            HeldChanges {
+                local: runtimes_bans,
+                unsent: self.unsent,
+            },
             self.inbound,
             jails,
+            store,
         )
     }
 }
@@ -123,10 +142,12 @@ fn degraded(health: &FleetHealth, why: &str, refused: bool, loaded: usize) {
     }
 }
 
-/// Puts the other members' bans into the jails that share them; returns what to store.
+/// Puts the other members' bans into the jails that share them, but not those `lifted` here
+/// after they began; returns what to store.
 fn apply(
     runtimes: &mut [JailRuntime],
     link: &FleetLink,
+    lifted: &HashMap<(String, IpAddr), i64>,
     changes: Vec<FleetChange>,
     now: DateTime<Utc>,
 ) -> Vec<BanRecord> {
@@ -143,6 +164,13 @@ fn apply(
         else {
             continue;
         };
+        if lifted
+            .get(&(jail.clone(), host))
+            .is_some_and(|at_ms| *at_ms >= start.timestamp_millis())
+        {
+            tracing::info!(%jail, %host, %member, "fleet ban lifted here while Redis was away; not taken back");
+            continue;
+        }
         let Some(runtime) = runtimes
             .iter_mut()
             .find(|r| *r.name == *jail && link.shares(&r.config))

@@ -176,7 +176,7 @@ impl Daemon {
         let now = clock.now();
         tracing::info!(config = %config.origin, "logjail starting");
         // 1. The store, and what survives a restart.
-        let (store, recovered) = StoreStage::open(&config.store.path, now).await?;
+        let (store, mut recovered) = StoreStage::open(&config.store.path, now).await?;
 
         // 2. The jails: the configuration file's, then those that container labels defined
         // in earlier runs and that still hold bans; their stored bans restored.
@@ -201,7 +201,13 @@ impl Daemon {
         }
         // The other fleet members' bans in force join them, so that the firewall is laid out
         // with every ban at once, before any source starts.
-        let mut fleet = fleet::FleetStage::load(&config, &mut runtimes, now).await?;
+        let mut fleet = fleet::FleetStage::load(
+            &config,
+            &mut runtimes,
+            std::mem::take(&mut recovered.fleet_unbans),
+            now,
+        )
+        .await?;
         let fleet_local = fleet
             .as_ref()
             .map(|stage| fleet::local_shared(&runtimes, &stage.link))
@@ -260,7 +266,8 @@ impl Daemon {
         );
 
         // The fleet task hands the jail task the other members' changes from now on.
-        let fleet = fleet.map(|stage| stage.start(fleet_local, pipeline.jails.clone()));
+        let fleet = fleet
+            .map(|stage| stage.start(fleet_local, pipeline.jails.clone(), store.handle.clone()));
 
         // 7. The control socket and metrics answer before the first line is read.
         let front = front::Front::start(

@@ -20,7 +20,8 @@ use super::pull::{Pulled, Scope, foreign_ban, pull};
 use super::writes::{UnbanSent, add_ban, add_restore, add_unban};
 use super::{BanRecord, FeedMessage, Keys, RecordError, Signer, UnbanRecord};
 use crate::config::{FleetConfig, FleetTls, SecretSource};
-use crate::messages::{FailureShare, FleetChange, FleetOutbound, JailEvent};
+use crate::messages::{FailureShare, FleetChange, FleetOutbound, JailEvent, StoreRequest};
+use crate::store::task::StoreHandle;
 
 /// Why the fleet cannot start (its secrets) or a Redis round failed.
 #[derive(Debug, thiserror::Error)]
@@ -256,14 +257,17 @@ pub struct FleetTask {
 impl FleetTask {
     /// Starts the task. `local` are the shared bans this member holds now (restored from its
     /// store), pushed to Redis at every (re)connection so that nothing made while Redis was
-    /// away is lost; `inbound` is what the jails share from now on.
+    /// away is lost; `unsent` the unbans an earlier run could not send (from the store, where
+    /// the task keeps those it holds); `inbound` is what the jails share from now on.
     pub fn start(
         settings: FleetSettings,
         health: Arc<FleetHealth>,
-        local: Vec<BanRecord>,
+        held: HeldChanges,
         inbound: mpsc::Receiver<FleetOutbound>,
         jails: mpsc::Sender<JailEvent>,
+        store: StoreHandle,
     ) -> FleetTask {
+        let HeldChanges { local, unsent } = held;
         let shutdown = CancellationToken::new();
         let state = State {
             local: local
@@ -272,15 +276,22 @@ impl FleetTask {
                 .collect(),
             pending_failures: std::collections::VecDeque::new(),
             refusals: Refusals::default(),
-            pending_unbans: HashMap::new(),
+            pending_unbans: unsent
+                .into_iter()
+                .map(|unban| ((unban.jail.clone(), unban.ip), unban))
+                .collect(),
+            pending_changed: false,
             in_flight: Vec::new(),
         };
         let join = tokio::spawn(run(
             settings,
             health.clone(),
             state,
-            inbound,
-            jails,
+            Channels {
+                inbound,
+                jails,
+                store,
+            },
             shutdown.clone(),
         ));
         FleetTask { join, shutdown }
@@ -293,6 +304,25 @@ impl FleetTask {
     }
 }
 
+/// What a member holds for the fleet at start, from its store.
+#[derive(Debug, Default)]
+pub struct HeldChanges {
+    /// Its own shared bans in force.
+    pub local: Vec<BanRecord>,
+    /// Unbans it made that Redis never took.
+    pub unsent: Vec<UnbanRecord>,
+}
+
+/// Whom the task talks to.
+struct Channels {
+    /// The jails' shared changes.
+    inbound: mpsc::Receiver<FleetOutbound>,
+    /// The other members' changes, for the jails.
+    jails: mpsc::Sender<JailEvent>,
+    /// Where the unbans waiting for Redis are kept across restarts.
+    store: StoreHandle,
+}
+
 /// What the task owns between connections.
 struct State {
     /// This member's shared bans in force, by (jail, address).
@@ -303,6 +333,8 @@ struct State {
     /// Unbans made (here, from the CLI or an expiry) that Redis has not taken: sent at the
     /// next connection, or the other members would keep a ban this member lifted.
     pending_unbans: HashMap<(String, IpAddr), UnbanRecord>,
+    /// Whether `pending_unbans` changed since the store was last told.
+    pending_changed: bool,
     /// Unbans queued on the connection and not yet acknowledged: pending again if it fails.
     in_flight: Vec<UnbanRecord>,
 }
@@ -311,47 +343,52 @@ async fn run(
     settings: FleetSettings,
     health: Arc<FleetHealth>,
     mut state: State,
-    mut inbound: mpsc::Receiver<FleetOutbound>,
-    jails: mpsc::Sender<JailEvent>,
+    mut channels: Channels,
     shutdown: CancellationToken,
 ) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match session(
-            &settings,
-            &health,
-            &mut state,
-            &mut inbound,
-            &jails,
-            &shutdown,
-        )
-        .await
-        {
-            Ok(()) => return,
-            Err(error) => {
-                state.requeue_in_flight();
-                health.errors.fetch_add(1, Ordering::Relaxed);
-                if !health.degraded.swap(true, Ordering::Relaxed) {
-                    // A connection that worked and then broke: retry soon, as after a start.
-                    backoff = FIRST_BACKOFF;
-                    if error.is_refusal() {
-                        tracing::warn!(%error, "fleet: Redis refused this member (check fleet.username, the password and the user's ACL); degraded, local bans go on");
-                    } else {
-                        tracing::warn!(%error, "fleet: Redis unreachable; degraded, local bans go on");
-                    }
+        let outcome = session(&settings, &health, &mut state, &mut channels, &shutdown).await;
+        if let Err(error) = &outcome {
+            state.requeue_in_flight();
+            health.errors.fetch_add(1, Ordering::Relaxed);
+            if !shutdown.is_cancelled() && !health.degraded.swap(true, Ordering::Relaxed) {
+                // A connection that worked and then broke: retry soon, as after a start.
+                backoff = FIRST_BACKOFF;
+                if error.is_refusal() {
+                    tracing::warn!(%error, "fleet: Redis refused this member (check fleet.username, the password and the user's ACL); degraded, local bans go on");
+                } else {
+                    tracing::warn!(%error, "fleet: Redis unreachable; degraded, local bans go on");
                 }
             }
         }
+        if outcome.is_ok() || shutdown.is_cancelled() {
+            // Stopping: what the jails queued and Redis did not take waits in the store.
+            state.hold_queued(&mut channels.inbound);
+            state.save_pending(&channels.store).await;
+            return;
+        }
+        state.save_pending(&channels.store).await;
         // While away, keep taking the jails' changes so they never wait on Redis.
         let until = tokio::time::sleep(backoff);
         tokio::pin!(until);
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => {
+                    state.hold_queued(&mut channels.inbound);
+                    state.save_pending(&channels.store).await;
+                    return;
+                }
                 () = &mut until => break,
-                change = inbound.recv() => match change {
-                    Some(change) => state.hold(change),
-                    None => return,
+                change = channels.inbound.recv() => match change {
+                    Some(change) => {
+                        state.hold(change);
+                        state.save_pending(&channels.store).await;
+                    }
+                    None => {
+                        state.save_pending(&channels.store).await;
+                        return;
+                    }
                 },
             }
         }
@@ -365,7 +402,9 @@ impl State {
             FleetOutbound::Ban(ban) => {
                 // Banned again: an earlier unban of the address is no longer to be sent.
                 let key = (ban.jail.clone(), ban.ip);
-                self.pending_unbans.remove(&key);
+                if self.pending_unbans.remove(&key).is_some() {
+                    self.pending_changed = true;
+                }
                 self.local.insert(key, ban);
             }
             FleetOutbound::Unban(unban) => {
@@ -386,8 +425,24 @@ impl State {
         if let FleetOutbound::Unban(unban) = &change {
             self.pending_unbans
                 .insert((unban.jail.clone(), unban.ip), unban.clone());
+            self.pending_changed = true;
         }
         self.remember(change);
+    }
+
+    /// Holds what the jails queued and the task will not send (it is stopping).
+    fn hold_queued(&mut self, inbound: &mut mpsc::Receiver<FleetOutbound>) {
+        while let Ok(change) = inbound.try_recv() {
+            self.hold(change);
+        }
+    }
+
+    /// Tells the store the unbans waiting for Redis, when they changed.
+    async fn save_pending(&mut self, store: &StoreHandle) {
+        if std::mem::take(&mut self.pending_changed) {
+            let unbans = self.pending_unbans.values().cloned().collect();
+            store.send(StoreRequest::ReplaceFleetUnbans(unbans)).await;
+        }
     }
 
     /// The connection acknowledged what was queued on it.
@@ -406,6 +461,7 @@ impl State {
                 .is_none_or(|ban| ban.start_ms <= unban.at_ms)
             {
                 self.pending_unbans.entry(key).or_insert(unban);
+                self.pending_changed = true;
             }
         }
     }
@@ -433,10 +489,14 @@ async fn session(
     settings: &FleetSettings,
     health: &FleetHealth,
     state: &mut State,
-    inbound: &mut mpsc::Receiver<FleetOutbound>,
-    jails: &mpsc::Sender<JailEvent>,
+    channels: &mut Channels,
     shutdown: &CancellationToken,
 ) -> Result<(), FleetError> {
+    let Channels {
+        inbound,
+        jails,
+        store,
+    } = channels;
     let mut connection = settings.client.get_multiplexed_async_connection().await?;
     let mut pubsub = settings.client.get_async_pubsub().await?;
     // Subscribed before the pull, so that nothing published in between is missed.
@@ -500,8 +560,8 @@ async fn session(
         pushed += 1;
     }
     // Unbans made while Redis was away, unless another member banned the address since.
-    let unbans: Vec<UnbanRecord> = state.pending_unbans.values().cloned().collect();
-    for unban in &unbans {
+    let mut lifted_here: HashMap<(String, IpAddr), i64> = HashMap::new();
+    for unban in state.pending_unbans.values() {
         let newer = in_redis
             .get(&settings.keys.ban(&unban.jail, unban.ip))
             .is_some_and(|start_ms| *start_ms > unban.at_ms);
@@ -513,13 +573,28 @@ async fn session(
                 unban,
                 UnbanSent::Late,
             );
+            lifted_here.insert((unban.jail.clone(), unban.ip), unban.at_ms);
             pushed += 1;
         }
     }
+    // The pull still found those bans in Redis (their unbans go out just now): they are not
+    // handed back to the jails that lifted them. A ban made after the unban is kept.
+    pulled.retain(|change| match change {
+        FleetChange::Ban {
+            jail, host, start, ..
+        } => lifted_here
+            .get(&(jail.clone(), *host))
+            .is_none_or(|at_ms| start.timestamp_millis() > *at_ms),
+        FleetChange::Unban { .. } => true,
+    });
     if pushed > 0 {
         pipe.query_async::<()>(&mut connection).await?;
     }
-    state.pending_unbans.clear();
+    if !state.pending_unbans.is_empty() {
+        state.pending_unbans.clear();
+        state.pending_changed = true;
+        state.save_pending(store).await;
+    }
     for changes in pulled.chunks(CHANGE_BATCH) {
         if jails
             .send(JailEvent::Fleet(changes.to_vec()))
@@ -823,6 +898,7 @@ mod tests {
             pending_failures: std::collections::VecDeque::new(),
             refusals: Refusals::default(),
             pending_unbans: HashMap::new(),
+            pending_changed: false,
             in_flight: Vec::new(),
         }
     }
@@ -888,6 +964,7 @@ mod tests {
         state.hold(FleetOutbound::Unban(unban_record("a", "sshd", own.ip)));
         assert!(state.local.is_empty());
         assert_eq!(state.pending_unbans.len(), 1, "kept for the reconnection");
+        assert!(std::mem::take(&mut state.pending_changed), "for the store");
         let mut again = own.clone();
         again.start_ms += 1;
         state.hold(FleetOutbound::Ban(again));
@@ -895,6 +972,7 @@ mod tests {
             state.pending_unbans.is_empty(),
             "a newer ban drops the unban"
         );
+        assert!(state.pending_changed, "the store forgets it too");
     }
 
     #[test]

@@ -16,13 +16,16 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::fleet::UnbanRecord;
+
 pub use crate::messages::{BanRecord, DefinitionKind, JailDefinition, Position};
 
 /// Bumped whenever the schema changes; older files are migrated on open.
 /// 2: `positions.cursor` (journal sources resume by cursor).
 /// 3: `jail_definitions` (jails defined by container labels keep their bans across restarts).
 /// 4: `bans.fleet_member` (the fleet member a shared ban came from, for `logjail banned`).
-const SCHEMA_VERSION: i64 = 4;
+/// 5: `fleet_unbans` (unbans Redis has not taken yet survive a restart).
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -74,6 +77,15 @@ CREATE TABLE IF NOT EXISTS jail_definitions (
     host_network INTEGER NOT NULL,
     labels       TEXT    NOT NULL,
     updated_ms   INTEGER NOT NULL
+);
+-- Unbans of shared bans made while Redis was away and not sent to it yet: a member restarted
+-- before Redis returns still sends them, and does not take those bans back from the fleet.
+CREATE TABLE IF NOT EXISTS fleet_unbans (
+    jail   TEXT    NOT NULL,
+    host   TEXT    NOT NULL,
+    origin TEXT    NOT NULL,
+    at_ms  INTEGER NOT NULL,
+    PRIMARY KEY (jail, host)
 );
 "#;
 
@@ -197,7 +209,8 @@ impl Store {
             if from < 2 {
                 transaction.execute_batch(MIGRATE_1_TO_2)?;
             }
-            // Version 3 only added `jail_definitions`, which `SCHEMA` has just made. Bans of
+            // Versions 3 and 5 only added tables (`jail_definitions`, `fleet_unbans`), which
+            // `SCHEMA` has just made. Bans of
             // label-defined jails written before it have no definition: the daemon holds them
             // until the container's labels define their jail again.
             if from < 4 {
@@ -479,6 +492,71 @@ impl Store {
             )
         })
         .map(|_| ())
+    }
+
+    /// Replaces the unbans waiting for Redis with `unbans`, in one transaction.
+    pub fn replace_fleet_unbans(&mut self, unbans: &[UnbanRecord]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let transaction = self.connection.transaction().map_err(wrap)?;
+        transaction
+            .execute("DELETE FROM fleet_unbans", [])
+            .map_err(wrap)?;
+        {
+            let mut insert = transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO fleet_unbans (jail, host, origin, at_ms)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(wrap)?;
+            for unban in unbans {
+                insert
+                    .execute(params![
+                        unban.jail,
+                        unban.ip.to_string(),
+                        unban.origin,
+                        unban.at_ms
+                    ])
+                    .map_err(wrap)?;
+            }
+        }
+        transaction.commit().map_err(wrap)
+    }
+
+    /// The unbans waiting for Redis; a row whose address does not read is skipped with a
+    /// warning.
+    pub fn fleet_unbans(&self) -> Result<Vec<UnbanRecord>, StoreError> {
+        let rows = self.sqlite(|c| {
+            let mut statement =
+                c.prepare("SELECT jail, host, origin, at_ms FROM fleet_unbans ORDER BY at_ms")?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(jail, host, origin, at_ms)| match host.parse() {
+                Ok(ip) => Some(UnbanRecord {
+                    origin,
+                    jail,
+                    ip,
+                    at_ms,
+                }),
+                Err(_) => {
+                    tracing::warn!(%jail, %host, "stored fleet unban with an unreadable address; skipped");
+                    None
+                }
+            })
+            .collect())
     }
 
     /// Every stored jail definition, by jail name. A row of a kind this logjail does not know
@@ -924,10 +1002,55 @@ INSERT INTO meta (key, value) VALUES ('schema_version', '3');
                 |row| row.get(0),
             )
             .unwrap();
-        assert_eq!(version, "4");
+        assert_eq!(version, SCHEMA_VERSION.to_string());
         let bans = store.active_bans(at(20)).unwrap();
         assert_eq!(bans.len(), 2);
         assert_eq!(bans[1], shared);
+        assert_eq!(
+            store.fleet_unbans().unwrap(),
+            vec![],
+            "version 5's table is there"
+        );
+    }
+
+    #[test]
+    fn fleet_unbans_are_replaced_whole_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logjail.db");
+        let unban = |jail: &str, ip: &str, at_ms| UnbanRecord {
+            origin: "node-b".to_string(),
+            jail: jail.to_string(),
+            ip: ip.parse().unwrap(),
+            at_ms,
+        };
+        {
+            let mut store = Store::open(&path).unwrap();
+            store
+                .replace_fleet_unbans(&[
+                    unban("sshd", "198.51.100.7", 20),
+                    unban("web", "2001:db8::7", 10),
+                ])
+                .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.fleet_unbans().unwrap(),
+            vec![
+                unban("web", "2001:db8::7", 10),
+                unban("sshd", "198.51.100.7", 20)
+            ],
+            "oldest first"
+        );
+        store
+            .replace_fleet_unbans(&[unban("sshd", "198.51.100.8", 30)])
+            .unwrap();
+        assert_eq!(
+            store.fleet_unbans().unwrap(),
+            vec![unban("sshd", "198.51.100.8", 30)]
+        );
+        store.replace_fleet_unbans(&[]).unwrap();
+        drop(store);
+        assert_eq!(Store::open(&path).unwrap().fleet_unbans().unwrap(), vec![]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::fleet::UnbanRecord;
 use crate::messages::Position;
 use crate::messages::StoreRequest;
 use crate::store::{BanRecord, JailDefinition, Store, StoreError};
@@ -62,6 +63,8 @@ pub struct Recovered {
     pub history: HashMap<(String, IpAddr), u32>,
     /// Jails defined at run time by an earlier run.
     pub definitions: Vec<JailDefinition>,
+    /// Unbans of shared bans that Redis had not taken when the last run stopped.
+    pub fleet_unbans: Vec<UnbanRecord>,
 }
 
 /// Most bans written in one transaction.
@@ -78,6 +81,7 @@ pub fn start(
         positions: store.load_positions()?,
         history: store.ban_history(history_since)?,
         definitions: store.definitions()?,
+        fleet_unbans: store.fleet_unbans()?,
     };
     // Expired rows go only after the active ones were read (and will be re-applied).
     store.purge_expired(now)?;
@@ -137,6 +141,7 @@ fn apply(store: &mut Store, request: StoreRequest) -> Result<(), StoreError> {
         StoreRequest::ForgetPosition(source) => store.forget_position(&source),
         StoreRequest::SaveDefinition { definition, now } => store.save_definition(&definition, now),
         StoreRequest::RemoveDefinition(jail) => store.remove_definition(&jail),
+        StoreRequest::ReplaceFleetUnbans(unbans) => store.replace_fleet_unbans(&unbans),
         StoreRequest::PurgeExpired(now) => store.purge_expired(now).map(|_| ()),
         StoreRequest::Flush(done) => {
             let _ = done.send(());
