@@ -267,6 +267,8 @@ pub enum FleetChange {
         member: String,
         jail: String,
         host: IpAddr,
+        /// When it was lifted: a ban held here that began after it is a newer one, and stays.
+        at: DateTime<Utc>,
     },
 }
 

@@ -2,8 +2,6 @@
 //! before the firewall is laid out (so that a new member's firewall gets them in one batch),
 //! then runs the fleet task once the jail task is there.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -64,15 +62,22 @@ impl FleetStage {
         // Each page is applied as it arrives, while the next ones are fetched and checked.
         // A pull cut short leaves the bans applied so far: valid bans, and the task's first
         // sync brings the rest.
-        let lifted: HashMap<(String, IpAddr), i64> = unsent
-            .iter()
-            .map(|unban| ((unban.jail.clone(), unban.ip), unban.at_ms))
-            .collect();
+        // The jails remember those lifts as they do the ones made in this run: the bans are
+        // not taken back, from this load or later from the fleet.
+        for unban in &unsent {
+            if let Some(runtime) = runtimes
+                .iter_mut()
+                .find(|r| *r.name == *unban.jail && link.shares(&r.config))
+                && let Some(at) = DateTime::from_timestamp_millis(unban.at_ms)
+            {
+                runtime.note_lifted(unban.ip, at, None);
+            }
+        }
         let mut loaded = Vec::new();
         let outcome = tokio::time::timeout(
             CATCH_UP_PATIENCE,
             crate::fleet::task::catch_up(&settings, &health, |changes| {
-                loaded.extend(apply(runtimes, &link, &lifted, changes, now));
+                loaded.extend(apply(runtimes, &link, changes, now));
             }),
         )
         .await;
@@ -142,12 +147,11 @@ fn degraded(health: &FleetHealth, why: &str, refused: bool, loaded: usize) {
     }
 }
 
-/// Puts the other members' bans into the jails that share them, but not those `lifted` here
+/// Puts the other members' bans into the jails that share them, but not those lifted here
 /// after they began; returns what to store.
 fn apply(
     runtimes: &mut [JailRuntime],
     link: &FleetLink,
-    lifted: &HashMap<(String, IpAddr), i64>,
     changes: Vec<FleetChange>,
     now: DateTime<Utc>,
 ) -> Vec<BanRecord> {
@@ -164,19 +168,16 @@ fn apply(
         else {
             continue;
         };
-        if lifted
-            .get(&(jail.clone(), host))
-            .is_some_and(|at_ms| *at_ms >= start.timestamp_millis())
-        {
-            tracing::info!(%jail, %host, %member, "fleet ban lifted here while Redis was away; not taken back");
-            continue;
-        }
         let Some(runtime) = runtimes
             .iter_mut()
             .find(|r| *r.name == *jail && link.shares(&r.config))
         else {
             continue;
         };
+        if runtime.lifted_since(host, start) {
+            tracing::info!(%jail, %host, %member, "fleet ban lifted here while Redis was away; not taken back");
+            continue;
+        }
         match runtime.jail.restore_ban(host, start, end, ban_count, now) {
             Ok(()) => {
                 runtime.fleet_origins.insert(host, member.clone());

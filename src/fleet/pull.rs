@@ -266,6 +266,16 @@ impl Reader {
     }
 }
 
+/// Another member's unban as a change for the jails (`None` for a time out of range).
+pub(super) fn foreign_unban(unban: UnbanRecord) -> Option<FleetChange> {
+    Some(FleetChange::Unban {
+        at: DateTime::from_timestamp_millis(unban.at_ms)?,
+        member: unban.origin,
+        jail: unban.jail,
+        host: unban.ip,
+    })
+}
+
 /// Another member's ban as a change for the jails, or `None` when it is over.
 pub(super) fn foreign_ban(ban: BanRecord, now_ms: i64) -> Option<FleetChange> {
     ban.remaining(now_ms)?;

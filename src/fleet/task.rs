@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::decode_message;
-use super::pull::{Pulled, Scope, foreign_ban, pull};
+use super::pull::{Pulled, Scope, foreign_ban, foreign_unban, pull};
 use super::writes::{UnbanSent, add_ban, add_restore, add_unban};
 use super::{BanRecord, FeedMessage, Keys, RecordError, Signer, UnbanRecord};
 use crate::config::{FleetConfig, FleetTls, SecretSource};
@@ -515,11 +515,7 @@ async fn session(
             return publish_queued(settings, state, &mut connection, inbound).await;
         }
     };
-    pulled.extend(recorded.iter().map(|unban| FleetChange::Unban {
-        member: unban.origin.clone(),
-        jail: unban.jail.clone(),
-        host: unban.ip,
-    }));
+    pulled.extend(recorded.iter().cloned().filter_map(foreign_unban));
     let now_ms = Utc::now().timestamp_millis();
     state.local.retain(|_, ban| ban.remaining(now_ms).is_some());
     // An unban recorded by another member is not applied to a ban this member made after
@@ -560,7 +556,6 @@ async fn session(
         pushed += 1;
     }
     // Unbans made while Redis was away, unless another member banned the address since.
-    let mut lifted_here: HashMap<(String, IpAddr), i64> = HashMap::new();
     for unban in state.pending_unbans.values() {
         let newer = in_redis
             .get(&settings.keys.ban(&unban.jail, unban.ip))
@@ -573,20 +568,9 @@ async fn session(
                 unban,
                 UnbanSent::Late,
             );
-            lifted_here.insert((unban.jail.clone(), unban.ip), unban.at_ms);
             pushed += 1;
         }
     }
-    // The pull still found those bans in Redis (their unbans go out just now): they are not
-    // handed back to the jails that lifted them. A ban made after the unban is kept.
-    pulled.retain(|change| match change {
-        FleetChange::Ban {
-            jail, host, start, ..
-        } => lifted_here
-            .get(&(jail.clone(), *host))
-            .is_none_or(|at_ms| start.timestamp_millis() > *at_ms),
-        FleetChange::Unban { .. } => true,
-    });
     if pushed > 0 {
         pipe.query_async::<()>(&mut connection).await?;
     }
@@ -713,11 +697,7 @@ fn receive(
         FeedMessage::Unban(unban) => {
             // Lifted by another member: not this member's to push again after a reconnect.
             state.local.remove(&(unban.jail.clone(), unban.ip));
-            Some(FleetChange::Unban {
-                member: unban.origin,
-                jail: unban.jail,
-                host: unban.ip,
-            })
+            foreign_unban(unban)
         }
     }
 }

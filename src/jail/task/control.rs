@@ -186,12 +186,14 @@ async fn handle(
                 };
                 for ban in ended {
                     runtime.fleet_origins.remove(&ban.host);
-                    context.effects.share_unban(
+                    if context.effects.share_unban(
                         &runtime.name,
                         ban.host,
                         &runtime.config,
                         context.now,
-                    );
+                    ) {
+                        runtime.note_lifted(ban.host, context.now, ban.end);
+                    }
                     context
                         .effects
                         .unbanned(&runtime.name, &ban, "manual", &runtime.config, context.now)

@@ -114,20 +114,30 @@ impl Effects {
         }
     }
 
-    /// Shares an unban asked here (not an expiry: Redis expires the key itself).
-    pub fn share_unban(&self, jail: &str, host: IpAddr, config: &JailConfig, now: DateTime<Utc>) {
-        if let Some(fleet) = &self.fleet
-            && fleet.shares(config)
-        {
-            fleet.offer(crate::messages::FleetOutbound::Unban(
-                crate::fleet::UnbanRecord {
-                    origin: fleet.member.to_string(),
-                    jail: jail.to_string(),
-                    ip: host,
-                    at_ms: now.timestamp_millis(),
-                },
-            ));
+    /// Shares an unban asked here (not an expiry: Redis expires the key itself); whether it
+    /// was shared.
+    pub fn share_unban(
+        &self,
+        jail: &str,
+        host: IpAddr,
+        config: &JailConfig,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let Some(fleet) = &self.fleet else {
+            return false;
+        };
+        if !fleet.shares(config) {
+            return false;
         }
+        fleet.offer(crate::messages::FleetOutbound::Unban(
+            crate::fleet::UnbanRecord {
+                origin: fleet.member.to_string(),
+                jail: jail.to_string(),
+                ip: host,
+                at_ms: now.timestamp_millis(),
+            },
+        ));
+        true
     }
 
     pub async fn banned(
@@ -288,6 +298,10 @@ pub struct JailRuntime {
     pub definer: Definer,
     /// The fleet member each ban from the fleet came from, for `banned`.
     pub fleet_origins: HashMap<IpAddr, String>,
+    /// Shared bans lifted here, by address: when, and the end the lifted ban had. A fleet ban
+    /// that began before that unban is the lifted ban read back (by a sync that read Redis
+    /// before the unban reached it, or from the feed, crossing it) and is not taken again.
+    pub fleet_lifted: HashMap<IpAddr, (DateTime<Utc>, Option<DateTime<Utc>>)>,
 }
 
 /// What defined a jail.
@@ -428,7 +442,23 @@ impl JailRuntime {
             sources,
             definer: Definer::Config,
             fleet_origins: HashMap::new(),
+            fleet_lifted: HashMap::new(),
         }
+    }
+
+    /// Notes a shared ban lifted here at `at`, whose end was `end` (`None`: none, or not
+    /// known). Lifts whose ban has ended are forgotten: nothing of them can come back.
+    pub fn note_lifted(&mut self, host: IpAddr, at: DateTime<Utc>, end: Option<DateTime<Utc>>) {
+        self.fleet_lifted
+            .retain(|_, (_, end)| end.is_none_or(|end| end > at));
+        self.fleet_lifted.insert(host, (at, end));
+    }
+
+    /// Whether a fleet ban of `host` that began at `start` is one lifted here since.
+    pub fn lifted_since(&self, host: IpAddr, start: DateTime<Utc>) -> bool {
+        self.fleet_lifted
+            .get(&host)
+            .is_some_and(|(at, _)| start <= *at)
     }
 
     /// A jail defined by a container's labels.
@@ -956,6 +986,10 @@ async fn on_fleet(
                 ban_count,
                 ..
             } => {
+                if runtime.lifted_since(host, start) {
+                    tracing::info!(jail = %runtime.name, %host, %member, "fleet ban lifted here since; not taken back");
+                    continue;
+                }
                 let before = runtime.jail.ban_of(host).map(|ban| ban.end);
                 if let Err(refused) = runtime.jail.restore_ban(host, start, end, ban_count, now) {
                     tracing::info!(jail = %runtime.name, %host, %member, %refused, "fleet ban not applied here");
@@ -983,7 +1017,13 @@ async fn on_fleet(
                     })
                     .await;
             }
-            FleetChange::Unban { member, host, .. } => {
+            FleetChange::Unban {
+                member, host, at, ..
+            } => {
+                if runtime.jail.ban_of(host).is_some_and(|ban| ban.start > at) {
+                    tracing::info!(jail = %runtime.name, %host, %member, "fleet unban older than the ban held here; kept");
+                    continue;
+                }
                 if let Some(ban) = runtime.jail.unban(host) {
                     // The ban's row must be written before its removal is.
                     if !records.is_empty() {
@@ -1329,6 +1369,59 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_fleet_ban_lifted_here_since_is_not_taken_back_and_an_older_unban_keeps_a_newer_ban()
+    {
+        use crate::messages::FleetChange;
+        let (config, _) = defined(&web_labels("80"), "web");
+        let jail = Jail::new(config.jail_settings(&[]).unwrap()).unwrap();
+        let mut runtime = JailRuntime::new(jail, config);
+        let minutes = |m| start_time() + chrono::Duration::minutes(m);
+        let (lifted, held): (IpAddr, IpAddr) =
+            ("192.0.2.10".parse().unwrap(), "192.0.2.11".parse().unwrap());
+        // Lifted here at +10 min (a ban that ran to +60); an old lift whose ban has ended goes.
+        runtime.note_lifted("192.0.2.99".parse().unwrap(), minutes(0), Some(minutes(5)));
+        runtime.note_lifted(lifted, minutes(10), Some(minutes(60)));
+        assert_eq!(runtime.fleet_lifted.len(), 1, "the ended lift is forgotten");
+        let mut harness = Harness::start(vec![runtime], &[]);
+        let ban = |host: IpAddr, start| FleetChange::Ban {
+            member: "b".to_string(),
+            jail: "web".to_string(),
+            host,
+            start,
+            end: Some(start + chrono::Duration::hours(1)),
+            ban_count: 1,
+        };
+        let batch = vec![
+            // The ban lifted here, read back from the fleet: left out.
+            ban(lifted, minutes(0)),
+            // A ban held here that began after another member's unban: kept.
+            ban(held, minutes(30)),
+            FleetChange::Unban {
+                member: "c".to_string(),
+                jail: "web".to_string(),
+                host: held,
+                at: minutes(20),
+            },
+            // A new ban of the lifted address, made after the lift: taken.
+            ban(lifted, minutes(15)),
+        ];
+        harness.events.send(JailEvent::Fleet(batch)).await.unwrap();
+        let mut firewall = std::mem::replace(&mut harness.firewall, mpsc::channel(1).1);
+        let (jails, _) = harness.stop().await;
+        let changes: Vec<String> = std::iter::from_fn(|| firewall.try_recv().ok())
+            .map(|change| match change {
+                Enforcement::Ban { host, .. } => format!("ban {host}"),
+                Enforcement::Unban { host, .. } => format!("unban {host}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(changes, ["ban 192.0.2.11", "ban 192.0.2.10"]);
+        let starts: Vec<_> = jails[0].jail.banned().map(|b| (b.host, b.start)).collect();
+        assert!(starts.contains(&(lifted, minutes(15))), "{starts:?}");
+        assert!(starts.contains(&(held, minutes(30))), "{starts:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_fleet_batch_is_applied_in_order_and_a_repeat_changes_nothing() {
         use crate::messages::FleetChange;
         // A jail running in its own right (a restored one not claimed again would go).
@@ -1348,6 +1441,7 @@ mod tests {
             member: "c".to_string(),
             jail: "web".to_string(),
             host: host.parse().unwrap(),
+            at: start_time() + chrono::Duration::minutes(1),
         };
         let batch = vec![
             ban("192.0.2.1"),
