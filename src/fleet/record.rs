@@ -54,6 +54,10 @@ pub struct UnbanRecord {
     pub ip: IpAddr,
     /// When, in milliseconds since the epoch.
     pub at_ms: i64,
+    /// The end the lifted ban had where it was lifted (`None`: it had none). Where Redis
+    /// holds no ban to take the time left from, the unban is recorded until then; once past
+    /// it, an unban not yet sent has nothing left to lift.
+    pub end_ms: Option<i64>,
 }
 
 /// One message of the change feed.
@@ -204,6 +208,7 @@ impl WireMessage {
                 jail: self.jail,
                 ip: self.ip,
                 at_ms: self.at_ms.ok_or_else(|| missing("at_ms"))?,
+                end_ms: self.end_ms,
             }),
         })
     }
@@ -372,6 +377,7 @@ mod tests {
             jail: "sshd".into(),
             ip: "2001:db8::1".parse().unwrap(),
             at_ms: 5,
+            end_ms: Some(3_600_005),
         });
         let wire = encode_message(&unban, &signer);
         assert_eq!(decode_message(&wire, &signer), Ok(unban));

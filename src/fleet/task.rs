@@ -555,8 +555,12 @@ async fn session(
         add_restore(&mut pipe, &settings.keys, &settings.signer, ban, now_ms);
         pushed += 1;
     }
-    // Unbans made while Redis was away, unless another member banned the address since.
+    // Unbans made while Redis was away, unless another member banned the address since or
+    // the lifted ban would have ended anyway (an unban kept by a run long ago).
     for unban in state.pending_unbans.values() {
+        if unban.end_ms.is_some_and(|end_ms| end_ms <= now_ms) {
+            continue;
+        }
         let newer = in_redis
             .get(&settings.keys.ban(&unban.jail, unban.ip))
             .is_some_and(|start_ms| *start_ms > unban.at_ms);
@@ -567,6 +571,7 @@ async fn session(
                 &settings.signer,
                 unban,
                 UnbanSent::Late,
+                now_ms,
             );
             pushed += 1;
         }
@@ -730,6 +735,7 @@ fn queue(
                 &settings.signer,
                 unban,
                 UnbanSent::Live,
+                now_ms,
             );
             state.in_flight.push(unban.clone());
         }
@@ -836,20 +842,22 @@ async fn beat(
     Ok(())
 }
 
-/// The unban this member publishes for `jail`/`host`.
-pub fn unban_record(member: &str, jail: &str, host: IpAddr) -> UnbanRecord {
-    UnbanRecord {
-        origin: member.to_string(),
-        jail: jail.to_string(),
-        ip: host,
-        at_ms: Utc::now().timestamp_millis(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fleet::encode_message;
+
+    /// An unban made now of a ban that had an hour left.
+    fn unban_record(member: &str, jail: &str, host: IpAddr) -> UnbanRecord {
+        let at_ms = Utc::now().timestamp_millis();
+        UnbanRecord {
+            origin: member.to_string(),
+            jail: jail.to_string(),
+            ip: host,
+            at_ms,
+            end_ms: Some(at_ms + 3_600_000),
+        }
+    }
 
     fn settings(name: &str, key: &[u8]) -> FleetSettings {
         FleetSettings {

@@ -42,15 +42,19 @@ redis.call('PUBLISH', ARGV[4], ARGV[1]) \
 return 1";
 
 /// KEYS: ban, unban. ARGV: the unban's message, the time a ban must have begun after to stand
-/// against it ('' for none), the feed. Records the unban for as long as the ban had left (for
-/// ever for a ban without end). Returns what the ban had left in ms (-2: no ban held, still
-/// published, for members whose ban Redis lost), or -3 when a newer ban stands and nothing
-/// was done.
+/// against it ('' for none), the feed, and what the lifted ban had left where it was lifted,
+/// in ms ('' for no end). Records the unban for as long as the ban held had left (for ever
+/// for one without end), or, where Redis holds none (it lost the ban, or never had it), for
+/// what the lifted ban had left: a member that pushes the ban back later finds the record.
+/// Returns what the ban had left in ms (-2: no ban held), or -3 when a newer ban stands and
+/// nothing was done.
 const UNBAN_SCRIPT: &str = "local since = tonumber(ARGV[2]) \
 if since then local held = record(redis.call('GET', KEYS[1])) \
 if held and type(held.start_ms) == 'number' and held.start_ms > since then return -3 end end \
 local left = redis.call('PTTL', KEYS[1]) \
 redis.call('DEL', KEYS[1]) \
+if left == -2 then local lifted = tonumber(ARGV[4]) \
+if not lifted then left = -1 elseif lifted > 0 then left = lifted end end \
 if left > 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', left) \
 elseif left == -1 then redis.call('SET', KEYS[2], ARGV[1]) end \
 redis.call('PUBLISH', ARGV[3], ARGV[1]) \
@@ -127,6 +131,7 @@ pub(super) fn add_unban(
     signer: &Signer,
     unban: &UnbanRecord,
     sent: UnbanSent,
+    now_ms: i64,
 ) {
     let message = encode_message(&FeedMessage::Unban(unban.clone()), signer);
     pipe.cmd("EVAL")
@@ -140,6 +145,10 @@ pub(super) fn add_unban(
             UnbanSent::Late => unban.at_ms.to_string(),
         })
         .arg(keys.feed())
+        .arg(match unban.end_ms {
+            Some(end_ms) => end_ms.saturating_sub(now_ms).max(0).to_string(),
+            None => String::new(),
+        })
         .ignore();
 }
 
@@ -227,12 +236,14 @@ mod tests {
         }
     }
 
+    /// An unban at `at_ms` of a ban that had an hour left.
     fn unban(origin: &str, at_ms: i64) -> UnbanRecord {
         UnbanRecord {
             origin: origin.to_string(),
             jail: JAIL.to_string(),
             ip: host(),
             at_ms,
+            end_ms: Some(at_ms + 3_600_000),
         }
     }
 
@@ -307,6 +318,7 @@ mod tests {
         pipe
     }
 
+    /// `unban`, sent at the time it was made.
     fn lift(unban: &UnbanRecord, sent: UnbanSent) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         add_unban(
@@ -315,6 +327,7 @@ mod tests {
             &Signer::unsigned(),
             unban,
             sent,
+            unban.at_ms,
         );
         pipe
     }
@@ -450,7 +463,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_late_unban_of_an_older_ban_lifts_it_and_one_of_no_ban_is_still_published() {
+    async fn a_late_unban_of_an_older_ban_lifts_it_and_one_of_no_ban_is_published_and_recorded() {
         let server = server().await;
         let keys = Keys::default();
         let at = 1_000_000;
@@ -469,21 +482,53 @@ mod tests {
         assert_eq!(left, -1, "a ban without expiry is recorded lifted for good");
 
         // Redis lost the ban (a restart without persistence): members that hold it still
-        // learn of the unban, and nothing is recorded for a ban Redis never had.
-        let other = unban("a", at + 10);
+        // learn of the unban, and it is recorded for what the lifted ban had left, so that
+        // its member pushing it back afterwards finds the unban and leaves it.
         let mut connection = server
             .client
             .get_multiplexed_async_connection()
             .await
             .unwrap();
-        redis::cmd("DEL")
-            .arg(keys.unban(JAIL, host()))
-            .query_async::<()>(&mut connection)
-            .await
-            .unwrap();
+        let forget = || redis::cmd("DEL").arg(keys.unban(JAIL, host())).clone();
+        forget().query_async::<()>(&mut connection).await.unwrap();
+        let other = unban("c", at + 10);
         assert_eq!(
             run(&server, lift(&other, UnbanSent::Late)).await,
-            vec![FeedMessage::Unban(other)]
+            vec![FeedMessage::Unban(other.clone())]
+        );
+        let (record, left) = get(&server, &keys.unban(JAIL, host())).await;
+        assert_eq!(record, Some(wire(FeedMessage::Unban(other))));
+        assert!(
+            (3_599_000..=3_600_000).contains(&left),
+            "the hour the lifted ban had: {left} ms"
+        );
+        assert_eq!(
+            run(&server, restore(&ban("a", at - 1), at + 20)).await,
+            vec![]
+        );
+        assert_eq!(
+            get(&server, &keys.ban(JAIL, host())).await.0,
+            None,
+            "not put back"
+        );
+
+        // A lifted ban without end: recorded for good; one already over: not recorded.
+        forget().query_async::<()>(&mut connection).await.unwrap();
+        let endless = UnbanRecord {
+            end_ms: None,
+            ..unban("c", at + 30)
+        };
+        run(&server, lift(&endless, UnbanSent::Late)).await;
+        assert_eq!(get(&server, &keys.unban(JAIL, host())).await.1, -1);
+        forget().query_async::<()>(&mut connection).await.unwrap();
+        let over = UnbanRecord {
+            end_ms: Some(at),
+            ..unban("c", at + 40)
+        };
+        assert_eq!(
+            run(&server, lift(&over, UnbanSent::Late)).await,
+            vec![FeedMessage::Unban(over)],
+            "still published"
         );
         assert_eq!(get(&server, &keys.unban(JAIL, host())).await.0, None);
     }

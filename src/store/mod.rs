@@ -85,6 +85,8 @@ CREATE TABLE IF NOT EXISTS fleet_unbans (
     host   TEXT    NOT NULL,
     origin TEXT    NOT NULL,
     at_ms  INTEGER NOT NULL,
+    -- The end the lifted ban had; NULL when it had none.
+    end_ms INTEGER,
     PRIMARY KEY (jail, host)
 );
 "#;
@@ -508,8 +510,8 @@ impl Store {
         {
             let mut insert = transaction
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO fleet_unbans (jail, host, origin, at_ms)
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR REPLACE INTO fleet_unbans (jail, host, origin, at_ms, end_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(wrap)?;
             for unban in unbans {
@@ -518,7 +520,8 @@ impl Store {
                         unban.jail,
                         unban.ip.to_string(),
                         unban.origin,
-                        unban.at_ms
+                        unban.at_ms,
+                        unban.end_ms
                     ])
                     .map_err(wrap)?;
             }
@@ -530,26 +533,29 @@ impl Store {
     /// warning.
     pub fn fleet_unbans(&self) -> Result<Vec<UnbanRecord>, StoreError> {
         let rows = self.sqlite(|c| {
-            let mut statement =
-                c.prepare("SELECT jail, host, origin, at_ms FROM fleet_unbans ORDER BY at_ms")?;
+            let mut statement = c.prepare(
+                "SELECT jail, host, origin, at_ms, end_ms FROM fleet_unbans ORDER BY at_ms",
+            )?;
             let rows = statement.query_map([], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, String>(1)?,
                     row.get::<_, String>(2)?,
                     row.get::<_, i64>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
                 ))
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         Ok(rows
             .into_iter()
-            .filter_map(|(jail, host, origin, at_ms)| match host.parse() {
+            .filter_map(|(jail, host, origin, at_ms, end_ms)| match host.parse() {
                 Ok(ip) => Some(UnbanRecord {
                     origin,
                     jail,
                     ip,
                     at_ms,
+                    end_ms,
                 }),
                 Err(_) => {
                     tracing::warn!(%jail, %host, "stored fleet unban with an unreadable address; skipped");
@@ -1022,6 +1028,8 @@ INSERT INTO meta (key, value) VALUES ('schema_version', '3');
             jail: jail.to_string(),
             ip: ip.parse().unwrap(),
             at_ms,
+            // One of them had no end.
+            end_ms: (at_ms != 10).then_some(at_ms + 600_000),
         };
         {
             let mut store = Store::open(&path).unwrap();

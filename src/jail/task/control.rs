@@ -189,6 +189,7 @@ async fn handle(
                     if context.effects.share_unban(
                         &runtime.name,
                         ban.host,
+                        ban.end,
                         &runtime.config,
                         context.now,
                     ) {

@@ -114,12 +114,13 @@ impl Effects {
         }
     }
 
-    /// Shares an unban asked here (not an expiry: Redis expires the key itself); whether it
-    /// was shared.
+    /// Shares an unban asked here (not an expiry: Redis expires the key itself) of a ban that
+    /// ran to `end`; whether it was shared.
     pub fn share_unban(
         &self,
         jail: &str,
         host: IpAddr,
+        end: Option<DateTime<Utc>>,
         config: &JailConfig,
         now: DateTime<Utc>,
     ) -> bool {
@@ -135,6 +136,7 @@ impl Effects {
                 jail: jail.to_string(),
                 ip: host,
                 at_ms: now.timestamp_millis(),
+                end_ms: end.map(|end| end.timestamp_millis()),
             },
         ));
         true
