@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::decode_message;
 use super::pull::{Pulled, Scope, foreign_ban, foreign_unban, pull};
-use super::writes::{UnbanSent, add_ban, add_restore, add_unban};
+use super::writes::{UnbanSent, add_ban, add_load_scripts, add_restore, add_unban};
 use super::{BanRecord, FeedMessage, Keys, RecordError, Signer, UnbanRecord};
 use crate::config::{FleetConfig, FleetTls, SecretSource};
 use crate::messages::{FailureShare, FleetChange, FleetOutbound, JailEvent, StoreRequest};
@@ -498,6 +498,10 @@ async fn session(
         store,
     } = channels;
     let mut connection = settings.client.get_multiplexed_async_connection().await?;
+    // The scripts this connection may run, in Redis's cache (empty after a restart).
+    let mut load = redis::pipe();
+    add_load_scripts(&mut load);
+    load.query_async::<()>(&mut connection).await?;
     let mut pubsub = settings.client.get_async_pubsub().await?;
     // Subscribed before the pull, so that nothing published in between is missed.
     pubsub.subscribe(settings.keys.feed()).await?;

@@ -18,6 +18,8 @@
 //! check an HMAC. A writer to Redis who forges a record can thus stop a restore or a late
 //! unban, as they could by deleting keys; they still cannot make any member ban.
 
+use std::sync::LazyLock;
+
 use super::{BanRecord, FeedMessage, Keys, Signer, UnbanRecord, encode_message};
 
 /// The value of a record as Lua reads it: the JSON after the signature, or `nil`.
@@ -69,6 +71,21 @@ pub(super) enum UnbanSent {
     Late,
 }
 
+/// The scripts as Redis caches them: each connection loads them once ([`add_load_scripts`])
+/// and then names them by their SHA1, not sending their text with each ban (100,000 bans put
+/// back after Redis lost its data would otherwise carry some 60 MB of Lua).
+static RESTORE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{READ_RECORD}{RESTORE_SCRIPT}")));
+static UNBAN: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{READ_RECORD}{UNBAN_SCRIPT}")));
+
+/// Loads both scripts into Redis's cache: before the first pipeline of a connection that may
+/// run them (a restarted Redis has an empty cache, and a new connection follows it).
+pub(super) fn add_load_scripts(pipe: &mut redis::Pipeline) {
+    pipe.load_script(&RESTORE).ignore();
+    pipe.load_script(&UNBAN).ignore();
+}
+
 /// Milliseconds `ban` has left at `now_ms` for `PX`: `None` for a ban without end.
 fn px(ban: &BanRecord, now_ms: i64) -> Option<u64> {
     match ban.remaining(now_ms) {
@@ -110,16 +127,16 @@ pub(super) fn add_restore(
     now_ms: i64,
 ) {
     let value = encode_message(&FeedMessage::Ban(ban.clone()), signer);
-    pipe.cmd("EVAL")
-        .arg(format!("{READ_RECORD}{RESTORE_SCRIPT}"))
-        .arg(2)
-        .arg(keys.ban(&ban.jail, ban.ip))
-        .arg(keys.unban(&ban.jail, ban.ip))
-        .arg(value)
-        .arg(px(ban, now_ms).unwrap_or(0))
-        .arg(ban.start_ms)
-        .arg(keys.feed())
-        .ignore();
+    pipe.invoke_script(
+        RESTORE
+            .key(keys.ban(&ban.jail, ban.ip))
+            .key(keys.unban(&ban.jail, ban.ip))
+            .arg(value)
+            .arg(px(ban, now_ms).unwrap_or(0))
+            .arg(ban.start_ms)
+            .arg(keys.feed()),
+    )
+    .ignore();
 }
 
 /// Lifts a ban in Redis, records the unban so that a member away from the feed lifts it when
@@ -134,22 +151,22 @@ pub(super) fn add_unban(
     now_ms: i64,
 ) {
     let message = encode_message(&FeedMessage::Unban(unban.clone()), signer);
-    pipe.cmd("EVAL")
-        .arg(format!("{READ_RECORD}{UNBAN_SCRIPT}"))
-        .arg(2)
-        .arg(keys.ban(&unban.jail, unban.ip))
-        .arg(keys.unban(&unban.jail, unban.ip))
-        .arg(message)
-        .arg(match sent {
-            UnbanSent::Live => String::new(),
-            UnbanSent::Late => unban.at_ms.to_string(),
-        })
-        .arg(keys.feed())
-        .arg(match unban.end_ms {
-            Some(end_ms) => end_ms.saturating_sub(now_ms).max(0).to_string(),
-            None => String::new(),
-        })
-        .ignore();
+    pipe.invoke_script(
+        UNBAN
+            .key(keys.ban(&unban.jail, unban.ip))
+            .key(keys.unban(&unban.jail, unban.ip))
+            .arg(message)
+            .arg(match sent {
+                UnbanSent::Live => String::new(),
+                UnbanSent::Late => unban.at_ms.to_string(),
+            })
+            .arg(keys.feed())
+            .arg(match unban.end_ms {
+                Some(end_ms) => end_ms.saturating_sub(now_ms).max(0).to_string(),
+                None => String::new(),
+            }),
+    )
+    .ignore();
 }
 
 /// Against a real `redis-server` (Debian's package), on a socket in a folder of the test's:
@@ -308,6 +325,7 @@ mod tests {
 
     fn restore(ban: &BanRecord, now_ms: i64) -> redis::Pipeline {
         let mut pipe = redis::pipe();
+        add_load_scripts(&mut pipe);
         add_restore(
             &mut pipe,
             &Keys::default(),
@@ -321,6 +339,7 @@ mod tests {
     /// `unban`, sent at the time it was made.
     fn lift(unban: &UnbanRecord, sent: UnbanSent) -> redis::Pipeline {
         let mut pipe = redis::pipe();
+        add_load_scripts(&mut pipe);
         add_unban(
             &mut pipe,
             &Keys::default(),
