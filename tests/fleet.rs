@@ -613,8 +613,10 @@ fn unbans_made_while_redis_is_down_survive_a_restart_before_it_returns() {
     });
     b.process().must(&["unban", "app", x]);
     c.process().must(&["unban", "app", y]);
-    // What the daemons do with an unban (the store's commit) is done well within this.
-    std::thread::sleep(QUIET);
+    // B is killed once its store holds the unban, as a crash after it would find it.
+    wait_until("the unban in B's store", || {
+        b.unsent_unbans() == [format!("app {x}")]
+    });
     b.process.as_mut().unwrap().kill();
     c.process.as_mut().unwrap().stop();
     b.start();
@@ -649,6 +651,14 @@ fn unbans_made_while_redis_is_down_survive_a_restart_before_it_returns() {
                 member_logs(root.path())
             );
         }
+    }
+    for member in [&b, &c] {
+        assert_eq!(
+            member.unsent_unbans(),
+            Vec::<String>::new(),
+            "Redis took {}'s unban: the store forgets it",
+            member.name
+        );
     }
     assert!(
         c.log()

@@ -577,3 +577,29 @@ pub fn member_logs(root: &Path) -> String {
         })
         .collect()
 }
+
+impl Member {
+    /// The unbans its store keeps for Redis, as `JAIL IP`, read beside the running daemon
+    /// (the store is in WAL mode: a reader does not disturb it).
+    pub fn unsent_unbans(&self) -> Vec<String> {
+        let db = rusqlite::Connection::open_with_flags(
+            self.dir.join("state.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut query = db
+            .prepare("SELECT jail, host FROM fleet_unbans ORDER BY jail, host")
+            .unwrap();
+        query
+            .query_map([], |row| {
+                Ok(format!(
+                    "{} {}",
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+}
