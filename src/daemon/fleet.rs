@@ -70,7 +70,8 @@ impl FleetStage {
                 .find(|r| *r.name == *unban.jail && link.shares(&r.config))
                 && let Some(at) = DateTime::from_timestamp_millis(unban.at_ms)
             {
-                runtime.note_lifted(unban.ip, at, None);
+                let end = unban.end_ms.and_then(DateTime::from_timestamp_millis);
+                runtime.fleet_lifted.note(unban.ip, at, end);
             }
         }
         let mut loaded = Vec::new();
@@ -174,7 +175,7 @@ fn apply(
         else {
             continue;
         };
-        if runtime.lifted_since(host, start) {
+        if runtime.fleet_lifted.lifted_since(host, start) {
             tracing::info!(%jail, %host, %member, "fleet ban lifted here while Redis was away; not taken back");
             continue;
         }

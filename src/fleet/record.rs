@@ -381,6 +381,15 @@ mod tests {
         });
         let wire = encode_message(&unban, &signer);
         assert_eq!(decode_message(&wire, &signer), Ok(unban));
+        // From a member that does not send the lifted ban's end: read as a ban without end.
+        let bare = format!(
+            "{} {{\"kind\":\"unban\",\"origin\":\"c\",\"jail\":\"sshd\",\"ip\":\"192.0.2.1\",\"at_ms\":5}}",
+            wire.split_once(' ').unwrap().0
+        );
+        let Ok(FeedMessage::Unban(old)) = decode_message(&bare, &signer) else {
+            panic!("an unban without end_ms reads");
+        };
+        assert_eq!((old.at_ms, old.end_ms), (5, None));
         assert_eq!(decode_message(&wire, &signer).unwrap().origin(), "c");
         assert!(matches!(
             decode_message("nonsense", &signer),

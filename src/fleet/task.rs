@@ -430,6 +430,14 @@ impl State {
         self.remember(change);
     }
 
+    /// The unbans waiting for Redis that still have something to lift at `now_ms`: not those
+    /// whose ban would have ended anyway (kept by a run long ago, say).
+    fn unbans_to_send(&self, now_ms: i64) -> impl Iterator<Item = &UnbanRecord> {
+        self.pending_unbans
+            .values()
+            .filter(move |unban| unban.end_ms.is_none_or(|end_ms| end_ms > now_ms))
+    }
+
     /// Holds what the jails queued and the task will not send (it is stopping).
     fn hold_queued(&mut self, inbound: &mut mpsc::Receiver<FleetOutbound>) {
         while let Ok(change) = inbound.try_recv() {
@@ -559,12 +567,8 @@ async fn session(
         add_restore(&mut pipe, &settings.keys, &settings.signer, ban, now_ms);
         pushed += 1;
     }
-    // Unbans made while Redis was away, unless another member banned the address since or
-    // the lifted ban would have ended anyway (an unban kept by a run long ago).
-    for unban in state.pending_unbans.values() {
-        if unban.end_ms.is_some_and(|end_ms| end_ms <= now_ms) {
-            continue;
-        }
+    // Unbans made while Redis was away, unless another member banned the address since.
+    for unban in state.unbans_to_send(now_ms) {
         let newer = in_redis
             .get(&settings.keys.ban(&unban.jail, unban.ip))
             .is_some_and(|start_ms| *start_ms > unban.at_ms);
@@ -965,6 +969,30 @@ mod tests {
             "a newer ban drops the unban"
         );
         assert!(state.pending_changed, "the store forgets it too");
+    }
+
+    #[test]
+    fn an_unban_kept_past_the_end_of_its_ban_is_not_sent() {
+        let mut state = state();
+        let host: IpAddr = "203.0.113.7".parse().unwrap();
+        let ended = unban_record("a", "sshd", host);
+        let endless = UnbanRecord {
+            end_ms: None,
+            ..unban_record("a", "web", host)
+        };
+        state.hold(FleetOutbound::Unban(ended.clone()));
+        state.hold(FleetOutbound::Unban(endless.clone()));
+        let now = ended.at_ms + 60_000;
+        let mut sent: Vec<_> = state.unbans_to_send(now).map(|u| u.jail.clone()).collect();
+        sent.sort();
+        assert_eq!(sent, ["sshd", "web"], "within the hour both are sent");
+        let later = ended.at_ms + 3_600_001;
+        let sent: Vec<_> = state.unbans_to_send(later).collect();
+        assert_eq!(
+            sent,
+            vec![&endless],
+            "the ended one has nothing left to lift"
+        );
     }
 
     #[test]

@@ -44,21 +44,25 @@ redis.call('PUBLISH', ARGV[4], ARGV[1]) \
 return 1";
 
 /// KEYS: ban, unban. ARGV: the unban's message, the time a ban must have begun after to stand
-/// against it ('' for none), the feed, and what the lifted ban had left where it was lifted,
-/// in ms ('' for no end). Records the unban for as long as the ban held had left (for ever
-/// for one without end), or, where Redis holds none (it lost the ban, or never had it), for
-/// what the lifted ban had left: a member that pushes the ban back later finds the record.
-/// Returns what the ban had left in ms (-2: no ban held), or -3 when a newer ban stands and
-/// nothing was done.
+/// against it ('' for none), the feed, what the lifted ban had left where it was lifted in ms
+/// ('' for no end), the unban's time. Records the unban for as long as the ban held had left
+/// (for ever for one without end), or, where Redis holds none (it lost the ban, or never had
+/// it), for what the lifted ban had left, so that a member pushing the ban back later finds
+/// the record; but never over a later unban's record. Returns what the ban held had left in
+/// ms (-2: none held), or -3 when a newer ban stands and nothing was done.
 const UNBAN_SCRIPT: &str = "local since = tonumber(ARGV[2]) \
 if since then local held = record(redis.call('GET', KEYS[1])) \
 if held and type(held.start_ms) == 'number' and held.start_ms > since then return -3 end end \
 local left = redis.call('PTTL', KEYS[1]) \
 redis.call('DEL', KEYS[1]) \
-if left == -2 then local lifted = tonumber(ARGV[4]) \
-if not lifted then left = -1 elseif lifted > 0 then left = lifted end end \
-if left > 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', left) \
-elseif left == -1 then redis.call('SET', KEYS[2], ARGV[1]) end \
+local keep = left \
+if left == -2 then \
+local prior = record(redis.call('GET', KEYS[2])) \
+if prior and type(prior.at_ms) == 'number' and prior.at_ms >= tonumber(ARGV[5]) then \
+keep = 0 else local lifted = tonumber(ARGV[4]) \
+if not lifted then keep = -1 else keep = lifted end end end \
+if keep > 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', keep) \
+elseif keep == -1 then redis.call('SET', KEYS[2], ARGV[1]) end \
 redis.call('PUBLISH', ARGV[3], ARGV[1]) \
 return left";
 
@@ -164,7 +168,8 @@ pub(super) fn add_unban(
             .arg(match unban.end_ms {
                 Some(end_ms) => end_ms.saturating_sub(now_ms).max(0).to_string(),
                 None => String::new(),
-            }),
+            })
+            .arg(unban.at_ms),
     )
     .ignore();
 }
@@ -338,6 +343,11 @@ mod tests {
 
     /// `unban`, sent at the time it was made.
     fn lift(unban: &UnbanRecord, sent: UnbanSent) -> redis::Pipeline {
+        lift_at(unban, sent, unban.at_ms)
+    }
+
+    /// `unban`, sent at `now_ms`.
+    fn lift_at(unban: &UnbanRecord, sent: UnbanSent, now_ms: i64) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         add_load_scripts(&mut pipe);
         add_unban(
@@ -346,7 +356,7 @@ mod tests {
             &Signer::unsigned(),
             unban,
             sent,
-            unban.at_ms,
+            now_ms,
         );
         pipe
     }
@@ -550,5 +560,42 @@ mod tests {
             "still published"
         );
         assert_eq!(get(&server, &keys.unban(JAIL, host())).await.0, None);
+    }
+
+    #[tokio::test]
+    async fn an_unban_of_no_ban_sent_late_keeps_what_was_left_and_never_covers_a_later_unban() {
+        let server = server().await;
+        let keys = Keys::default();
+        let at = 1_000_000;
+        // Sent half an hour after it was made: the record keeps the half hour left.
+        let late = unban("a", at);
+        run(&server, lift_at(&late, UnbanSent::Late, at + 1_800_000)).await;
+        let (record, left) = get(&server, &keys.unban(JAIL, host())).await;
+        assert_eq!(record, Some(wire(FeedMessage::Unban(late))));
+        assert!(
+            (1_799_000..=1_800_000).contains(&left),
+            "half an hour: {left} ms"
+        );
+
+        // C lifted the same ban later, live, for the month it had left; A's older unban,
+        // sent now, is still published but leaves C's record as it is.
+        let later = UnbanRecord {
+            end_ms: Some(at + 30 * 86_400_000),
+            ..unban("c", at + 50)
+        };
+        run(&server, lift(&later, UnbanSent::Live)).await;
+        let older = unban("a", at + 10);
+        assert_eq!(
+            run(&server, lift(&older, UnbanSent::Late)).await,
+            vec![FeedMessage::Unban(older)],
+            "still published"
+        );
+        let (record, left) = get(&server, &keys.unban(JAIL, host())).await;
+        assert_eq!(
+            record,
+            Some(wire(FeedMessage::Unban(later))),
+            "C's record stays"
+        );
+        assert!(left > 29 * 86_400_000, "with its month: {left} ms");
     }
 }

@@ -31,6 +31,7 @@ pub mod failures;
 pub mod history;
 pub mod ignore;
 pub mod increment;
+pub mod lifts;
 pub mod settings;
 pub mod task;
 

@@ -193,7 +193,7 @@ async fn handle(
                         &runtime.config,
                         context.now,
                     ) {
-                        runtime.note_lifted(ban.host, context.now, ban.end);
+                        runtime.fleet_lifted.note(ban.host, context.now, ban.end);
                     }
                     context
                         .effects

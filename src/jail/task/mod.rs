@@ -300,10 +300,8 @@ pub struct JailRuntime {
     pub definer: Definer,
     /// The fleet member each ban from the fleet came from, for `banned`.
     pub fleet_origins: HashMap<IpAddr, String>,
-    /// Shared bans lifted here, by address: when, and the end the lifted ban had. A fleet ban
-    /// that began before that unban is the lifted ban read back (by a sync that read Redis
-    /// before the unban reached it, or from the feed, crossing it) and is not taken again.
-    pub fleet_lifted: HashMap<IpAddr, (DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// The shared bans lifted here, which the fleet does not hand back.
+    pub fleet_lifted: crate::jail::lifts::Lifts,
 }
 
 /// What defined a jail.
@@ -444,23 +442,8 @@ impl JailRuntime {
             sources,
             definer: Definer::Config,
             fleet_origins: HashMap::new(),
-            fleet_lifted: HashMap::new(),
+            fleet_lifted: crate::jail::lifts::Lifts::default(),
         }
-    }
-
-    /// Notes a shared ban lifted here at `at`, whose end was `end` (`None`: none, or not
-    /// known). Lifts whose ban has ended are forgotten: nothing of them can come back.
-    pub fn note_lifted(&mut self, host: IpAddr, at: DateTime<Utc>, end: Option<DateTime<Utc>>) {
-        self.fleet_lifted
-            .retain(|_, (_, end)| end.is_none_or(|end| end > at));
-        self.fleet_lifted.insert(host, (at, end));
-    }
-
-    /// Whether a fleet ban of `host` that began at `start` is one lifted here since.
-    pub fn lifted_since(&self, host: IpAddr, start: DateTime<Utc>) -> bool {
-        self.fleet_lifted
-            .get(&host)
-            .is_some_and(|(at, _)| start <= *at)
     }
 
     /// A jail defined by a container's labels.
@@ -953,6 +936,11 @@ async fn on_fleet_counts(
     }
 }
 
+/// How much later than an unban a ban held here must have begun to be kept as a newer one:
+/// the two times come from two members' clocks, and one a little behind must not leave a ban
+/// the fleet lifted in force here.
+const UNBAN_CLOCK_SLACK: chrono::Duration = chrono::Duration::seconds(1);
+
 /// Applies other members' bans and unbans to the jails of those names, if this member runs
 /// them: through each jail's own ignoreip and refusals (own addresses, loopback), into its own
 /// firewall target. Not shared again. The bans of a batch are stored in one request.
@@ -988,7 +976,7 @@ async fn on_fleet(
                 ban_count,
                 ..
             } => {
-                if runtime.lifted_since(host, start) {
+                if runtime.fleet_lifted.lifted_since(host, start) {
                     tracing::info!(jail = %runtime.name, %host, %member, "fleet ban lifted here since; not taken back");
                     continue;
                 }
@@ -1022,7 +1010,11 @@ async fn on_fleet(
             FleetChange::Unban {
                 member, host, at, ..
             } => {
-                if runtime.jail.ban_of(host).is_some_and(|ban| ban.start > at) {
+                if runtime
+                    .jail
+                    .ban_of(host)
+                    .is_some_and(|ban| ban.start > at + UNBAN_CLOCK_SLACK)
+                {
                     tracing::info!(jail = %runtime.name, %host, %member, "fleet unban older than the ban held here; kept");
                     continue;
                 }
@@ -1380,10 +1372,10 @@ mod tests {
         let minutes = |m| start_time() + chrono::Duration::minutes(m);
         let (lifted, held): (IpAddr, IpAddr) =
             ("192.0.2.10".parse().unwrap(), "192.0.2.11".parse().unwrap());
-        // Lifted here at +10 min (a ban that ran to +60); an old lift whose ban has ended goes.
-        runtime.note_lifted("192.0.2.99".parse().unwrap(), minutes(0), Some(minutes(5)));
-        runtime.note_lifted(lifted, minutes(10), Some(minutes(60)));
-        assert_eq!(runtime.fleet_lifted.len(), 1, "the ended lift is forgotten");
+        // Lifted here at +10 min, a ban that ran to +60.
+        runtime
+            .fleet_lifted
+            .note(lifted, minutes(10), Some(minutes(60)));
         let mut harness = Harness::start(vec![runtime], &[]);
         let ban = |host: IpAddr, start| FleetChange::Ban {
             member: "b".to_string(),
