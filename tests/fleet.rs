@@ -155,13 +155,7 @@ fn bans_spread_across_three_members_through_a_real_redis() {
         Reach::Connected,
         "B serves the attacker again"
     );
-    assert_eq!(
-        redis
-            .cli(&["EXISTS", &format!("logjail:ban:app:{ATTACKER}")])
-            .trim(),
-        "0",
-        "the key is gone"
-    );
+    assert!(!redis.has_ban_key(ATTACKER), "the key is gone");
 
     // B is killed; a ban made meanwhile is held by B once it is back, with the same end.
     b.process.as_mut().unwrap().kill();
@@ -190,9 +184,8 @@ fn bans_spread_across_three_members_through_a_real_redis() {
         a.process().must(&["status"]).contains("Fleet:\t\tdegraded")
     });
     redis.spawn();
-    assert_eq!(
-        redis.cli(&["EXISTS", "logjail:ban:app:10.77.100.9"]).trim(),
-        "1",
+    assert!(
+        redis.has_ban_key("10.77.100.9"),
         "the ban made before the restart is still in Redis"
     );
     within(
@@ -513,13 +506,7 @@ fn acl_users_authenticate_from_a_file_or_the_environment_and_a_wrong_password_de
     within(root.path(), "A's ban on B", Duration::from_secs(5), || {
         b.has_ban("10.77.100.31") && b.in_kernel("10.77.100.31")
     });
-    assert_eq!(
-        redis
-            .cli(&["EXISTS", "logjail:ban:app:10.77.100.31"])
-            .trim(),
-        "1",
-        "written as the ACL user"
-    );
+    assert!(redis.has_ban_key("10.77.100.31"), "written as the ACL user");
     wait_until("B's status listing A and B", || {
         b.process()
             .must(&["status"])
@@ -576,41 +563,96 @@ fn acl_users_authenticate_from_a_file_or_the_environment_and_a_wrong_password_de
     }
 }
 
-/// Unbans made while Redis is down outlive a restart of the member that made them: B, killed
-/// with `kill -9` and started again while Redis is still down, and C, stopped and started
-/// once Redis is back, send them, and neither takes the ban it lifted back from the fleet.
-#[test]
-fn unbans_made_while_redis_is_down_survive_a_restart_before_it_returns() {
+/// A real Redis and members A, B and C sharing through it, B and C holding A's bans of
+/// `hosts`. Fields in the order they are dropped: the members before Redis and the links,
+/// the folder last.
+struct Trio {
+    a: Member,
+    b: Member,
+    c: Member,
+    redis: Redis,
+    hub: Hub,
+    root: tempfile::TempDir,
+}
+
+fn trio_holding_bans_of_a(hosts: &[&str]) -> Trio {
     let root = tempfile::tempdir().unwrap();
     let key = root.path().join("fleet.key");
     std::fs::write(&key, "the fleet's shared secret\n").unwrap();
     let redis_dir = root.path().join("redis");
     std::fs::create_dir_all(&redis_dir).unwrap();
-
     let mut hub = Hub::new();
-    let mut redis = Redis::start(&hub.ns, &redis_dir);
+    let redis = Redis::start(&hub.ns, &redis_dir);
     let mut a = Member::new(&mut hub, root.path(), "a", &key, &[]);
     let mut b = Member::new(&mut hub, root.path(), "b", &key, &[]);
     let mut c = Member::new(&mut hub, root.path(), "c", &key, &[]);
     for member in [&mut a, &mut b, &mut c] {
         member.start();
     }
-    let (x, y) = ("10.77.100.61", "10.77.100.62");
-    a.process().must(&["ban", "app", x]);
-    a.process().must(&["ban", "app", y]);
+    for host in hosts {
+        a.process().must(&["ban", "app", host]);
+    }
     within(
         root.path(),
         "A's bans on B and C",
         Duration::from_secs(2),
-        || [&b, &c].iter().all(|m| m.has_ban(x) && m.has_ban(y)),
+        || {
+            [&b, &c]
+                .iter()
+                .all(|m| hosts.iter().all(|host| m.has_ban(host)))
+        },
     );
+    Trio {
+        a,
+        b,
+        c,
+        redis,
+        hub,
+        root,
+    }
+}
 
-    redis.kill();
-    wait_until("B and C degraded", || {
-        [&b, &c]
+/// Waits until every one of `members` says the fleet is degraded.
+fn wait_degraded(members: &[&Member]) {
+    wait_until("the members degraded", || {
+        members
             .iter()
             .all(|m| m.process().must(&["status"]).contains("Fleet:\t\tdegraded"))
     });
+}
+
+/// Watches `members` for [`QUIET`], then checks that none holds any of `hosts`, in its jail
+/// or its kernel.
+fn assert_lifted_on(root: &Path, members: &[&Member], hosts: &[&str]) {
+    std::thread::sleep(QUIET);
+    for member in members {
+        for host in hosts {
+            assert!(
+                !member.has_ban(host) && !member.in_kernel(host),
+                "{host} stays lifted on {}\n{}",
+                member.name,
+                member_logs(root)
+            );
+        }
+    }
+}
+
+/// Unbans made while Redis is down outlive a restart of the member that made them: B, killed
+/// with `kill -9` and started again while Redis is still down, and C, stopped and started
+/// once Redis is back, send them, and neither takes the ban it lifted back from the fleet.
+#[test]
+fn unbans_made_while_redis_is_down_survive_a_restart_before_it_returns() {
+    let (x, y) = ("10.77.100.61", "10.77.100.62");
+    let Trio {
+        root,
+        hub: _hub,
+        mut redis,
+        mut a,
+        mut b,
+        mut c,
+    } = trio_holding_bans_of_a(&[x, y]);
+    redis.kill();
+    wait_degraded(&[&b, &c]);
     b.process().must(&["unban", "app", x]);
     c.process().must(&["unban", "app", y]);
     // B is killed once its store holds the unban, as a crash after it would find it.
@@ -641,17 +683,7 @@ fn unbans_made_while_redis_is_down_survive_a_restart_before_it_returns() {
         Duration::from_secs(5),
         || !a.has_ban(y) && !b.has_ban(y) && !b.in_kernel(y),
     );
-    std::thread::sleep(QUIET);
-    for member in [&a, &b, &c] {
-        for host in [x, y] {
-            assert!(
-                !member.has_ban(host) && !member.in_kernel(host),
-                "{host} stays lifted on {}\n{}",
-                member.name,
-                member_logs(root.path())
-            );
-        }
-    }
+    assert_lifted_on(root.path(), &[&a, &b, &c], &[x, y]);
     for member in [&b, &c] {
         assert_eq!(
             member.unsent_unbans(),
@@ -667,13 +699,7 @@ fn unbans_made_while_redis_is_down_survive_a_restart_before_it_returns() {
         c.log()
     );
     for host in [x, y] {
-        assert_eq!(
-            redis
-                .cli(&["EXISTS", &format!("logjail:ban:app:{host}")])
-                .trim(),
-            "0",
-            "the key of {host} is gone"
-        );
+        assert!(!redis.has_ban_key(host), "the key of {host} is gone");
     }
     for member in [&mut a, &mut b, &mut c] {
         member.process.as_mut().unwrap().stop();
@@ -684,36 +710,17 @@ fn unbans_made_while_redis_is_down_survive_a_restart_before_it_returns() {
 /// it returns, and reach a member that reconnects before or after they are sent.
 #[test]
 fn unbans_made_while_redis_is_down_are_sent_when_it_returns() {
-    let root = tempfile::tempdir().unwrap();
-    let key = root.path().join("fleet.key");
-    std::fs::write(&key, "the fleet's shared secret\n").unwrap();
-    let redis_dir = root.path().join("redis");
-    std::fs::create_dir_all(&redis_dir).unwrap();
-
-    let mut hub = Hub::new();
-    let mut redis = Redis::start(&hub.ns, &redis_dir);
-    let mut a = Member::new(&mut hub, root.path(), "a", &key, &[]);
-    let mut b = Member::new(&mut hub, root.path(), "b", &key, &[]);
-    let mut c = Member::new(&mut hub, root.path(), "c", &key, &[]);
-    for member in [&mut a, &mut b, &mut c] {
-        member.start();
-    }
     let (x, y) = ("10.77.100.41", "10.77.100.42");
-    a.process().must(&["ban", "app", x]);
-    a.process().must(&["ban", "app", y]);
-    within(
-        root.path(),
-        "A's bans on B and C",
-        Duration::from_secs(2),
-        || [&b, &c].iter().all(|m| m.has_ban(x) && m.has_ban(y)),
-    );
-
+    let Trio {
+        root,
+        hub: _hub,
+        mut redis,
+        mut a,
+        mut b,
+        mut c,
+    } = trio_holding_bans_of_a(&[x, y]);
     redis.kill();
-    wait_until("A and C degraded", || {
-        [&a, &c]
-            .iter()
-            .all(|m| m.process().must(&["status"]).contains("Fleet:\t\tdegraded"))
-    });
+    wait_degraded(&[&a, &c]);
     // A lifts its own ban, C lifts A's other one; B sees neither while Redis is away.
     a.process().must(&["unban", "app", x]);
     c.process().must(&["unban", "app", y]);
@@ -738,17 +745,7 @@ fn unbans_made_while_redis_is_down_are_sent_when_it_returns() {
     );
     // The members that lifted a ban while Redis was away still find it there when they
     // sync: it stays lifted on them too.
-    std::thread::sleep(QUIET);
-    for member in [&a, &b, &c] {
-        for host in [x, y] {
-            assert!(
-                !member.has_ban(host) && !member.in_kernel(host),
-                "{host} lifted on {} after the sync\n{}",
-                member.name,
-                member_logs(root.path())
-            );
-        }
-    }
+    assert_lifted_on(root.path(), &[&a, &b, &c], &[x, y]);
     let lifted = |member: &Member, host: &str, by: &str| {
         member.log().lines().any(|line| {
             line.contains(" unban ")
@@ -758,13 +755,7 @@ fn unbans_made_while_redis_is_down_are_sent_when_it_returns() {
     };
     assert!(lifted(&b, x, "a") && lifted(&b, y, "c"), "{}", b.log());
     for host in [x, y] {
-        assert_eq!(
-            redis
-                .cli(&["EXISTS", &format!("logjail:ban:app:{host}")])
-                .trim(),
-            "0",
-            "the key of {host} is gone"
-        );
+        assert!(!redis.has_ban_key(host), "the key of {host} is gone");
         let left: i64 = redis
             .cli(&["PTTL", &format!("logjail:unban:app:{host}")])
             .trim()

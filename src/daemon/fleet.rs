@@ -65,9 +65,7 @@ impl FleetStage {
         // The jails remember those lifts as they do the ones made in this run: the bans are
         // not taken back, from this load or later from the fleet.
         for unban in &unsent {
-            if let Some(runtime) = runtimes
-                .iter_mut()
-                .find(|r| *r.name == *unban.jail && link.shares(&r.config))
+            if let Some(runtime) = shared_jail(runtimes, &link, &unban.jail)
                 && let Some(at) = DateTime::from_timestamp_millis(unban.at_ms)
             {
                 let end = unban.end_ms.and_then(DateTime::from_timestamp_millis);
@@ -148,6 +146,17 @@ fn degraded(health: &FleetHealth, why: &str, refused: bool, loaded: usize) {
     }
 }
 
+/// The jail named `jail`, when it runs here and shares.
+fn shared_jail<'a>(
+    runtimes: &'a mut [JailRuntime],
+    link: &FleetLink,
+    jail: &str,
+) -> Option<&'a mut JailRuntime> {
+    runtimes
+        .iter_mut()
+        .find(|r| *r.name == *jail && link.shares(&r.config))
+}
+
 /// Puts the other members' bans into the jails that share them, but not those lifted here
 /// after they began; returns what to store.
 fn apply(
@@ -169,10 +178,7 @@ fn apply(
         else {
             continue;
         };
-        let Some(runtime) = runtimes
-            .iter_mut()
-            .find(|r| *r.name == *jail && link.shares(&r.config))
-        else {
+        let Some(runtime) = shared_jail(runtimes, link, &jail) else {
             continue;
         };
         if runtime.fleet_lifted.lifted_since(host, start) {

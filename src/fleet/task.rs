@@ -347,26 +347,22 @@ async fn run(
     shutdown: CancellationToken,
 ) {
     let mut backoff = FIRST_BACKOFF;
-    loop {
+    'connections: loop {
         let outcome = session(&settings, &health, &mut state, &mut channels, &shutdown).await;
-        if let Err(error) = &outcome {
-            state.requeue_in_flight();
-            health.errors.fetch_add(1, Ordering::Relaxed);
-            if !shutdown.is_cancelled() && !health.degraded.swap(true, Ordering::Relaxed) {
-                // A connection that worked and then broke: retry soon, as after a start.
-                backoff = FIRST_BACKOFF;
-                if error.is_refusal() {
-                    tracing::warn!(%error, "fleet: Redis refused this member (check fleet.username, the password and the user's ACL); degraded, local bans go on");
-                } else {
-                    tracing::warn!(%error, "fleet: Redis unreachable; degraded, local bans go on");
-                }
-            }
+        let Err(error) = outcome else { break };
+        state.requeue_in_flight();
+        health.errors.fetch_add(1, Ordering::Relaxed);
+        if shutdown.is_cancelled() {
+            break;
         }
-        if outcome.is_ok() || shutdown.is_cancelled() {
-            // Stopping: what the jails queued and Redis did not take waits in the store.
-            state.hold_queued(&mut channels.inbound);
-            state.save_pending(&channels.store).await;
-            return;
+        if !health.degraded.swap(true, Ordering::Relaxed) {
+            // A connection that worked and then broke: retry soon, as after a start.
+            backoff = FIRST_BACKOFF;
+            if error.is_refusal() {
+                tracing::warn!(%error, "fleet: Redis refused this member (check fleet.username, the password and the user's ACL); degraded, local bans go on");
+            } else {
+                tracing::warn!(%error, "fleet: Redis unreachable; degraded, local bans go on");
+            }
         }
         state.save_pending(&channels.store).await;
         // While away, keep taking the jails' changes so they never wait on Redis.
@@ -374,26 +370,22 @@ async fn run(
         tokio::pin!(until);
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => {
-                    state.hold_queued(&mut channels.inbound);
-                    state.save_pending(&channels.store).await;
-                    return;
-                }
+                () = shutdown.cancelled() => break 'connections,
                 () = &mut until => break,
                 change = channels.inbound.recv() => match change {
                     Some(change) => {
                         state.hold(change);
                         state.save_pending(&channels.store).await;
                     }
-                    None => {
-                        state.save_pending(&channels.store).await;
-                        return;
-                    }
+                    None => break 'connections,
                 },
             }
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+    // Stopping: what the jails queued and Redis did not take waits in the store.
+    state.hold_queued(&mut channels.inbound);
+    state.save_pending(&channels.store).await;
 }
 
 impl State {

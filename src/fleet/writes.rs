@@ -197,6 +197,23 @@ mod tests {
         _dir: tempfile::TempDir,
     }
 
+    impl Server {
+        async fn connection(&self) -> redis::aio::MultiplexedConnection {
+            self.client
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap()
+        }
+
+        /// Runs one command whose reply does not matter.
+        async fn send(&self, command: &redis::Cmd) {
+            command
+                .query_async::<()>(&mut self.connection().await)
+                .await
+                .unwrap();
+        }
+    }
+
     impl Drop for Server {
         fn drop(&mut self) {
             let _ = self.child.kill();
@@ -275,11 +292,7 @@ mod tests {
         let keys = Keys::default();
         let mut pubsub = server.client.get_async_pubsub().await.unwrap();
         pubsub.subscribe(keys.feed()).await.unwrap();
-        let mut connection = server
-            .client
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut connection = server.connection().await;
         pipe.query_async::<()>(&mut connection).await.unwrap();
         redis::cmd("PUBLISH")
             .arg(keys.feed())
@@ -298,34 +311,24 @@ mod tests {
         }
     }
 
+    /// A key's value and its PTTL.
     async fn get(server: &Server, key: &str) -> (Option<String>, i64) {
-        let mut connection = server
-            .client
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
         redis::pipe()
             .cmd("GET")
             .arg(key)
             .cmd("PTTL")
             .arg(key)
-            .query_async(&mut connection)
+            .query_async(&mut server.connection().await)
             .await
             .unwrap()
     }
 
     async fn set(server: &Server, key: &str, value: &str) {
-        let mut connection = server
-            .client
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .query_async::<()>(&mut connection)
-            .await
-            .unwrap();
+        server.send(redis::cmd("SET").arg(key).arg(value)).await;
+    }
+
+    async fn del(server: &Server, key: &str) {
+        server.send(redis::cmd("DEL").arg(key)).await;
     }
 
     fn restore(ban: &BanRecord, now_ms: i64) -> redis::Pipeline {
@@ -410,16 +413,7 @@ mod tests {
             "B's ban stays"
         );
 
-        let mut connection = server
-            .client
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        redis::cmd("DEL")
-            .arg(keys.ban(JAIL, host()))
-            .query_async::<()>(&mut connection)
-            .await
-            .unwrap();
+        del(&server, &keys.ban(JAIL, host())).await;
         let lifted = wire(FeedMessage::Unban(unban("c", start)));
         set(&server, &keys.unban(JAIL, host()), &lifted).await;
         assert_eq!(
@@ -445,19 +439,15 @@ mod tests {
         let keys = Keys::default();
         let at = 1_000_000;
         let newer = wire(FeedMessage::Ban(ban("b", at + 1)));
-        let mut connection = server
-            .client
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        redis::cmd("SET")
-            .arg(keys.ban(JAIL, host()))
-            .arg(&newer)
-            .arg("PX")
-            .arg(600_000)
-            .query_async::<()>(&mut connection)
-            .await
-            .unwrap();
+        server
+            .send(
+                redis::cmd("SET")
+                    .arg(keys.ban(JAIL, host()))
+                    .arg(&newer)
+                    .arg("PX")
+                    .arg(600_000),
+            )
+            .await;
 
         let late = unban("a", at);
         assert_eq!(
@@ -513,13 +503,7 @@ mod tests {
         // Redis lost the ban (a restart without persistence): members that hold it still
         // learn of the unban, and it is recorded for what the lifted ban had left, so that
         // its member pushing it back afterwards finds the unban and leaves it.
-        let mut connection = server
-            .client
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        let forget = || redis::cmd("DEL").arg(keys.unban(JAIL, host())).clone();
-        forget().query_async::<()>(&mut connection).await.unwrap();
+        del(&server, &keys.unban(JAIL, host())).await;
         let other = unban("c", at + 10);
         assert_eq!(
             run(&server, lift(&other, UnbanSent::Late)).await,
@@ -542,14 +526,14 @@ mod tests {
         );
 
         // A lifted ban without end: recorded for good; one already over: not recorded.
-        forget().query_async::<()>(&mut connection).await.unwrap();
+        del(&server, &keys.unban(JAIL, host())).await;
         let endless = UnbanRecord {
             end_ms: None,
             ..unban("c", at + 30)
         };
         run(&server, lift(&endless, UnbanSent::Late)).await;
         assert_eq!(get(&server, &keys.unban(JAIL, host())).await.1, -1);
-        forget().query_async::<()>(&mut connection).await.unwrap();
+        del(&server, &keys.unban(JAIL, host())).await;
         let over = UnbanRecord {
             end_ms: Some(at),
             ..unban("c", at + 40)

@@ -42,13 +42,9 @@ impl Lifts {
     }
 
     /// How many lifts are remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.by_host.len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.by_host.is_empty()
     }
 }
 

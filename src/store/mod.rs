@@ -250,48 +250,51 @@ impl Store {
 
     /// Records many bans in one transaction (restores and bulk bans).
     pub fn save_bans(&mut self, bans: &[BanRecord]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let transaction = self.connection.transaction().map_err(wrap)?;
-        {
-            let mut insert_ban = transaction
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO bans
-                     (jail, host, start_ms, end_ms, ban_count, failures, origin, matches,
-                      fleet_member)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .map_err(wrap)?;
-            let mut insert_history = transaction
-                .prepare_cached(
-                    "INSERT INTO ban_history (jail, host, start_ms) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(wrap)?;
+        self.in_transaction(|transaction| {
+            let mut insert_ban = transaction.prepare_cached(
+                "INSERT OR REPLACE INTO bans
+                 (jail, host, start_ms, end_ms, ban_count, failures, origin, matches,
+                  fleet_member)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            let mut insert_history = transaction.prepare_cached(
+                "INSERT INTO ban_history (jail, host, start_ms) VALUES (?1, ?2, ?3)",
+            )?;
             for ban in bans {
                 let matches = serde_json::to_string(&ban.matches).unwrap_or_else(|_| "[]".into());
                 let host = ban.host.to_string();
-                insert_ban
-                    .execute(params![
-                        ban.jail,
-                        host,
-                        millis(ban.start),
-                        ban.end.map(millis),
-                        ban.ban_count,
-                        ban.failures,
-                        ban.origin,
-                        matches,
-                        ban.fleet_member
-                    ])
-                    .map_err(wrap)?;
-                insert_history
-                    .execute(params![ban.jail, host, millis(ban.start)])
-                    .map_err(wrap)?;
+                insert_ban.execute(params![
+                    ban.jail,
+                    host,
+                    millis(ban.start),
+                    ban.end.map(millis),
+                    ban.ban_count,
+                    ban.failures,
+                    ban.origin,
+                    matches,
+                    ban.fleet_member
+                ])?;
+                insert_history.execute(params![ban.jail, host, millis(ban.start)])?;
             }
-        }
-        transaction.commit().map_err(wrap)
+            Ok(())
+        })
+    }
+
+    /// Runs `work` in one transaction, committed when it succeeds (rolled back when not).
+    fn in_transaction<T>(
+        &mut self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let run = |connection: &mut Connection| {
+            let transaction = connection.transaction()?;
+            let value = work(&transaction)?;
+            transaction.commit()?;
+            Ok(value)
+        };
+        run(&mut self.connection).map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Forgets a ban in force (an unban); its history stays for increments.
@@ -498,35 +501,23 @@ impl Store {
 
     /// Replaces the unbans waiting for Redis with `unbans`, in one transaction.
     pub fn replace_fleet_unbans(&mut self, unbans: &[UnbanRecord]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let transaction = self.connection.transaction().map_err(wrap)?;
-        transaction
-            .execute("DELETE FROM fleet_unbans", [])
-            .map_err(wrap)?;
-        {
-            let mut insert = transaction
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO fleet_unbans (jail, host, origin, at_ms, end_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(wrap)?;
+        self.in_transaction(|transaction| {
+            transaction.execute("DELETE FROM fleet_unbans", [])?;
+            let mut insert = transaction.prepare_cached(
+                "INSERT OR REPLACE INTO fleet_unbans (jail, host, origin, at_ms, end_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             for unban in unbans {
-                insert
-                    .execute(params![
-                        unban.jail,
-                        unban.ip.to_string(),
-                        unban.origin,
-                        unban.at_ms,
-                        unban.end_ms
-                    ])
-                    .map_err(wrap)?;
+                insert.execute(params![
+                    unban.jail,
+                    unban.ip.to_string(),
+                    unban.origin,
+                    unban.at_ms,
+                    unban.end_ms
+                ])?;
             }
-        }
-        transaction.commit().map_err(wrap)
+            Ok(())
+        })
     }
 
     /// The unbans waiting for Redis; a row whose address does not read is skipped with a

@@ -195,6 +195,13 @@ impl Redis {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Whether Redis holds the key of `host`'s ban in the tests' jail `app`.
+    pub fn has_ban_key(&self, host: &str) -> bool {
+        self.cli(&["EXISTS", &format!("logjail:ban:app:{host}")])
+            .trim()
+            == "1"
+    }
+
     /// SIGKILL: nothing flushed but what `appendfsync always` wrote.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
